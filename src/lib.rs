@@ -1,0 +1,16 @@
+//! tribunal grades LLM responses against rubrics with a committee of LLM judges.
+//!
+//! Module map (see README "Architecture" for invariants):
+//! - [`rubric`]: rubric model, verdict scales, `rubric.v1` schema and validation (pure).
+//! - [`item`]: graded items; reads HealthBench rows and `case.v1` rows (pure).
+//! - [`score`]: scoring policies, vetoes, abstentions, batch statistics (pure).
+//! - [`cli`]: the command line.
+//! - [`error`]: the crate error vocabulary.
+
+pub mod cli;
+pub mod error;
+pub mod item;
+pub mod rubric;
+pub mod score;
+
+pub use error::{Error, ErrorKind, Result};

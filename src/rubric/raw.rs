@@ -1,0 +1,555 @@
+//! `RawRubric` (the `rubric.v1` document as written by users) and its one-way
+//! validation into `Rubric`. Every problem is collected with its field path.
+//! Pure: no IO.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Criterion, CriterionId, CriterionKind, FieldError, Invalid, OnAbstention, Policy,
+    QuarkMedParams, RUBRIC_FORMAT, Rubric, Scoring, Tier, valid_identifier,
+};
+
+/// A `rubric.v1` document before validation.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRubric {
+    pub format: String,
+    pub id: String,
+    pub version: u32,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub scoring: RawScoring,
+    pub criteria: Vec<RawCriterion>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeights {
+    pub essential: Option<f64>,
+    pub important: Option<f64>,
+    pub highlight: Option<f64>,
+    pub pitfall: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawScoring {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<RawWeights>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r_essential: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r_pitfall: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bonus_cap: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub veto_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_abstention: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawCriterion {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub veto: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+}
+
+/// Ids for criteria that have none: `c-` + 12 hex digits of blake3(text). Identical
+/// texts within one rubric get `-2`, `-3`, ... in order, so ids stay stable for a
+/// given rubric and unique within it.
+pub fn derive_criterion_ids<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    texts
+        .into_iter()
+        .map(|t| {
+            let hex = blake3::hash(t.as_bytes()).to_hex();
+            let base = format!("c-{}", &hex.as_str()[..12]);
+            let n = seen.entry(base.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 { base } else { format!("{base}-{n}") }
+        })
+        .collect()
+}
+
+impl RawRubric {
+    /// Validates into a `Rubric`, reporting every problem. `criteria_field` names the
+    /// criteria array in error paths (`criteria` for rubric.v1, `rubrics` for HealthBench rows).
+    pub fn validate(&self, criteria_field: &str) -> Result<Rubric, Invalid> {
+        let mut errs = Vec::new();
+        if self.format != RUBRIC_FORMAT {
+            errs.push(FieldError::new(
+                "format",
+                format!(
+                    "\"{}\" is not supported; use \"{RUBRIC_FORMAT}\"",
+                    self.format
+                ),
+            ));
+        }
+        if !valid_identifier(&self.id) {
+            errs.push(FieldError::new(
+                "id",
+                format!(
+                    "\"{}\" is not a valid id; use 1-128 letters, digits or . _ : -",
+                    self.id
+                ),
+            ));
+        }
+        if self.version == 0 {
+            errs.push(FieldError::new("version", "must be 1 or more"));
+        }
+        if self.title.trim().is_empty() {
+            errs.push(FieldError::new("title", "must not be empty"));
+        }
+        let scoring = validate_scoring(&self.scoring, &mut errs);
+        if self.criteria.is_empty() {
+            errs.push(FieldError::new(
+                criteria_field,
+                "a rubric needs at least one criterion",
+            ));
+        }
+        let derived = derive_criterion_ids(self.criteria.iter().map(|c| c.text.as_str()));
+        let mut criteria = Vec::with_capacity(self.criteria.len());
+        let mut ids: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for (i, (rc, derived_id)) in self.criteria.iter().zip(derived).enumerate() {
+            let at = format!("{criteria_field}[{i}]");
+            if let Some(c) = validate_criterion(rc, derived_id, &at, &scoring, &mut errs) {
+                if let Some(first) = ids.insert(c.id.0.clone(), i) {
+                    errs.push(FieldError::new(
+                        format!("{at}.id"),
+                        format!(
+                            "duplicate criterion id \"{}\" (also {criteria_field}[{first}]); ids must be unique within a rubric",
+                            c.id
+                        ),
+                    ));
+                }
+                criteria.push(c);
+            }
+        }
+        if !errs.is_empty() {
+            return Err(Invalid(errs));
+        }
+        Ok(Rubric {
+            id: self.id.clone(),
+            version: self.version,
+            title: self.title.clone(),
+            scoring,
+            criteria,
+        })
+    }
+}
+
+fn validate_scoring(raw: &RawScoring, errs: &mut Vec<FieldError>) -> Scoring {
+    let mut scoring = Scoring::default();
+    let name = raw.policy.as_deref().unwrap_or("healthbench");
+    match Policy::by_name(name) {
+        Some(p) => scoring.policy = p,
+        None => errs.push(FieldError::new(
+            "scoring.policy",
+            format!(
+                "unknown policy \"{name}\"; use one of {}",
+                super::POLICY_NAMES.join(", ")
+            ),
+        )),
+    }
+    let quark_only = [
+        ("weights", raw.weights.is_some()),
+        ("r_essential", raw.r_essential.is_some()),
+        ("r_pitfall", raw.r_pitfall.is_some()),
+        ("bonus_cap", raw.bonus_cap.is_some()),
+    ];
+    if let Policy::QuarkMed(params) = &mut scoring.policy {
+        let w = raw.weights.clone().unwrap_or_default();
+        for (field, value, slot) in [
+            ("essential", w.essential, &mut params.w_essential),
+            ("important", w.important, &mut params.w_important),
+            ("highlight", w.highlight, &mut params.w_highlight),
+            ("pitfall", w.pitfall, &mut params.w_pitfall),
+        ] {
+            if let Some(v) = value {
+                if v.is_finite() && v > 0.0 {
+                    *slot = v;
+                } else {
+                    errs.push(FieldError::new(
+                        format!("scoring.weights.{field}"),
+                        format!("{v} must be a positive number"),
+                    ));
+                }
+            }
+        }
+        set_unit(
+            raw.r_essential,
+            "scoring.r_essential",
+            &mut params.r_essential,
+            errs,
+        );
+        set_unit(
+            raw.r_pitfall,
+            "scoring.r_pitfall",
+            &mut params.r_pitfall,
+            errs,
+        );
+        if let Some(v) = raw.bonus_cap {
+            if v.is_finite() && v >= 0.0 {
+                params.bonus_cap = v;
+            } else {
+                errs.push(FieldError::new(
+                    "scoring.bonus_cap",
+                    format!("{v} must be a number >= 0"),
+                ));
+            }
+        }
+    } else {
+        for (field, present) in quark_only {
+            if present {
+                errs.push(FieldError::new(
+                    format!("scoring.{field}"),
+                    "only applies to the quarkmed policy; remove it or set scoring.policy = \"quarkmed\"",
+                ));
+            }
+        }
+    }
+    set_unit(
+        raw.veto_score,
+        "scoring.veto_score",
+        &mut scoring.veto_score,
+        errs,
+    );
+    match raw.on_abstention.as_deref() {
+        None | Some("incomplete") => {}
+        Some("renormalize") => scoring.on_abstention = OnAbstention::Renormalize,
+        Some(other) => errs.push(FieldError::new(
+            "scoring.on_abstention",
+            format!("unknown value \"{other}\"; use \"incomplete\" or \"renormalize\""),
+        )),
+    }
+    scoring
+}
+
+fn set_unit(value: Option<f64>, field: &str, slot: &mut f64, errs: &mut Vec<FieldError>) {
+    if let Some(v) = value {
+        if (0.0..=1.0).contains(&v) {
+            *slot = v;
+        } else {
+            errs.push(FieldError::new(field, format!("{v} is outside [0, 1]")));
+        }
+    }
+}
+
+fn validate_criterion(
+    rc: &RawCriterion,
+    derived_id: String,
+    at: &str,
+    scoring: &Scoring,
+    errs: &mut Vec<FieldError>,
+) -> Option<Criterion> {
+    let before = errs.len();
+    let id = match &rc.id {
+        Some(id) if !valid_identifier(id) => {
+            errs.push(FieldError::new(
+                format!("{at}.id"),
+                format!("\"{id}\" is not a valid id; use 1-128 letters, digits or . _ : -"),
+            ));
+            id.clone()
+        }
+        Some(id) => id.clone(),
+        None => derived_id,
+    };
+    if rc.text.trim().is_empty() {
+        errs.push(FieldError::new(format!("{at}.text"), "must not be empty"));
+    }
+    let kind = match (rc.points, rc.tier.as_deref()) {
+        (Some(_), Some(_)) => {
+            errs.push(FieldError::new(
+                at,
+                "give either `points` or `tier`, not both",
+            ));
+            None
+        }
+        (None, None) => {
+            errs.push(FieldError::new(
+                at,
+                "missing `points` (HealthBench style, -10..10) or `tier` (essential | important | highlight | pitfall)",
+            ));
+            None
+        }
+        (Some(p), None) => {
+            check_points(p, &format!("{at}.points"), errs).map(CriterionKind::Points)
+        }
+        (None, Some(t)) => match Tier::parse(t) {
+            Some(t) => Some(CriterionKind::Tier(t)),
+            None => {
+                errs.push(FieldError::new(
+                    format!("{at}.tier"),
+                    format!("unknown tier \"{t}\"; use essential, important, highlight or pitfall"),
+                ));
+                None
+            }
+        },
+    };
+    match (&scoring.policy, kind) {
+        (Policy::HealthBench, Some(CriterionKind::Tier(_))) => errs.push(FieldError::new(
+            format!("{at}.tier"),
+            "the healthbench policy scores `points`; give points or use scoring.policy \"quarkmed\" or \"weighted\"",
+        )),
+        (Policy::QuarkMed(_), Some(CriterionKind::Points(_))) => errs.push(FieldError::new(
+            format!("{at}.points"),
+            "the quarkmed policy scores tiers; give `tier` or use scoring.policy \"healthbench\" or \"weighted\"",
+        )),
+        _ => {}
+    }
+    let mut tags_seen = std::collections::HashSet::new();
+    for (j, tag) in rc.tags.iter().enumerate() {
+        if tag.trim().is_empty() {
+            errs.push(FieldError::new(
+                format!("{at}.tags[{j}]"),
+                "must not be empty",
+            ));
+        } else if !tags_seen.insert(tag.as_str()) {
+            errs.push(FieldError::new(
+                format!("{at}.tags[{j}]"),
+                format!("duplicate tag \"{tag}\""),
+            ));
+        }
+    }
+    if let Some(w) = rc.weight {
+        if !(w.is_finite() && w > 0.0) {
+            errs.push(FieldError::new(
+                format!("{at}.weight"),
+                format!("{w} must be a positive number"),
+            ));
+        }
+    }
+    if errs.len() != before {
+        return None;
+    }
+    Some(Criterion {
+        id: CriterionId(id),
+        text: rc.text.clone(),
+        kind: kind?,
+        tags: rc.tags.clone(),
+        veto: rc.veto,
+        weight: rc.weight,
+    })
+}
+
+/// Points must be a nonzero integer in [-10, 10].
+pub(crate) fn check_points(p: f64, field: &str, errs: &mut Vec<FieldError>) -> Option<i8> {
+    if !p.is_finite() || p.fract() != 0.0 {
+        errs.push(FieldError::new(field, format!("{p} is not an integer")));
+        return None;
+    }
+    if !(-10.0..=10.0).contains(&p) {
+        errs.push(FieldError::new(field, format!("{p} is outside [-10, 10]")));
+        return None;
+    }
+    if p == 0.0 {
+        errs.push(FieldError::new(
+            field,
+            "0 points is not allowed; use a nonzero integer in [-10, 10]",
+        ));
+        return None;
+    }
+    // In range and integral, so the cast is exact.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "checked to be an integer in [-10, 10]"
+    )]
+    Some(p as i8)
+}
+
+impl Rubric {
+    /// The canonical `rubric.v1` document for this rubric, with every id filled in.
+    pub fn to_raw(&self) -> RawRubric {
+        let (policy, weights, r_essential, r_pitfall, bonus_cap) = match &self.scoring.policy {
+            Policy::QuarkMed(QuarkMedParams {
+                w_essential,
+                w_important,
+                w_highlight,
+                w_pitfall,
+                r_essential,
+                r_pitfall,
+                bonus_cap,
+            }) => (
+                "quarkmed",
+                Some(super::raw::RawWeights {
+                    essential: Some(*w_essential),
+                    important: Some(*w_important),
+                    highlight: Some(*w_highlight),
+                    pitfall: Some(*w_pitfall),
+                }),
+                Some(*r_essential),
+                Some(*r_pitfall),
+                Some(*bonus_cap),
+            ),
+            other => (other.name(), None, None, None, None),
+        };
+        RawRubric {
+            format: RUBRIC_FORMAT.to_owned(),
+            id: self.id.clone(),
+            version: self.version,
+            title: self.title.clone(),
+            description: None,
+            scoring: RawScoring {
+                policy: Some(policy.to_owned()),
+                weights,
+                r_essential,
+                r_pitfall,
+                bonus_cap,
+                veto_score: Some(self.scoring.veto_score),
+                on_abstention: Some(self.scoring.on_abstention.as_str().to_owned()),
+            },
+            criteria: self
+                .criteria
+                .iter()
+                .map(|c| RawCriterion {
+                    id: Some(c.id.0.clone()),
+                    text: c.text.clone(),
+                    points: match c.kind {
+                        CriterionKind::Points(p) => Some(f64::from(p)),
+                        CriterionKind::Tier(_) => None,
+                    },
+                    tier: match c.kind {
+                        CriterionKind::Tier(t) => Some(t.as_str().to_owned()),
+                        CriterionKind::Points(_) => None,
+                    },
+                    tags: c.tags.clone(),
+                    veto: c.veto,
+                    weight: c.weight,
+                })
+                .collect(),
+        }
+    }
+
+    /// This rubric scored under another policy (e.g. `tribunal score --policy`).
+    pub fn with_policy(&self, policy: Policy) -> Result<Rubric, Invalid> {
+        let mut raw = self.to_raw();
+        raw.scoring.policy = Some(policy.name().to_owned());
+        if !matches!(policy, Policy::QuarkMed(_)) {
+            raw.scoring.weights = None;
+            raw.scoring.r_essential = None;
+            raw.scoring.r_pitfall = None;
+            raw.scoring.bonus_cap = None;
+        }
+        raw.validate("criteria")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crit(text: &str, points: f64) -> RawCriterion {
+        RawCriterion {
+            id: None,
+            text: text.into(),
+            points: Some(points),
+            tier: None,
+            tags: vec![],
+            veto: false,
+            weight: None,
+        }
+    }
+
+    fn rubric(criteria: Vec<RawCriterion>) -> RawRubric {
+        RawRubric {
+            format: "rubric.v1".into(),
+            id: "r".into(),
+            version: 1,
+            title: "t".into(),
+            description: None,
+            scoring: RawScoring::default(),
+            criteria,
+        }
+    }
+
+    fn fields(r: &RawRubric) -> Vec<String> {
+        match r.validate("criteria") {
+            Ok(_) => vec![],
+            Err(Invalid(errs)) => errs.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn derived_ids_are_stable_and_unique() {
+        let ids = derive_criterion_ids(["a", "b", "a"]);
+        assert_eq!(ids[0], derive_criterion_ids(["a"])[0]);
+        assert_eq!(ids[2], format!("{}-2", ids[0]));
+        assert_ne!(ids[0], ids[1]);
+    }
+
+    #[test]
+    fn validation_errors_name_fields() {
+        let cases: Vec<(RawRubric, Vec<&str>)> = vec![
+            (
+                rubric(vec![crit("x", 12.0)]),
+                vec!["criteria[0].points: 12 is outside [-10, 10]"],
+            ),
+            (
+                rubric(vec![crit("x", 0.0)]),
+                vec![
+                    "criteria[0].points: 0 points is not allowed; use a nonzero integer in [-10, 10]",
+                ],
+            ),
+            (
+                rubric(vec![crit("x", 2.5)]),
+                vec!["criteria[0].points: 2.5 is not an integer"],
+            ),
+            (
+                rubric(vec![]),
+                vec!["criteria: a rubric needs at least one criterion"],
+            ),
+            (
+                rubric(vec![
+                    RawCriterion {
+                        id: Some("a".into()),
+                        ..crit("x", 1.0)
+                    },
+                    RawCriterion {
+                        id: Some("a".into()),
+                        ..crit("y", 1.0)
+                    },
+                ]),
+                vec![
+                    "criteria[1].id: duplicate criterion id \"a\" (also criteria[0]); ids must be unique within a rubric",
+                ],
+            ),
+            (
+                rubric(vec![RawCriterion {
+                    tier: Some("vital".into()),
+                    points: None,
+                    ..crit("x", 1.0)
+                }]),
+                vec![
+                    "criteria[0].tier: unknown tier \"vital\"; use essential, important, highlight or pitfall",
+                ],
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(fields(&input), expected);
+        }
+    }
+
+    #[test]
+    fn to_raw_round_trips() {
+        let mut raw = rubric(vec![crit("x", 3.0), crit("y", -2.0)]);
+        raw.scoring.veto_score = Some(0.0);
+        let r = raw.validate("criteria").unwrap();
+        assert_eq!(r.to_raw().validate("criteria").unwrap(), r);
+    }
+}

@@ -1,0 +1,146 @@
+//! Verdict scales: what a judge (or a human label) says about one criterion.
+//! Pure value types; parsing model text into a `Verdict` lives in `judge::parse`.
+
+use std::fmt;
+
+/// Credit on a positive QuarkMed tier: 0, 0.5 or 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Credit {
+    None,
+    Partial,
+    Full,
+}
+
+/// Severity of a pitfall: none, minor or major.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Severity {
+    None,
+    Minor,
+    Major,
+}
+
+/// The outcome for one criterion. An abstention is not a verdict: it is modelled as
+/// `Option<Verdict>::None` by callers, so it can never be mistaken for met / not met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Met(bool),
+    Credit(Credit),
+    Severity(Severity),
+}
+
+impl Verdict {
+    /// How much of the criterion's behaviour is present, in [0, 1].
+    pub fn presence(self) -> f64 {
+        match self {
+            Verdict::Met(true) => 1.0,
+            Verdict::Met(false) => 0.0,
+            Verdict::Credit(Credit::None) | Verdict::Severity(Severity::None) => 0.0,
+            Verdict::Credit(Credit::Partial) | Verdict::Severity(Severity::Minor) => 0.5,
+            Verdict::Credit(Credit::Full) | Verdict::Severity(Severity::Major) => 1.0,
+        }
+    }
+
+    /// Reads the JSON forms accepted in input files and judge answers:
+    /// `true`/`false`, `0`/`0.5`/`1`, `"none"`/`"minor"`/`"major"`, and
+    /// `"met"`/`"not_met"`. `null` is not a verdict (the caller treats it as an abstention).
+    pub fn from_json(v: &serde_json::Value) -> Result<Verdict, String> {
+        use serde_json::Value;
+        match v {
+            Value::Bool(b) => Ok(Verdict::Met(*b)),
+            Value::Number(n) => match n.as_f64() {
+                Some(0.0) => Ok(Verdict::Credit(Credit::None)),
+                Some(0.5) => Ok(Verdict::Credit(Credit::Partial)),
+                Some(1.0) => Ok(Verdict::Credit(Credit::Full)),
+                _ => Err(format!("{n} is not a credit; use 0, 0.5 or 1")),
+            },
+            Value::String(s) => match s.as_str() {
+                "none" => Ok(Verdict::Severity(Severity::None)),
+                "minor" => Ok(Verdict::Severity(Severity::Minor)),
+                "major" => Ok(Verdict::Severity(Severity::Major)),
+                "met" => Ok(Verdict::Met(true)),
+                "not_met" => Ok(Verdict::Met(false)),
+                other => Err(format!(
+                    "\"{other}\" is not a verdict; use true/false, 0/0.5/1 or \"none\"/\"minor\"/\"major\""
+                )),
+            },
+            other => Err(format!(
+                "{} is not a verdict; use true/false, 0/0.5/1, \"none\"/\"minor\"/\"major\", or null for an abstention",
+                json_kind(other)
+            )),
+        }
+    }
+
+    /// The canonical JSON form (inverse of `from_json`).
+    pub fn to_json(self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Verdict::Met(b) => json!(b),
+            Verdict::Credit(Credit::None) => json!(0.0),
+            Verdict::Credit(Credit::Partial) => json!(0.5),
+            Verdict::Credit(Credit::Full) => json!(1.0),
+            Verdict::Severity(Severity::None) => json!("none"),
+            Verdict::Severity(Severity::Minor) => json!("minor"),
+            Verdict::Severity(Severity::Major) => json!("major"),
+        }
+    }
+
+    pub fn describe(self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Met(true) => f.write_str("met"),
+            Verdict::Met(false) => f.write_str("not met"),
+            Verdict::Credit(Credit::None) => f.write_str("credit 0"),
+            Verdict::Credit(Credit::Partial) => f.write_str("credit 0.5"),
+            Verdict::Credit(Credit::Full) => f.write_str("credit 1"),
+            Verdict::Severity(Severity::None) => f.write_str("severity none"),
+            Verdict::Severity(Severity::Minor) => f.write_str("severity minor"),
+            Verdict::Severity(Severity::Major) => f.write_str("severity major"),
+        }
+    }
+}
+
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_round_trip() {
+        for v in [
+            Verdict::Met(true),
+            Verdict::Met(false),
+            Verdict::Credit(Credit::None),
+            Verdict::Credit(Credit::Partial),
+            Verdict::Credit(Credit::Full),
+            Verdict::Severity(Severity::None),
+            Verdict::Severity(Severity::Minor),
+            Verdict::Severity(Severity::Major),
+        ] {
+            assert_eq!(Verdict::from_json(&v.to_json()), Ok(v));
+        }
+    }
+
+    #[test]
+    fn rejects_off_scale_values() {
+        for bad in [json!(0.7), json!("maybe"), json!([true]), json!({})] {
+            assert!(Verdict::from_json(&bad).is_err(), "{bad}");
+        }
+    }
+}

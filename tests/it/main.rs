@@ -1,0 +1,45 @@
+//! Integration tests: one binary, one module per boundary.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod cli_score;
+mod healthbench_real;
+mod schema_examples;
+
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/data/<sub>` when present; tests print `skipped` and return when absent.
+pub fn shared_data(sub: &str) -> Option<PathBuf> {
+    let p = root().join("..").join("shared").join("data").join(sub);
+    p.is_dir().then_some(p)
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the real `tribunal` binary.
+pub fn tribunal(args: &[&str], cwd: &Path) -> Run {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tribunal"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run tribunal");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
