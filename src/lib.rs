@@ -4,12 +4,16 @@
 //! - [`rubric`]: rubric model, verdict scales, `rubric.v1` schema and validation (pure).
 //! - [`item`]: graded items; reads HealthBench rows and `case.v1` rows (pure).
 //! - [`score`]: scoring policies, vetoes, abstentions, batch statistics (pure).
+//! - [`judge`]: judge trait, prompts, answer parsing, providers.
+//! - [`committee`]: fan-out, quorum, consensus.
 //! - [`cli`]: the command line.
 //! - [`error`]: the crate error vocabulary.
 
 pub mod cli;
+pub mod committee;
 pub mod error;
 pub mod item;
+pub mod judge;
 pub mod rubric;
 pub mod score;
 

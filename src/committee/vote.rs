@@ -1,0 +1,1 @@
+//! Consensus per criterion from judge verdicts. Pure: no IO, no async.

@@ -1,0 +1,1 @@
+//! Model text -> `Parsed` verdict. Pure: no IO, no async.

@@ -1,0 +1,1 @@
+//! Judge prompt rendering (minijinja).
