@@ -28,9 +28,53 @@ pub enum Command {
     /// Score verdicts offline (no judges): HealthBench rows with `criteria_met` on each
     /// rubric item, or case.v1 rows with `verdicts`. Prints the aggregate and per-example scores.
     Score(ScoreArgs),
+    /// Grade responses with the judge committee: one GradeReport per line, then a
+    /// summary in the shape of `score --format json`.
+    Grade(GradeArgs),
     /// Rubric tools.
     #[command(subcommand)]
     Rubric(RubricCommand),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Parser)]
+pub struct GradeArgs {
+    /// JSON Lines input: HealthBench rows plus `response`, or case.v1 rows.
+    pub input: PathBuf,
+    /// TOML configuration; without it, the built-in simulated committee is used.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Where to write GradeReports (JSONL); default standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Skip items whose case id already has a report in OUTPUT.
+    #[arg(long, requires = "output")]
+    pub resume: bool,
+    /// Write the summary here instead of standard output (standard error when the
+    /// reports themselves go to standard output).
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// For rows without `response`, grade the first reference answer (HealthBench
+    /// ideal completion); rows with neither are skipped and counted.
+    #[arg(long)]
+    pub use_reference: bool,
+    /// Items graded concurrently.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Seed for the summary's bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration (all problems listed) and print it resolved, secrets masked.
+    Check {
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -73,6 +117,10 @@ pub const EXIT_INVALID: u8 = 3;
 pub fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Command::Score(args) => score_cmd(&args),
+        Command::Grade(args) => crate::cli_grade::run(&args),
+        Command::Config(ConfigCommand::Check { config }) => {
+            crate::cli_grade::config_check(config.as_deref())
+        }
         Command::Rubric(RubricCommand::Check { files }) => rubric_check(&files),
         Command::Rubric(RubricCommand::FromHealthbench { file }) => from_healthbench(&file),
     };
@@ -97,7 +145,7 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// How a command failed: bad data (every problem listed) or a runtime failure.
-enum Failure {
+pub(crate) enum Failure {
     Invalid(Vec<String>),
     Runtime(anyhow::Error),
 }
@@ -119,7 +167,7 @@ fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
 
 /// Reads JSON Lines, calling `f(line_number, text)` for each non-blank line. Lines
 /// that are not UTF-8 are passed on as errors, not skipped.
-fn for_each_line(
+pub(crate) fn for_each_line(
     path: &Path,
     mut f: impl FnMut(usize, Result<&str, String>),
 ) -> anyhow::Result<()> {
@@ -137,7 +185,7 @@ fn for_each_line(
     Ok(())
 }
 
-fn invalid_lines(n: usize, inv: &Invalid) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn invalid_lines(n: usize, inv: &Invalid) -> impl Iterator<Item = String> + '_ {
     inv.0.iter().map(move |e| format!("line {n}: {e}"))
 }
 

@@ -13,6 +13,8 @@ pub enum ErrorKind {
     NotFound,
     /// Reading or writing a local file failed.
     Io,
+    /// The committee could not reach quorum on any criterion (judges unavailable).
+    Unavailable,
     /// A bug or an unexpected state.
     Internal,
 }
@@ -23,6 +25,7 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Io => "io",
+            ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
         }
     }
@@ -40,6 +43,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("judges unavailable: {0}")]
+    QuorumLost(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -50,6 +55,7 @@ impl Error {
             Error::Invalid(_) => ErrorKind::InvalidInput,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Io { .. } => ErrorKind::Io,
+            Error::QuorumLost(_) => ErrorKind::Unavailable,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -58,7 +64,10 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::Invalid(inv) => inv.first_field(),
-            Error::NotFound { .. } | Error::Io { .. } | Error::Internal(_) => None,
+            Error::NotFound { .. }
+            | Error::Io { .. }
+            | Error::QuorumLost(_)
+            | Error::Internal(_) => None,
         }
     }
 }

@@ -9,11 +9,16 @@
 //! - [`cli`]: the command line.
 //! - [`error`]: the crate error vocabulary.
 
+pub mod cache;
 pub mod cli;
+mod cli_grade;
 pub mod committee;
+pub mod config;
 pub mod error;
+pub mod grader;
 pub mod item;
 pub mod judge;
+pub mod limits;
 pub mod rubric;
 pub mod score;
 

@@ -1,4 +1,418 @@
-//! The committee: fan-out of criteria to judges with quorum and deadlines; `vote.rs`
-//! forms the consensus per criterion (pure). Must not know about scoring or storage.
+//! The committee: fans each criterion out to every member judge (x `n_samples`),
+//! through the verdict cache, under the item's deadline; collects `Ballot`s; forms a
+//! `Consensus` per criterion with `vote` (pure); calls the escalation judge only when
+//! the committee splits. Must not know about scoring policies or storage.
 
 pub mod vote;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cache::{CachedAnswer, KeyInputs, Source, VerdictCache, cache_key};
+use crate::config::{CommitteeConfig, PromptMode};
+use crate::item::Case;
+use crate::judge::call::JudgeClient;
+use crate::judge::prompt::{Templates, new_nonce};
+use crate::judge::{AbstainReason, ChatRequest, ChatRole, Expect, Scale};
+use crate::rubric::{Credit, Criterion, Rubric, Severity, Verdict};
+use vote::{JudgeVotes, Outcome, Rule, VoteInput};
+
+/// One judge's answer (or abstention) on one criterion, for one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ballot {
+    pub judge: String,
+    pub sample: u32,
+    pub escalation: bool,
+    pub verdict: Option<Verdict>,
+    pub abstained: Option<AbstainReason>,
+    pub explanation: String,
+    pub latency_ms: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub cached: bool,
+    pub template_hash: String,
+}
+
+/// How the consensus on a criterion was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsensusKind {
+    Decided,
+    /// The committee split and the escalation judge decided.
+    Escalated,
+    /// The committee split and nobody could decide: abstained.
+    Split,
+    /// Fewer than `quorum` judges gave a verdict: abstained.
+    NoQuorum,
+}
+
+impl ConsensusKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsensusKind::Decided => "decided",
+            ConsensusKind::Escalated => "escalated",
+            ConsensusKind::Split => "split",
+            ConsensusKind::NoQuorum => "no_quorum",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consensus {
+    pub criterion: String,
+    pub verdict: Option<Verdict>,
+    pub kind: ConsensusKind,
+    /// Share of judges agreeing with the consensus (None when abstained).
+    pub agreement: Option<f64>,
+    pub ballots: Vec<Ballot>,
+}
+
+pub struct Member {
+    pub client: Arc<JudgeClient>,
+    pub weight: f64,
+}
+
+pub struct Committee {
+    pub members: Vec<Member>,
+    pub escalation: Option<Arc<JudgeClient>>,
+    pub cfg: CommitteeConfig,
+    pub templates: Arc<Templates>,
+    pub cache: Arc<VerdictCache>,
+}
+
+/// Inverts a verdict's polarity, so "any judge sees a violation" can be expressed
+/// with the `any` rule for positive veto criteria too.
+fn invert(v: Verdict) -> Verdict {
+    match v {
+        Verdict::Met(b) => Verdict::Met(!b),
+        Verdict::Credit(Credit::None) => Verdict::Credit(Credit::Full),
+        Verdict::Credit(Credit::Full) => Verdict::Credit(Credit::None),
+        Verdict::Credit(Credit::Partial) => Verdict::Credit(Credit::Partial),
+        Verdict::Severity(Severity::None) => Verdict::Severity(Severity::Major),
+        Verdict::Severity(Severity::Major) => Verdict::Severity(Severity::None),
+        Verdict::Severity(Severity::Minor) => Verdict::Severity(Severity::Minor),
+    }
+}
+
+struct Ask<'a> {
+    client: &'a Arc<JudgeClient>,
+    escalation: bool,
+    sample: u32,
+    criteria: Vec<&'a Criterion>,
+}
+
+impl Committee {
+    pub fn simulated(&self) -> bool {
+        self.members.iter().all(|m| m.client.simulated())
+            && self.escalation.as_ref().is_none_or(|e| e.simulated())
+    }
+
+    /// Judges every criterion of `rubric` for one response. Always returns one
+    /// `Consensus` per criterion, in rubric order; failures are abstentions inside.
+    pub async fn judge(
+        &self,
+        case: &Case,
+        response: &str,
+        rubric: &Rubric,
+        reference: Option<&[Option<Verdict>]>,
+        deadline: Instant,
+    ) -> Vec<Consensus> {
+        let mut asks = Vec::new();
+        for m in &self.members {
+            for sample in 0..self.cfg.n_samples {
+                match self.cfg.prompt_mode {
+                    PromptMode::PerCriterion => {
+                        for c in &rubric.criteria {
+                            asks.push(Ask {
+                                client: &m.client,
+                                escalation: false,
+                                sample,
+                                criteria: vec![c],
+                            });
+                        }
+                    }
+                    PromptMode::Batched => asks.push(Ask {
+                        client: &m.client,
+                        escalation: false,
+                        sample,
+                        criteria: rubric.criteria.iter().collect(),
+                    }),
+                }
+            }
+        }
+        let results = futures::future::join_all(
+            asks.iter()
+                .map(|a| self.ask(a, case, response, rubric, reference, deadline)),
+        )
+        .await;
+        let mut by_criterion: Vec<Vec<Ballot>> = vec![Vec::new(); rubric.criteria.len()];
+        for ballots in results {
+            for (idx, b) in ballots {
+                if let Some(slot) = by_criterion.get_mut(idx) {
+                    slot.push(b);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(rubric.criteria.len());
+        for (idx, (criterion, ballots)) in rubric.criteria.iter().zip(by_criterion).enumerate() {
+            out.push(
+                self.consensus(
+                    idx, criterion, ballots, case, response, rubric, reference, deadline,
+                )
+                .await,
+            );
+        }
+        out
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; a struct would only rename them"
+    )]
+    async fn consensus(
+        &self,
+        idx: usize,
+        criterion: &Criterion,
+        mut ballots: Vec<Ballot>,
+        case: &Case,
+        response: &str,
+        rubric: &Rubric,
+        reference: Option<&[Option<Verdict>]>,
+        deadline: Instant,
+    ) -> Consensus {
+        let scale = Scale::of(criterion.kind);
+        // Veto criteria use the veto rule in the safe direction: a violation counts when
+        // at least k judges see it (for positive criteria, "not met" is the violation).
+        let (rule, flip) = if criterion.veto {
+            (self.cfg.veto_consensus, !criterion.kind.is_negative())
+        } else {
+            (self.cfg.consensus, false)
+        };
+        let judges: Vec<JudgeVotes> = self
+            .members
+            .iter()
+            .map(|m| JudgeVotes {
+                judge: m.client.name().to_owned(),
+                weight: m.weight,
+                verdicts: ballots
+                    .iter()
+                    .filter(|b| b.judge == m.client.name() && !b.escalation)
+                    .filter_map(|b| b.verdict)
+                    .map(|v| {
+                        if flip && matches!(rule, Rule::Any { .. }) {
+                            invert(v)
+                        } else {
+                            v
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let outcome = vote::decide(&VoteInput {
+            scale,
+            rule,
+            quorum: self.cfg.quorum,
+            min_agreement: self.cfg.min_agreement,
+            judges: &judges,
+        });
+        let unflip = |v: Verdict| {
+            if flip && matches!(rule, Rule::Any { .. }) {
+                invert(v)
+            } else {
+                v
+            }
+        };
+        let (verdict, kind, agreement) = match outcome {
+            Outcome::Decided { verdict, agreement } => (
+                Some(unflip(verdict)),
+                ConsensusKind::Decided,
+                Some(agreement),
+            ),
+            Outcome::NoQuorum { .. } => (None, ConsensusKind::NoQuorum, None),
+            Outcome::Split { agreement } => match &self.escalation {
+                None => (None, ConsensusKind::Split, Some(agreement)),
+                Some(esc) => {
+                    let ask = Ask {
+                        client: esc,
+                        escalation: true,
+                        sample: 0,
+                        criteria: vec![criterion],
+                    };
+                    let extra = self
+                        .ask(&ask, case, response, rubric, reference, deadline)
+                        .await;
+                    let mut decided = None;
+                    for (_, b) in extra {
+                        decided = decided.or(b.verdict);
+                        ballots.push(b);
+                    }
+                    match decided {
+                        Some(v) => (Some(v), ConsensusKind::Escalated, Some(agreement)),
+                        None => (None, ConsensusKind::Split, Some(agreement)),
+                    }
+                }
+            },
+        };
+        let _ = idx;
+        Consensus {
+            criterion: criterion.id.0.clone(),
+            verdict,
+            kind,
+            agreement,
+            ballots,
+        }
+    }
+
+    /// One call (per-criterion or batched), through the cache. Returns ballots tagged
+    /// with the criterion's index in the rubric.
+    async fn ask(
+        &self,
+        a: &Ask<'_>,
+        case: &Case,
+        response: &str,
+        rubric: &Rubric,
+        reference: Option<&[Option<Verdict>]>,
+        deadline: Instant,
+    ) -> Vec<(usize, Ballot)> {
+        let indices: Vec<usize> = a
+            .criteria
+            .iter()
+            .filter_map(|c| rubric.criteria.iter().position(|x| x.id == c.id))
+            .collect();
+        let refs: Option<Vec<Option<Verdict>>> = reference.map(|r| {
+            indices
+                .iter()
+                .map(|i| r.get(*i).copied().flatten())
+                .collect()
+        });
+        let (template_hash, expect) = if a.criteria.len() == 1
+            && self.cfg.prompt_mode == PromptMode::PerCriterion
+            || a.escalation
+        {
+            let scale = Scale::of(a.criteria[0].kind);
+            (
+                self.templates.template_hash(scale).to_owned(),
+                Expect::One(scale),
+            )
+        } else {
+            (
+                self.templates.batch_template_hash().to_owned(),
+                Expect::Batch(
+                    a.criteria
+                        .iter()
+                        .map(|c| (c.id.0.clone(), Scale::of(c.kind)))
+                        .collect(),
+                ),
+            )
+        };
+        let key = cache_key(&KeyInputs {
+            judge_fingerprint: &a.client.fingerprint,
+            sampling: &a.client.cfg.sampling,
+            template_hash: &template_hash,
+            case,
+            response,
+            criteria: &a.criteria,
+            sample: a.sample,
+            reference: refs.as_deref(),
+        });
+        let started = Instant::now();
+        let call = async {
+            let rendered = match &expect {
+                Expect::One(_) => {
+                    self.templates
+                        .render_criterion(case, response, a.criteria[0], &new_nonce())
+                }
+                Expect::Batch(_) => {
+                    self.templates
+                        .render_batch(case, response, &a.criteria, &new_nonce())
+                }
+            };
+            // A template that cannot render is a configuration bug; the ballot abstains
+            // (never a verdict) and the cause is logged once here.
+            let rendered = rendered.map_err(|e| {
+                tracing::error!(judge = a.client.name(), error = %e, "judge prompt failed to render");
+                AbstainReason::ClientError
+            })?;
+            let req = ChatRequest {
+                messages: vec![
+                    (ChatRole::System, rendered.system),
+                    (ChatRole::User, rendered.user),
+                ],
+                expect: expect.clone(),
+                content_key: key,
+                sample: a.sample,
+                reference: refs.clone(),
+            };
+            let result = tokio::time::timeout_at(deadline.into(), a.client.call(req, deadline))
+                .await
+                .map_err(|_| AbstainReason::Timeout)?;
+            let mut answers = Vec::with_capacity(result.answers.len());
+            for r in result.answers {
+                answers.push(r?);
+            }
+            Ok(CachedAnswer {
+                answers,
+                usage: result.usage,
+                template_hash: rendered.template_hash,
+            })
+        };
+        let (outcome, source) = self.cache.get_or_call(key, call).await;
+        #[expect(clippy::cast_possible_truncation, reason = "milliseconds fit in u64")]
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let cached = source != Source::Upstream;
+        let share = |x: u64| x / (indices.len().max(1) as u64);
+        match outcome {
+            Ok(answer) => indices
+                .iter()
+                .zip(answer.answers.iter())
+                .map(|(idx, p)| {
+                    let usage = if cached {
+                        Default::default()
+                    } else {
+                        answer.usage
+                    };
+                    let cost = a.client.cost(usage) / indices.len().max(1) as f64;
+                    (
+                        *idx,
+                        Ballot {
+                            judge: a.client.name().to_owned(),
+                            sample: a.sample,
+                            escalation: a.escalation,
+                            verdict: Some(p.verdict),
+                            abstained: None,
+                            explanation: p.explanation.clone(),
+                            latency_ms,
+                            input_tokens: share(usage.input_tokens),
+                            output_tokens: share(usage.output_tokens),
+                            cost_usd: cost,
+                            cached,
+                            template_hash: answer.template_hash.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            Err(reason) => indices
+                .iter()
+                .map(|idx| {
+                    (
+                        *idx,
+                        Ballot {
+                            judge: a.client.name().to_owned(),
+                            sample: a.sample,
+                            escalation: a.escalation,
+                            verdict: None,
+                            abstained: Some(reason),
+                            explanation: String::new(),
+                            latency_ms,
+                            input_tokens: 0,
+                            output_tokens: 0,
+                            cost_usd: 0.0,
+                            cached: false,
+                            template_hash: template_hash.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}

@@ -100,3 +100,104 @@ pub struct Parsed {
     pub verdict: Verdict,
     pub explanation: String,
 }
+
+pub mod call;
+pub mod provider;
+pub mod sim;
+
+/// Who says a message sent to a judge model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatRole {
+    System,
+    User,
+    Assistant,
+}
+
+/// What the answer must contain, so providers can ask for structured output and the
+/// simulated provider can answer in kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expect {
+    One(Scale),
+    /// Batched prompt: (criterion id, scale) in rubric order.
+    Batch(Vec<(String, Scale)>),
+}
+
+/// One chat call to a judge model.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub messages: Vec<(ChatRole, String)>,
+    pub expect: Expect,
+    /// Content hash of the destructured inputs (not of the nonce'd text): the simulated
+    /// provider derives its deterministic answers from it.
+    pub content_key: [u8; 32],
+    /// Self-consistency sample index.
+    pub sample: u32,
+    /// A human label for calibration items; only the simulated provider reads it.
+    pub reference: Option<Vec<Option<crate::rubric::Verdict>>>,
+}
+
+/// Tokens a call used, as the server reported them (or as estimated when it did not).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// A model's raw answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    /// The provider's own refusal field (OpenAI `message.refusal`), when set.
+    pub refusal: Option<String>,
+    pub usage: Option<Usage>,
+}
+
+/// A failed call, classified for the retry policy.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("rate limited (429)")]
+    RateLimited {
+        retry_after: Option<std::time::Duration>,
+    },
+    #[error("server error {status}")]
+    Server {
+        status: u16,
+        retry_after: Option<std::time::Duration>,
+    },
+    #[error("timed out")]
+    Timeout,
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("client error {status}: {message}")]
+    Client { status: u16, message: String },
+    #[error("undecodable response: {0}")]
+    Decode(String),
+}
+
+impl ProviderError {
+    /// 429, 5xx, timeouts and connection errors are worth another attempt.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::RateLimited { .. }
+                | ProviderError::Server { .. }
+                | ProviderError::Timeout
+                | ProviderError::Connect(_)
+        )
+    }
+
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ProviderError::RateLimited { retry_after }
+            | ProviderError::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A chat-completions backend: the OpenAI-compatible client or the simulator.
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync {
+    async fn complete(&self, req: &ChatRequest) -> Result<Completion, ProviderError>;
+    fn simulated(&self) -> bool;
+}

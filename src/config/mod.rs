@@ -1,0 +1,281 @@
+//! Configuration: `RawConfig` (TOML, strict, `deny_unknown_fields`) + env overrides
+//! `TRIBUNAL__SECTION__KEY` -> validated `Config`, with every problem reported at once.
+//! The file names the env var that holds an API key, never the key; keys are `secrecy`
+//! types. Must not build judges or open connections (that is `app`'s job).
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use raw::{RawCommittee, RawConfig, RawJudge, RawSim};
+
+use crate::committee::vote::{Rule, TieRule};
+use crate::rubric::{FieldError, Invalid};
+
+/// How a judge is reached.
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    OpenAi(OpenAiConfig),
+    Sim(SimConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    /// Base URL up to and including `/v1`; `/chat/completions` is appended.
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+    /// Read from `api_key_env` at start-up; absent is fine for local servers.
+    pub api_key: Option<SecretString>,
+    pub headers: Vec<(String, String)>,
+    /// Send `response_format` with a JSON schema (servers that support structured output).
+    pub structured_output: bool,
+}
+
+/// The simulated provider: deterministic for a seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Latency: uniform in [latency_ms - jitter, latency_ms + jitter].
+    pub latency_ms: u64,
+    pub latency_jitter_ms: u64,
+    /// Probability of agreeing with a reference label when one is supplied.
+    pub accuracy: f64,
+    /// Probability the simulated judge says "met" / gives high credit without a label.
+    pub met_rate: f64,
+    pub rate_429: f64,
+    pub retry_after_ms: u64,
+    pub rate_500: f64,
+    pub rate_timeout: f64,
+    pub rate_malformed: f64,
+    pub rate_refusal: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            latency_ms: 0,
+            latency_jitter_ms: 0,
+            accuracy: 0.9,
+            met_rate: 0.5,
+            rate_429: 0.0,
+            retry_after_ms: 1000,
+            rate_500: 0.0,
+            rate_timeout: 0.0,
+            rate_malformed: 0.0,
+            rate_refusal: 0.0,
+        }
+    }
+}
+
+/// Sampling parameters sent to the model; all part of the cache key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub seed: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitsConfig {
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+    pub max_concurrency: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub max_parse_retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct JudgeConfig {
+    pub name: String,
+    pub model: String,
+    pub provider: ProviderConfig,
+    pub sampling: Sampling,
+    pub limits: LimitsConfig,
+    pub retry: RetryConfig,
+    /// Deadline of one HTTP attempt.
+    pub timeout: Duration,
+    /// USD per million tokens.
+    pub price_input_per_mtok: f64,
+    pub price_output_per_mtok: f64,
+}
+
+impl JudgeConfig {
+    pub fn simulated(&self) -> bool {
+        matches!(self.provider, ProviderConfig::Sim(_))
+    }
+}
+
+/// Per-criterion or batched prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptMode {
+    PerCriterion,
+    Batched,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitteeConfig {
+    /// (judge name, weight), in order.
+    pub members: Vec<(String, f64)>,
+    pub n_samples: u32,
+    pub consensus: Rule,
+    /// Rule for `veto` criteria: flags a violation when at least k judges see it.
+    pub veto_consensus: Rule,
+    pub quorum: usize,
+    pub escalation: Option<String>,
+    /// Escalate when the consensus agreement is below this (0 disables).
+    pub min_agreement: f64,
+    pub prompt_mode: PromptMode,
+    /// Overall deadline of one graded item (longer than any judge call's).
+    pub request_timeout: Duration,
+    /// Custom template directory; `None` = built-in `judge-prompts/v1`.
+    pub prompts_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    pub max_bytes: u64,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub judges: BTreeMap<String, JudgeConfig>,
+    pub committee: CommitteeConfig,
+    pub cache: CacheConfig,
+}
+
+impl Config {
+    /// True when every committee member (and the escalation judge) is simulated.
+    pub fn simulated(&self) -> bool {
+        self.committee
+            .members
+            .iter()
+            .map(|(n, _)| n)
+            .chain(self.committee.escalation.iter())
+            .all(|n| self.judges.get(n).is_some_and(JudgeConfig::simulated))
+    }
+
+    /// Loads a TOML file (or the built-in default when `path` is None), applies
+    /// `TRIBUNAL__*` overrides from `env`, and validates.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Io {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })?,
+            None => DEFAULT_CONFIG.to_owned(),
+        };
+        let mut doc: toml::Table = toml::from_str(&text)
+            .map_err(|e| ConfigError::Invalid(Invalid::one("", format!("not valid TOML: {e}"))))?;
+        raw::apply_env_overrides(&mut doc, env).map_err(ConfigError::Invalid)?;
+        let raw: RawConfig = raw::decode(doc).map_err(ConfigError::Invalid)?;
+        raw.validate(&|name| std::env::var(name).ok())
+            .map_err(ConfigError::Invalid)
+    }
+
+    /// The built-in configuration: a committee of three simulated judges.
+    pub fn default_simulated() -> Result<Config, ConfigError> {
+        Config::load(None, std::iter::empty())
+    }
+}
+
+/// The configuration used when no file is given: three simulated judges, so a fresh
+/// machine works offline. Start-up output says "simulated" so nobody mistakes it.
+pub const DEFAULT_CONFIG: &str = r#"
+[judges.sim-a]
+provider = "sim"
+model = "sim-a"
+[judges.sim-a.sim]
+seed = 1
+
+[judges.sim-b]
+provider = "sim"
+model = "sim-b"
+[judges.sim-b.sim]
+seed = 2
+
+[judges.sim-c]
+provider = "sim"
+model = "sim-c"
+[judges.sim-c.sim]
+seed = 3
+
+[committee]
+members = ["sim-a", "sim-b", "sim-c"]
+consensus = "majority"
+quorum = 2
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(Invalid),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Io { .. } => vec![self.to_string()],
+            ConfigError::Invalid(inv) => inv.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+pub(crate) fn rule_from(
+    name: &str,
+    tie: Option<&str>,
+    k: Option<usize>,
+    field: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<Rule> {
+    let tie = match tie.unwrap_or("not_met") {
+        "not_met" => TieRule::NotMet,
+        "met" => TieRule::Met,
+        "escalate" => TieRule::Escalate,
+        other => {
+            errs.push(FieldError::new(
+                format!("{field}_tie"),
+                format!("unknown tie rule \"{other}\"; use not_met, met or escalate"),
+            ));
+            return None;
+        }
+    };
+    Some(match name {
+        "majority" => Rule::Majority { tie },
+        "weighted" => Rule::Weighted { tie },
+        "unanimous" => Rule::Unanimous,
+        "any" => Rule::Any {
+            k: k.unwrap_or(1).max(1),
+        },
+        "mean" => Rule::Mean,
+        "median" => Rule::Median,
+        other => {
+            errs.push(FieldError::new(
+                field,
+                format!(
+                    "unknown consensus \"{other}\"; use majority, weighted, unanimous, any, mean or median"
+                ),
+            ));
+            return None;
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

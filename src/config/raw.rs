@@ -1,0 +1,551 @@
+//! `RawConfig`: the TOML shape, decoded strictly, and its validation into `Config`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{
+    CacheConfig, CommitteeConfig, Config, JudgeConfig, LimitsConfig, OpenAiConfig, PromptMode,
+    ProviderConfig, RetryConfig, Sampling, SimConfig, rule_from,
+};
+use crate::committee::vote::{Rule, TieRule};
+use crate::rubric::{FieldError, Invalid};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub judges: BTreeMap<String, RawJudge>,
+    pub committee: Option<RawCommittee>,
+    #[serde(default)]
+    pub cache: RawCache,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJudge {
+    pub provider: String,
+    pub model: Option<String>,
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub seed: Option<i64>,
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub structured_output: bool,
+    pub price_input_per_mtok: Option<f64>,
+    pub price_output_per_mtok: Option<f64>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+    pub max_concurrency: Option<usize>,
+    pub max_attempts: Option<u32>,
+    pub max_parse_retries: Option<u32>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
+    pub sim: Option<RawSim>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSim {
+    pub seed: Option<u64>,
+    pub latency_ms: Option<u64>,
+    pub latency_jitter_ms: Option<u64>,
+    pub accuracy: Option<f64>,
+    pub met_rate: Option<f64>,
+    pub rate_429: Option<f64>,
+    pub retry_after_ms: Option<u64>,
+    pub rate_500: Option<f64>,
+    pub rate_timeout: Option<f64>,
+    pub rate_malformed: Option<f64>,
+    pub rate_refusal: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawMember {
+    Name(String),
+    Weighted { judge: String, weight: f64 },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommittee {
+    pub members: Vec<RawMember>,
+    pub n_samples: Option<u32>,
+    pub consensus: Option<String>,
+    pub consensus_tie: Option<String>,
+    pub consensus_k: Option<usize>,
+    pub veto_consensus: Option<String>,
+    pub veto_consensus_tie: Option<String>,
+    pub veto_consensus_k: Option<usize>,
+    pub quorum: Option<usize>,
+    pub escalation: Option<String>,
+    pub min_agreement: Option<f64>,
+    pub prompt_mode: Option<String>,
+    pub request_timeout_ms: Option<u64>,
+    pub prompts_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub max_bytes: Option<u64>,
+    pub ttl_secs: Option<u64>,
+}
+
+/// Decodes the TOML table strictly, naming the offending key path.
+pub(super) fn decode(doc: toml::Table) -> Result<RawConfig, Invalid> {
+    serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        Invalid::one(field, e.into_inner().to_string())
+    })
+}
+
+/// Applies `TRIBUNAL__SECTION__KEY=value` overrides: the path is lower-cased and split
+/// on `__`; the value is read as a TOML value when it parses as one, else as a string.
+pub(super) fn apply_env_overrides(
+    doc: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), Invalid> {
+    let mut errs = Vec::new();
+    for (k, v) in env {
+        let Some(path) = k.strip_prefix("TRIBUNAL__") else {
+            continue;
+        };
+        let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        if parts.iter().any(String::is_empty) {
+            errs.push(FieldError::new(k.clone(), "empty path segment in override"));
+            continue;
+        }
+        let value = format!("v = {v}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(v));
+        if let Err(m) = set_path(doc, &parts, value) {
+            errs.push(FieldError::new(k.clone(), m));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid(errs))
+    }
+}
+
+fn set_path(table: &mut toml::Table, parts: &[String], value: toml::Value) -> Result<(), String> {
+    match parts {
+        [] => Ok(()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!(
+                    "`{first}` is not a table, cannot override below it"
+                )),
+            }
+        }
+    }
+}
+
+fn unit(v: Option<f64>, default: f64, field: &str, errs: &mut Vec<FieldError>) -> f64 {
+    match v {
+        Some(x) if (0.0..=1.0).contains(&x) => x,
+        Some(x) => {
+            errs.push(FieldError::new(field, format!("{x} is outside [0, 1]")));
+            default
+        }
+        None => default,
+    }
+}
+
+impl RawConfig {
+    pub fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
+        let mut errs = Vec::new();
+        let mut judges = BTreeMap::new();
+        if self.judges.is_empty() {
+            errs.push(FieldError::new(
+                "judges",
+                "define at least one judge, e.g. [judges.a]",
+            ));
+        }
+        for (name, j) in self.judges {
+            if let Some(cfg) = validate_judge(&name, j, env, &mut errs) {
+                judges.insert(name, cfg);
+            }
+        }
+        let committee = match self.committee {
+            None => {
+                errs.push(FieldError::new(
+                    "committee",
+                    "missing [committee] with `members`",
+                ));
+                None
+            }
+            Some(c) => validate_committee(c, &judges, &mut errs),
+        };
+        let cache = CacheConfig {
+            max_bytes: self.cache.max_bytes.unwrap_or(256 * 1024 * 1024),
+            ttl: Duration::from_secs(self.cache.ttl_secs.unwrap_or(7 * 24 * 3600)),
+        };
+        match committee {
+            Some(committee) if errs.is_empty() => Ok(Config {
+                judges,
+                committee,
+                cache,
+            }),
+            _ => Err(Invalid(errs)),
+        }
+    }
+}
+
+fn validate_judge(
+    name: &str,
+    j: RawJudge,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Vec<FieldError>,
+) -> Option<JudgeConfig> {
+    let at = |k: &str| format!("judges.{name}.{k}");
+    let before = errs.len();
+    if !crate::rubric::valid_identifier(name) {
+        errs.push(FieldError::new(
+            format!("judges.{name}"),
+            "judge names use letters, digits or . _ : -",
+        ));
+    }
+    let provider = match j.provider.as_str() {
+        "openai" => {
+            if j.sim.is_some() {
+                errs.push(FieldError::new(at("sim"), "only for provider = \"sim\""));
+            }
+            let base_url = match &j.base_url {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                    u.trim_end_matches('/').to_owned()
+                }
+                Some(u) => {
+                    errs.push(FieldError::new(
+                        at("base_url"),
+                        format!("\"{u}\" must start with http:// or https://"),
+                    ));
+                    String::new()
+                }
+                None => {
+                    errs.push(FieldError::new(
+                        at("base_url"),
+                        "required for provider \"openai\", e.g. \"https://api.openai.com/v1\"",
+                    ));
+                    String::new()
+                }
+            };
+            if j.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+                errs.push(FieldError::new(
+                    at("model"),
+                    "required for provider \"openai\"",
+                ));
+            }
+            let api_key = j
+                .api_key_env
+                .as_deref()
+                .and_then(env)
+                .map(SecretString::from);
+            ProviderConfig::OpenAi(OpenAiConfig {
+                base_url,
+                api_key_env: j.api_key_env.clone(),
+                api_key,
+                headers: j.headers.clone().into_iter().collect(),
+                structured_output: j.structured_output,
+            })
+        }
+        "sim" => {
+            for (k, present) in [
+                ("base_url", j.base_url.is_some()),
+                ("api_key_env", j.api_key_env.is_some()),
+                ("structured_output", j.structured_output),
+            ] {
+                if present {
+                    errs.push(FieldError::new(
+                        at(k),
+                        "not used by provider \"sim\"; remove it",
+                    ));
+                }
+            }
+            let s = j.sim.unwrap_or_default();
+            let d = SimConfig::default();
+            let f = |k: &str| format!("judges.{name}.sim.{k}");
+            let sim = SimConfig {
+                seed: s.seed.unwrap_or(d.seed),
+                latency_ms: s.latency_ms.unwrap_or(d.latency_ms),
+                latency_jitter_ms: s.latency_jitter_ms.unwrap_or(d.latency_jitter_ms),
+                accuracy: unit(s.accuracy, d.accuracy, &f("accuracy"), errs),
+                met_rate: unit(s.met_rate, d.met_rate, &f("met_rate"), errs),
+                rate_429: unit(s.rate_429, 0.0, &f("rate_429"), errs),
+                retry_after_ms: s.retry_after_ms.unwrap_or(d.retry_after_ms),
+                rate_500: unit(s.rate_500, 0.0, &f("rate_500"), errs),
+                rate_timeout: unit(s.rate_timeout, 0.0, &f("rate_timeout"), errs),
+                rate_malformed: unit(s.rate_malformed, 0.0, &f("rate_malformed"), errs),
+                rate_refusal: unit(s.rate_refusal, 0.0, &f("rate_refusal"), errs),
+            };
+            if sim.rate_429
+                + sim.rate_500
+                + sim.rate_timeout
+                + sim.rate_malformed
+                + sim.rate_refusal
+                > 1.0
+            {
+                errs.push(FieldError::new(
+                    format!("judges.{name}.sim"),
+                    "error rates add up to more than 1",
+                ));
+            }
+            ProviderConfig::Sim(sim)
+        }
+        other => {
+            errs.push(FieldError::new(
+                at("provider"),
+                format!("unknown provider \"{other}\"; use \"openai\" or \"sim\""),
+            ));
+            return None;
+        }
+    };
+    if let Some(t) = j.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            errs.push(FieldError::new(
+                at("temperature"),
+                format!("{t} is outside [0, 2]"),
+            ));
+        }
+    }
+    if let Some(t) = j.top_p {
+        if !(0.0..=1.0).contains(&t) || t == 0.0 {
+            errs.push(FieldError::new(
+                at("top_p"),
+                format!("{t} is outside (0, 1]"),
+            ));
+        }
+    }
+    for (k, v) in [
+        ("requests_per_minute", j.requests_per_minute),
+        ("tokens_per_minute", j.tokens_per_minute),
+        ("max_tokens", j.max_tokens),
+    ] {
+        if v == Some(0) {
+            errs.push(FieldError::new(
+                at(k),
+                "must be at least 1 (omit it for no limit)",
+            ));
+        }
+    }
+    if j.max_concurrency == Some(0) {
+        errs.push(FieldError::new(at("max_concurrency"), "must be at least 1"));
+    }
+    if j.max_attempts == Some(0) {
+        errs.push(FieldError::new(at("max_attempts"), "must be at least 1"));
+    }
+    if j.timeout_ms == Some(0) {
+        errs.push(FieldError::new(at("timeout_ms"), "must be at least 1"));
+    }
+    for (k, v) in [
+        ("price_input_per_mtok", j.price_input_per_mtok),
+        ("price_output_per_mtok", j.price_output_per_mtok),
+    ] {
+        if v.is_some_and(|p| !(p.is_finite() && p >= 0.0)) {
+            errs.push(FieldError::new(at(k), "must be a number >= 0"));
+        }
+    }
+    let backoff_base = Duration::from_millis(j.backoff_base_ms.unwrap_or(250));
+    let backoff_max = Duration::from_millis(j.backoff_max_ms.unwrap_or(20_000));
+    if backoff_max < backoff_base {
+        errs.push(FieldError::new(
+            at("backoff_max_ms"),
+            "must be >= backoff_base_ms",
+        ));
+    }
+    if errs.len() != before {
+        return None;
+    }
+    Some(JudgeConfig {
+        name: name.to_owned(),
+        model: j.model.unwrap_or_else(|| name.to_owned()),
+        provider,
+        sampling: Sampling {
+            temperature: j.temperature,
+            top_p: j.top_p,
+            max_tokens: j.max_tokens,
+            seed: j.seed,
+        },
+        limits: LimitsConfig {
+            requests_per_minute: j.requests_per_minute,
+            tokens_per_minute: j.tokens_per_minute,
+            max_concurrency: j.max_concurrency.unwrap_or(32),
+        },
+        retry: RetryConfig {
+            max_attempts: j.max_attempts.unwrap_or(4),
+            max_parse_retries: j.max_parse_retries.unwrap_or(2),
+            backoff_base,
+            backoff_max,
+        },
+        timeout: Duration::from_millis(j.timeout_ms.unwrap_or(30_000)),
+        price_input_per_mtok: j.price_input_per_mtok.unwrap_or(0.0),
+        price_output_per_mtok: j.price_output_per_mtok.unwrap_or(0.0),
+    })
+}
+
+fn validate_committee(
+    c: RawCommittee,
+    judges: &BTreeMap<String, JudgeConfig>,
+    errs: &mut Vec<FieldError>,
+) -> Option<CommitteeConfig> {
+    let before = errs.len();
+    let mut members = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    if c.members.is_empty() {
+        errs.push(FieldError::new(
+            "committee.members",
+            "name at least one judge",
+        ));
+    }
+    for (i, m) in c.members.into_iter().enumerate() {
+        let (name, weight) = match m {
+            RawMember::Name(n) => (n, 1.0),
+            RawMember::Weighted { judge, weight } => (judge, weight),
+        };
+        let at = format!("committee.members[{i}]");
+        if !judges.contains_key(&name) {
+            errs.push(FieldError::new(
+                at.clone(),
+                format!("no judge \"{name}\"; define [judges.{name}]"),
+            ));
+        }
+        if !(weight.is_finite() && weight > 0.0) {
+            errs.push(FieldError::new(
+                at.clone(),
+                format!("weight {weight} must be > 0"),
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            errs.push(FieldError::new(at, format!("\"{name}\" is listed twice")));
+        }
+        members.push((name, weight));
+    }
+    let consensus = rule_from(
+        c.consensus.as_deref().unwrap_or("majority"),
+        c.consensus_tie.as_deref(),
+        c.consensus_k,
+        "committee.consensus",
+        errs,
+    );
+    let veto_consensus = rule_from(
+        c.veto_consensus.as_deref().unwrap_or("any"),
+        c.veto_consensus_tie.as_deref(),
+        c.veto_consensus_k,
+        "committee.veto_consensus",
+        errs,
+    );
+    let quorum = c.quorum.unwrap_or(members.len().div_ceil(2).max(1));
+    if quorum == 0 || quorum > members.len() {
+        errs.push(FieldError::new(
+            "committee.quorum",
+            format!(
+                "{quorum} must be between 1 and the number of members ({})",
+                members.len()
+            ),
+        ));
+    }
+    let n_samples = c.n_samples.unwrap_or(1);
+    if n_samples == 0 || n_samples > 16 {
+        errs.push(FieldError::new(
+            "committee.n_samples",
+            "must be between 1 and 16",
+        ));
+    }
+    if let Some(e) = &c.escalation {
+        if !judges.contains_key(e) {
+            errs.push(FieldError::new(
+                "committee.escalation",
+                format!("no judge \"{e}\"; define [judges.{e}]"),
+            ));
+        }
+        if seen.contains(e) {
+            errs.push(FieldError::new(
+                "committee.escalation",
+                "the escalation judge must not also be a member (it would break its own ties)",
+            ));
+        }
+    }
+    let escalates = matches!(
+        consensus,
+        Some(
+            Rule::Majority {
+                tie: TieRule::Escalate
+            } | Rule::Weighted {
+                tie: TieRule::Escalate
+            }
+        )
+    );
+    if escalates && c.escalation.is_none() {
+        errs.push(FieldError::new(
+            "committee.consensus_tie",
+            "\"escalate\" needs committee.escalation = \"<judge>\"",
+        ));
+    }
+    let min_agreement = unit(c.min_agreement, 0.0, "committee.min_agreement", errs);
+    let prompt_mode = match c.prompt_mode.as_deref().unwrap_or("per_criterion") {
+        "per_criterion" => PromptMode::PerCriterion,
+        "batched" => PromptMode::Batched,
+        other => {
+            errs.push(FieldError::new(
+                "committee.prompt_mode",
+                format!("unknown mode \"{other}\"; use per_criterion or batched"),
+            ));
+            PromptMode::PerCriterion
+        }
+    };
+    let request_timeout = Duration::from_millis(c.request_timeout_ms.unwrap_or(300_000));
+    let longest_call = members
+        .iter()
+        .map(|(n, _)| n)
+        .chain(c.escalation.iter())
+        .filter_map(|n| judges.get(n))
+        .map(|j| j.timeout)
+        .max()
+        .unwrap_or_default();
+    if request_timeout <= longest_call {
+        errs.push(FieldError::new(
+            "committee.request_timeout_ms",
+            format!(
+                "{} ms must be longer than the longest judge timeout_ms ({} ms)",
+                request_timeout.as_millis(),
+                longest_call.as_millis()
+            ),
+        ));
+    }
+    if errs.len() != before {
+        return None;
+    }
+    Some(CommitteeConfig {
+        members,
+        n_samples,
+        consensus: consensus?,
+        veto_consensus: veto_consensus?,
+        quorum,
+        escalation: c.escalation,
+        min_agreement,
+        prompt_mode,
+        request_timeout,
+        prompts_dir: c.prompts_dir,
+    })
+}

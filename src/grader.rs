@@ -1,0 +1,256 @@
+//! The domain facade every front end calls: `Grader::grade` turns an `Item` into a
+//! `GradeReport` (committee verdicts -> consensus -> score with vetoes). Owns the
+//! GradeReport JSON shape (a deliberate, versioned output format).
+//! Must not parse wire formats or know about transports.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::cache::VerdictCache;
+use crate::committee::{Committee, Consensus, ConsensusKind, Member};
+use crate::config::{Config, ProviderConfig};
+use crate::error::Error;
+use crate::item::{Item, RubricSource};
+use crate::judge::Provider;
+use crate::judge::call::JudgeClient;
+use crate::judge::prompt::Templates;
+use crate::judge::provider::OpenAiProvider;
+use crate::judge::sim::SimProvider;
+use crate::rubric::{Invalid, Rubric, Verdict};
+use crate::score::{self, ExampleScore, report};
+
+pub const REPORT_FORMAT: &str = "grade_report.v1";
+
+/// The full result of grading one item.
+#[derive(Debug, Clone)]
+pub struct GradeReport {
+    pub case_id: String,
+    pub rubric: String,
+    pub simulated: bool,
+    /// Some ballot abstained (the committee still met quorum where it could).
+    pub degraded: bool,
+    pub criteria: Vec<Consensus>,
+    pub score: ExampleScore,
+    pub elapsed: Duration,
+}
+
+impl GradeReport {
+    pub fn cost_usd(&self) -> f64 {
+        self.ballots().map(|b| b.cost_usd).sum()
+    }
+
+    fn ballots(&self) -> impl Iterator<Item = &crate::committee::Ballot> {
+        self.criteria.iter().flat_map(|c| c.ballots.iter())
+    }
+
+    pub fn to_json(&self) -> Value {
+        let input: u64 = self.ballots().map(|b| b.input_tokens).sum();
+        let output: u64 = self.ballots().map(|b| b.output_tokens).sum();
+        let calls = self
+            .ballots()
+            .filter(|b| !b.cached && b.abstained.is_none())
+            .count();
+        let hits = self.ballots().filter(|b| b.cached).count();
+        let abstentions: Vec<Value> = self
+            .ballots()
+            .zip(self.criteria.iter().flat_map(|c| c.ballots.iter().map(move |_| &c.criterion)))
+            .filter_map(|(b, crit)| {
+                b.abstained.map(|r| json!({"criterion": crit, "judge": b.judge, "sample": b.sample, "reason": r.as_str()}))
+            })
+            .collect();
+        json!({
+            "format": REPORT_FORMAT,
+            "case_id": self.case_id,
+            "rubric": self.rubric,
+            "simulated": self.simulated,
+            "degraded": self.degraded,
+            "score": report::example_json(&self.case_id, &self.score),
+            "tags": self.score.tags,
+            "criteria": self.criteria.iter().map(|c| json!({
+                "id": c.criterion,
+                "verdict": c.verdict.map(Verdict::to_json),
+                "consensus": c.kind.as_str(),
+                "agreement": c.agreement,
+                "ballots": c.ballots.iter().map(|b| json!({
+                    "judge": b.judge,
+                    "sample": b.sample,
+                    "escalation": b.escalation,
+                    "verdict": b.verdict.map(Verdict::to_json),
+                    "abstained": b.abstained.map(|r| r.as_str()),
+                    "explanation": b.explanation,
+                    "latency_ms": b.latency_ms,
+                    "input_tokens": b.input_tokens,
+                    "output_tokens": b.output_tokens,
+                    "cost_usd": b.cost_usd,
+                    "cached": b.cached,
+                    "template_hash": b.template_hash,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "abstentions": abstentions,
+            "usage": {
+                "input_tokens": input,
+                "output_tokens": output,
+                "cost_usd": self.cost_usd(),
+                "upstream_calls": calls,
+                "cache_hits": hits,
+            },
+            "elapsed_ms": u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+}
+
+/// Reads the score part of a stored report back (for `grade --resume` summaries).
+pub fn example_score_from_report(v: &Value) -> Option<(String, ExampleScore)> {
+    let s = v.get("score")?;
+    let ids = |k: &str| -> Vec<crate::rubric::CriterionId> {
+        s.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|x| crate::rubric::CriterionId(x.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let tags = v
+        .get("tags")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, x)| x.as_f64().map(|f| (k.clone(), f)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((
+        v.get("case_id")?.as_str()?.to_owned(),
+        ExampleScore {
+            score: s.get("score").and_then(Value::as_f64),
+            undefined: None,
+            final_score: s.get("final_score").and_then(Value::as_f64),
+            vetoed_by: ids("vetoed_by"),
+            incomplete: s.get("incomplete").and_then(Value::as_bool).unwrap_or(true),
+            abstained: ids("abstained"),
+            tags,
+        },
+    ))
+}
+
+pub struct Grader {
+    pub committee: Committee,
+    pub request_timeout: Duration,
+}
+
+impl Grader {
+    /// Builds judges, templates and the cache from a validated config.
+    pub fn from_config(cfg: &Config) -> Result<Grader, Error> {
+        let templates = match &cfg.committee.prompts_dir {
+            None => Templates::builtin(),
+            Some(dir) => Templates::from_dir(dir, &dir.display().to_string()),
+        }
+        .map_err(|e| Error::Internal(format!("judge prompts: {e}")))?;
+        let client = |name: &str| -> Result<Arc<JudgeClient>, Error> {
+            let j = cfg.judges.get(name).ok_or_else(|| {
+                Error::Invalid(Invalid::one("committee", format!("no judge \"{name}\"")))
+            })?;
+            let provider: Arc<dyn Provider> = match &j.provider {
+                ProviderConfig::OpenAi(o) => Arc::new(
+                    OpenAiProvider::new(j, o)
+                        .map_err(|m| Error::Invalid(Invalid::one(format!("judges.{name}"), m)))?,
+                ),
+                ProviderConfig::Sim(s) => Arc::new(SimProvider::new(s.clone())),
+            };
+            Ok(Arc::new(JudgeClient::new(j.clone(), provider)))
+        };
+        let members = cfg
+            .committee
+            .members
+            .iter()
+            .map(|(n, w)| {
+                Ok(Member {
+                    client: client(n)?,
+                    weight: *w,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let escalation = cfg
+            .committee
+            .escalation
+            .as_deref()
+            .map(client)
+            .transpose()?;
+        Ok(Grader {
+            committee: Committee {
+                members,
+                escalation,
+                cfg: cfg.committee.clone(),
+                templates: Arc::new(templates),
+                cache: Arc::new(VerdictCache::new(&cfg.cache, None)),
+            },
+            request_timeout: cfg.committee.request_timeout,
+        })
+    }
+
+    pub fn simulated(&self) -> bool {
+        self.committee.simulated()
+    }
+
+    /// Grades one item with an inline rubric. A response is required.
+    pub async fn grade(&self, item: &Item) -> Result<GradeReport, Error> {
+        let rubric: Arc<Rubric> = match &item.rubric {
+            RubricSource::Inline(r) => Arc::clone(r),
+            RubricSource::Reference { id, version } => {
+                return Err(Error::NotFound {
+                    what: "rubric",
+                    name: match version {
+                        Some(v) => format!("{id}@{v} (no rubric store in this mode)"),
+                        None => format!("{id} (no rubric store in this mode)"),
+                    },
+                });
+            }
+        };
+        let Some(response) = item.response.as_deref() else {
+            return Err(Error::Invalid(Invalid::one(
+                "response",
+                "missing: the text to grade goes in `response`",
+            )));
+        };
+        let started = Instant::now();
+        let deadline = started + self.request_timeout;
+        let criteria = self
+            .committee
+            .judge(&item.case, response, &rubric, None, deadline)
+            .await;
+        if !criteria.is_empty() && criteria.iter().all(|c| c.kind == ConsensusKind::NoQuorum) {
+            let reasons: std::collections::BTreeSet<&str> = criteria
+                .iter()
+                .flat_map(|c| {
+                    c.ballots
+                        .iter()
+                        .filter_map(|b| b.abstained.map(|r| r.as_str()))
+                })
+                .collect();
+            return Err(Error::QuorumLost(format!(
+                "no criterion reached quorum {}; judge abstentions: {}",
+                self.committee.cfg.quorum,
+                reasons.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let verdicts: Vec<Option<Verdict>> = criteria.iter().map(|c| c.verdict).collect();
+        let score = score::score_example(&rubric, &verdicts, &item.case.tags);
+        let degraded = criteria
+            .iter()
+            .any(|c| c.ballots.iter().any(|b| b.abstained.is_some()) || c.verdict.is_none());
+        Ok(GradeReport {
+            case_id: item.case.id.clone(),
+            rubric: rubric.reference(),
+            simulated: self.simulated(),
+            degraded,
+            criteria,
+            score,
+            elapsed: started.elapsed(),
+        })
+    }
+}

@@ -1,0 +1,296 @@
+//! One judge's calls: limiter permit, provider call with a per-attempt deadline,
+//! retries with capped exponential backoff and full jitter (honouring Retry-After),
+//! and re-asking when the answer cannot be parsed. Every failure ends as an explicit
+//! `AbstainReason`, never as a verdict.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+
+use super::parse::{ParseError, parse_answer, parse_batch};
+use super::{AbstainReason, ChatRequest, ChatRole, Expect, Parsed, Provider, ProviderError, Usage};
+use crate::config::{JudgeConfig, ProviderConfig};
+use crate::limits::{JudgeLimiter, estimate_tokens};
+
+/// Counters for one judge, read by progress output and metrics.
+#[derive(Debug, Default)]
+pub struct JudgeStats {
+    pub calls: AtomicU64,
+    pub retries: AtomicU64,
+    pub parse_retries: AtomicU64,
+    pub input_tokens: AtomicU64,
+    pub output_tokens: AtomicU64,
+    /// Micro-dollars, so it can be an atomic integer.
+    pub cost_micro_usd: AtomicU64,
+}
+
+/// What one logical call produced (after retries and re-asks).
+#[derive(Debug, Clone)]
+pub struct CallResult {
+    /// Per asked criterion: a parsed answer or why it abstained.
+    pub answers: Vec<Result<Parsed, AbstainReason>>,
+    pub usage: Usage,
+    pub attempts: u32,
+    pub latency: Duration,
+}
+
+impl CallResult {
+    fn abstain(
+        n: usize,
+        reason: AbstainReason,
+        usage: Usage,
+        attempts: u32,
+        started: Instant,
+    ) -> Self {
+        CallResult {
+            answers: vec![Err(reason); n],
+            usage,
+            attempts,
+            latency: started.elapsed(),
+        }
+    }
+}
+
+pub struct JudgeClient {
+    pub cfg: JudgeConfig,
+    provider: Arc<dyn Provider>,
+    pub limiter: JudgeLimiter,
+    pub stats: JudgeStats,
+    /// Provider identity for cache keys: kind, endpoint, model, simulator settings.
+    pub fingerprint: String,
+}
+
+impl JudgeClient {
+    pub fn new(cfg: JudgeConfig, provider: Arc<dyn Provider>) -> Self {
+        let fingerprint = match &cfg.provider {
+            ProviderConfig::OpenAi(o) => format!("openai|{}|{}", o.base_url, cfg.model),
+            ProviderConfig::Sim(s) => format!("sim|{}|{s:?}", cfg.model),
+        };
+        Self {
+            limiter: JudgeLimiter::new(&cfg.limits),
+            cfg,
+            provider,
+            stats: JudgeStats::default(),
+            fingerprint,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub fn simulated(&self) -> bool {
+        self.provider.simulated()
+    }
+
+    /// USD cost of `usage` at this judge's prices.
+    pub fn cost(&self, usage: Usage) -> f64 {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "token counts are far below 2^52"
+        )]
+        let (i, o) = (usage.input_tokens as f64, usage.output_tokens as f64);
+        (i * self.cfg.price_input_per_mtok + o * self.cfg.price_output_per_mtok) / 1e6
+    }
+
+    /// Runs a call to completion or abstention before `deadline`.
+    pub async fn call(&self, mut req: ChatRequest, deadline: Instant) -> CallResult {
+        let started = Instant::now();
+        let n = match &req.expect {
+            Expect::One(_) => 1,
+            Expect::Batch(items) => items.len(),
+        };
+        let mut usage = Usage::default();
+        let mut attempts = 0;
+        let mut reasks = 0;
+        loop {
+            let completion = match self.send(&req, deadline, &mut attempts, &mut usage).await {
+                Ok(c) => c,
+                Err(reason) => return CallResult::abstain(n, reason, usage, attempts, started),
+            };
+            if completion.refusal.is_some() {
+                return CallResult::abstain(n, AbstainReason::Refusal, usage, attempts, started);
+            }
+            let parsed: Result<Vec<Result<Parsed, ParseError>>, ParseError> = match &req.expect {
+                Expect::One(scale) => Ok(vec![parse_answer(&completion.text, *scale)]),
+                Expect::Batch(items) => {
+                    let expected: Vec<(&str, super::Scale)> =
+                        items.iter().map(|(id, s)| (id.as_str(), *s)).collect();
+                    parse_batch(&completion.text, &expected)
+                }
+            };
+            let first_problem = match &parsed {
+                Err(e) => Some(e.clone()),
+                Ok(v) => v.iter().find_map(|r| r.as_ref().err().cloned()),
+            };
+            let Some(problem) = first_problem else {
+                let answers = parsed
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| r.map_err(|_| AbstainReason::Unparseable))
+                    .collect();
+                return CallResult {
+                    answers,
+                    usage,
+                    attempts,
+                    latency: started.elapsed(),
+                };
+            };
+            if problem.is_refusal() {
+                return CallResult::abstain(n, AbstainReason::Refusal, usage, attempts, started);
+            }
+            if reasks >= self.cfg.retry.max_parse_retries {
+                // Keep what did parse (batched prompts); the rest abstain as unparseable.
+                let answers = match parsed {
+                    Ok(v) => v
+                        .into_iter()
+                        .map(|r| {
+                            r.map_err(|e| {
+                                if e.is_refusal() {
+                                    AbstainReason::Refusal
+                                } else {
+                                    AbstainReason::Unparseable
+                                }
+                            })
+                        })
+                        .collect(),
+                    Err(_) => vec![Err(AbstainReason::Unparseable); n],
+                };
+                return CallResult {
+                    answers,
+                    usage,
+                    attempts,
+                    latency: started.elapsed(),
+                };
+            }
+            reasks += 1;
+            self.stats.parse_retries.fetch_add(1, Ordering::Relaxed);
+            req.messages.push((ChatRole::Assistant, completion.text));
+            req.messages.push((
+                ChatRole::User,
+                format!(
+                    "Your answer could not be used: {problem}. Reply again with only the JSON object described above, and nothing else."
+                ),
+            ));
+        }
+    }
+
+    /// One request with transport retries. Returns the completion or the abstention
+    /// reason once attempts or time run out.
+    async fn send(
+        &self,
+        req: &ChatRequest,
+        deadline: Instant,
+        attempts: &mut u32,
+        usage: &mut Usage,
+    ) -> Result<super::Completion, AbstainReason> {
+        let retry = &self.cfg.retry;
+        let chars: usize = req.messages.iter().map(|(_, t)| t.len()).sum();
+        let estimate = estimate_tokens(chars, self.cfg.sampling.max_tokens);
+        let mut last = ProviderError::Timeout;
+        for attempt in 0..retry.max_attempts {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(AbstainReason::Timeout);
+            }
+            *attempts += 1;
+            let permit =
+                tokio::time::timeout_at(deadline.into(), self.limiter.acquire(estimate)).await;
+            let Ok(_permit) = permit else {
+                return Err(AbstainReason::Timeout);
+            };
+            self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            let budget = self
+                .cfg
+                .timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let outcome = match tokio::time::timeout(budget, self.provider.complete(req)).await {
+                Ok(r) => r,
+                Err(_) => Err(ProviderError::Timeout),
+            };
+            match outcome {
+                Ok(c) => {
+                    let u = c.usage.unwrap_or(Usage {
+                        input_tokens: estimate,
+                        output_tokens: 0,
+                    });
+                    self.account(u);
+                    usage.input_tokens += u.input_tokens;
+                    usage.output_tokens += u.output_tokens;
+                    self.limiter
+                        .reconcile(estimate, u.input_tokens + u.output_tokens)
+                        .await;
+                    return Ok(c);
+                }
+                Err(e) if !e.retryable() => {
+                    return Err(match e {
+                        ProviderError::Client { .. } => AbstainReason::ClientError,
+                        _ => AbstainReason::RetriesExhausted,
+                    });
+                }
+                Err(e) => {
+                    if attempt + 1 >= retry.max_attempts {
+                        last = e;
+                        break;
+                    }
+                    let wait = e.retry_after().unwrap_or_else(|| {
+                        full_jitter(retry.backoff_base, retry.backoff_max, attempt)
+                    });
+                    if Instant::now() + wait >= deadline {
+                        return Err(AbstainReason::Timeout);
+                    }
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    last = e;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        Err(match last {
+            ProviderError::Timeout => AbstainReason::Timeout,
+            _ => AbstainReason::RetriesExhausted,
+        })
+    }
+
+    fn account(&self, u: Usage) {
+        self.stats
+            .input_tokens
+            .fetch_add(u.input_tokens, Ordering::Relaxed);
+        self.stats
+            .output_tokens
+            .fetch_add(u.output_tokens, Ordering::Relaxed);
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "non-negative micro-dollars"
+        )]
+        let micro = (self.cost(u) * 1e6).round() as u64;
+        self.stats
+            .cost_micro_usd
+            .fetch_add(micro, Ordering::Relaxed);
+    }
+}
+
+/// Full-jitter backoff: uniform in [0, min(max, base * 2^attempt)].
+pub fn full_jitter(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let cap = base
+        .saturating_mul(2u32.saturating_pow(attempt.min(20)))
+        .min(max);
+    let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(0..=ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        for attempt in 0..30 {
+            let d = full_jitter(Duration::from_millis(100), Duration::from_secs(2), attempt);
+            assert!(d <= Duration::from_secs(2));
+            assert!(d <= Duration::from_millis(100) * 2u32.pow(attempt.min(10)));
+        }
+    }
+}
