@@ -7,8 +7,11 @@
     reason = "tests fail loudly"
 )]
 
+mod cli_grade;
 mod cli_score;
 mod healthbench_real;
+mod judges;
+mod mock_openai;
 mod schema_examples;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,126 @@
+//! Judge-path throughput against a local mock OpenAI endpoint. Prints figures; it is
+//! not a test and asserts nothing about speed.
+//!
+//! cargo bench --bench judge_throughput
+//!
+//! 1. judge calls/s through the full path (render, cache miss, limiter, HTTP, parse,
+//!    vote, score) with a zero-latency mock;
+//! 2. achieved rate vs the Little's-law bound C/L at C = 256, L = 200 ms;
+//! 3. achieved rate vs a configured requests_per_minute limit.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "bench harness"
+)]
+
+#[path = "../tests/it/mock_openai.rs"]
+#[expect(dead_code, reason = "the bench uses only part of the test mock")]
+mod mock_openai;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::json;
+use tribunal::config::Config;
+use tribunal::grader::Grader;
+use tribunal::item::{Item, parse_item};
+
+use mock_openai::{Reply, met, spawn};
+
+fn grader(url: &str, judge_extra: &str) -> Grader {
+    let toml = format!(
+        "[judges.a]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\n{judge_extra}\n\n[committee]\nmembers = [\"a\"]\nquorum = 1\nrequest_timeout_ms = 600000\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, toml).unwrap();
+    Grader::from_config(&Config::load(Some(&path), std::iter::empty()).unwrap()).unwrap()
+}
+
+fn item(id: usize, criteria: usize) -> Item {
+    let cs: Vec<_> = (0..criteria)
+        .map(|i| json!({"id": format!("c{i}"), "text": format!("The response covers point {i}."), "points": 5}))
+        .collect();
+    parse_item(&json!({
+        "case_id": format!("case-{id}"),
+        "conversation": [{"role": "user", "content": "A question about a symptom."}],
+        "response": format!("Response number {id} with some advice."),
+        "rubric": {"format": "rubric.v1", "id": "bench", "version": 1, "title": "bench", "criteria": cs}
+    }))
+    .unwrap()
+    .1
+}
+
+async fn run(g: Arc<Grader>, items: Vec<Item>, concurrency: usize) -> Duration {
+    let started = Instant::now();
+    let mut s = futures::stream::iter(items.into_iter().map(|it| {
+        let g = Arc::clone(&g);
+        async move { g.grade(&it).await.unwrap() }
+    }))
+    .buffer_unordered(concurrency);
+    while s.next().await.is_some() {}
+    started.elapsed()
+}
+
+#[tokio::main]
+async fn main() {
+    // 1. Zero-latency mock, full path.
+    let (mock, url) = spawn(met(true)).await;
+    let g = Arc::new(grader(&url, "max_concurrency = 64"));
+    let warm: Vec<Item> = (0..20).map(|i| item(1_000_000 + i, 20)).collect();
+    run(Arc::clone(&g), warm, 16).await;
+    let before = mock.calls();
+    let items: Vec<Item> = (0..400).map(|i| item(i, 50)).collect();
+    let elapsed = run(Arc::clone(&g), items, 32).await;
+    let calls = mock.calls() - before;
+    println!(
+        "zero-latency mock: {calls} judge calls in {:.2}s = {:.0} calls/s (full path: render, cache miss, limiter, HTTP, parse, vote, score)",
+        elapsed.as_secs_f64(),
+        calls as f64 / elapsed.as_secs_f64()
+    );
+
+    // 2. Little's law: C = 256 in flight, L = 200 ms -> bound 1280 calls/s.
+    let (mock, url) = spawn(Reply::Delay(
+        Duration::from_millis(200),
+        Box::new(met(true)),
+    ))
+    .await;
+    let g = Arc::new(grader(&url, "max_concurrency = 256"));
+    let items: Vec<Item> = (0..64).map(|i| item(i, 80)).collect();
+    let elapsed = run(Arc::clone(&g), items, 64).await;
+    let rate = mock.calls() as f64 / elapsed.as_secs_f64();
+    println!(
+        "C=256, L=200ms: {} calls in {:.2}s = {rate:.0} calls/s vs bound C/L = 1280/s: {:.1}%",
+        mock.calls(),
+        elapsed.as_secs_f64(),
+        100.0 * rate / 1280.0
+    );
+
+    // 3. Configured limit: 6000 requests/minute = 100/s, for about 10 s.
+    let (mock, url) = spawn(met(true)).await;
+    let g = Arc::new(grader(
+        &url,
+        "requests_per_minute = 6000\nmax_concurrency = 64",
+    ));
+    let items: Vec<Item> = (0..20).map(|i| item(i, 50)).collect();
+    run(Arc::clone(&g), items, 20).await;
+    let times = mock.times.lock().unwrap().clone();
+    let span = (*times.last().unwrap() - times[0]).as_secs_f64();
+    let achieved = (times.len() - 1) as f64 / span;
+    let mut worst_window = 0usize;
+    for (i, t) in times.iter().enumerate() {
+        let n = times[i..]
+            .iter()
+            .take_while(|u| **u - *t < Duration::from_secs(1))
+            .count();
+        worst_window = worst_window.max(n);
+    }
+    println!(
+        "rpm limit 6000 (100/s): {} calls over {span:.2}s = {achieved:.2}/s = {:.1}% of the limit; busiest 1 s window: {worst_window} calls",
+        times.len(),
+        100.0 * achieved / 100.0
+    );
+}
