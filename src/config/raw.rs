@@ -105,7 +105,11 @@ pub(super) fn decode(doc: toml::Table) -> Result<RawConfig, Invalid> {
     serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { String::new() } else { path };
-        Invalid::one(field, e.into_inner().to_string())
+        let message = e.into_inner().to_string();
+        Invalid::one(
+            field,
+            message.split_whitespace().collect::<Vec<_>>().join(" "),
+        )
     })
 }
 
@@ -145,12 +149,13 @@ fn set_path(table: &mut toml::Table, parts: &[String], value: toml::Value) -> Re
     match parts {
         [] => Ok(()),
         [last] => {
-            table.insert(last.clone(), value);
+            let key = existing_key(table, last);
+            table.insert(key, value);
             Ok(())
         }
         [first, rest @ ..] => {
             let entry = table
-                .entry(first.clone())
+                .entry(existing_key(table, first))
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(t) => set_path(t, rest, value),
@@ -160,6 +165,16 @@ fn set_path(table: &mut toml::Table, parts: &[String], value: toml::Value) -> Re
             }
         }
     }
+}
+
+/// Env var names are upper-case; match an existing key case-insensitively so
+/// `TRIBUNAL__JUDGES__GPT__MODEL` reaches `[judges.GPT]`.
+fn existing_key(table: &toml::Table, lower: &str) -> String {
+    table
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(lower))
+        .cloned()
+        .unwrap_or_else(|| lower.to_owned())
 }
 
 fn unit(v: Option<f64>, default: f64, field: &str, errs: &mut Vec<FieldError>) -> f64 {
@@ -177,6 +192,7 @@ impl RawConfig {
     pub fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
         let mut errs = Vec::new();
         let mut judges = BTreeMap::new();
+        let defined: std::collections::BTreeSet<String> = self.judges.keys().cloned().collect();
         if self.judges.is_empty() {
             errs.push(FieldError::new(
                 "judges",
@@ -196,7 +212,7 @@ impl RawConfig {
                 ));
                 None
             }
-            Some(c) => validate_committee(c, &judges, &mut errs),
+            Some(c) => validate_committee(c, &judges, &defined, &mut errs),
         };
         let cache = CacheConfig {
             max_bytes: self.cache.max_bytes.unwrap_or(256 * 1024 * 1024),
@@ -407,6 +423,7 @@ fn validate_judge(
 fn validate_committee(
     c: RawCommittee,
     judges: &BTreeMap<String, JudgeConfig>,
+    defined: &std::collections::BTreeSet<String>,
     errs: &mut Vec<FieldError>,
 ) -> Option<CommitteeConfig> {
     let before = errs.len();
@@ -424,7 +441,9 @@ fn validate_committee(
             RawMember::Weighted { judge, weight } => (judge, weight),
         };
         let at = format!("committee.members[{i}]");
-        if !judges.contains_key(&name) {
+        // Check against every defined judge: an invalid judge has its own errors and
+        // must not also be reported as undefined here.
+        if !defined.contains(&name) {
             errs.push(FieldError::new(
                 at.clone(),
                 format!("no judge \"{name}\"; define [judges.{name}]"),
@@ -473,7 +492,7 @@ fn validate_committee(
         ));
     }
     if let Some(e) = &c.escalation {
-        if !judges.contains_key(e) {
+        if !defined.contains(e) {
             errs.push(FieldError::new(
                 "committee.escalation",
                 format!("no judge \"{e}\"; define [judges.{e}]"),
