@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::{CacheConfig, Sampling};
 use crate::item::{Case, Message};
-use crate::judge::{AbstainReason, Parsed, Usage};
+#[cfg(test)]
+use crate::judge::AbstainReason;
+use crate::judge::{Parsed, Usage};
 use crate::rubric::{Criterion, CriterionKind, Verdict};
 
 pub type CacheKey = [u8; 32];
@@ -73,15 +75,16 @@ impl VerdictCache {
     }
 
     /// Returns the cached answer, or runs `call` once for all concurrent callers of the
-    /// same key. An `Err` from `call` (an abstention) reaches every waiting caller and
-    /// is not stored.
-    pub async fn get_or_call<F>(
+    /// same key. An `Err` from `call` (an abstention, or a partly failed batch) reaches
+    /// every waiting caller and is not stored.
+    pub async fn get_or_call<F, E>(
         &self,
         key: CacheKey,
         call: F,
-    ) -> (Result<Arc<CachedAnswer>, AbstainReason>, Source)
+    ) -> (Result<Arc<CachedAnswer>, Arc<E>>, Source)
     where
-        F: Future<Output = Result<CachedAnswer, AbstainReason>>,
+        F: Future<Output = Result<CachedAnswer, E>>,
+        E: Send + Sync + 'static,
     {
         let from_second = std::sync::atomic::AtomicBool::new(false);
         let init = async {
@@ -111,9 +114,9 @@ impl VerdictCache {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 (Ok(e.into_value()), Source::Upstream)
             }
-            Err(reason) => {
+            Err(failure) => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                (Err(*reason), Source::Upstream)
+                (Err(failure), Source::Upstream)
             }
         }
     }
@@ -318,7 +321,7 @@ mod tests {
             .get_or_call([1; 32], async { Err(AbstainReason::Timeout) })
             .await;
         assert_eq!(
-            (r.err(), src),
+            (r.err().map(|e| *e), src),
             (Some(AbstainReason::Timeout), Source::Upstream)
         );
         let mut tasks = Vec::new();
@@ -327,7 +330,7 @@ mod tests {
             let calls = Arc::clone(&calls);
             tasks.push(tokio::spawn(async move {
                 cache
-                    .get_or_call([1; 32], async move {
+                    .get_or_call::<_, AbstainReason>([1; 32], async move {
                         calls.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         Ok(CachedAnswer {

@@ -15,7 +15,7 @@ use crate::judge::call::JudgeClient;
 use crate::judge::prompt::{Templates, new_nonce};
 use crate::judge::{AbstainReason, ChatRequest, ChatRole, Expect, Scale};
 use crate::rubric::{Credit, Criterion, Rubric, Severity, Verdict};
-use vote::{JudgeVotes, Outcome, Rule, VoteInput};
+use vote::{JudgeVotes, Outcome, Rule, TieRule, VoteInput};
 
 /// One judge's answer (or abstention) on one criterion, for one sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +91,23 @@ fn invert(v: Verdict) -> Verdict {
         Verdict::Severity(Severity::None) => Verdict::Severity(Severity::Major),
         Verdict::Severity(Severity::Major) => Verdict::Severity(Severity::None),
         Verdict::Severity(Severity::Minor) => Verdict::Severity(Severity::Minor),
+    }
+}
+
+/// A call that did not give a verdict for every criterion it asked about. Not cached.
+struct Failed {
+    answers: Vec<Result<crate::judge::Parsed, AbstainReason>>,
+    usage: crate::judge::Usage,
+    template_hash: String,
+}
+
+impl Failed {
+    fn whole(reason: AbstainReason, n: usize) -> Self {
+        Failed {
+            answers: vec![Err(reason); n.max(1)],
+            usage: Default::default(),
+            template_hash: String::new(),
+        }
     }
 }
 
@@ -183,10 +200,21 @@ impl Committee {
         let scale = Scale::of(criterion.kind);
         // Veto criteria use the veto rule in the safe direction: a violation counts when
         // at least k judges see it (for positive criteria, "not met" is the violation).
+        // A rubric's own consensus choice overrides the committee's defaults.
+        let spec = rubric.consensus.as_ref();
+        let from_spec = |name: Option<&'static str>, k: usize| {
+            let s = spec?;
+            Rule::from_name(name?, TieRule::from_name(s.tie)?, k)
+        };
         let (rule, flip) = if criterion.veto {
-            (self.cfg.veto_consensus, !criterion.kind.is_negative())
+            let r = from_spec(spec.and_then(|s| s.veto_rule), spec.map_or(1, |s| s.veto_k));
+            (
+                r.unwrap_or(self.cfg.veto_consensus),
+                !criterion.kind.is_negative(),
+            )
         } else {
-            (self.cfg.consensus, false)
+            let r = from_spec(spec.and_then(|s| s.rule), spec.map_or(1, |s| s.k));
+            (r.unwrap_or(self.cfg.consensus), false)
         };
         let judges: Vec<JudgeVotes> = self
             .members
@@ -331,7 +359,7 @@ impl Committee {
             // (never a verdict) and the cause is logged once here.
             let rendered = rendered.map_err(|e| {
                 tracing::error!(judge = a.client.name(), error = %e, "judge prompt failed to render");
-                AbstainReason::ClientError
+                Failed::whole(AbstainReason::ClientError, indices.len())
             })?;
             let req = ChatRequest {
                 messages: vec![
@@ -345,13 +373,18 @@ impl Committee {
             };
             let result = tokio::time::timeout_at(deadline.into(), a.client.call(req, deadline))
                 .await
-                .map_err(|_| AbstainReason::Timeout)?;
-            let mut answers = Vec::with_capacity(result.answers.len());
-            for r in result.answers {
-                answers.push(r?);
+                .map_err(|_| Failed::whole(AbstainReason::Timeout, indices.len()))?;
+            if result.answers.iter().any(Result::is_err) {
+                // Nothing is cached unless every criterion of the call has a verdict;
+                // the ones that do still count as ballots.
+                return Err(Failed {
+                    answers: result.answers,
+                    usage: result.usage,
+                    template_hash: rendered.template_hash,
+                });
             }
             Ok(CachedAnswer {
-                answers,
+                answers: result.answers.into_iter().filter_map(Result::ok).collect(),
                 usage: result.usage,
                 template_hash: rendered.template_hash,
             })
@@ -360,59 +393,59 @@ impl Committee {
         #[expect(clippy::cast_possible_truncation, reason = "milliseconds fit in u64")]
         let latency_ms = started.elapsed().as_millis() as u64;
         let cached = source != Source::Upstream;
-        let share = |x: u64| x / (indices.len().max(1) as u64);
-        match outcome {
-            Ok(answer) => indices
-                .iter()
-                .zip(answer.answers.iter())
-                .map(|(idx, p)| {
-                    let usage = if cached {
+        let n = indices.len().max(1) as u64;
+        let (answers, usage, hash): (Vec<Result<&crate::judge::Parsed, AbstainReason>>, _, _) =
+            match &outcome {
+                Ok(answer) => (
+                    answer.answers.iter().map(Ok).collect(),
+                    if cached {
                         Default::default()
                     } else {
                         answer.usage
-                    };
-                    let cost = a.client.cost(usage) / indices.len().max(1) as f64;
-                    (
-                        *idx,
-                        Ballot {
-                            judge: a.client.name().to_owned(),
-                            sample: a.sample,
-                            escalation: a.escalation,
-                            verdict: Some(p.verdict),
-                            abstained: None,
-                            explanation: p.explanation.clone(),
-                            latency_ms,
-                            input_tokens: share(usage.input_tokens),
-                            output_tokens: share(usage.output_tokens),
-                            cost_usd: cost,
-                            cached,
-                            template_hash: answer.template_hash.clone(),
-                        },
-                    )
-                })
-                .collect(),
-            Err(reason) => indices
-                .iter()
-                .map(|idx| {
-                    (
-                        *idx,
-                        Ballot {
-                            judge: a.client.name().to_owned(),
-                            sample: a.sample,
-                            escalation: a.escalation,
-                            verdict: None,
-                            abstained: Some(reason),
-                            explanation: String::new(),
-                            latency_ms,
-                            input_tokens: 0,
-                            output_tokens: 0,
-                            cost_usd: 0.0,
-                            cached: false,
-                            template_hash: template_hash.clone(),
-                        },
-                    )
-                })
-                .collect(),
-        }
+                    },
+                    answer.template_hash.clone(),
+                ),
+                Err(f) => (
+                    f.answers
+                        .iter()
+                        .map(|r| r.as_ref().map_err(|e| *e))
+                        .collect(),
+                    f.usage,
+                    if f.template_hash.is_empty() {
+                        template_hash.clone()
+                    } else {
+                        f.template_hash.clone()
+                    },
+                ),
+            };
+        #[expect(clippy::cast_precision_loss, reason = "criterion counts are small")]
+        let cost = a.client.cost(usage) / n as f64;
+        indices
+            .iter()
+            .zip(answers)
+            .map(|(idx, answer)| {
+                let (verdict, abstained, explanation) = match answer {
+                    Ok(p) => (Some(p.verdict), None, p.explanation.clone()),
+                    Err(r) => (None, Some(r), String::new()),
+                };
+                (
+                    *idx,
+                    Ballot {
+                        judge: a.client.name().to_owned(),
+                        sample: a.sample,
+                        escalation: a.escalation,
+                        verdict,
+                        abstained,
+                        explanation,
+                        latency_ms,
+                        input_tokens: usage.input_tokens / n,
+                        output_tokens: usage.output_tokens / n,
+                        cost_usd: cost,
+                        cached,
+                        template_hash: hash.clone(),
+                    },
+                )
+            })
+            .collect()
     }
 }

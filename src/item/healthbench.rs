@@ -61,6 +61,7 @@ pub(super) fn parse(doc: &Value) -> Result<Item, Invalid> {
         title: format!("HealthBench {}", row.prompt_id),
         description: None,
         scoring: RawScoring::default(),
+        consensus: None,
         criteria: row
             .rubrics
             .iter()

@@ -9,7 +9,7 @@ mod verdict;
 use std::collections::BTreeSet;
 use std::fmt;
 
-pub use raw::{RawCriterion, RawRubric, RawScoring, derive_criterion_ids};
+pub use raw::{RawConsensus, RawCriterion, RawRubric, RawScoring, derive_criterion_ids};
 pub use verdict::{Credit, Severity, Verdict, json_kind as json_kind_of};
 
 /// The wire/persisted format tag of a rubric document.
@@ -307,6 +307,23 @@ impl Default for Scoring {
     }
 }
 
+/// Consensus rule names a rubric may choose (the committee maps them to its rules).
+pub const CONSENSUS_RULES: [&str; 6] =
+    ["majority", "weighted", "unanimous", "any", "mean", "median"];
+pub const TIE_RULES: [&str; 3] = ["not_met", "met", "escalate"];
+
+/// A rubric's own consensus choice, overriding the committee's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsensusSpec {
+    /// Rule for ordinary criteria (`None`: the committee's `consensus`).
+    pub rule: Option<&'static str>,
+    pub tie: &'static str,
+    pub k: usize,
+    /// Rule for veto criteria (`None`: the committee's `veto_consensus`).
+    pub veto_rule: Option<&'static str>,
+    pub veto_k: usize,
+}
+
 /// A validated rubric. Invariants: at least one criterion; criterion ids unique;
 /// every criterion's kind fits the policy (tiers need no points and vice versa is allowed
 /// only as the policy documents).
@@ -316,6 +333,7 @@ pub struct Rubric {
     pub version: u32,
     pub title: String,
     pub scoring: Scoring,
+    pub consensus: Option<ConsensusSpec>,
     pub criteria: Vec<Criterion>,
 }
 

@@ -5,8 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Criterion, CriterionId, CriterionKind, FieldError, Invalid, OnAbstention, Policy,
-    QuarkMedParams, RUBRIC_FORMAT, Rubric, Scoring, Tier, valid_identifier,
+    CONSENSUS_RULES, ConsensusSpec, Criterion, CriterionId, CriterionKind, FieldError, Invalid,
+    OnAbstention, Policy, QuarkMedParams, RUBRIC_FORMAT, Rubric, Scoring, TIE_RULES, Tier,
+    valid_identifier,
 };
 
 /// A `rubric.v1` document before validation.
@@ -21,7 +22,25 @@ pub struct RawRubric {
     pub description: Option<String>,
     #[serde(default)]
     pub scoring: RawScoring,
+    /// Optional consensus rules for this rubric (else the committee's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<RawConsensus>,
     pub criteria: Vec<RawCriterion>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsensus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub veto_rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub veto_k: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
@@ -117,6 +136,10 @@ impl RawRubric {
             errs.push(FieldError::new("title", "must not be empty"));
         }
         let scoring = validate_scoring(&self.scoring, &mut errs);
+        let consensus = self
+            .consensus
+            .as_ref()
+            .map(|c| validate_consensus(c, &mut errs));
         if self.criteria.is_empty() {
             errs.push(FieldError::new(
                 criteria_field,
@@ -149,6 +172,7 @@ impl RawRubric {
             version: self.version,
             title: self.title.clone(),
             scoring,
+            consensus,
             criteria,
         })
     }
@@ -239,6 +263,51 @@ fn validate_scoring(raw: &RawScoring, errs: &mut Vec<FieldError>) -> Scoring {
         )),
     }
     scoring
+}
+
+fn validate_consensus(c: &RawConsensus, errs: &mut Vec<FieldError>) -> ConsensusSpec {
+    let name =
+        |v: &Option<String>, field: &str, errs: &mut Vec<FieldError>| -> Option<&'static str> {
+            let v = v.as_deref()?;
+            let found = CONSENSUS_RULES.iter().find(|r| **r == v).copied();
+            if found.is_none() {
+                errs.push(FieldError::new(
+                    field,
+                    format!(
+                        "unknown rule \"{v}\"; use one of {}",
+                        CONSENSUS_RULES.join(", ")
+                    ),
+                ));
+            }
+            found
+        };
+    let rule = name(&c.rule, "consensus.rule", errs);
+    let veto_rule = name(&c.veto_rule, "consensus.veto_rule", errs);
+    let tie = match c.tie.as_deref() {
+        None => "not_met",
+        Some(t) => match TIE_RULES.iter().find(|r| **r == t) {
+            Some(r) => r,
+            None => {
+                errs.push(FieldError::new(
+                    "consensus.tie",
+                    format!("unknown tie rule \"{t}\"; use not_met, met or escalate"),
+                ));
+                "not_met"
+            }
+        },
+    };
+    for (field, k) in [("consensus.k", c.k), ("consensus.veto_k", c.veto_k)] {
+        if k == Some(0) {
+            errs.push(FieldError::new(field, "must be at least 1"));
+        }
+    }
+    ConsensusSpec {
+        rule,
+        tie,
+        k: c.k.unwrap_or(1).max(1),
+        veto_rule,
+        veto_k: c.veto_k.unwrap_or(1).max(1),
+    }
 }
 
 fn set_unit(value: Option<f64>, field: &str, slot: &mut f64, errs: &mut Vec<FieldError>) {
@@ -414,6 +483,13 @@ impl Rubric {
                 veto_score: Some(self.scoring.veto_score),
                 on_abstention: Some(self.scoring.on_abstention.as_str().to_owned()),
             },
+            consensus: self.consensus.as_ref().map(|c| RawConsensus {
+                rule: c.rule.map(str::to_owned),
+                tie: Some(c.tie.to_owned()),
+                k: Some(c.k),
+                veto_rule: c.veto_rule.map(str::to_owned),
+                veto_k: Some(c.veto_k),
+            }),
             criteria: self
                 .criteria
                 .iter()
@@ -474,6 +550,7 @@ mod tests {
             title: "t".into(),
             description: None,
             scoring: RawScoring::default(),
+            consensus: None,
             criteria,
         }
     }

@@ -99,7 +99,12 @@ pub fn score_example(
         }
     }
     let policy = &rubric.scoring.policy;
-    let (score, undefined) = match policy_score(policy, &graded) {
+    let raw = if graded.is_empty() {
+        Err(Undefined::NoCriteria)
+    } else {
+        policy_score(policy, &graded)
+    };
+    let (score, undefined) = match raw {
         Ok(s) => (Some(s), None),
         Err(u) => (None, Some(u)),
     };

@@ -43,6 +43,7 @@ fn rubric(policy: Policy, criteria: Vec<Criterion>) -> Rubric {
             policy,
             ..Scoring::default()
         },
+        consensus: None,
         criteria,
     }
 }

@@ -346,3 +346,71 @@ async fn prompt_injection_in_the_response_cannot_forge_the_delimiter() {
         "the text is still graded, as data"
     );
 }
+
+#[tokio::test]
+async fn batched_mode_keeps_parsed_criteria_and_caches_only_complete_answers() {
+    let partial = r#"{"results": [{"id": "c0", "explanation": "yes", "criteria_met": true}]}"#;
+    let (mock, url) = spawn(Reply::Content(partial.into())).await;
+    let g = config(&url, "max_parse_retries = 0", "prompt_mode = \"batched\"");
+    let r = g.grade(&item(2, "x")).await.unwrap();
+    assert_eq!(mock.calls(), 1, "one call for the whole rubric");
+    assert_eq!(r.criteria[0].verdict, Some(Verdict::Met(true)));
+    assert_eq!(r.criteria[1].verdict, None);
+    assert_eq!(
+        r.criteria[1].ballots[0].abstained.map(|a| a.as_str()),
+        Some("unparseable")
+    );
+    g.grade(&item(2, "x")).await.unwrap();
+    assert_eq!(mock.calls(), 2, "a partly failed batch is not cached");
+
+    let full = r#"{"results": [{"id": "c0", "explanation": "a", "criteria_met": true}, {"id": "c1", "explanation": "b", "criteria_met": false}]}"#;
+    let (mock, url) = spawn(Reply::Content(full.into())).await;
+    let g = config(&url, "", "prompt_mode = \"batched\"");
+    let r = g.grade(&item(2, "x")).await.unwrap();
+    assert_eq!(r.criteria[1].verdict, Some(Verdict::Met(false)));
+    g.grade(&item(2, "x")).await.unwrap();
+    assert_eq!(mock.calls(), 1, "a complete batch is cached");
+}
+
+#[tokio::test]
+async fn a_rubric_can_choose_its_own_consensus_rule() {
+    let (_a, url_a) = spawn(met(true)).await;
+    let (_b, url_b) = spawn(met(true)).await;
+    let (_c, url_c) = spawn(met(false)).await;
+    let judge = |name: &str, url: &str| {
+        format!("[judges.{name}]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\n")
+    };
+    let toml = format!(
+        "{}{}{}[committee]\nmembers = [\"a\", \"b\", \"c\"]\nquorum = 2\nconsensus = \"majority\"\n",
+        judge("a", &url_a),
+        judge("b", &url_b),
+        judge("c", &url_c)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, toml).unwrap();
+    let g = Grader::from_config(&Config::load(Some(&path), std::iter::empty()).unwrap()).unwrap();
+    let doc = |consensus: serde_json::Value| {
+        parse_item(&json!({
+            "case_id": "k",
+            "conversation": [{"role": "user", "content": "q"}],
+            "response": "r",
+            "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t",
+                       "consensus": consensus,
+                       "criteria": [{"id": "c0", "text": "Criterion.", "points": 5}]}
+        }))
+        .unwrap()
+        .1
+    };
+    // Committee default (majority): 2 of 3 say met.
+    let r = g.grade(&doc(json!({}))).await.unwrap();
+    assert_eq!(r.criteria[0].verdict, Some(Verdict::Met(true)));
+    assert!((r.criteria[0].agreement.unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    // The rubric asks for unanimity: the committee splits and, with no escalation
+    // judge, the criterion abstains (the example is incomplete, never guessed).
+    let r = g.grade(&doc(json!({"rule": "unanimous"}))).await.unwrap();
+    assert_eq!(r.criteria[0].verdict, None);
+    assert_eq!(r.criteria[0].kind.as_str(), "split");
+    assert!(r.degraded && r.score.incomplete);
+    assert_eq!(r.to_json()["criteria"][0]["consensus"], "split");
+}
