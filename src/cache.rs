@@ -25,6 +25,48 @@ pub struct CachedAnswer {
 }
 
 impl CachedAnswer {
+    /// The persisted form (second tier). Versioned by the `v` key.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "v": 1,
+            "answers": self.answers.iter().map(|a| serde_json::json!({
+                "verdict": a.verdict.to_json(),
+                "explanation": a.explanation,
+            })).collect::<Vec<_>>(),
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "template_hash": self.template_hash,
+        })
+        .to_string()
+    }
+
+    /// Reads the persisted form; `None` for anything unreadable (treated as a miss).
+    pub fn from_json(text: &str) -> Option<CachedAnswer> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        if v.get("v")?.as_u64()? != 1 {
+            return None;
+        }
+        let answers = v
+            .get("answers")?
+            .as_array()?
+            .iter()
+            .map(|a| {
+                Some(Parsed {
+                    verdict: Verdict::from_json(a.get("verdict")?).ok()?,
+                    explanation: a.get("explanation")?.as_str()?.to_owned(),
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(CachedAnswer {
+            answers,
+            usage: Usage {
+                input_tokens: v.get("input_tokens")?.as_u64()?,
+                output_tokens: v.get("output_tokens")?.as_u64()?,
+            },
+            template_hash: v.get("template_hash")?.as_str()?.to_owned(),
+        })
+    }
+
     fn weight(&self) -> u32 {
         let text: usize = self.answers.iter().map(|a| a.explanation.len() + 16).sum();
         u32::try_from(96 + text + self.template_hash.len()).unwrap_or(u32::MAX)

@@ -13,6 +13,16 @@ pub enum ErrorKind {
     NotFound,
     /// Reading or writing a local file failed.
     Io,
+    /// The request conflicts with stored state (e.g. a rubric version with other content).
+    Conflict,
+    /// Missing or wrong API key.
+    Unauthorized,
+    /// A quota was exceeded; retry after the given delay.
+    RateLimited,
+    /// A body, job or rubric exceeds a configured limit.
+    TooLarge,
+    /// The request's deadline passed.
+    Timeout,
     /// The committee could not reach quorum on any criterion (judges unavailable).
     Unavailable,
     /// A bug or an unexpected state.
@@ -25,6 +35,11 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Io => "io",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Timeout => "timeout",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
         }
@@ -45,6 +60,22 @@ pub enum Error {
     },
     #[error("judges unavailable: {0}")]
     QuorumLost(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("rate limited: retry after {} ms", retry_after.as_millis())]
+    RateLimited { retry_after: std::time::Duration },
+    #[error("{what} is too large: {detail}")]
+    TooLarge {
+        what: &'static str,
+        detail: String,
+        field: Option<String>,
+    },
+    #[error("deadline exceeded: {0}")]
+    Timeout(String),
+    #[error("storage unavailable: {0}")]
+    Store(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -55,7 +86,12 @@ impl Error {
             Error::Invalid(_) => ErrorKind::InvalidInput,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Io { .. } => ErrorKind::Io,
-            Error::QuorumLost(_) => ErrorKind::Unavailable,
+            Error::QuorumLost(_) | Error::Store(_) => ErrorKind::Unavailable,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
+            Error::Timeout(_) => ErrorKind::Timeout,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -64,10 +100,27 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::Invalid(inv) => inv.first_field(),
+            Error::TooLarge { field, .. } => field.as_deref(),
             Error::NotFound { .. }
             | Error::Io { .. }
             | Error::QuorumLost(_)
-            | Error::Internal(_) => None,
+            | Error::Internal(_)
+            | Error::Conflict(_)
+            | Error::Unauthorized(_)
+            | Error::RateLimited { .. }
+            | Error::Timeout(_)
+            | Error::Store(_) => None,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::RubricConflict { .. } => Error::Conflict(e.to_string()),
+            crate::store::StoreError::Db(_) | crate::store::StoreError::Corrupt(_) => {
+                Error::Store(e.to_string())
+            }
         }
     }
 }

@@ -141,11 +141,23 @@ pub fn example_score_from_report(v: &Value) -> Option<(String, ExampleScore)> {
 pub struct Grader {
     pub committee: Committee,
     pub request_timeout: Duration,
+    /// Resolves `id@version` rubric references; `None` offline.
+    pub store: Option<Arc<dyn crate::store::Store>>,
 }
 
 impl Grader {
     /// Builds judges, templates and the cache from a validated config.
     pub fn from_config(cfg: &Config) -> Result<Grader, Error> {
+        Self::build(cfg, None)
+    }
+
+    /// As `from_config`, with a store for rubric references and as the verdict
+    /// cache's persistent second tier.
+    pub fn with_store(cfg: &Config, store: Arc<dyn crate::store::Store>) -> Result<Grader, Error> {
+        Self::build(cfg, Some(store))
+    }
+
+    fn build(cfg: &Config, store: Option<Arc<dyn crate::store::Store>>) -> Result<Grader, Error> {
         let templates = match &cfg.committee.prompts_dir {
             None => Templates::builtin(),
             Some(dir) => Templates::from_dir(dir, &dir.display().to_string()),
@@ -187,9 +199,15 @@ impl Grader {
                 escalation,
                 cfg: cfg.committee.clone(),
                 templates: Arc::new(templates),
-                cache: Arc::new(VerdictCache::new(&cfg.cache, None)),
+                cache: Arc::new(VerdictCache::new(
+                    &cfg.cache,
+                    store.clone().map(|s| {
+                        Arc::new(crate::store::CacheTier(s)) as Arc<dyn crate::cache::SecondTier>
+                    }),
+                )),
             },
             request_timeout: cfg.committee.request_timeout,
+            store,
         })
     }
 
@@ -197,20 +215,35 @@ impl Grader {
         self.committee.simulated()
     }
 
+    /// The rubric an item names: inline, or `id@version` / `id` (latest) from the store.
+    pub async fn resolve(&self, source: &RubricSource) -> Result<Arc<Rubric>, Error> {
+        match source {
+            RubricSource::Inline(r) => Ok(Arc::clone(r)),
+            RubricSource::Reference { id, version } => {
+                let name = match version {
+                    Some(v) => format!("{id}@{v}"),
+                    None => id.clone(),
+                };
+                let Some(store) = &self.store else {
+                    return Err(Error::NotFound {
+                        what: "rubric",
+                        name: format!("{name} (no rubric store in this mode; inline the rubric)"),
+                    });
+                };
+                match store.get_rubric(id, *version).await? {
+                    Some(r) => Ok(Arc::new(r)),
+                    None => Err(Error::NotFound {
+                        what: "rubric",
+                        name,
+                    }),
+                }
+            }
+        }
+    }
+
     /// Grades one item with an inline rubric. A response is required.
     pub async fn grade(&self, item: &Item) -> Result<GradeReport, Error> {
-        let rubric: Arc<Rubric> = match &item.rubric {
-            RubricSource::Inline(r) => Arc::clone(r),
-            RubricSource::Reference { id, version } => {
-                return Err(Error::NotFound {
-                    what: "rubric",
-                    name: match version {
-                        Some(v) => format!("{id}@{v} (no rubric store in this mode)"),
-                        None => format!("{id} (no rubric store in this mode)"),
-                    },
-                });
-            }
-        };
+        let rubric = self.resolve(&item.rubric).await?;
         let Some(response) = item.response.as_deref() else {
             return Err(Error::Invalid(Invalid::one(
                 "response",

@@ -17,9 +17,12 @@ pub mod config;
 pub mod error;
 pub mod grader;
 pub mod item;
+pub mod jobs;
 pub mod judge;
 pub mod limits;
 pub mod rubric;
 pub mod score;
+pub mod service;
+pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

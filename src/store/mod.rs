@@ -1,0 +1,226 @@
+//! Persistence: the `Store` trait (rubric versions, jobs and their items, results, the
+//! persistent verdict cache) and its SQLite implementation. The domain talks to the
+//! trait only, so Postgres can follow without touching it. Must not grade, call judges
+//! or know about transports.
+
+mod sqlite;
+
+use serde_json::Value;
+
+pub use sqlite::SqliteStore;
+
+use crate::rubric::Rubric;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("rubric {id}@{version} already exists with different content; publish a new version")]
+    RubricConflict { id: String, version: u32 },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 4] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Done,
+        JobState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|j| j.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Done | JobState::Cancelled)
+    }
+}
+
+/// A job with its item counts and usage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub id: String,
+    pub state: JobState,
+    pub total: u64,
+    pub seed: u64,
+    pub owner: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub done: u64,
+    pub failed: u64,
+    /// Items whose report has at least one abstained ballot.
+    pub abstained: u64,
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+impl JobRecord {
+    pub fn pending(&self) -> u64 {
+        self.total.saturating_sub(self.done + self.failed)
+    }
+
+    /// Seconds left at the pace so far, when there is a pace.
+    pub fn eta_seconds(&self, now_ms: i64) -> Option<f64> {
+        let started = self.started_at?;
+        let finished = self.done + self.failed;
+        if finished == 0 || self.state.is_final() {
+            return None;
+        }
+        #[expect(clippy::cast_precision_loss, reason = "display estimate")]
+        let per_item = (now_ms - started).max(0) as f64 / 1000.0 / finished as f64;
+        #[expect(clippy::cast_precision_loss, reason = "display estimate")]
+        Some(per_item * self.pending() as f64)
+    }
+}
+
+/// One finished item, as the job runner records it.
+#[derive(Debug, Clone)]
+pub struct ItemOutcome {
+    pub failed: bool,
+    pub result: Value,
+    pub abstained: bool,
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+/// A stored rubric version, summarised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RubricEntry {
+    pub id: String,
+    pub version: u32,
+    pub title: String,
+    pub criteria: usize,
+    pub created_at: i64,
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Stores an immutable rubric version. Re-publishing identical content is a no-op
+    /// (returns false); different content under an existing version is a conflict.
+    async fn put_rubric(&self, rubric: &Rubric) -> StoreResult<bool>;
+    /// A version, or the latest when `version` is None.
+    async fn get_rubric(&self, id: &str, version: Option<u32>) -> StoreResult<Option<Rubric>>;
+    /// Latest version of every rubric.
+    async fn list_rubrics(&self) -> StoreResult<Vec<RubricEntry>>;
+    async fn rubric_versions(&self, id: &str) -> StoreResult<Vec<RubricEntry>>;
+
+    /// Creates a queued job and its pending items (`(case_id, input_json)` in order), in
+    /// one transaction: a job is either fully stored or absent.
+    async fn create_job(
+        &self,
+        id: &str,
+        seed: u64,
+        owner: Option<&str>,
+        items: &[(String, String)],
+    ) -> StoreResult<()>;
+    async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
+    /// Jobs newest first, after the `(created_at, id)` cursor.
+    async fn list_jobs(
+        &self,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<JobRecord>>;
+    async fn set_job_state(&self, id: &str, state: JobState) -> StoreResult<()>;
+    /// Jobs left queued or running (to resume after a restart).
+    async fn unfinished_jobs(&self) -> StoreResult<Vec<String>>;
+    /// Pending items with `seq > after`, in order: `(seq, input_json)`.
+    async fn pending_items(
+        &self,
+        job: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>>;
+    /// Records an item's outcome once; a second write for the same item is ignored, so
+    /// a crash-and-resume can never duplicate a result.
+    async fn finish_item(&self, job: &str, seq: u64, outcome: &ItemOutcome) -> StoreResult<bool>;
+    /// Finished items in completion order after `after` (a `finished_seq`):
+    /// `(finished_seq, seq, result_json)`.
+    async fn results(
+        &self,
+        job: &str,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, u64, String)>>;
+    /// Finished results in item order (for summaries), paged by `seq`.
+    async fn results_by_seq(
+        &self,
+        job: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>>;
+
+    async fn cache_get(&self, key: &[u8; 32]) -> StoreResult<Option<String>>;
+    async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()>;
+
+    /// Liveness of the database (for /readyz).
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// The store as the verdict cache's persistent second tier. Store errors are logged
+/// and treated as misses: a cache must never fail a grade.
+pub struct CacheTier(pub std::sync::Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl crate::cache::SecondTier for CacheTier {
+    async fn get(&self, key: &crate::cache::CacheKey) -> Option<crate::cache::CachedAnswer> {
+        match self.0.cache_get(key).await {
+            Ok(Some(text)) => crate::cache::CachedAnswer::from_json(&text),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "verdict cache read failed; treating as a miss");
+                None
+            }
+        }
+    }
+
+    async fn put(&self, key: &crate::cache::CacheKey, value: &crate::cache::CachedAnswer) {
+        if let Err(e) = self.0.cache_put(key, &value.to_json()).await {
+            tracing::warn!(error = %e, "verdict cache write failed");
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,394 @@
+//! The embedded SQLite store (sqlx, WAL, migrations embedded at compile time).
+//! WAL with `synchronous = NORMAL`: a committed transaction survives a process crash
+//! (kill -9); only an OS crash can lose the last moments.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{
+    ItemOutcome, JobRecord, JobState, RubricEntry, Store, StoreError, StoreResult, now_ms,
+};
+use crate::rubric::{Rubric, schema::parse_rubric};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) `url`, e.g. `sqlite://tribunal.db`, and migrates.
+    pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Db(format!("{url}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn rubric_from(doc: &str) -> StoreResult<Rubric> {
+        let v: serde_json::Value =
+            serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        parse_rubric(&v).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    fn entry(id: String, version: i64, doc: &str, created_at: i64) -> StoreResult<RubricEntry> {
+        let r = Self::rubric_from(doc)?;
+        Ok(RubricEntry {
+            id,
+            version: u32::try_from(version).unwrap_or(0),
+            title: r.title,
+            criteria: r.criteria.len(),
+            created_at,
+        })
+    }
+}
+
+const JOB_SELECT: &str = "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
+    COALESCE(SUM(i.state = 'done'), 0), COALESCE(SUM(i.state = 'failed'), 0), COALESCE(SUM(i.abstained), 0),
+    COALESCE(SUM(i.calls), 0), COALESCE(SUM(i.input_tokens), 0), COALESCE(SUM(i.output_tokens), 0),
+    COALESCE(SUM(i.cost_usd), 0.0)
+    FROM jobs j LEFT JOIN job_items i ON i.job_id = j.id AND i.state != 'pending'";
+
+fn job_from(row: &sqlx::sqlite::SqliteRow) -> StoreResult<JobRecord> {
+    let state: String = row.try_get(1)?;
+    Ok(JobRecord {
+        id: row.try_get(0)?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("job state {state}")))?,
+        total: u64_of(row.try_get(2)?),
+        seed: u64_of(row.try_get(3)?),
+        owner: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+        started_at: row.try_get(6)?,
+        finished_at: row.try_get(7)?,
+        done: u64_of(row.try_get(8)?),
+        failed: u64_of(row.try_get(9)?),
+        abstained: u64_of(row.try_get(10)?),
+        calls: u64_of(row.try_get(11)?),
+        input_tokens: u64_of(row.try_get(12)?),
+        output_tokens: u64_of(row.try_get(13)?),
+        cost_usd: row.try_get(14)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn put_rubric(&self, rubric: &Rubric) -> StoreResult<bool> {
+        let doc =
+            serde_json::to_string(&rubric.to_raw()).map_err(|e| StoreError::Db(e.to_string()))?;
+        let digest = blake3::hash(doc.as_bytes()).to_hex().to_string();
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT digest FROM rubrics WHERE id = ? AND version = ?")
+                .bind(&rubric.id)
+                .bind(i64::from(rubric.version))
+                .fetch_optional(&mut *tx)
+                .await?;
+        match existing {
+            Some(d) if d == digest => Ok(false),
+            Some(_) => Err(StoreError::RubricConflict {
+                id: rubric.id.clone(),
+                version: rubric.version,
+            }),
+            None => {
+                sqlx::query("INSERT INTO rubrics (id, version, document, digest, created_at) VALUES (?, ?, ?, ?, ?)")
+                    .bind(&rubric.id)
+                    .bind(i64::from(rubric.version))
+                    .bind(&doc)
+                    .bind(&digest)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn get_rubric(&self, id: &str, version: Option<u32>) -> StoreResult<Option<Rubric>> {
+        let doc: Option<String> = match version {
+            Some(v) => {
+                sqlx::query_scalar("SELECT document FROM rubrics WHERE id = ? AND version = ?")
+                    .bind(id)
+                    .bind(i64::from(v))
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_scalar(
+                    "SELECT document FROM rubrics WHERE id = ? ORDER BY version DESC LIMIT 1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        doc.map(|d| Self::rubric_from(&d)).transpose()
+    }
+
+    async fn list_rubrics(&self) -> StoreResult<Vec<RubricEntry>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.version, r.document, r.created_at FROM rubrics r
+             WHERE r.version = (SELECT MAX(version) FROM rubrics x WHERE x.id = r.id) ORDER BY r.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Self::entry(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    &r.try_get::<String, _>(2)?,
+                    r.try_get(3)?,
+                )
+            })
+            .collect()
+    }
+
+    async fn rubric_versions(&self, id: &str) -> StoreResult<Vec<RubricEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, version, document, created_at FROM rubrics WHERE id = ? ORDER BY version",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Self::entry(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    &r.try_get::<String, _>(2)?,
+                    r.try_get(3)?,
+                )
+            })
+            .collect()
+    }
+
+    async fn create_job(
+        &self,
+        id: &str,
+        seed: u64,
+        owner: Option<&str>,
+        items: &[(String, String)],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO jobs (id, state, total, seed, owner, created_at) VALUES (?, 'queued', ?, ?, ?, ?)")
+            .bind(id)
+            .bind(i64_of(items.len() as u64))
+            .bind(i64_of(seed))
+            .bind(owner)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        for (seq, (case_id, input)) in items.iter().enumerate() {
+            sqlx::query("INSERT INTO job_items (job_id, seq, case_id, input, state) VALUES (?, ?, ?, ?, 'pending')")
+                .bind(id)
+                .bind(i64_of(seq as u64))
+                .bind(case_id)
+                .bind(input)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
+        let row = sqlx::query(&format!("{JOB_SELECT} WHERE j.id = ? GROUP BY j.id"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from).transpose()
+    }
+
+    async fn list_jobs(
+        &self,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<JobRecord>> {
+        let rows = match before {
+            Some((t, id)) => {
+                sqlx::query(&format!(
+                    "{JOB_SELECT} WHERE (j.created_at, j.id) < (?, ?) GROUP BY j.id ORDER BY j.created_at DESC, j.id DESC LIMIT ?"
+                ))
+                .bind(t)
+                .bind(id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("{JOB_SELECT} GROUP BY j.id ORDER BY j.created_at DESC, j.id DESC LIMIT ?"))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(job_from).collect()
+    }
+
+    async fn set_job_state(&self, id: &str, state: JobState) -> StoreResult<()> {
+        let now = now_ms();
+        match state {
+            JobState::Running => {
+                sqlx::query("UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND state = 'queued'")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            JobState::Done | JobState::Cancelled => {
+                sqlx::query("UPDATE jobs SET state = ?, finished_at = ? WHERE id = ? AND state NOT IN ('done', 'cancelled')")
+                    .bind(state.as_str())
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            JobState::Queued => {
+                sqlx::query("UPDATE jobs SET state = 'queued' WHERE id = ? AND state = 'running'")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn unfinished_jobs(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn pending_items(
+        &self,
+        job: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>> {
+        let after = after.map_or(-1, i64_of);
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, input FROM job_items WHERE job_id = ? AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(job)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(s, i)| (u64_of(s), i)).collect())
+    }
+
+    async fn finish_item(&self, job: &str, seq: u64, o: &ItemOutcome) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE job_items SET state = ?, result = ?, abstained = ?, calls = ?, input_tokens = ?, output_tokens = ?,
+                 cost_usd = ?, finished_at = ?,
+                 finished_seq = (SELECT COALESCE(MAX(finished_seq), 0) + 1 FROM job_items WHERE job_id = ?)
+             WHERE job_id = ? AND seq = ? AND state = 'pending'",
+        )
+        .bind(if o.failed { "failed" } else { "done" })
+        .bind(o.result.to_string())
+        .bind(i64::from(o.abstained))
+        .bind(i64_of(o.calls))
+        .bind(i64_of(o.input_tokens))
+        .bind(i64_of(o.output_tokens))
+        .bind(o.cost_usd)
+        .bind(now_ms())
+        .bind(job)
+        .bind(job)
+        .bind(i64_of(seq))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn results(
+        &self,
+        job: &str,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, u64, String)>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT finished_seq, seq, result FROM job_items
+             WHERE job_id = ? AND state != 'pending' AND finished_seq > ? ORDER BY finished_seq LIMIT ?",
+        )
+        .bind(job)
+        .bind(i64_of(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(f, s, r)| (u64_of(f), u64_of(s), r))
+            .collect())
+    }
+
+    async fn results_by_seq(
+        &self,
+        job: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, result FROM job_items WHERE job_id = ? AND state = 'done' AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(job)
+        .bind(after.map_or(-1, i64_of))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(s, r)| (u64_of(s), r)).collect())
+    }
+
+    async fn cache_get(&self, key: &[u8; 32]) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT answer FROM verdict_cache WHERE key = ?")
+                .bind(&key[..])
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO verdict_cache (key, answer, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(&key[..])
+        .bind(answer)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
