@@ -128,33 +128,39 @@ impl VerdictCache {
         F: Future<Output = Result<CachedAnswer, E>>,
         E: Send + Sync + 'static,
     {
-        let from_second = std::sync::atomic::AtomicBool::new(false);
-        let init = async {
-            if let Some(second) = &self.second {
-                if let Some(hit) = second.get(&key).await {
-                    from_second.store(true, Ordering::Relaxed);
-                    return Ok(Arc::new(hit));
-                }
+        // Memory first, then the persistent tier, both outside the single-flight
+        // section: no storage IO runs inside moka's init future, so a slow store can
+        // never hold a key's waiters (or a pool connection) while another waits.
+        if let Some(hit) = self.mem.get(&key).await {
+            crate::metrics::cache_lookup("memory", "hit");
+            self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return (Ok(hit), Source::Memory);
+        }
+        crate::metrics::cache_lookup("memory", "miss");
+        if let Some(second) = &self.second {
+            if let Some(hit) = second.get(&key).await {
+                crate::metrics::cache_lookup("persistent", "hit");
+                self.stats.persistent_hits.fetch_add(1, Ordering::Relaxed);
+                let hit = Arc::new(hit);
+                self.mem.insert(key, Arc::clone(&hit)).await;
+                return (Ok(hit), Source::Persistent);
             }
-            let answer = call.await?;
-            if let Some(second) = &self.second {
-                second.put(&key, &answer).await;
-            }
-            Ok(Arc::new(answer))
-        };
-        let entry = self.mem.entry(key).or_try_insert_with(init).await;
-        match entry {
+            crate::metrics::cache_lookup("persistent", "miss");
+        }
+        let init = async { call.await.map(Arc::new) };
+        match self.mem.entry(key).or_try_insert_with(init).await {
             Ok(e) if !e.is_fresh() => {
+                // Coalesced with a concurrent identical call.
                 self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
                 (Ok(e.into_value()), Source::Memory)
             }
-            Ok(e) if from_second.load(Ordering::Relaxed) => {
-                self.stats.persistent_hits.fetch_add(1, Ordering::Relaxed);
-                (Ok(e.into_value()), Source::Persistent)
-            }
             Ok(e) => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                (Ok(e.into_value()), Source::Upstream)
+                let value = e.into_value();
+                if let Some(second) = &self.second {
+                    second.put(&key, &value).await;
+                }
+                (Ok(value), Source::Upstream)
             }
             Err(failure) => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);

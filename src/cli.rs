@@ -28,6 +28,9 @@ pub enum Command {
     /// Score verdicts offline (no judges): HealthBench rows with `criteria_met` on each
     /// rubric item, or case.v1 rows with `verdicts`. Prints the aggregate and per-example scores.
     Score(ScoreArgs),
+    /// Run the HTTP and gRPC server (embedded SQLite; the built-in simulated committee
+    /// unless --config names real judges).
+    Serve(ServeArgs),
     /// Grade responses with the judge committee: one GradeReport per line, then a
     /// summary in the shape of `score --format json`.
     Grade(GradeArgs),
@@ -37,6 +40,21 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Parser)]
+pub struct ServeArgs {
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub http_addr: Option<String>,
+    /// gRPC listen address (default 127.0.0.1:50051).
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
+    /// Database URL (default sqlite://tribunal.db).
+    #[arg(long)]
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Parser)]
@@ -117,6 +135,7 @@ pub const EXIT_INVALID: u8 = 3;
 pub fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Command::Score(args) => score_cmd(&args),
+        Command::Serve(args) => crate::cli_grade::serve(&args),
         Command::Grade(args) => crate::cli_grade::run(&args),
         Command::Config(ConfigCommand::Check { config }) => {
             crate::cli_grade::config_check(config.as_deref())

@@ -273,6 +273,10 @@ impl Grader {
         }
         let verdicts: Vec<Option<Verdict>> = criteria.iter().map(|c| c.verdict).collect();
         let score = score::score_example(&rubric, &verdicts, &item.case.tags);
+        if !score.vetoed_by.is_empty() {
+            crate::metrics::veto(rubric.scoring.policy.name());
+        }
+        crate::metrics::grade_duration(started.elapsed().as_secs_f64());
         let degraded = criteria
             .iter()
             .any(|c| c.ballots.iter().any(|b| b.abstained.is_some()) || c.verdict.is_none());

@@ -108,22 +108,24 @@ impl Jobs {
                 break;
             };
             after = Some(last);
-            let mut graded = futures::stream::iter(
-                page.into_iter()
-                    .map(|(seq, input)| async move { (seq, self.grade_one(&input).await) }),
-            )
-            .buffer_unordered(self.concurrency);
-            loop {
-                let next = tokio::select! {
-                    // Shutdown or cancel: stop starting items; what is done is recorded.
-                    () = token.cancelled() => None,
-                    n = graded.next() => n,
-                };
-                let Some((seq, outcome)) = next else {
-                    break;
-                };
-                self.store.finish_item(id, seq, &outcome).await?;
-                self.progress.send_modify(|n| *n += 1);
+            // Each item is graded *and recorded* inside its own future, and this loop
+            // only drains them: awaiting a store write here while the other futures sit
+            // unpolled would strand the pool connections and permits they hold.
+            // Cancellation (job cancel or shutdown) stops starting items; the ones in
+            // flight finish and are recorded.
+            let results: Vec<crate::Result<()>> = futures::stream::iter(page)
+                .take_while(|_| std::future::ready(!token.is_cancelled()))
+                .map(|(seq, input)| async move {
+                    let outcome = self.grade_one(&input).await;
+                    self.store.finish_item(id, seq, &outcome).await?;
+                    self.progress.send_modify(|n| *n += 1);
+                    Ok(())
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+            for r in results {
+                r?;
             }
         }
         if !token.is_cancelled() {

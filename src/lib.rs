@@ -9,6 +9,8 @@
 //! - [`cli`]: the command line.
 //! - [`error`]: the crate error vocabulary.
 
+pub mod api;
+pub mod app;
 pub mod cache;
 pub mod cli;
 mod cli_grade;
@@ -20,9 +22,11 @@ pub mod item;
 pub mod jobs;
 pub mod judge;
 pub mod limits;
+pub mod metrics;
 pub mod rubric;
 pub mod score;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 
 pub use error::{Error, ErrorKind, Result};

@@ -282,6 +282,12 @@ impl Committee {
             },
         };
         let _ = idx;
+        crate::metrics::consensus(kind.as_str());
+        for b in &ballots {
+            if let Some(r) = b.abstained {
+                crate::metrics::abstention(&b.judge, r.as_str());
+            }
+        }
         Consensus {
             criterion: criterion.id.0.clone(),
             verdict,

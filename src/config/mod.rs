@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-pub use raw::{RawCommittee, RawConfig, RawJudge, RawSim};
+pub use raw::{RawApiKey, RawCommittee, RawConfig, RawJudge, RawServer, RawSim};
 
 use crate::committee::vote::{Rule, TieRule};
 use crate::rubric::{FieldError, Invalid};
@@ -148,11 +148,42 @@ pub struct CacheConfig {
     pub ttl: Duration,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// An API key: its name (for quotas and logs) and the blake3 hash of the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    pub blake3: String,
+    pub requests_per_minute: Option<u32>,
+    pub max_concurrent_jobs: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub http_addr: std::net::SocketAddr,
+    pub grpc_addr: std::net::SocketAddr,
+    pub database_url: String,
+    pub max_body_bytes: usize,
+    pub max_items_per_job: usize,
+    pub max_criteria_per_rubric: usize,
+    /// Items graded concurrently per job.
+    pub job_concurrency: usize,
+    pub log_format: LogFormat,
+    /// Empty: no authentication (then only loopback addresses may be bound).
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub judges: BTreeMap<String, JudgeConfig>,
     pub committee: CommitteeConfig,
     pub cache: CacheConfig,
+    pub server: ServerConfig,
 }
 
 impl Config {
@@ -181,9 +212,12 @@ impl Config {
         };
         let mut doc: toml::Table = toml::from_str(&text)
             .map_err(|e| ConfigError::Invalid(Invalid::one("", format!("not valid TOML: {e}"))))?;
-        raw::apply_env_overrides(&mut doc, env).map_err(ConfigError::Invalid)?;
+        // One environment for everything: overrides and the secrets named by
+        // `api_key_env` / `key_env` (callers pass `std::env::vars()`).
+        let vars: std::collections::HashMap<String, String> = env.into_iter().collect();
+        raw::apply_env_overrides(&mut doc, vars.clone()).map_err(ConfigError::Invalid)?;
         let raw: RawConfig = raw::decode(doc).map_err(ConfigError::Invalid)?;
-        raw.validate(&|name| std::env::var(name).ok())
+        raw.validate(&|name| vars.get(name).cloned())
             .map_err(ConfigError::Invalid)
     }
 

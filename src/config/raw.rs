@@ -7,8 +7,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    CacheConfig, CommitteeConfig, Config, JudgeConfig, LimitsConfig, OpenAiConfig, PromptMode,
-    ProviderConfig, RetryConfig, Sampling, SimConfig, rule_from,
+    ApiKeyConfig, CacheConfig, CommitteeConfig, Config, JudgeConfig, LimitsConfig, LogFormat,
+    OpenAiConfig, PromptMode, ProviderConfig, RetryConfig, Sampling, ServerConfig, SimConfig,
+    rule_from,
 };
 use crate::committee::vote::{Rule, TieRule};
 use crate::rubric::{FieldError, Invalid};
@@ -21,6 +22,35 @@ pub struct RawConfig {
     pub committee: Option<RawCommittee>,
     #[serde(default)]
     pub cache: RawCache,
+    #[serde(default)]
+    pub server: RawServer,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub http_addr: Option<String>,
+    pub grpc_addr: Option<String>,
+    pub database_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub max_items_per_job: Option<usize>,
+    pub max_criteria_per_rubric: Option<usize>,
+    pub job_concurrency: Option<usize>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub api_keys: Vec<RawApiKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    pub name: String,
+    /// Env var holding the key.
+    pub key_env: Option<String>,
+    /// Or: hex blake3 of the key.
+    pub blake3: Option<String>,
+    pub requests_per_minute: Option<u32>,
+    pub max_concurrent_jobs: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +244,7 @@ impl RawConfig {
             }
             Some(c) => validate_committee(c, &judges, &defined, &mut errs),
         };
+        let server = validate_server(self.server, env, &mut errs);
         let cache = CacheConfig {
             max_bytes: self.cache.max_bytes.unwrap_or(256 * 1024 * 1024),
             ttl: Duration::from_secs(self.cache.ttl_secs.unwrap_or(7 * 24 * 3600)),
@@ -223,9 +254,108 @@ impl RawConfig {
                 judges,
                 committee,
                 cache,
+                server,
             }),
             _ => Err(Invalid(errs)),
         }
+    }
+}
+
+fn validate_server(
+    s: RawServer,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Vec<FieldError>,
+) -> ServerConfig {
+    let addr = |v: Option<String>, default: &str, field: &str, errs: &mut Vec<FieldError>| {
+        let text = v.unwrap_or_else(|| default.to_owned());
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                errs.push(FieldError::new(
+                    field,
+                    format!("\"{text}\" is not an address like 127.0.0.1:8080"),
+                ));
+                default
+                    .parse()
+                    .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            }
+        }
+    };
+    let http_addr = addr(s.http_addr, "127.0.0.1:8080", "server.http_addr", errs);
+    let grpc_addr = addr(s.grpc_addr, "127.0.0.1:50051", "server.grpc_addr", errs);
+    let log_format = match s.log_format.as_deref().unwrap_or("pretty") {
+        "pretty" => LogFormat::Pretty,
+        "json" => LogFormat::Json,
+        other => {
+            errs.push(FieldError::new(
+                "server.log_format",
+                format!("unknown format \"{other}\"; use pretty or json"),
+            ));
+            LogFormat::Pretty
+        }
+    };
+    let mut api_keys = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, k) in s.api_keys.into_iter().enumerate() {
+        let at = format!("server.api_keys[{i}]");
+        if !names.insert(k.name.clone()) {
+            errs.push(FieldError::new(
+                format!("{at}.name"),
+                format!("\"{}\" is used twice", k.name),
+            ));
+        }
+        let hash = match (&k.key_env, &k.blake3) {
+            (Some(var), None) => match env(var) {
+                Some(key) if !key.is_empty() => blake3::hash(key.as_bytes()).to_hex().to_string(),
+                _ => {
+                    errs.push(FieldError::new(format!("{at}.key_env"), format!("env var {var} is not set; the server refuses to start with a key it cannot check")));
+                    continue;
+                }
+            },
+            (None, Some(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                h.to_ascii_lowercase()
+            }
+            (None, Some(_)) => {
+                errs.push(FieldError::new(
+                    format!("{at}.blake3"),
+                    "must be 64 hex digits (b3sum of the key)",
+                ));
+                continue;
+            }
+            _ => {
+                errs.push(FieldError::new(at, "give exactly one of key_env or blake3"));
+                continue;
+            }
+        };
+        api_keys.push(ApiKeyConfig {
+            name: k.name,
+            blake3: hash,
+            requests_per_minute: k.requests_per_minute,
+            max_concurrent_jobs: k.max_concurrent_jobs,
+        });
+    }
+    for (field, v) in [
+        ("server.max_body_bytes", s.max_body_bytes),
+        ("server.max_items_per_job", s.max_items_per_job),
+        ("server.max_criteria_per_rubric", s.max_criteria_per_rubric),
+        ("server.job_concurrency", s.job_concurrency),
+    ] {
+        if v == Some(0) {
+            errs.push(FieldError::new(field, "must be at least 1"));
+        }
+    }
+    ServerConfig {
+        http_addr,
+        grpc_addr,
+        database_url: s
+            .database_url
+            .unwrap_or_else(|| "sqlite://tribunal.db".to_owned()),
+        max_body_bytes: s.max_body_bytes.unwrap_or(64 * 1024 * 1024),
+        max_items_per_job: s.max_items_per_job.unwrap_or(200_000),
+        max_criteria_per_rubric: s.max_criteria_per_rubric.unwrap_or(500),
+        job_concurrency: s.job_concurrency.unwrap_or(32),
+        log_format,
+        api_keys,
     }
 }
 

@@ -365,8 +365,8 @@ quorum = 1
         (
             "override creates an unknown section",
             EXAMPLE,
-            &[("TRIBUNAL__SERVER__PORT", "80")],
-            &[("server", "unknown field")],
+            &[("TRIBUNAL__SERVERS__PORT", "80")],
+            &[("", "unknown field `servers`")],
         ),
         (
             "override below a scalar",

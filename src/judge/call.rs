@@ -196,20 +196,40 @@ impl JudgeClient {
                 return Err(AbstainReason::Timeout);
             }
             *attempts += 1;
+            let waits_before = self.limiter.waits.load(Ordering::Relaxed);
             let permit =
                 tokio::time::timeout_at(deadline.into(), self.limiter.acquire(estimate)).await;
             let Ok(_permit) = permit else {
                 return Err(AbstainReason::Timeout);
             };
+            if self.limiter.waits.load(Ordering::Relaxed) != waits_before {
+                crate::metrics::limiter_wait(&self.cfg.name);
+            }
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
             let budget = self
                 .cfg
                 .timeout
                 .min(deadline.saturating_duration_since(Instant::now()));
+            let attempt_started = Instant::now();
+            crate::metrics::judge_in_flight(&self.cfg.name, 1);
             let outcome = match tokio::time::timeout(budget, self.provider.complete(req)).await {
                 Ok(r) => r,
                 Err(_) => Err(ProviderError::Timeout),
             };
+            crate::metrics::judge_in_flight(&self.cfg.name, -1);
+            crate::metrics::judge_call(
+                &self.cfg.name,
+                match &outcome {
+                    Ok(_) => "ok",
+                    Err(ProviderError::RateLimited { .. }) => "rate_limited",
+                    Err(ProviderError::Server { .. }) => "server_error",
+                    Err(ProviderError::Timeout) => "timeout",
+                    Err(ProviderError::Connect(_)) => "connect_error",
+                    Err(ProviderError::Client { .. }) => "client_error",
+                    Err(ProviderError::Decode(_)) => "decode_error",
+                },
+                attempt_started.elapsed().as_secs_f64(),
+            );
             match outcome {
                 Ok(c) => {
                     let u = c.usage.unwrap_or(Usage {
@@ -242,6 +262,7 @@ impl JudgeClient {
                         return Err(AbstainReason::Timeout);
                     }
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::judge_retry(&self.cfg.name);
                     last = e;
                     tokio::time::sleep(wait).await;
                 }
@@ -254,6 +275,12 @@ impl JudgeClient {
     }
 
     fn account(&self, u: Usage) {
+        crate::metrics::judge_usage(
+            &self.cfg.name,
+            u.input_tokens,
+            u.output_tokens,
+            self.cost(u),
+        );
         self.stats
             .input_tokens
             .fetch_add(u.input_tokens, Ordering::Relaxed);

@@ -190,6 +190,12 @@ pub trait Store: Send + Sync {
     async fn cache_get(&self, key: &[u8; 32]) -> StoreResult<Option<String>>;
     async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()>;
 
+    /// Unfinished jobs submitted under an API key (concurrent-jobs quota).
+    async fn active_jobs(&self, owner: &str) -> StoreResult<i64>;
+
+    /// Jobs per state and pending items across all jobs (metrics gauges).
+    async fn job_counts(&self) -> StoreResult<(Vec<(JobState, i64)>, i64)>;
+
     /// Liveness of the database (for /readyz).
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -15,8 +15,13 @@ use super::{
 };
 use crate::rubric::{Rubric, schema::parse_rubric};
 
+/// Reads use a small pool; every write goes through one connection. SQLite allows one
+/// writer at a time, and several pooled writers contend in SQLite's busy handler
+/// (sleeping and retrying), which collapses throughput under load. One writer
+/// connection queues writes in-process instead.
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 fn u64_of(v: i64) -> u64 {
@@ -37,16 +42,22 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(120))
+            .connect_with(opts.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(SqliteStore { pool, writer })
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     fn rubric_from(doc: &str) -> StoreResult<Rubric> {
@@ -101,7 +112,7 @@ impl Store for SqliteStore {
         let doc =
             serde_json::to_string(&rubric.to_raw()).map_err(|e| StoreError::Db(e.to_string()))?;
         let digest = blake3::hash(doc.as_bytes()).to_hex().to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let existing: Option<String> =
             sqlx::query_scalar("SELECT digest FROM rubrics WHERE id = ? AND version = ?")
                 .bind(&rubric.id)
@@ -195,7 +206,7 @@ impl Store for SqliteStore {
         owner: Option<&str>,
         items: &[(String, String)],
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("INSERT INTO jobs (id, state, total, seed, owner, created_at) VALUES (?, 'queued', ?, ?, ?, ?)")
             .bind(id)
             .bind(i64_of(items.len() as u64))
@@ -258,7 +269,7 @@ impl Store for SqliteStore {
                 sqlx::query("UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND state = 'queued'")
                     .bind(now)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
             }
             JobState::Done | JobState::Cancelled => {
@@ -266,13 +277,13 @@ impl Store for SqliteStore {
                     .bind(state.as_str())
                     .bind(now)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
             }
             JobState::Queued => {
                 sqlx::query("UPDATE jobs SET state = 'queued' WHERE id = ? AND state = 'running'")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
             }
         }
@@ -323,7 +334,7 @@ impl Store for SqliteStore {
         .bind(job)
         .bind(job)
         .bind(i64_of(seq))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -382,13 +393,83 @@ impl Store for SqliteStore {
         .bind(&key[..])
         .bind(answer)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn active_jobs(&self, owner: &str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN ('queued', 'running')",
+        )
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn job_counts(&self) -> StoreResult<(Vec<(JobState, i64)>, i64)> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        let by_state = JobState::ALL
+            .into_iter()
+            .map(|st| {
+                (
+                    st,
+                    rows.iter()
+                        .find(|(s, _)| s == st.as_str())
+                        .map_or(0, |(_, n)| *n),
+                )
+            })
+            .collect();
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM job_items i JOIN jobs j ON j.id = i.job_id
+             WHERE i.state = 'pending' AND j.state IN ('queued', 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((by_state, pending))
     }
 
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_cache_reads_and_writes_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&format!("sqlite://{}", dir.path().join("c.db").display()))
+                .await
+                .unwrap(),
+        );
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..300u32 {
+            let s = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let mut key = [0u8; 32];
+                key[..4].copy_from_slice(&i.to_le_bytes());
+                assert!(s.cache_get(&key).await.unwrap().is_none());
+                s.cache_put(&key, "{}").await.unwrap();
+                assert!(s.cache_get(&key).await.unwrap().is_some());
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

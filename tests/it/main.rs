@@ -9,10 +9,12 @@
 
 mod cli_grade;
 mod cli_score;
+mod crash;
 mod healthbench_real;
 mod judges;
 mod mock_openai;
 mod schema_examples;
+mod server;
 
 use std::path::{Path, PathBuf};
 

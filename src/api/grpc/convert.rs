@@ -1,0 +1,187 @@
+//! Conversions between proto messages and the documents and records the service
+//! facade takes and returns. Pure functions; no service calls and no IO.
+
+use serde_json::Value;
+
+use super::error::{invalid_field, status};
+use super::pb;
+use crate::rubric::Invalid;
+use crate::store::{JobRecord, now_ms};
+
+/// Reads a request field that carries a JSON document. A syntax error names the field.
+pub fn parse_json(field: &str, text: &str) -> Result<Value, tonic::Status> {
+    serde_json::from_str(text).map_err(|e| invalid_field(field, format!("not valid JSON: {e}")))
+}
+
+/// Writes a document the service returned, compactly, as the HTTP API does.
+pub fn to_json(v: &Value) -> Result<String, tonic::Status> {
+    serde_json::to_string(v).map_err(|e| status(&crate::Error::Internal(e.to_string())))
+}
+
+/// A response carrying one JSON document.
+pub fn document(v: &Value) -> Result<pb::JsonDocument, tonic::Status> {
+    Ok(pb::JsonDocument { json: to_json(v)? })
+}
+
+/// The job status message; the same fields, in the same units, as `service::job_json`.
+pub fn job(j: &JobRecord) -> pb::Job {
+    job_at(j, now_ms())
+}
+
+/// `job` with an explicit clock, so the ETA is testable.
+pub fn job_at(j: &JobRecord, now_ms: i64) -> pb::Job {
+    pb::Job {
+        id: j.id.clone(),
+        state: j.state.as_str().to_owned(),
+        total: j.total,
+        done: j.done,
+        abstained: j.abstained,
+        failed: j.failed,
+        pending: j.pending(),
+        calls: j.calls,
+        input_tokens: j.input_tokens,
+        output_tokens: j.output_tokens,
+        cost_usd: j.cost_usd,
+        eta_seconds: j.eta_seconds(now_ms),
+        created_at: j.created_at,
+    }
+}
+
+/// The answer of `ValidateRubric`: invalid rubrics are a normal answer, not an error.
+pub fn validation(result: Result<Value, Invalid>) -> pb::ValidateRubricResponse {
+    match result {
+        Ok(_) => pb::ValidateRubricResponse {
+            valid: true,
+            problems: Vec::new(),
+        },
+        Err(Invalid(errs)) => pb::ValidateRubricResponse {
+            valid: false,
+            problems: errs
+                .into_iter()
+                .map(|e| pb::FieldProblem {
+                    field: e.field,
+                    message: e.message,
+                })
+                .collect(),
+        },
+    }
+}
+
+/// `GetRubric`'s version: 0 means the latest.
+pub fn rubric_version(v: u32) -> Option<u32> {
+    (v != 0).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rubric::FieldError;
+    use crate::store::JobState;
+
+    fn record() -> JobRecord {
+        JobRecord {
+            id: "j1".into(),
+            state: JobState::Running,
+            total: 10,
+            seed: 7,
+            owner: None,
+            created_at: 1_000,
+            started_at: Some(1_000),
+            finished_at: None,
+            done: 3,
+            failed: 1,
+            abstained: 2,
+            calls: 40,
+            input_tokens: 1_234,
+            output_tokens: 56,
+            cost_usd: 0.25,
+        }
+    }
+
+    #[test]
+    fn job_carries_every_field() {
+        let j = job_at(&record(), 9_000);
+        assert_eq!(
+            j,
+            pb::Job {
+                id: "j1".into(),
+                state: "running".into(),
+                total: 10,
+                done: 3,
+                abstained: 2,
+                failed: 1,
+                pending: 6,
+                calls: 40,
+                input_tokens: 1_234,
+                output_tokens: 56,
+                cost_usd: 0.25,
+                // 8 s for 4 finished items: 2 s per item, 6 pending.
+                eta_seconds: Some(12.0),
+                created_at: 1_000,
+            }
+        );
+    }
+
+    #[test]
+    fn final_job_has_no_eta() {
+        let mut r = record();
+        r.state = JobState::Done;
+        assert_eq!(job_at(&r, 9_000).eta_seconds, None);
+        assert_eq!(job_at(&r, 9_000).state, "done");
+    }
+
+    #[test]
+    fn json_syntax_errors_name_the_field() {
+        let e = parse_json("item_json", "{").err();
+        let e = e.as_ref().map(|s| {
+            (
+                s.code(),
+                s.message().starts_with("item_json: not valid JSON: "),
+            )
+        });
+        assert_eq!(e, Some((tonic::Code::InvalidArgument, true)));
+        assert_eq!(
+            parse_json("item_json", r#"{"a":1}"#).ok(),
+            Some(serde_json::json!({"a": 1}))
+        );
+    }
+
+    #[test]
+    fn documents_are_compact_and_keep_key_order() {
+        let v = serde_json::json!({"z": 1, "a": [true, null]});
+        assert_eq!(
+            document(&v).map(|d| d.json).ok().as_deref(),
+            Some(r#"{"z":1,"a":[true,null]}"#)
+        );
+    }
+
+    #[test]
+    fn validation_lists_problems() {
+        let ok = validation(Ok(serde_json::json!({})));
+        assert!(ok.valid && ok.problems.is_empty());
+        let bad = validation(Err(Invalid(vec![
+            FieldError::new("id", "missing"),
+            FieldError::new("criteria[1].points", "must be a number"),
+        ])));
+        assert!(!bad.valid);
+        assert_eq!(
+            bad.problems,
+            vec![
+                pb::FieldProblem {
+                    field: "id".into(),
+                    message: "missing".into()
+                },
+                pb::FieldProblem {
+                    field: "criteria[1].points".into(),
+                    message: "must be a number".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn version_zero_is_latest() {
+        assert_eq!(rubric_version(0), None);
+        assert_eq!(rubric_version(3), Some(3));
+    }
+}

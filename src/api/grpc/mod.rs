@@ -1,0 +1,549 @@
+//! The gRPC transport: the tonic `Tribunal` service, health and reflection, and the
+//! server entry points. Handlers only translate (decode, call one `Service` method,
+//! encode); every domain decision stays in `service`, and no store or judge is
+//! touched from here.
+
+pub mod convert;
+pub mod error;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+
+use crate::service::Service;
+use crate::{Error, ErrorKind};
+
+/// Generated proto types, client and server for `tribunal.v1`.
+pub mod pb {
+    tonic::include_proto!("tribunal.v1");
+}
+
+/// The encoded descriptor set of `tribunal.v1`, served by gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tribunal_descriptor.bin"));
+
+/// Results read per store page while streaming.
+const RESULT_PAGE: u32 = 500;
+/// `ListJobs` page size when the request leaves `limit` at 0.
+const DEFAULT_JOB_PAGE: u32 = 50;
+/// Longest wait for a progress notification before a follower looks again anyway.
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
+/// Results buffered per stream before the producer waits for the client.
+const STREAM_BUFFER: usize = 64;
+
+/// The `Tribunal` gRPC service over the shared domain facade.
+#[derive(Clone)]
+pub struct GrpcApi {
+    service: Arc<Service>,
+}
+
+impl GrpcApi {
+    pub fn new(service: Arc<Service>) -> Self {
+        GrpcApi { service }
+    }
+}
+
+/// Maps a domain error to a status, logging it once here when it is the server's fault.
+fn fail(rpc: &'static str, e: &Error) -> Status {
+    match e.kind() {
+        ErrorKind::Internal | ErrorKind::Io | ErrorKind::Unavailable => {
+            tracing::error!(rpc, kind = e.kind().as_str(), error = %e, "gRPC request failed");
+        }
+        ErrorKind::InvalidInput
+        | ErrorKind::NotFound
+        | ErrorKind::Conflict
+        | ErrorKind::Unauthorized
+        | ErrorKind::RateLimited
+        | ErrorKind::TooLarge
+        | ErrorKind::Timeout => {
+            tracing::debug!(rpc, kind = e.kind().as_str(), error = %e, "gRPC request rejected");
+        }
+    }
+    error::status(e)
+}
+
+#[tonic::async_trait]
+impl pb::tribunal_server::Tribunal for GrpcApi {
+    async fn grade(
+        &self,
+        request: Request<pb::GradeRequest>,
+    ) -> Result<Response<pb::GradeResponse>, Status> {
+        let doc = convert::parse_json("item_json", &request.get_ref().item_json)?;
+        let report = self
+            .service
+            .grade(&doc)
+            .await
+            .map_err(|e| fail("Grade", &e))?;
+        Ok(Response::new(pb::GradeResponse {
+            report_json: convert::to_json(&report)?,
+        }))
+    }
+
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let req = request.into_inner();
+        // Items stay as text: the service validates each one and reports problems
+        // under `items[i]`, and stores the text as given.
+        let job = self
+            .service
+            .submit_job(&req.items_json, req.seed, None)
+            .await
+            .map_err(|e| fail("SubmitJob", &e))?;
+        Ok(Response::new(convert::job(&job)))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let job = self
+            .service
+            .job(&request.get_ref().id)
+            .await
+            .map_err(|e| fail("GetJob", &e))?;
+        Ok(Response::new(convert::job(&job)))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let req = request.get_ref();
+        let limit = if req.limit == 0 {
+            DEFAULT_JOB_PAGE
+        } else {
+            req.limit
+        };
+        let (jobs, next) = self
+            .service
+            .list_jobs(Some(req.after.as_str()), limit)
+            .await
+            .map_err(|e| fail("ListJobs", &e))?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.iter().map(convert::job).collect(),
+            next: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let job = self
+            .service
+            .cancel_job(&request.get_ref().id)
+            .await
+            .map_err(|e| fail("CancelJob", &e))?;
+        Ok(Response::new(convert::job(&job)))
+    }
+
+    type StreamJobResultsStream = ReceiverStream<Result<pb::JobResult, Status>>;
+
+    async fn stream_job_results(
+        &self,
+        request: Request<pb::StreamJobResultsRequest>,
+    ) -> Result<Response<Self::StreamJobResultsStream>, Status> {
+        let req = request.into_inner();
+        // An unknown job is an error status on the call itself, not a stream that
+        // fails after it opened.
+        self.service
+            .job(&req.id)
+            .await
+            .map_err(|e| fail("StreamJobResults", &e))?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let service = Arc::clone(&self.service);
+        // The producer is per request and owns nothing but a channel sender: it ends
+        // when the job ends, when `follow` is off and the results run out, or when
+        // the client disconnects (`send` fails and `closed` resolves), so it never
+        // outlives its stream for longer than one store read.
+        tokio::spawn(stream_results(service, req.id, req.follow, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_job_summary(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let summary = self
+            .service
+            .summary(&request.get_ref().id)
+            .await
+            .map_err(|e| fail("GetJobSummary", &e))?;
+        Ok(Response::new(convert::document(&summary)?))
+    }
+
+    async fn create_rubric(
+        &self,
+        request: Request<pb::JsonDocument>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let doc = convert::parse_json("json", &request.get_ref().json)?;
+        // `created` (new version or identical re-upload) has no place in the
+        // contract's reply; both answers carry the stored rubric.
+        let (rubric, _created) = self
+            .service
+            .create_rubric(&doc)
+            .await
+            .map_err(|e| fail("CreateRubric", &e))?;
+        Ok(Response::new(convert::document(&rubric)?))
+    }
+
+    async fn validate_rubric(
+        &self,
+        request: Request<pb::JsonDocument>,
+    ) -> Result<Response<pb::ValidateRubricResponse>, Status> {
+        let doc = convert::parse_json("json", &request.get_ref().json)?;
+        Ok(Response::new(convert::validation(
+            self.service.validate_rubric(&doc),
+        )))
+    }
+
+    async fn get_rubric(
+        &self,
+        request: Request<pb::GetRubricRequest>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let req = request.get_ref();
+        let rubric = self
+            .service
+            .rubric(&req.id, convert::rubric_version(req.version))
+            .await
+            .map_err(|e| fail("GetRubric", &e))?;
+        Ok(Response::new(convert::document(&rubric)?))
+    }
+
+    async fn list_rubrics(
+        &self,
+        _request: Request<pb::ListRubricsRequest>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let rubrics = self
+            .service
+            .rubrics()
+            .await
+            .map_err(|e| fail("ListRubrics", &e))?;
+        Ok(Response::new(convert::document(&rubrics)?))
+    }
+}
+
+/// Sends a job's finished results in completion order; with `follow`, keeps going
+/// until the job is final and every result has been sent.
+async fn stream_results(
+    service: Arc<Service>,
+    id: String,
+    follow: bool,
+    tx: mpsc::Sender<Result<pb::JobResult, Status>>,
+) {
+    // Subscribing before the first read means a result finished between a read and
+    // the wait below still wakes us.
+    let mut progress = service.jobs.subscribe();
+    let mut after = 0;
+    // Set once the job is seen final: one more empty page then proves nothing is left,
+    // even for results recorded between the page read and the state read.
+    let mut final_seen = false;
+    loop {
+        let page = match service.results(&id, after, RESULT_PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                let _ = tx.send(Err(fail("StreamJobResults", &e))).await;
+                return;
+            }
+        };
+        if let Some((finished_seq, _, _)) = page.rows.last() {
+            after = *finished_seq;
+            for (_, seq, json) in page.rows {
+                if tx.send(Ok(pb::JobResult { seq, json })).await.is_err() {
+                    return;
+                }
+            }
+            continue;
+        }
+        if !follow || final_seen {
+            return;
+        }
+        match service.job(&id).await {
+            Ok(job) if job.state.is_final() => {
+                final_seen = true;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = tx.send(Err(fail("StreamJobResults", &e))).await;
+                return;
+            }
+        }
+        tokio::select! {
+            () = tx.closed() => return,
+            changed = tokio::time::timeout(FOLLOW_POLL, progress.changed()) => {
+                // The runner is gone (shutdown); poll at the safety-net pace instead
+                // of spinning on a closed channel.
+                if let Ok(Err(_)) = changed {
+                    tokio::time::sleep(FOLLOW_POLL).await;
+                }
+            }
+        }
+    }
+}
+
+/// The Tribunal service wrapped for the server, with health and reflection.
+async fn router(service: Arc<Service>) -> tonic::transport::server::Router {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::tribunal_server::TribunalServer<GrpcApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .inspect_err(|e| {
+            // The descriptor set is built into the binary, so this is a build bug;
+            // serving without reflection beats not serving.
+            tracing::error!(error = %e, "gRPC reflection disabled: bad descriptor set");
+        })
+        .ok();
+    Server::builder()
+        .add_service(health)
+        .add_optional_service(reflection)
+        .add_service(pb::tribunal_server::TribunalServer::new(GrpcApi::new(
+            service,
+        )))
+}
+
+/// Serves gRPC on `addr` until `shutdown` resolves; in-flight calls then finish.
+pub async fn serve(
+    addr: SocketAddr,
+    service: Arc<Service>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    router(service)
+        .await
+        .serve_with_shutdown(addr, shutdown)
+        .await
+}
+
+/// `serve` on a listener the caller bound (tests bind port 0 and read the address).
+pub async fn serve_with_incoming(
+    listener: tokio::net::TcpListener,
+    service: Arc<Service>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    router(service)
+        .await
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_set_builds_reflection() {
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .with_service_name("tribunal.v1.Tribunal")
+            .build_v1();
+        assert!(reflection.is_ok());
+    }
+
+    mod end_to_end {
+        //! One server on port 0 with the simulated committee and a temp SQLite store.
+
+        use super::super::*;
+        use crate::config::Config;
+        use crate::grader::Grader;
+        use crate::jobs::Jobs;
+        use crate::service::Limits;
+        use crate::store::SqliteStore;
+        use pb::tribunal_client::TribunalClient;
+        use tokio_stream::StreamExt;
+        use tokio_util::sync::CancellationToken;
+        use tokio_util::task::TaskTracker;
+
+        const ITEMS: &str = include_str!("../../../tests/fixtures/grade-small.jsonl");
+
+        struct TestServer {
+            client: TribunalClient<tonic::transport::Channel>,
+            channel: tonic::transport::Channel,
+            stop: CancellationToken,
+            _dir: tempfile::TempDir,
+        }
+
+        async fn spawn() -> TestServer {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("t.db").display());
+            let store: Arc<dyn crate::store::Store> =
+                Arc::new(SqliteStore::open(&url).await.unwrap());
+            let cfg = Config::default_simulated().unwrap();
+            let grader = Arc::new(Grader::with_store(&cfg, Arc::clone(&store)).unwrap());
+            let stop = CancellationToken::new();
+            let jobs = Jobs::new(
+                Arc::clone(&grader),
+                Arc::clone(&store),
+                TaskTracker::new(),
+                stop.clone(),
+                4,
+            );
+            let service = Arc::new(Service {
+                grader,
+                store,
+                jobs,
+                limits: Limits {
+                    max_items_per_job: 10,
+                    max_criteria_per_rubric: 50,
+                },
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let token = stop.clone();
+            tokio::spawn(serve_with_incoming(listener, service, async move {
+                token.cancelled().await;
+            }));
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            TestServer {
+                client: TribunalClient::new(channel.clone()),
+                channel,
+                stop,
+                _dir: dir,
+            }
+        }
+
+        #[tokio::test]
+        async fn grade_jobs_and_errors_over_the_wire() {
+            let mut t = spawn().await;
+            let line = ITEMS.lines().next().unwrap();
+
+            let report = t
+                .client
+                .grade(pb::GradeRequest {
+                    item_json: line.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let v: serde_json::Value = serde_json::from_str(&report.report_json).unwrap();
+            assert_eq!(v["format"], "grade_report.v1");
+
+            let bad = t
+                .client
+                .grade(pb::GradeRequest {
+                    item_json: "{".into(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+            assert!(
+                bad.message().starts_with("item_json: not valid JSON"),
+                "{}",
+                bad.message()
+            );
+
+            let job = t
+                .client
+                .submit_job(pb::SubmitJobRequest {
+                    items_json: ITEMS.lines().map(str::to_owned).collect(),
+                    seed: 1,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(job.total, 2);
+
+            let mut stream = t
+                .client
+                .stream_job_results(pb::StreamJobResultsRequest {
+                    id: job.id.clone(),
+                    follow: true,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut seqs = Vec::new();
+            while let Some(r) = tokio::time::timeout(Duration::from_secs(30), stream.next())
+                .await
+                .unwrap()
+            {
+                seqs.push(r.unwrap().seq);
+            }
+            seqs.sort_unstable();
+            assert_eq!(seqs.len(), 2, "{seqs:?}");
+
+            let done = t
+                .client
+                .get_job(pb::GetJobRequest { id: job.id.clone() })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!((done.state.as_str(), done.pending), ("done", 0));
+
+            let listed = t
+                .client
+                .list_jobs(pb::ListJobsRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(listed.jobs.len(), 1);
+
+            let missing = t
+                .client
+                .get_job(pb::GetJobRequest { id: "nope".into() })
+                .await
+                .unwrap_err();
+            assert_eq!(missing.code(), tonic::Code::NotFound);
+            assert_eq!(
+                missing
+                    .metadata()
+                    .get(error::KIND_KEY)
+                    .and_then(|v| v.to_str().ok()),
+                Some("not_found")
+            );
+            let missing = t
+                .client
+                .stream_job_results(pb::StreamJobResultsRequest {
+                    id: "nope".into(),
+                    follow: true,
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(missing.code(), tonic::Code::NotFound);
+
+            let invalid = t
+                .client
+                .validate_rubric(pb::JsonDocument { json: "{}".into() })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(!invalid.valid && !invalid.problems.is_empty());
+
+            let rubrics = t
+                .client
+                .list_rubrics(pb::ListRubricsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(rubrics.json, r#"{"rubrics":[]}"#);
+
+            let mut health = tonic_health::pb::health_client::HealthClient::new(t.channel.clone());
+            let served = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "tribunal.v1.Tribunal".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                served.status,
+                tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            );
+            t.stop.cancel();
+        }
+    }
+}

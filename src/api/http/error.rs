@@ -1,0 +1,83 @@
+//! `ErrorKind` -> HTTP status, in one exhaustive table, and the JSON error body
+//! `{"error": {"kind", "message", "field", "request_id"}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::{Error, ErrorKind};
+
+pub fn status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Io => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+tokio::task_local! {
+    /// The current request's id, set by the request-id middleware.
+    pub static REQUEST_ID: String;
+}
+
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// An error on its way to the client. Logged once, here, at the edge.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<crate::rubric::Invalid> for ApiError {
+    fn from(e: crate::rubric::Invalid) -> Self {
+        ApiError(Error::Invalid(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let kind = e.kind();
+        let code = status(kind);
+        let request_id = current_request_id();
+        if code.is_server_error() {
+            tracing::error!(kind = kind.as_str(), error = %e, request_id = request_id.as_deref().unwrap_or(""), "request failed");
+        } else {
+            tracing::debug!(kind = kind.as_str(), error = %e, "request rejected");
+        }
+        let body = json!({"error": {
+            "kind": kind.as_str(),
+            "message": e.to_string(),
+            "field": e.field(),
+            "request_id": request_id,
+        }});
+        let mut resp = (code, axum::Json(body)).into_response();
+        match &e {
+            Error::RateLimited { retry_after } => {
+                let secs = retry_after.as_secs_f64().ceil().max(1.0);
+                if let Ok(v) = HeaderValue::from_str(&format!("{secs:.0}")) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            Error::Unauthorized(_) => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}

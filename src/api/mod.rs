@@ -1,0 +1,6 @@
+//! Transports. `http` (axum) and `grpc` (tonic) translate wire formats into calls on
+//! `service::Service` and map `ErrorKind` in their own exhaustive tables. Neither
+//! touches the store, judges or committee directly.
+
+pub mod grpc;
+pub mod http;

@@ -1,0 +1,147 @@
+//! Builds everything from a `Config` (the one place that names concrete
+//! implementations: SQLite store, providers via `Grader`, axum, tonic) and runs the
+//! server with graceful shutdown: stop accepting, let job runners record the items in
+//! flight, close the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::http::{Auth, HttpState, router};
+use crate::config::Config;
+use crate::error::Error;
+use crate::grader::Grader;
+use crate::jobs::Jobs;
+use crate::service::{Limits, Service};
+use crate::store::{SqliteStore, Store};
+
+/// A started server.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: Option<SocketAddr>,
+    pub service: Arc<Service>,
+    pub shutdown: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, waits for in-flight job items to be recorded, closes the store.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.done.await;
+    }
+
+    /// Waits until the server stops (after `shutdown` is cancelled).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// Refuses to expose an unauthenticated server beyond this machine.
+fn check_bind(cfg: &Config, addr: SocketAddr, what: &str) -> Result<(), Error> {
+    if cfg.server.api_keys.is_empty() && !addr.ip().is_loopback() {
+        return Err(Error::Invalid(crate::rubric::Invalid::one(
+            format!("server.{what}"),
+            format!(
+                "{addr} is not a loopback address and no API keys are configured; add [[server.api_keys]] or bind 127.0.0.1"
+            ),
+        )));
+    }
+    Ok(())
+}
+
+/// Opens the store, resumes unfinished jobs and serves HTTP (and gRPC when a listener
+/// is given) until `shutdown` is cancelled.
+pub async fn start(
+    cfg: &Config,
+    http: TcpListener,
+    grpc: Option<TcpListener>,
+) -> Result<Running, Error> {
+    let http_addr = http
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    check_bind(cfg, http_addr, "http_addr")?;
+    let grpc_addr = match &grpc {
+        Some(l) => {
+            let a = l.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+            check_bind(cfg, a, "grpc_addr")?;
+            Some(a)
+        }
+        None => None,
+    };
+    let sqlite = Arc::new(SqliteStore::open(&cfg.server.database_url).await?);
+    let store: Arc<dyn Store> = sqlite.clone();
+    let grader = Arc::new(Grader::with_store(cfg, Arc::clone(&store))?);
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let jobs = Jobs::new(
+        Arc::clone(&grader),
+        Arc::clone(&store),
+        tracker.clone(),
+        shutdown.clone(),
+        cfg.server.job_concurrency,
+    );
+    let service = Arc::new(Service {
+        grader,
+        store,
+        jobs: Arc::clone(&jobs),
+        limits: Limits {
+            max_items_per_job: cfg.server.max_items_per_job,
+            max_criteria_per_rubric: cfg.server.max_criteria_per_rubric,
+        },
+    });
+    let resumed = jobs.resume().await?;
+    if resumed > 0 {
+        tracing::info!(jobs = resumed, "resumed unfinished jobs");
+    }
+    let state = HttpState {
+        service: Arc::clone(&service),
+        auth: Arc::new(Auth::new(&cfg.server.api_keys)),
+    };
+    let app = router(state, cfg.server.max_body_bytes);
+    let http_token = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        let served = axum::serve(http, app)
+            .with_graceful_shutdown(async move { http_token.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    let grpc_task = grpc.map(|listener| {
+        let token = shutdown.clone();
+        let service = Arc::clone(&service);
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::grpc::serve_with_incoming(listener, service, async move {
+                token.cancelled().await
+            })
+            .await
+            {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        })
+    });
+    let token = shutdown.clone();
+    let done = tokio::spawn(async move {
+        token.cancelled().await;
+        let _ = http_task.await;
+        if let Some(t) = grpc_task {
+            let _ = t.await;
+        }
+        // Job runners stop starting items and record the ones in flight.
+        tracker.close();
+        tracker.wait().await;
+        sqlite.close().await;
+        tracing::info!("tribunal stopped");
+    });
+    Ok(Running {
+        http_addr,
+        grpc_addr,
+        service,
+        shutdown,
+        done,
+    })
+}

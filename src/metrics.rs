@@ -1,0 +1,254 @@
+//! Prometheus metrics. Every metric name and label key is spelled here and nowhere
+//! else; callers use the typed functions below. Label values come from bounded sets
+//! only: judge names and API key names (from the config), enums, route templates,
+//! status codes. Never request ids, case ids or text.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder, exponential_buckets,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    judge_calls: IntCounterVec,
+    judge_duration: HistogramVec,
+    judge_tokens: IntCounterVec,
+    judge_cost: prometheus::CounterVec,
+    judge_in_flight: IntGaugeVec,
+    judge_retries: IntCounterVec,
+    limiter_waits: IntCounterVec,
+    quota_rejections: IntCounterVec,
+    cache_lookups: IntCounterVec,
+    abstentions: IntCounterVec,
+    consensus: IntCounterVec,
+    vetoes: IntCounterVec,
+    jobs: IntGaugeVec,
+    job_items_pending: IntGauge,
+    grade_duration: Histogram,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let counter =
+        |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+    let latency = exponential_buckets(0.001, 2.0, 17)?;
+    let http_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "tribunal_http_request_duration_seconds",
+            "HTTP request latency",
+        )
+        .buckets(latency.clone()),
+        &["route", "method"],
+    )?;
+    registry.register(Box::new(http_duration.clone()))?;
+    let judge_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "tribunal_judge_call_duration_seconds",
+            "Latency of one judge HTTP attempt",
+        )
+        .buckets(latency.clone()),
+        &["judge"],
+    )?;
+    registry.register(Box::new(judge_duration.clone()))?;
+    let grade_duration = Histogram::with_opts(
+        HistogramOpts::new("tribunal_grade_duration_seconds", "Time to grade one item")
+            .buckets(latency),
+    )?;
+    registry.register(Box::new(grade_duration.clone()))?;
+    let judge_cost = prometheus::CounterVec::new(
+        Opts::new(
+            "tribunal_judge_cost_usd_total",
+            "Judge spend in USD at configured prices",
+        ),
+        &["judge"],
+    )?;
+    registry.register(Box::new(judge_cost.clone()))?;
+    let judge_in_flight = IntGaugeVec::new(
+        Opts::new("tribunal_judge_calls_in_flight", "Judge calls in flight"),
+        &["judge"],
+    )?;
+    registry.register(Box::new(judge_in_flight.clone()))?;
+    let jobs = IntGaugeVec::new(Opts::new("tribunal_jobs", "Jobs by state"), &["state"])?;
+    registry.register(Box::new(jobs.clone()))?;
+    let job_items_pending =
+        IntGauge::new("tribunal_job_items_pending", "Job items not yet graded")?;
+    registry.register(Box::new(job_items_pending.clone()))?;
+    Ok(Metrics {
+        http_requests: counter(
+            "tribunal_http_requests_total",
+            "HTTP requests",
+            &["route", "method", "status"],
+        )?,
+        http_duration,
+        judge_calls: counter(
+            "tribunal_judge_calls_total",
+            "Judge HTTP attempts by outcome",
+            &["judge", "outcome"],
+        )?,
+        judge_duration,
+        judge_tokens: counter(
+            "tribunal_judge_tokens_total",
+            "Judge tokens",
+            &["judge", "direction"],
+        )?,
+        judge_cost,
+        judge_in_flight,
+        judge_retries: counter(
+            "tribunal_judge_retries_total",
+            "Judge call retries",
+            &["judge"],
+        )?,
+        limiter_waits: counter(
+            "tribunal_limiter_waits_total",
+            "Outbound limiter acquisitions that waited",
+            &["judge"],
+        )?,
+        quota_rejections: counter(
+            "tribunal_quota_rejections_total",
+            "Inbound requests refused by a quota",
+            &["key"],
+        )?,
+        cache_lookups: counter(
+            "tribunal_cache_lookups_total",
+            "Verdict cache lookups",
+            &["tier", "result"],
+        )?,
+        abstentions: counter(
+            "tribunal_abstentions_total",
+            "Abstained ballots by reason",
+            &["judge", "reason"],
+        )?,
+        consensus: counter(
+            "tribunal_consensus_total",
+            "Criterion consensus outcomes (split, escalated ...)",
+            &["kind"],
+        )?,
+        vetoes: counter(
+            "tribunal_vetoes_total",
+            "Examples whose final score was set by a veto",
+            &["policy"],
+        )?,
+        jobs,
+        job_items_pending,
+        grade_duration,
+        registry,
+    })
+}
+
+static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| match build() {
+    Ok(m) => Some(m),
+    Err(e) => {
+        // Metrics must never take the service down; log once and run without them.
+        tracing::error!(error = %e, "metrics registry failed to build; metrics disabled");
+        None
+    }
+});
+
+fn with(f: impl FnOnce(&Metrics)) {
+    if let Some(m) = METRICS.as_ref() {
+        f(m);
+    }
+}
+
+pub fn http_request(route: &str, method: &str, status: u16, seconds: f64) {
+    with(|m| {
+        m.http_requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        m.http_duration
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    });
+}
+
+/// Outcome of one judge HTTP attempt: `ok`, `rate_limited`, `server_error`, `timeout`,
+/// `connect_error`, `client_error`, `decode_error`.
+pub fn judge_call(judge: &str, outcome: &'static str, seconds: f64) {
+    with(|m| {
+        m.judge_calls.with_label_values(&[judge, outcome]).inc();
+        m.judge_duration
+            .with_label_values(&[judge])
+            .observe(seconds);
+    });
+}
+
+pub fn judge_usage(judge: &str, input_tokens: u64, output_tokens: u64, cost_usd: f64) {
+    with(|m| {
+        m.judge_tokens
+            .with_label_values(&[judge, "input"])
+            .inc_by(input_tokens);
+        m.judge_tokens
+            .with_label_values(&[judge, "output"])
+            .inc_by(output_tokens);
+        m.judge_cost
+            .with_label_values(&[judge])
+            .inc_by(cost_usd.max(0.0));
+    });
+}
+
+pub fn judge_in_flight(judge: &str, delta: i64) {
+    with(|m| m.judge_in_flight.with_label_values(&[judge]).add(delta));
+}
+
+pub fn judge_retry(judge: &str) {
+    with(|m| m.judge_retries.with_label_values(&[judge]).inc());
+}
+
+pub fn limiter_wait(judge: &str) {
+    with(|m| m.limiter_waits.with_label_values(&[judge]).inc());
+}
+
+pub fn quota_rejection(key: &str) {
+    with(|m| m.quota_rejections.with_label_values(&[key]).inc());
+}
+
+/// `tier`: memory | persistent; `result`: hit | miss.
+pub fn cache_lookup(tier: &'static str, result: &'static str) {
+    with(|m| m.cache_lookups.with_label_values(&[tier, result]).inc());
+}
+
+pub fn abstention(judge: &str, reason: &'static str) {
+    with(|m| m.abstentions.with_label_values(&[judge, reason]).inc());
+}
+
+pub fn consensus(kind: &'static str) {
+    with(|m| m.consensus.with_label_values(&[kind]).inc());
+}
+
+pub fn veto(policy: &'static str) {
+    with(|m| m.vetoes.with_label_values(&[policy]).inc());
+}
+
+pub fn grade_duration(seconds: f64) {
+    with(|m| m.grade_duration.observe(seconds));
+}
+
+/// Job gauges, set at scrape time from the store.
+pub fn jobs(by_state: &[(&'static str, i64)], pending_items: i64) {
+    with(|m| {
+        for (state, n) in by_state {
+            m.jobs.with_label_values(&[state]).set(*n);
+        }
+        m.job_items_pending.set(pending_items);
+    });
+}
+
+/// The text exposition of every metric.
+pub fn render() -> String {
+    let Some(m) = METRICS.as_ref() else {
+        return String::new();
+    };
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut buf) {
+        tracing::error!(error = %e, "encoding metrics failed");
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}

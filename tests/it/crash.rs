@@ -1,0 +1,165 @@
+//! Jobs survive kill -9: the real binary is killed in the middle of a job, started
+//! again on the same database, and the job finishes with every item exactly once;
+//! items finished before the crash are not re-judged.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::server::case;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+fn serve(cfg: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tribunal"))
+        .args([
+            "serve",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("tribunal serving HTTP on ") {
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send(url);
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server did not start");
+    Server { child, url }
+}
+
+async fn get(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn results(http: &reqwest::Client, base: &str, id: &str) -> Vec<Value> {
+    let text = http
+        .get(format!("{base}/v1/jobs/{id}/results"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_resumes_after_kill_9_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tribunal.toml");
+    let db = dir.path().join("crash.db");
+    let slow = tribunal::config::DEFAULT_CONFIG
+        .replace("seed = 1\n", "seed = 1\nlatency_ms = 40\n")
+        .replace("seed = 2\n", "seed = 2\nlatency_ms = 40\n")
+        .replace("seed = 3\n", "seed = 3\nlatency_ms = 40\n");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{slow}\n[server]\ndatabase_url = \"sqlite://{}\"\njob_concurrency = 4\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let total = 150;
+    let items: Vec<Value> = (0..total)
+        .map(|i| case(&format!("k{i}"), &format!("answer number {i}")))
+        .collect();
+
+    let mut first = serve(&cfg);
+    let job: Value = http
+        .post(format!("{}/v1/jobs", first.url))
+        .body(Value::Array(items).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    // Let part of the job finish, then kill -9 in the middle of it.
+    let mut before = Vec::new();
+    for _ in 0..400 {
+        before = results(&http, &first.url, &id).await;
+        if before.len() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    first.child.kill().unwrap(); // SIGKILL: no graceful shutdown at all.
+    first.child.wait().unwrap();
+    assert!(
+        before.len() >= 20 && before.len() < total,
+        "killed after {} items",
+        before.len()
+    );
+
+    let mut second = serve(&cfg);
+    let mut state = Value::Null;
+    for _ in 0..1200 {
+        state = get(&http, format!("{}/v1/jobs/{id}", second.url)).await;
+        if state["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state["state"], "done", "{state}");
+    assert_eq!(state["done"], total);
+    let after = results(&http, &second.url, &id).await;
+    assert_eq!(after.len(), total, "none lost, none duplicated");
+    let ids: std::collections::BTreeSet<&str> = after
+        .iter()
+        .map(|r| r["case_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), total);
+    // Items finished before the crash keep their original report (not re-judged).
+    for r in &before {
+        let same = after.iter().find(|a| a["case_id"] == r["case_id"]).unwrap();
+        assert_eq!(same, r, "{} was re-judged", r["case_id"]);
+    }
+    // And the restarted server never paid for them: at most 9 calls (3 criteria x 3
+    // judges) per item that was not finished before the crash.
+    let judges = get(&http, format!("{}/v1/judges", second.url)).await;
+    let calls: u64 = judges["judges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["health"]["calls"].as_u64().unwrap())
+        .sum();
+    assert!(
+        calls <= ((total - before.len()) * 9) as u64,
+        "{calls} calls after restart"
+    );
+    println!(
+        "kill -9 after {} of {total} items; {calls} judge calls after restart",
+        before.len()
+    );
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+}

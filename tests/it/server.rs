@@ -1,0 +1,548 @@
+//! The server over HTTP: every route, errors, auth, quotas, cancel, follow-streaming,
+//! metrics and the OpenAPI document, against `TestApp::spawn()` (port 0, temp SQLite,
+//! simulated or mock judges).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tribunal::app::{Running, start};
+use tribunal::config::Config;
+
+pub struct TestApp {
+    pub url: String,
+    #[allow(dead_code, reason = "used by the gRPC parity test")]
+    pub grpc_url: String,
+    pub http: reqwest::Client,
+    pub running: Option<Running>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Default config (three simulated judges) plus `extra` TOML appended.
+    pub async fn spawn(extra: &str) -> TestApp {
+        Self::spawn_with(tribunal::config::DEFAULT_CONFIG, extra, &[]).await
+    }
+
+    pub async fn spawn_with(base: &str, extra: &str, env: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let path = dir.path().join("tribunal.toml");
+        std::fs::write(&path, format!("{base}\n{extra}\n")).unwrap();
+        let mut vars: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        vars.push((
+            "TRIBUNAL__SERVER__DATABASE_URL".into(),
+            format!("\"sqlite://{}\"", db.display()),
+        ));
+        let cfg = Config::load(Some(&path), vars).unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = start(&cfg, http, Some(grpc)).await.unwrap();
+        TestApp {
+            url: format!("http://{}", running.http_addr),
+            grpc_url: format!("http://{}", running.grpc_addr.unwrap()),
+            http: reqwest::Client::new(),
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, body.to_string()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Polls a job until it leaves queued/running.
+    pub async fn wait_job(&self, id: &str) -> Value {
+        for _ in 0..600 {
+            let (_, j) = self.get(&format!("/v1/jobs/{id}")).await;
+            if j["state"] == "done" || j["state"] == "cancelled" {
+                return j;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {id} did not finish");
+    }
+}
+
+pub fn case(id: &str, response: &str) -> Value {
+    json!({
+        "format": "case.v1",
+        "case_id": id,
+        "conversation": [{"role": "user", "content": "I have a fever of 39C for three days."}],
+        "response": response,
+        "tags": ["theme:demo"],
+        "rubric": {"format": "rubric.v1", "id": "fever", "version": 1, "title": "Fever",
+            "criteria": [
+                {"id": "see-doctor", "text": "Advises seeing a clinician for fever over 3 days.", "points": 7, "tags": ["axis:accuracy"]},
+                {"id": "fluids", "text": "Recommends fluids.", "points": 3, "tags": ["axis:completeness"]},
+                {"id": "antibiotics", "text": "Recommends antibiotics without evaluation.", "points": -6, "tags": ["axis:accuracy"], "veto": true}
+            ]}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_grade_and_error_bodies() {
+    let app = TestApp::spawn("").await;
+    assert_eq!(app.get("/healthz").await.0, 200);
+    let (code, ready) = app.get("/readyz").await;
+    assert_eq!(code, 200);
+    assert_eq!(ready["simulated"], true);
+
+    let (code, report) = app
+        .post("/v1/grade", &case("c1", "See a doctor and drink fluids."))
+        .await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["format"], "grade_report.v1");
+    assert_eq!(report["simulated"], true);
+    assert_eq!(report["criteria"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        report["criteria"][0]["ballots"].as_array().unwrap().len(),
+        3
+    );
+
+    // Bad input: a clear error naming the field, with the request id echoed.
+    let mut bad = case("c2", "x");
+    bad["rubric"]["criteria"][0]["points"] = json!(12);
+    let r = app
+        .http
+        .post(format!("{}/v1/grade", app.url))
+        .header("x-request-id", "req-123")
+        .body(bad.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.headers()["x-request-id"], "req-123");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "invalid_input");
+    assert_eq!(body["error"]["field"], "rubric.criteria[0].points");
+    assert_eq!(body["error"]["request_id"], "req-123");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside [-10, 10]")
+    );
+
+    let (code, body) = app.post_raw("/v1/grade", "{not json".into()).await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{body}"
+    );
+    let (code, body) = app.post("/v1/grade", &json!({"case_id": "x", "conversation": [{"role": "user", "content": "q"}], "response": "r", "rubric": "missing@1"})).await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(body["error"]["kind"], "not_found");
+    // Every response carries a request id, generated when the client sent none.
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers()["x-request-id"].is_empty());
+    app.running.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rubric_routes_store_immutable_versions() {
+    let app = TestApp::spawn("").await;
+    let rubric = case("x", "y")["rubric"].clone();
+    let (code, stored) = app.post("/v1/rubrics", &rubric).await;
+    assert_eq!(code, 201, "{stored}");
+    assert_eq!(stored["criteria"][0]["id"], "see-doctor");
+    assert_eq!(
+        app.post("/v1/rubrics", &rubric).await.0,
+        200,
+        "identical content is idempotent"
+    );
+    let mut changed = rubric.clone();
+    changed["title"] = json!("Other");
+    let (code, body) = app.post("/v1/rubrics", &changed).await;
+    assert_eq!(code, 409);
+    assert_eq!(body["error"]["kind"], "conflict");
+    changed["version"] = json!(2);
+    assert_eq!(app.post("/v1/rubrics", &changed).await.0, 201);
+    assert_eq!(app.get("/v1/rubrics/fever").await.1["version"], 2);
+    assert_eq!(
+        app.get("/v1/rubrics/fever/versions/1").await.1["title"],
+        "Fever"
+    );
+    assert_eq!(
+        app.get("/v1/rubrics/fever/versions").await.1["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(app.get("/v1/rubrics").await.1["rubrics"][0]["version"], 2);
+    assert_eq!(app.get("/v1/rubrics/nope").await.0, 404);
+    assert_eq!(app.get("/v1/rubrics/fever/versions/9").await.0, 404);
+    let (code, v) = app
+        .post(
+            "/v1/rubrics/validate",
+            &json!({"format": "rubric.v1", "id": "r", "version": 1, "title": "t", "criteria": []}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["problems"][0]["field"], "criteria");
+    // A case can name a stored rubric by reference.
+    let mut by_ref = case("c-ref", "See a doctor.");
+    by_ref["rubric"] = json!("fever@1");
+    let (code, report) = app.post("/v1/grade", &by_ref).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["rubric"], "fever@1");
+    app.running.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_stream_summarise_and_cancel() {
+    let app = TestApp::spawn("").await;
+    let items: Vec<Value> = (0..30)
+        .map(|i| case(&format!("job-{i}"), &format!("answer {i}")))
+        .collect();
+    let (code, job) = app
+        .post("/v1/jobs?seed=3", &Value::Array(items.clone()))
+        .await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    // Follow-streaming returns every result exactly once, then ends with the job.
+    let text = app
+        .http
+        .get(format!("{}/v1/jobs/{id}/results?follow=true", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 30, "{text}");
+    let ids: std::collections::BTreeSet<_> = lines
+        .iter()
+        .map(|l| l["case_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 30);
+    let done = app.wait_job(&id).await;
+    assert_eq!(done["done"], 30);
+    assert_eq!(done["pending"], 0);
+    let (_, summary) = app.get(&format!("/v1/jobs/{id}/summary")).await;
+    assert_eq!(
+        summary["overall"]["n"].as_u64().unwrap()
+            + summary["excluded"]["incomplete"].as_u64().unwrap(),
+        30
+    );
+    assert_eq!(summary["seed"], 3);
+    assert!(summary["tags"]["theme:demo"]["n"].as_u64().is_some());
+
+    // NDJSON body and the {rubric, items} form.
+    app.post("/v1/rubrics", &items[0]["rubric"]).await;
+    let ndjson: String = items[..3].iter().map(|i| format!("{i}\n")).collect();
+    let r = app.post_raw("/v1/jobs", ndjson).await;
+    assert_eq!(r.0, 202, "{}", r.1);
+    let bare: Vec<Value> = (0..2)
+        .map(|i| json!({"case_id": format!("b{i}"), "conversation": [{"role": "user", "content": "q"}], "response": "r"}))
+        .collect();
+    let r = app
+        .post("/v1/jobs", &json!({"rubric": "fever@1", "items": bare}))
+        .await;
+    assert_eq!(r.0, 202, "{}", r.1);
+    assert_eq!(app.wait_job(r.1["id"].as_str().unwrap()).await["done"], 2);
+
+    // An invalid item rejects the whole job, naming the item and field.
+    let mut bad = items[..2].to_vec();
+    bad[1]["rubric"]["criteria"][0]["tier"] = json!("vital");
+    let (code, body) = app.post("/v1/jobs", &Value::Array(bad)).await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("items[1].rubric.criteria[0]"),
+        "{body}"
+    );
+
+    // Listing with paging.
+    let (_, page) = app.get("/v1/jobs?limit=2").await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 2);
+    let next = page["next"].as_str().unwrap().to_owned();
+    let (_, page2) = app.get(&format!("/v1/jobs?limit=2&after={next}")).await;
+    assert_ne!(page2["jobs"][0]["id"], page["jobs"][0]["id"]);
+    assert_eq!(app.get("/v1/jobs/does-not-exist").await.0, 404);
+    app.running.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_slow_job() {
+    let slow = "[judges.sim-a.sim]\nlatency_ms = 200\n";
+    let base = tribunal::config::DEFAULT_CONFIG.replace("[judges.sim-a.sim]\nseed = 1\n", "");
+    let app = TestApp::spawn_with(
+        &base,
+        &format!("{slow}seed = 1\n[server]\njob_concurrency = 2\n"),
+        &[],
+    )
+    .await;
+    let items: Vec<Value> = (0..40)
+        .map(|i| case(&format!("s{i}"), &format!("slow {i}")))
+        .collect();
+    let (code, job) = app.post("/v1/jobs", &Value::Array(items)).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = app
+        .http
+        .delete(format!("{}/v1/jobs/{id}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let j = app.wait_job(id).await;
+    assert_eq!(j["state"], "cancelled");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, after) = app.get(&format!("/v1/jobs/{id}")).await;
+    assert!(after["done"].as_u64().unwrap() < 40, "{after}");
+    assert!(after["pending"].as_u64().unwrap() > 0);
+    app.running.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_quotas_and_limits() {
+    let keys = "[server]\nmax_items_per_job = 5\nmax_body_bytes = 20000\n[[server.api_keys]]\nname = \"ci\"\nkey_env = \"TEST_KEY_CI\"\nrequests_per_minute = 4\nmax_concurrent_jobs = 1\n";
+    // The key env var is read at load: without it the config is refused, loudly.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.toml");
+    std::fs::write(&p, format!("{}\n{keys}", tribunal::config::DEFAULT_CONFIG)).unwrap();
+    let err = Config::load(Some(&p), std::iter::empty()).unwrap_err();
+    assert!(
+        err.problems()
+            .iter()
+            .any(|e| e.contains("server.api_keys[0].key_env")),
+        "{:?}",
+        err.problems()
+    );
+
+    let slow =
+        tribunal::config::DEFAULT_CONFIG.replace("seed = 1\n", "seed = 1\nlatency_ms = 300\n");
+    let app = TestApp::spawn_with(&slow, keys, &[("TEST_KEY_CI", "s3cret")]).await;
+    let send = |body: Value, key: Option<&str>| {
+        let mut r = app
+            .http
+            .post(format!("{}/v1/jobs", app.url))
+            .body(body.to_string());
+        if let Some(k) = key {
+            r = r.header("authorization", format!("Bearer {k}"));
+        }
+        r.send()
+    };
+    let one = Value::Array(vec![case("a1", "x")]);
+    let r = send(one.clone(), None).await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["kind"],
+        "unauthorized"
+    );
+    assert_eq!(
+        send(one.clone(), Some("wrong"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    // Open endpoints stay open.
+    assert_eq!(app.get("/healthz").await.0, 200);
+    // 1: too many items -> 413 naming the limit.
+    let six = Value::Array((0..6).map(|i| case(&format!("m{i}"), "x")).collect());
+    let r = send(six, Some("s3cret")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_items_per_job")
+    );
+    // 2: body over max_body_bytes -> 413.
+    let big = "x".repeat(30_000);
+    let r = send(Value::Array(vec![case("big", &big)]), Some("s3cret"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    // 3: accepted. 4: the concurrent-jobs quota (1) is full -> 429.
+    assert_eq!(
+        send(one.clone(), Some("s3cret"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        202
+    );
+    let r = send(one.clone(), Some("s3cret")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // 5: the per-key request quota (4/min) is spent -> 429 with Retry-After.
+    let r = send(one, Some("s3cret")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait));
+    app.running.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_public_bind_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.toml");
+    std::fs::write(&p, tribunal::config::DEFAULT_CONFIG).unwrap();
+    let db = format!("\"sqlite://{}\"", dir.path().join("x.db").display());
+    let cfg = Config::load(
+        Some(&p),
+        vec![("TRIBUNAL__SERVER__DATABASE_URL".to_owned(), db)],
+    )
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let err = start(&cfg, l, None).await.err().unwrap();
+    assert!(err.to_string().contains("not a loopback address"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_openapi() {
+    let app = TestApp::spawn("").await;
+    app.post("/v1/grade", &case("m1", "answer")).await;
+    app.get("/v1/jobs/nope").await;
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "tribunal_http_requests_total",
+        "tribunal_http_request_duration_seconds",
+        "tribunal_judge_calls_total",
+        "tribunal_judge_call_duration_seconds",
+        "tribunal_judge_tokens_total",
+        "tribunal_cache_lookups_total",
+        "tribunal_consensus_total",
+        "tribunal_jobs",
+        "tribunal_job_items_pending",
+        "tribunal_judge_calls_in_flight",
+        "tribunal_grade_duration_seconds",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+    // Labels carry bounded values only: route templates, never ids or raw paths.
+    assert!(text.contains("route=\"/v1/jobs/{id}\""), "route templates");
+    assert!(!text.contains("/v1/jobs/nope"));
+    assert!(!text.contains("m1"), "no case ids in labels");
+    let allowed_labels = [
+        "route",
+        "method",
+        "status",
+        "judge",
+        "outcome",
+        "direction",
+        "tier",
+        "result",
+        "reason",
+        "kind",
+        "policy",
+        "state",
+        "key",
+        "le",
+    ];
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('{'))
+    {
+        let labels = &line[line.find('{').unwrap() + 1..line.find('}').unwrap()];
+        for pair in labels.split(',').filter(|p| !p.is_empty()) {
+            let key = pair.split('=').next().unwrap();
+            assert!(
+                allowed_labels.contains(&key),
+                "unexpected label {key} in {line}"
+            );
+        }
+    }
+    let (code, doc) = app.get("/openapi.json").await;
+    assert_eq!(code, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for p in [
+        "/v1/grade",
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/results",
+        "/v1/jobs/{id}/summary",
+        "/v1/rubrics",
+        "/v1/rubrics/validate",
+        "/v1/rubrics/{id}",
+        "/v1/rubrics/{id}/versions",
+        "/v1/rubrics/{id}/versions/{version}",
+        "/v1/judges",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains(&p),
+            "{p} missing from openapi.json: {paths:?}"
+        );
+    }
+    let (_, judges) = app.get("/v1/judges").await;
+    assert_eq!(judges["judges"].as_array().unwrap().len(), 3);
+    assert_eq!(judges["simulated"], true);
+    app.running.unwrap().stop().await;
+}
