@@ -13,6 +13,7 @@ mod crash;
 mod healthbench_real;
 mod judges;
 mod mock_openai;
+mod parity;
 mod schema_examples;
 mod server;
 

@@ -10,7 +10,6 @@ use tribunal::config::Config;
 
 pub struct TestApp {
     pub url: String,
-    #[allow(dead_code, reason = "used by the gRPC parity test")]
     pub grpc_url: String,
     pub http: reqwest::Client,
     pub running: Option<Running>,
