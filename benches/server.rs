@@ -1,0 +1,149 @@
+//! Server benchmarks against the real `tribunal serve` binary on loopback. Prints
+//! figures; asserts nothing about speed.
+//!
+//! cargo bench --bench server            (ITEMS=100000 by default)
+//!
+//! 1. `POST /v1/grade` requests/s when every verdict is cached (64 concurrent clients
+//!    in this process, so client and server share the 2 cores: a lower bound);
+//! 2. peak RSS (VmHWM) of the server while a job of ITEMS items runs with a
+//!    zero-latency simulated committee, and the job's throughput.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "bench harness")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn rubric() -> Value {
+    json!({"format": "rubric.v1", "id": "fever", "version": 1, "title": "Fever",
+        "criteria": [
+            {"id": "see-doctor", "text": "Advises seeing a clinician for fever over 3 days.", "points": 7},
+            {"id": "fluids", "text": "Recommends fluids.", "points": 3},
+            {"id": "antibiotics", "text": "Recommends antibiotics without evaluation.", "points": -6, "veto": true}
+        ]})
+}
+
+fn item(i: usize) -> Value {
+    json!({"case_id": format!("b{i}"), "conversation": [{"role": "user", "content": "I have had a fever of 39C for three days."}],
+           "response": format!("Response {i}: please see a doctor and drink fluids."), "rubric": "fever@1"})
+}
+
+fn vm(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    let items: usize = std::env::var("ITEMS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tribunal.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n[server]\ndatabase_url = \"sqlite://{}\"\njob_concurrency = 64\nmax_body_bytes = 268435456\n",
+            tribunal::config::DEFAULT_CONFIG,
+            dir.path().join("bench.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tribunal"))
+        .args(["serve", "-c", cfg.to_str().unwrap(), "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("tribunal serving HTTP on ") {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let http = reqwest::Client::new();
+    http.post(format!("{url}/v1/rubrics")).body(rubric().to_string()).send().await.unwrap();
+
+    // 1. Cached grade throughput.
+    let body = item(0).to_string();
+    let r = http.post(format!("{url}/v1/grade")).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let http = http.clone();
+        let url = url.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let r = http.post(format!("{url}/v1/grade")).body(body.clone()).send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 200);
+                r.bytes().await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "POST /v1/grade, all verdicts cached, 64 clients: {total} requests in {secs:.1}s = {:.0} req/s",
+        total as f64 / secs
+    );
+
+    // 2. A large job: peak server RSS while it runs.
+    let rss_before = vm(pid, "VmRSS:");
+    let mut ndjson = String::with_capacity(items * 220);
+    for i in 1..=items {
+        ndjson.push_str(&item(i).to_string());
+        ndjson.push('\n');
+    }
+    let started = Instant::now();
+    let job: Value = http
+        .post(format!("{url}/v1/jobs"))
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap_or_else(|| panic!("{job}")).to_owned();
+    let submitted = started.elapsed().as_secs_f64();
+    let mut peak_rss = 0;
+    loop {
+        peak_rss = peak_rss.max(vm(pid, "VmRSS:"));
+        let j: Value = http.get(format!("{url}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
+        if j["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let hwm = vm(pid, "VmHWM:");
+    println!(
+        "job of {items} items (3 criteria x 3 sim judges, zero latency): submitted in {submitted:.1}s, done in {secs:.1}s = {:.0} items/s; server RSS before {} MB, peak sampled {} MB, VmHWM {} MB",
+        items as f64 / secs,
+        rss_before / 1024,
+        peak_rss / 1024,
+        hwm / 1024
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
