@@ -8,7 +8,12 @@
 //! 2. peak RSS (VmHWM) of the server while a job of ITEMS items runs with a
 //!    zero-latency simulated committee, and the job's throughput.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "bench harness")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "bench harness"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -18,11 +23,11 @@ use serde_json::{Value, json};
 
 fn rubric() -> Value {
     json!({"format": "rubric.v1", "id": "fever", "version": 1, "title": "Fever",
-        "criteria": [
-            {"id": "see-doctor", "text": "Advises seeing a clinician for fever over 3 days.", "points": 7},
-            {"id": "fluids", "text": "Recommends fluids.", "points": 3},
-            {"id": "antibiotics", "text": "Recommends antibiotics without evaluation.", "points": -6, "veto": true}
-        ]})
+    "criteria": [
+        {"id": "see-doctor", "text": "Advises seeing a clinician for fever over 3 days.", "points": 7},
+        {"id": "fluids", "text": "Recommends fluids.", "points": 3},
+        {"id": "antibiotics", "text": "Recommends antibiotics without evaluation.", "points": -6, "veto": true}
+    ]})
 }
 
 fn item(i: usize) -> Value {
@@ -42,7 +47,10 @@ fn vm(pid: u32, key: &str) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let items: usize = std::env::var("ITEMS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let items: usize = std::env::var("ITEMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("tribunal.toml");
     std::fs::write(
@@ -55,7 +63,15 @@ async fn main() {
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tribunal"))
-        .args(["serve", "-c", cfg.to_str().unwrap(), "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
         .env("RUST_LOG", "warn")
         .stderr(Stdio::piped())
         .spawn()
@@ -66,17 +82,31 @@ async fn main() {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.strip_prefix("tribunal serving HTTP on ") {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
             }
         }
     });
     let url = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     let http = reqwest::Client::new();
-    http.post(format!("{url}/v1/rubrics")).body(rubric().to_string()).send().await.unwrap();
+    http.post(format!("{url}/v1/rubrics"))
+        .body(rubric().to_string())
+        .send()
+        .await
+        .unwrap();
 
     // 1. Cached grade throughput.
     let body = item(0).to_string();
-    let r = http.post(format!("{url}/v1/grade")).body(body.clone()).send().await.unwrap();
+    let r = http
+        .post(format!("{url}/v1/grade"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     let started = Instant::now();
@@ -88,7 +118,12 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while Instant::now() < deadline {
-                let r = http.post(format!("{url}/v1/grade")).body(body.clone()).send().await.unwrap();
+                let r = http
+                    .post(format!("{url}/v1/grade"))
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status().as_u16(), 200);
                 r.bytes().await.unwrap();
                 n += 1;
@@ -124,12 +159,22 @@ async fn main() {
         .json()
         .await
         .unwrap();
-    let id = job["id"].as_str().unwrap_or_else(|| panic!("{job}")).to_owned();
+    let id = job["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{job}"))
+        .to_owned();
     let submitted = started.elapsed().as_secs_f64();
     let mut peak_rss = 0;
     loop {
         peak_rss = peak_rss.max(vm(pid, "VmRSS:"));
-        let j: Value = http.get(format!("{url}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
+        let j: Value = http
+            .get(format!("{url}/v1/jobs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if j["state"] == "done" {
             break;
         }

@@ -545,3 +545,56 @@ async fn metrics_and_openapi() {
     assert_eq!(judges["simulated"], true);
     app.running.unwrap().stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_records_in_flight_items_and_the_job_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    let slow = tribunal::config::DEFAULT_CONFIG
+        .replace("seed = 1\n", "seed = 1\nlatency_ms = 150\n")
+        .replace("seed = 2\n", "seed = 2\nlatency_ms = 150\n")
+        .replace("seed = 3\n", "seed = 3\nlatency_ms = 150\n");
+    std::fs::write(
+        &path,
+        format!(
+            "{slow}\n[server]\njob_concurrency = 4\ndatabase_url = \"sqlite://{}\"\n",
+            dir.path().join("g.db").display()
+        ),
+    )
+    .unwrap();
+    let cfg = Config::load(Some(&path), std::iter::empty()).unwrap();
+    let boot = || async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        start(&cfg, l, None).await.unwrap()
+    };
+    let first = boot().await;
+    let service = first.service.clone();
+    let lines: Vec<String> = (0..24)
+        .map(|i| case(&format!("g{i}"), &format!("graceful {i}")).to_string())
+        .collect();
+    let job = service.submit_job(&lines, 0, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Stop: no new items start; the ones in flight finish and are recorded.
+    first.stop().await;
+    let second = boot().await;
+    let after_stop = second.service.job(&job.id).await.unwrap();
+    assert!(
+        after_stop.done > 0 && after_stop.done < 24,
+        "{after_stop:?}"
+    );
+    for _ in 0..400 {
+        if second.service.job(&job.id).await.unwrap().state.is_final() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = second.service.job(&job.id).await.unwrap();
+    assert_eq!(
+        (done.done, done.failed, done.pending()),
+        (24, 0, 0),
+        "{done:?}"
+    );
+    let page = second.service.results(&job.id, 0, 100).await.unwrap();
+    assert_eq!(page.rows.len(), 24, "every item recorded exactly once");
+    second.stop().await;
+}
