@@ -67,9 +67,23 @@ impl CachedAnswer {
         })
     }
 
+    /// Approximate resident bytes of one cache entry, so `max_bytes` bounds real
+    /// memory: the value and its heap parts, the key, and moka's per-entry bookkeeping
+    /// (hash-map slot, access-order and expiry deque nodes, entry info), measured at
+    /// about 300 bytes.
     fn weight(&self) -> u32 {
-        let text: usize = self.answers.iter().map(|a| a.explanation.len() + 16).sum();
-        u32::try_from(96 + text + self.template_hash.len()).unwrap_or(u32::MAX)
+        const ENTRY_OVERHEAD: usize = 300;
+        let answers: usize = self
+            .answers
+            .iter()
+            .map(|a| std::mem::size_of::<Parsed>() + a.explanation.capacity())
+            .sum();
+        let total = ENTRY_OVERHEAD
+            + std::mem::size_of::<CacheKey>()
+            + std::mem::size_of::<CachedAnswer>()
+            + answers
+            + self.template_hash.capacity();
+        u32::try_from(total).unwrap_or(u32::MAX)
     }
 }
 

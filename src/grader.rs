@@ -242,6 +242,7 @@ impl Grader {
     }
 
     /// Grades one item with an inline rubric. A response is required.
+    #[tracing::instrument(name = "grade", skip_all, fields(case_id = %item.case.id))]
     pub async fn grade(&self, item: &Item) -> Result<GradeReport, Error> {
         let rubric = self.resolve(&item.rubric).await?;
         let Some(response) = item.response.as_deref() else {

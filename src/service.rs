@@ -63,7 +63,7 @@ impl Service {
     /// validated first; nothing is stored if any is invalid.
     pub async fn submit_job(
         &self,
-        lines: &[String],
+        lines: Vec<String>,
         seed: u64,
         owner: Option<&str>,
     ) -> Result<JobRecord, Error> {
@@ -86,8 +86,8 @@ impl Service {
         }
         let mut errs = Vec::new();
         let mut rows = Vec::with_capacity(lines.len());
-        for (i, line) in lines.iter().enumerate() {
-            match parse_line(line) {
+        for (i, line) in lines.into_iter().enumerate() {
+            match parse_line(&line) {
                 Ok((_, item)) => {
                     if let RubricSource::Reference { .. } = &item.rubric {
                         if let Err(e) = self.grader.resolve(&item.rubric).await {
@@ -102,7 +102,7 @@ impl Service {
                         ));
                         continue;
                     }
-                    rows.push((item.case.id, line.clone()));
+                    rows.push((item.case.id, line));
                 }
                 Err(inv) => errs.extend(inv.under(&format!("items[{i}]")).0),
             }

@@ -299,6 +299,11 @@ impl Committee {
 
     /// One call (per-criterion or batched), through the cache. Returns ballots tagged
     /// with the criterion's index in the rubric.
+    #[tracing::instrument(
+        name = "criterion",
+        skip_all,
+        fields(judge = a.client.name(), criteria = a.criteria.len(), criterion = %a.criteria.first().map(|c| c.id.0.as_str()).unwrap_or(""), sample = a.sample)
+    )]
     async fn ask(
         &self,
         a: &Ask<'_>,

@@ -246,7 +246,7 @@ impl RawConfig {
         };
         let server = validate_server(self.server, env, &mut errs);
         let cache = CacheConfig {
-            max_bytes: self.cache.max_bytes.unwrap_or(256 * 1024 * 1024),
+            max_bytes: self.cache.max_bytes.unwrap_or(64 * 1024 * 1024),
             ttl: Duration::from_secs(self.cache.ttl_secs.unwrap_or(7 * 24 * 3600)),
         };
         match committee {

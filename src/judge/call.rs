@@ -96,6 +96,7 @@ impl JudgeClient {
     }
 
     /// Runs a call to completion or abstention before `deadline`.
+    #[tracing::instrument(name = "judge_call", skip_all, fields(judge = %self.cfg.name, model = %self.cfg.model))]
     pub async fn call(&self, mut req: ChatRequest, deadline: Instant) -> CallResult {
         let started = Instant::now();
         let n = match &req.expect {

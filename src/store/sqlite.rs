@@ -22,6 +22,62 @@ use crate::rubric::{Rubric, schema::parse_rubric};
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
+    /// Verdict-cache writes are batched by a background task: one transaction per
+    /// batch instead of one per judge call.
+    cache_tx: tokio::sync::mpsc::Sender<CacheWrite>,
+}
+
+enum CacheWrite {
+    Put([u8; 32], String),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+const CACHE_BATCH: usize = 512;
+
+async fn cache_writer(writer: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<CacheWrite>) {
+    while let Some(first) = rx.recv().await {
+        let mut puts = Vec::new();
+        let mut acks = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                CacheWrite::Put(k, v) => puts.push((k, v)),
+                CacheWrite::Flush(ack) => acks.push(ack),
+            }
+            if puts.len() < CACHE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !puts.is_empty() {
+            if let Err(e) = write_cache_batch(&writer, &puts).await {
+                // The persistent tier is an optimisation: losing a batch costs only a
+                // repeated judge call later, never a wrong grade.
+                tracing::warn!(error = %e, entries = puts.len(), "verdict cache batch write failed");
+            }
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
+}
+
+async fn write_cache_batch(
+    writer: &SqlitePool,
+    puts: &[([u8; 32], String)],
+) -> Result<(), sqlx::Error> {
+    let mut tx = writer.begin().await?;
+    let now = now_ms();
+    for (key, answer) in puts {
+        sqlx::query(
+            "INSERT OR IGNORE INTO verdict_cache (key, answer, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(&key[..])
+        .bind(answer)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
 }
 
 fn u64_of(v: i64) -> u64 {
@@ -52,10 +108,25 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(SqliteStore { pool, writer })
+        let (cache_tx, rx) = tokio::sync::mpsc::channel(8 * CACHE_BATCH);
+        tokio::spawn(cache_writer(writer.clone(), rx));
+        Ok(SqliteStore {
+            pool,
+            writer,
+            cache_tx,
+        })
+    }
+
+    /// Waits until every verdict-cache write queued so far is committed.
+    pub async fn flush(&self) {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        if self.cache_tx.send(CacheWrite::Flush(ack)).await.is_ok() {
+            let _ = done.await;
+        }
     }
 
     pub async fn close(&self) {
+        self.flush().await;
         self.pool.close().await;
         self.writer.close().await;
     }
@@ -387,15 +458,10 @@ impl Store for SqliteStore {
     }
 
     async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT OR IGNORE INTO verdict_cache (key, answer, created_at) VALUES (?, ?, ?)",
-        )
-        .bind(&key[..])
-        .bind(answer)
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.cache_tx
+            .send(CacheWrite::Put(*key, answer.to_owned()))
+            .await
+            .map_err(|_| StoreError::Db("the verdict cache writer has stopped".into()))
     }
 
     async fn active_jobs(&self, owner: &str) -> StoreResult<i64> {
@@ -460,6 +526,7 @@ mod tests {
                 key[..4].copy_from_slice(&i.to_le_bytes());
                 assert!(s.cache_get(&key).await.unwrap().is_none());
                 s.cache_put(&key, "{}").await.unwrap();
+                s.flush().await;
                 assert!(s.cache_get(&key).await.unwrap().is_some());
             }));
         }

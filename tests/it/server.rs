@@ -572,7 +572,7 @@ async fn graceful_shutdown_records_in_flight_items_and_the_job_resumes() {
     let lines: Vec<String> = (0..24)
         .map(|i| case(&format!("g{i}"), &format!("graceful {i}")).to_string())
         .collect();
-    let job = service.submit_job(&lines, 0, None).await.unwrap();
+    let job = service.submit_job(lines, 0, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
     // Stop: no new items start; the ones in flight finish and are recorded.
     first.stop().await;

@@ -32,6 +32,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 const RESULT_PAGE: u32 = 500;
 /// `ListJobs` page size when the request leaves `limit` at 0.
 const DEFAULT_JOB_PAGE: u32 = 50;
+
+/// Largest request message accepted (matches the HTTP default `max_body_bytes`).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Longest wait for a progress notification before a follower looks again anyway.
 const FOLLOW_POLL: Duration = Duration::from_secs(1);
 /// Results buffered per stream before the producer waits for the client.
@@ -94,7 +97,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         // under `items[i]`, and stores the text as given.
         let job = self
             .service
-            .submit_job(&req.items_json, req.seed, None)
+            .submit_job(req.items_json, req.seed, None)
             .await
             .map_err(|e| fail("SubmitJob", &e))?;
         Ok(Response::new(convert::job(&job)))
@@ -308,9 +311,12 @@ async fn router(service: Arc<Service>) -> tonic::transport::server::Router {
     Server::builder()
         .add_service(health)
         .add_optional_service(reflection)
-        .add_service(pb::tribunal_server::TribunalServer::new(GrpcApi::new(
-            service,
-        )))
+        .add_service(
+            pb::tribunal_server::TribunalServer::new(GrpcApi::new(service))
+                // Jobs arrive as one message; tonic's 4 MiB default would refuse
+                // large ones before `max_items_per_job` could answer clearly.
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
 }
 
 /// Serves gRPC on `addr` until `shutdown` resolves; in-flight calls then finish.

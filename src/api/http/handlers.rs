@@ -139,6 +139,8 @@ pub async fn submit_job(
 ) -> ApiResult<Response> {
     let bytes = body_bytes(body)?;
     let (lines, seed) = job_items(&bytes)?;
+    // The split lines are all that is needed from here on.
+    drop(bytes);
     if let (Some(max), Some(owner)) = (s.auth.max_concurrent_jobs(&caller), caller.0.as_deref()) {
         let active = s
             .service
@@ -155,7 +157,7 @@ pub async fn submit_job(
     }
     let job = s
         .service
-        .submit_job(&lines, q.seed.or(seed).unwrap_or(0), caller.0.as_deref())
+        .submit_job(lines, q.seed.or(seed).unwrap_or(0), caller.0.as_deref())
         .await?;
     Ok((StatusCode::ACCEPTED, axum::Json(job_json(&job))).into_response())
 }
