@@ -34,6 +34,8 @@ pub enum Command {
     /// Grade responses with the judge committee: one GradeReport per line, then a
     /// summary in the shape of `score --format json`.
     Grade(GradeArgs),
+    /// Judge-human agreement on a calibration set (kappa, alpha, CIs).
+    Calibrate(CalibrateArgs),
     /// Rubric tools.
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -84,6 +86,36 @@ pub struct GradeArgs {
     /// Seed for the summary's bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CalibrationInput {
+    /// `calibration.v1` JSONL (header line + items).
+    Calibration,
+    /// K-QA `NLI_medical_annotator.csv` (three physicians per row).
+    Kqa,
+    /// HealthBench meta-eval JSONL (`binary_labels`, `anonymized_physician_ids`).
+    HealthbenchMeta,
+}
+
+#[derive(Debug, Parser)]
+pub struct CalibrateArgs {
+    pub file: PathBuf,
+    /// Use the judge labels already in the file (no model calls).
+    #[arg(long)]
+    pub offline: bool,
+    #[arg(long, value_enum, default_value_t = CalibrationInput::Calibration)]
+    pub input: CalibrationInput,
+    /// Override the set's scale.
+    #[arg(long, value_parser = ["nominal", "ordinal", "interval"])]
+    pub scale: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Bootstrap resamples per coefficient.
+    #[arg(long, default_value_t = 1000)]
+    pub resamples: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +172,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCommand::Check { config }) => {
             crate::cli_grade::config_check(config.as_deref())
         }
+        Command::Calibrate(args) => calibrate(&args),
         Command::Rubric(RubricCommand::Check { files }) => rubric_check(&files),
         Command::Rubric(RubricCommand::FromHealthbench { file }) => from_healthbench(&file),
     };
@@ -298,6 +331,49 @@ fn rubric_for(item: &Item, policy: Option<&Policy>) -> Result<Rubric, Invalid> {
             )
         }),
     }
+}
+
+fn calibrate(args: &CalibrateArgs) -> Result<(), Failure> {
+    use crate::calibration::{ReportOptions, agreement_report, report::report_table, set};
+    if !args.offline {
+        return Err(Failure::Invalid(vec![
+            "--offline: live calibration (running the committee over the set) is not available yet; pass --offline to use the judge labels in the file".into(),
+        ]));
+    }
+    let mut text = String::new();
+    open(&args.file)?
+        .read_to_string(&mut text)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", args.file.display()))?;
+    let parsed = match args.input {
+        CalibrationInput::Calibration => set::parse_set(&text),
+        CalibrationInput::Kqa => set::import_kqa(&text),
+        CalibrationInput::HealthbenchMeta => set::import_healthbench_meta(&text),
+    };
+    let mut set = parsed.map_err(Failure::Invalid)?;
+    if let Some(s) = args.scale.as_deref().and_then(set::Scale::parse) {
+        if s == set::Scale::Interval && set.scale != set::Scale::Interval {
+            return Err(Failure::Invalid(vec![
+                "--scale interval: this set has category labels, not numbers".into(),
+            ]));
+        }
+        set.scale = s;
+    }
+    let report = agreement_report(
+        &set,
+        &ReportOptions {
+            seed: args.seed,
+            resamples: args.resamples,
+            confidence: 0.95,
+        },
+    );
+    let text = match args.format {
+        Format::Json => format!("{report}\n"),
+        Format::Table => report_table(&report),
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing output: {e}"))?;
+    Ok(())
 }
 
 fn rubric_check(files: &[PathBuf]) -> Result<(), Failure> {

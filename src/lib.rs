@@ -12,6 +12,7 @@
 pub mod api;
 pub mod app;
 pub mod cache;
+pub mod calibration;
 pub mod cli;
 mod cli_grade;
 pub mod committee;

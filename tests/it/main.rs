@@ -7,6 +7,7 @@
     reason = "tests fail loudly"
 )]
 
+mod calibration;
 mod cli_grade;
 mod cli_score;
 mod crash;
