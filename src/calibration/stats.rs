@@ -427,6 +427,8 @@ fn categorical_sums(units: &[Vec<f64>], values: &[f64], level: Level) -> (f64, f
     let mut distinct = values.to_vec();
     distinct.dedup_by(|x, y| x.total_cmp(y).is_eq());
     let v = distinct.len();
+    // Every value came from `values`, so the search always succeeds; the default only keeps
+    // the lookup total.
     let index = |x: f64| {
         distinct
             .binary_search_by(|d| d.total_cmp(&x))
@@ -508,11 +510,9 @@ pub fn bootstrap_ci(
         }
         // A statistic that leaks a non-finite value is treated as undefined so it cannot
         // poison the sort.
-        if let Ok(x) = stat(&sample)
-            .map_err(drop)
-            .and_then(|x| if x.is_finite() { Ok(x) } else { Err(()) })
-        {
-            defined.push(x);
+        match stat(&sample) {
+            Ok(x) if x.is_finite() => defined.push(x),
+            _ => {}
         }
     }
     if defined.is_empty() || 2 * defined.len() < resamples {
@@ -537,5 +537,637 @@ fn quantile(xs: &[f64], q: f64) -> f64 {
         (Some(&a), Some(&b)) => a + (h - lo) * (b - a),
         (Some(&a), None) => a,
         _ => xs.last().copied().unwrap_or(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    use Undefined::{NoPairs, OneCategory, TooFewItems, UnequalRaters, ZeroVariance};
+
+    /// Compares a statistic with its expected value: exact for reasons, 1e-9 for numbers.
+    fn check(name: &str, got: Stat, want: Stat) {
+        match (got, want) {
+            (Ok(g), Ok(w)) => assert!((g - w).abs() < 1e-9, "{name}: got {g}, want {w}"),
+            (g, w) => assert_eq!(g, w, "{name}"),
+        }
+    }
+
+    /// Rounds to three decimals, the precision the published examples report.
+    fn check3(name: &str, got: Stat, want: f64) {
+        match got {
+            Ok(g) => assert!((g - want).abs() < 5e-4, "{name}: got {g}, want ~{want}"),
+            Err(e) => panic!("{name}: undefined ({})", e.as_str()),
+        }
+    }
+
+    /// Expands a 2x2 table (both 1, a=1 b=0, a=0 b=1, both 0) into two label lists.
+    fn binary(yy: usize, yn: usize, ny: usize, nn: usize) -> (Vec<usize>, Vec<usize>) {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for (count, x, y) in [(yy, 1, 1), (yn, 1, 0), (ny, 0, 1), (nn, 0, 0)] {
+            a.extend(std::iter::repeat_n(x, count));
+            b.extend(std::iter::repeat_n(y, count));
+        }
+        (a, b)
+    }
+
+    #[test]
+    fn reasons_have_stable_spellings() {
+        let table = [
+            (TooFewItems, "too_few_items"),
+            (OneCategory, "one_category"),
+            (ZeroVariance, "zero_variance"),
+            (UnequalRaters, "unequal_raters"),
+            (NoPairs, "no_pairs"),
+        ];
+        for (reason, text) in table {
+            assert_eq!(reason.as_str(), text);
+        }
+    }
+
+    #[test]
+    fn percent_agreement_cases() {
+        let table: [(&str, &[usize], &[usize], Stat); 5] = [
+            ("all agree", &[0, 1, 2], &[0, 1, 2], Ok(1.0)),
+            ("half", &[0, 1, 0, 1], &[0, 0, 0, 0], Ok(0.5)),
+            ("single item", &[3], &[3], Ok(1.0)),
+            ("empty", &[], &[], Err(NoPairs)),
+            ("length mismatch", &[0, 1], &[0], Err(NoPairs)),
+        ];
+        for (name, a, b, want) in table {
+            check(name, percent_agreement(a, b), want);
+        }
+    }
+
+    #[test]
+    fn cohen_kappa_cases() {
+        // Wikipedia's 2x2 example: 20 yes/yes, 5 yes/no, 10 no/yes, 15 no/no out of 50.
+        // po = 35/50 = 0.7; A says yes 25/50, B says yes 30/50, so
+        // pe = 0.5 * 0.6 + 0.5 * 0.4 = 0.5 and kappa = (0.7 - 0.5) / 0.5 = 0.4.
+        let (wa, wb) = binary(20, 5, 10, 15);
+        check("2x2 worked example", cohen_kappa(&wa, &wb, 2), Ok(0.4));
+        let table: [(&str, &[usize], &[usize], usize, Stat); 9] = [
+            ("identical", &[0, 1, 2, 1], &[0, 1, 2, 1], 3, Ok(1.0)),
+            // po = 0, pe = (1/2)(1/2) * 2 = 0.5, kappa = -1.
+            ("perfect swap", &[0, 1], &[1, 0], 2, Ok(-1.0)),
+            // Rater A constant 0, B constant 1: pe = 0, po = 0, kappa = 0.
+            ("constant but different", &[0, 0], &[1, 1], 2, Ok(0.0)),
+            // Labels beyond k widen the category set; unused categories do not change kappa.
+            ("label beyond k", &[0, 1, 2, 1], &[0, 1, 2, 1], 2, Ok(1.0)),
+            (
+                "unused categories",
+                &[0, 1, 0],
+                &[0, 1, 1],
+                5,
+                cohen_kappa(&[0, 1, 0], &[0, 1, 1], 2),
+            ),
+            (
+                "one shared category",
+                &[1, 1, 1],
+                &[1, 1, 1],
+                3,
+                Err(OneCategory),
+            ),
+            ("one item", &[0], &[1], 2, Err(TooFewItems)),
+            ("empty", &[], &[], 2, Err(NoPairs)),
+            ("length mismatch", &[0, 1, 0], &[0, 1], 2, Err(NoPairs)),
+        ];
+        for (name, a, b, k, want) in table {
+            check(name, cohen_kappa(a, b, k), want);
+        }
+    }
+
+    #[test]
+    fn weighted_kappa_cases() {
+        // Hand-computed: a = [0, 1, 2], b = [0, 2, 2], k = 3. Rows [1, 1, 1], columns [1, 0, 2],
+        // expected E_ij = r_i c_j / 3. Linear: sum(wO) = 0.5, sum(wE) = 2/3 + 1/2 + 1/3 = 1.5,
+        // kappa = 1 - 0.5 / 1.5 = 2/3. Quadratic: sum(wO) = 0.25,
+        // sum(wE) = 2/3 + 1/4 + 1/3 = 1.25, kappa = 1 - 0.25 / 1.25 = 0.8.
+        let (a, b): (&[usize], &[usize]) = (&[0, 1, 2], &[0, 2, 2]);
+        // Cross-checked with sklearn 1.9.1 `cohen_kappa_score`: unweighted 17/37, linear 32/57,
+        // quadratic 2/3.
+        let (sa, sb): (&[usize], &[usize]) = (
+            &[0, 1, 2, 2, 1, 0, 3, 1, 2, 0],
+            &[0, 2, 2, 1, 1, 0, 3, 3, 2, 1],
+        );
+        check(
+            "sklearn unweighted",
+            cohen_kappa(sa, sb, 4),
+            Ok(17.0 / 37.0),
+        );
+        let table: [(&str, &[usize], &[usize], usize, Weights, Stat); 8] = [
+            ("hand linear", a, b, 3, Weights::Linear, Ok(2.0 / 3.0)),
+            ("hand quadratic", a, b, 3, Weights::Quadratic, Ok(0.8)),
+            (
+                "sklearn linear",
+                sa,
+                sb,
+                4,
+                Weights::Linear,
+                Ok(32.0 / 57.0),
+            ),
+            (
+                "sklearn quadratic",
+                sa,
+                sb,
+                4,
+                Weights::Quadratic,
+                Ok(2.0 / 3.0),
+            ),
+            (
+                "identical",
+                &[0, 2, 1],
+                &[0, 2, 1],
+                3,
+                Weights::Linear,
+                Ok(1.0),
+            ),
+            (
+                "one category",
+                &[2, 2],
+                &[2, 2],
+                3,
+                Weights::Quadratic,
+                Err(OneCategory),
+            ),
+            ("one item", &[0], &[1], 3, Weights::Linear, Err(TooFewItems)),
+            ("mismatch", &[0], &[], 3, Weights::Linear, Err(NoPairs)),
+        ];
+        for (name, a, b, k, w, want) in table {
+            check(name, weighted_kappa(a, b, k, w), want);
+        }
+    }
+
+    #[test]
+    fn scotts_pi_cases() {
+        // Wikipedia 2x2 example: pooled yes = (25 + 30) / 100 = 0.55, pe = 0.55^2 + 0.45^2
+        // = 0.505, pi = (0.7 - 0.505) / 0.495 = 0.39393...
+        let (wa, wb) = binary(20, 5, 10, 15);
+        check(
+            "2x2 worked example",
+            scotts_pi(&wa, &wb, 2),
+            Ok(0.195 / 0.495),
+        );
+        let table: [(&str, &[usize], &[usize], usize, Stat); 5] = [
+            ("identical", &[0, 1], &[0, 1], 2, Ok(1.0)),
+            // Pooled p = (0.5, 0.5), pe = 0.5, po = 0: pi = -1.
+            ("constant but different", &[0, 0], &[1, 1], 2, Ok(-1.0)),
+            ("one category", &[0, 0], &[0, 0], 2, Err(OneCategory)),
+            ("one item", &[0], &[0], 2, Err(TooFewItems)),
+            ("empty", &[], &[], 2, Err(NoPairs)),
+        ];
+        for (name, a, b, k, want) in table {
+            check(name, scotts_pi(a, b, k), want);
+        }
+    }
+
+    #[test]
+    fn pabak_cases() {
+        let table: [(&str, &[usize], &[usize], usize, Stat); 6] = [
+            // po = 0.7 on the 2x2 example: 2 * 0.7 - 1 = 0.4.
+            (
+                "binary po 0.7",
+                &[1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+                &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+                2,
+                Ok(0.4),
+            ),
+            // po = 0.5 with k = 3: (1.5 - 1) / 2 = 0.25.
+            ("three categories", &[0, 1], &[0, 2], 3, Ok(0.25)),
+            // PABAK stays defined where kappa is not.
+            ("one category", &[0, 0], &[0, 0], 2, Ok(1.0)),
+            ("k below 2", &[0, 0], &[0, 0], 1, Err(OneCategory)),
+            ("empty", &[], &[], 2, Err(NoPairs)),
+            ("mismatch", &[0], &[0, 1], 2, Err(NoPairs)),
+        ];
+        for (name, a, b, k, want) in table {
+            check(name, pabak(a, b, k), want);
+        }
+    }
+
+    #[test]
+    fn binary_index_cases() {
+        // Wikipedia 2x2 example: |20 - 15| / 50 = 0.1 and |5 - 10| / 50 = 0.1.
+        let (wa, wb) = binary(20, 5, 10, 15);
+        // 40 yes/yes, 0 yes/no, 9 no/yes, 1 no/no: prevalence 39/50, bias 9/50.
+        let (sa, sb) = binary(40, 0, 9, 1);
+        let table: [(&str, &[usize], &[usize], Stat, Stat); 6] = [
+            ("worked example", &wa, &wb, Ok(0.1), Ok(0.1)),
+            ("skewed", &sa, &sb, Ok(0.78), Ok(0.18)),
+            ("all disagree one way", &[1, 1], &[0, 0], Ok(0.0), Ok(1.0)),
+            ("not binary", &[0, 2], &[0, 1], Err(NoPairs), Err(NoPairs)),
+            ("empty", &[], &[], Err(NoPairs), Err(NoPairs)),
+            ("mismatch", &[0, 1], &[1], Err(NoPairs), Err(NoPairs)),
+        ];
+        for (name, a, b, prevalence, bias) in table {
+            check(name, prevalence_index(a, b), prevalence);
+            check(name, bias_index(a, b), bias);
+        }
+    }
+
+    #[test]
+    fn confusion_and_class_scores() {
+        let (truth, pred): (&[usize], &[usize]) = (&[0, 0, 1, 1, 1, 2], &[0, 1, 1, 1, 0, 0]);
+        assert_eq!(
+            confusion(truth, pred, 3),
+            vec![vec![1, 1, 0], vec![1, 2, 0], vec![1, 0, 0]]
+        );
+        // A label beyond k widens the matrix; unequal lengths are zipped.
+        assert_eq!(
+            confusion(&[0, 2], &[0, 2, 1], 2),
+            vec![vec![1, 0, 0], vec![0; 3], vec![0, 0, 1]]
+        );
+        let scores = class_scores(truth, pred, 4);
+        let want = [
+            // Class 0: tp 1, predicted 3, support 2 -> p 1/3, r 1/2, f1 2/(2+2+1) = 0.4.
+            ClassScore {
+                class: 0,
+                precision: Some(1.0 / 3.0),
+                recall: Some(0.5),
+                f1: Some(0.4),
+                support: 2,
+            },
+            // Class 1: tp 2, predicted 3, support 3 -> p 2/3, r 2/3, f1 4/6.
+            ClassScore {
+                class: 1,
+                precision: Some(2.0 / 3.0),
+                recall: Some(2.0 / 3.0),
+                f1: Some(2.0 / 3.0),
+                support: 3,
+            },
+            // Class 2: occurs once, never predicted -> precision undefined, F1 0.
+            ClassScore {
+                class: 2,
+                precision: None,
+                recall: Some(0.0),
+                f1: Some(0.0),
+                support: 1,
+            },
+            // Class 3: absent from truth and predictions.
+            ClassScore {
+                class: 3,
+                precision: None,
+                recall: None,
+                f1: None,
+                support: 0,
+            },
+        ];
+        assert_eq!(scores.len(), want.len());
+        for (got, want) in scores.iter().zip(&want) {
+            let name = format!("class {}", want.class);
+            assert_eq!(
+                (got.class, got.support),
+                (want.class, want.support),
+                "{name}"
+            );
+            for (g, w) in [
+                (got.precision, want.precision),
+                (got.recall, want.recall),
+                (got.f1, want.f1),
+            ] {
+                check(&name, g.ok_or(NoPairs), w.ok_or(NoPairs));
+            }
+        }
+        // Macro F1 over the three supported classes: (0.4 + 2/3 + 0) / 3.
+        check("macro", macro_f1(&scores), Ok((0.4 + 2.0 / 3.0) / 3.0));
+        // A class that is only predicted (support 0) is left out of the macro average.
+        let only_predicted = class_scores(&[0, 0], &[0, 1], 2);
+        check("only predicted", macro_f1(&only_predicted), Ok(2.0 / 3.0));
+        check(
+            "no items",
+            macro_f1(&class_scores(&[], &[], 2)),
+            Err(NoPairs),
+        );
+        check("empty scores", macro_f1(&[]), Err(NoPairs));
+    }
+
+    #[test]
+    fn fleiss_kappa_cases() {
+        // The 10 items x 5 categories x 14 raters table from Wikipedia's "Fleiss' kappa" worked
+        // example: P-bar = 0.378, Pe = 0.213, kappa = 0.210.
+        let worked: Vec<Vec<u64>> = vec![
+            vec![0, 0, 0, 0, 14],
+            vec![0, 2, 6, 4, 2],
+            vec![0, 0, 3, 5, 6],
+            vec![0, 3, 9, 2, 0],
+            vec![2, 2, 8, 1, 1],
+            vec![7, 7, 0, 0, 0],
+            vec![3, 2, 6, 3, 0],
+            vec![2, 5, 3, 2, 2],
+            vec![6, 5, 2, 1, 0],
+            vec![0, 2, 2, 3, 7],
+        ];
+        check3("Wikipedia worked example", fleiss_kappa(&worked), 0.210);
+        // Hand-computed: two raters, items [2,0], [0,2], [1,1]. P_i = 1, 1, 0 -> P-bar 2/3;
+        // p = (1/2, 1/2) -> Pe = 1/2; kappa = (2/3 - 1/2) / (1/2) = 1/3.
+        let hand = vec![vec![2, 0], vec![0, 2], vec![1, 1]];
+        let table: [(&str, Vec<Vec<u64>>, Stat); 7] = [
+            ("hand", hand, Ok(1.0 / 3.0)),
+            (
+                "ragged rows pad with zero",
+                vec![vec![2], vec![0, 2], vec![1, 1]],
+                Ok(1.0 / 3.0),
+            ),
+            (
+                "unequal raters",
+                vec![vec![2, 0], vec![1, 2]],
+                Err(UnequalRaters),
+            ),
+            ("one rater", vec![vec![1, 0], vec![0, 1]], Err(NoPairs)),
+            (
+                "one category",
+                vec![vec![0, 3], vec![0, 3]],
+                Err(OneCategory),
+            ),
+            ("one item", vec![vec![1, 1]], Err(TooFewItems)),
+            ("no items", vec![], Err(TooFewItems)),
+        ];
+        for (name, counts, want) in table {
+            check(name, fleiss_kappa(&counts), want);
+        }
+    }
+
+    /// Krippendorff (2011), "Computing Krippendorff's alpha-reliability", section C: four
+    /// observers, twelve units, with missing values. Published: nominal 0.743, ordinal 0.815,
+    /// interval 0.849.
+    fn krippendorff_example() -> Vec<Vec<Option<f64>>> {
+        let rows: [[Option<f64>; 12]; 4] = [
+            [
+                Some(1.),
+                Some(2.),
+                Some(3.),
+                Some(3.),
+                Some(2.),
+                Some(1.),
+                Some(4.),
+                Some(1.),
+                Some(2.),
+                None,
+                None,
+                None,
+            ],
+            [
+                Some(1.),
+                Some(2.),
+                Some(3.),
+                Some(3.),
+                Some(2.),
+                Some(2.),
+                Some(4.),
+                Some(1.),
+                Some(2.),
+                Some(5.),
+                None,
+                Some(3.),
+            ],
+            [
+                None,
+                Some(3.),
+                Some(3.),
+                Some(3.),
+                Some(2.),
+                Some(3.),
+                Some(4.),
+                Some(2.),
+                Some(2.),
+                Some(5.),
+                Some(1.),
+                None,
+            ],
+            [
+                Some(1.),
+                Some(2.),
+                Some(3.),
+                Some(3.),
+                Some(2.),
+                Some(4.),
+                Some(4.),
+                Some(1.),
+                Some(2.),
+                Some(5.),
+                Some(1.),
+                None,
+            ],
+        ];
+        (0..12)
+            .map(|u| rows.iter().map(|r| r[u]).collect())
+            .collect()
+    }
+
+    #[test]
+    fn krippendorff_published_example() {
+        let units = krippendorff_example();
+        check3("nominal", krippendorff_alpha(&units, Level::Nominal), 0.743);
+        check3("ordinal", krippendorff_alpha(&units, Level::Ordinal), 0.815);
+        check3(
+            "interval",
+            krippendorff_alpha(&units, Level::Interval),
+            0.849,
+        );
+    }
+
+    #[test]
+    fn krippendorff_cases() {
+        let u = |v: &[Option<f64>]| v.to_vec();
+        // Hand-computed nominal: units (a, a), (a, b). Values n = 4, n_a = 3, n_b = 1.
+        // Observed disagreeing ordered pairs: 2 (weight 1 each); expected: 2 * 3 * 1 = 6.
+        // alpha = 1 - 3 * 2 / 6 = 0.
+        let nominal = vec![u(&[Some(0.), Some(0.)]), u(&[Some(0.), Some(1.)])];
+        // Hand-computed interval: units (0, 2), (2, 2), one value missing on a third unit.
+        // Observed: 2 * 4 = 8; pooled values 0, 2, 2, 2 with mean 1.5: 2 * 4 * 3 = 24.
+        // alpha = 1 - 3 * 8 / 24 = 0.
+        let interval = vec![
+            u(&[Some(0.), Some(2.)]),
+            u(&[Some(2.), Some(2.)]),
+            u(&[Some(7.), None]),
+        ];
+        // Three distinct ordered values, perfect agreement: alpha = 1 at every level.
+        let perfect = vec![
+            u(&[Some(1.), Some(1.)]),
+            u(&[Some(2.), Some(2.)]),
+            u(&[Some(5.), Some(5.)]),
+        ];
+        let constant = vec![
+            u(&[Some(3.), Some(3.), None]),
+            u(&[Some(3.), Some(3.), Some(3.)]),
+        ];
+        let unpairable = vec![u(&[Some(1.), None]), u(&[None, Some(2.)]), u(&[])];
+        let with_nan = vec![
+            u(&[Some(0.), Some(0.), Some(f64::NAN)]),
+            u(&[Some(0.), Some(1.)]),
+        ];
+        let table: [(&str, &[Vec<Option<f64>>], Level, Stat); 10] = [
+            ("hand nominal", &nominal, Level::Nominal, Ok(0.0)),
+            ("hand interval", &interval, Level::Interval, Ok(0.0)),
+            ("perfect nominal", &perfect, Level::Nominal, Ok(1.0)),
+            ("perfect ordinal", &perfect, Level::Ordinal, Ok(1.0)),
+            ("perfect interval", &perfect, Level::Interval, Ok(1.0)),
+            (
+                "constant nominal",
+                &constant,
+                Level::Nominal,
+                Err(OneCategory),
+            ),
+            (
+                "constant ordinal",
+                &constant,
+                Level::Ordinal,
+                Err(OneCategory),
+            ),
+            (
+                "constant interval",
+                &constant,
+                Level::Interval,
+                Err(ZeroVariance),
+            ),
+            (
+                "nothing pairable",
+                &unpairable,
+                Level::Nominal,
+                Err(NoPairs),
+            ),
+            ("NaN is missing", &with_nan, Level::Nominal, Ok(0.0)),
+        ];
+        for (name, units, level, want) in table {
+            check(name, krippendorff_alpha(units, level), want);
+        }
+    }
+
+    #[test]
+    fn bootstrap_cases() {
+        let values = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        let mean = |idx: &[usize]| -> Stat {
+            Ok(idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64)
+        };
+        let ci = bootstrap_ci(values.len(), 2000, 7, 0.95, mean);
+        let Some((lo, hi)) = ci else {
+            panic!("mean is always defined")
+        };
+        // The sample mean is 4.5 with standard error ~0.9, so the interval is about 4.5 +- 1.8.
+        assert!(lo < 4.5 && 4.5 < hi && lo > 2.0 && hi < 7.0, "{lo} {hi}");
+        // Same seed, same interval; the statistic is deterministic given the resample.
+        assert_eq!(bootstrap_ci(values.len(), 2000, 7, 0.95, mean), ci);
+        // A wider confidence level gives a wider interval.
+        let Some((lo99, hi99)) = bootstrap_ci(values.len(), 2000, 7, 0.99, mean) else {
+            panic!("defined")
+        };
+        assert!(lo99 <= lo && hi <= hi99);
+        let constant = |_: &[usize]| -> Stat { Ok(0.25) };
+        assert_eq!(bootstrap_ci(5, 100, 1, 0.95, constant), Some((0.25, 0.25)));
+        let never = |_: &[usize]| -> Stat { Err(OneCategory) };
+        let nan = |_: &[usize]| -> Stat { Ok(f64::NAN) };
+        // Defined only when resample item 0 appears: P = 1 - (1/2)^2 = 0.75 for n = 2.
+        let mostly = |idx: &[usize]| -> Stat {
+            if idx.contains(&0) {
+                Ok(1.0)
+            } else {
+                Err(NoPairs)
+            }
+        };
+        // Defined only when every index is 0: P = 1/1024 for n = 10.
+        let rarely = |idx: &[usize]| -> Stat {
+            if idx.iter().all(|&i| i == 0) {
+                Ok(1.0)
+            } else {
+                Err(NoPairs)
+            }
+        };
+        assert_eq!(bootstrap_ci(2, 400, 3, 0.95, mostly), Some((1.0, 1.0)));
+        assert_eq!(bootstrap_ci(10, 400, 3, 0.95, rarely), None);
+        assert_eq!(bootstrap_ci(5, 100, 1, 0.95, never), None);
+        assert_eq!(bootstrap_ci(5, 100, 1, 0.95, nan), None);
+        assert_eq!(bootstrap_ci(0, 100, 1, 0.95, constant), None);
+        assert_eq!(bootstrap_ci(5, 0, 1, 0.95, constant), None);
+        assert_eq!(bootstrap_ci(5, 100, 1, 1.0, constant), None);
+        assert_eq!(bootstrap_ci(5, 100, 1, f64::NAN, constant), None);
+    }
+
+    #[test]
+    fn quantile_interpolates_between_order_statistics() {
+        let xs = [1.0, 2.0, 4.0, 8.0];
+        // numpy.quantile(xs, q) with the default linear method.
+        for (q, want) in [(0.0, 1.0), (0.25, 1.75), (0.5, 3.0), (0.9, 6.8), (1.0, 8.0)] {
+            check(&format!("q={q}"), Ok(quantile(&xs, q)), Ok(want));
+        }
+        check("single", Ok(quantile(&[3.0], 0.3)), Ok(3.0));
+    }
+
+    /// Two equal-length label lists over `k` categories.
+    fn two_raters() -> impl Strategy<Value = (Vec<usize>, Vec<usize>, usize)> {
+        (2usize..6, 1usize..40).prop_flat_map(|(k, n)| {
+            (
+                proptest::collection::vec(0..k, n),
+                proptest::collection::vec(0..k, n),
+                Just(k),
+            )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn cohen_kappa_is_symmetric((a, b, k) in two_raters()) {
+            check("symmetric", cohen_kappa(&a, &b, k), cohen_kappa(&b, &a, k));
+        }
+
+        #[test]
+        fn cohen_kappa_is_one_on_identical_labels((a, _, k) in two_raters()) {
+            let mut distinct = a.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            prop_assume!(distinct.len() >= 2);
+            check("identical", cohen_kappa(&a, &a, k), Ok(1.0));
+        }
+
+        #[test]
+        fn cohen_kappa_ignores_category_names(
+            (a, b, k) in two_raters(),
+            shuffle in proptest::collection::vec(any::<u32>(), 6),
+        ) {
+            // A permutation of 0..k from sorting the categories by random keys.
+            let mut perm: Vec<usize> = (0..k).collect();
+            perm.sort_by_key(|&c| shuffle[c]);
+            let rename = |xs: &[usize]| xs.iter().map(|&x| perm[x]).collect::<Vec<_>>();
+            check("renamed", cohen_kappa(&rename(&a), &rename(&b), k), cohen_kappa(&a, &b, k));
+        }
+
+        #[test]
+        fn nominal_alpha_matches_scotts_pi((a, b, k) in two_raters()) {
+            let units: Vec<Vec<Option<f64>>> = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| vec![Some(x as f64), Some(y as f64)])
+                .collect();
+            let n = a.len() as f64;
+            if let (Ok(alpha), Ok(pi)) =
+                (krippendorff_alpha(&units, Level::Nominal), scotts_pi(&a, &b, k))
+            {
+                let want = 1.0 - (2.0 * n - 1.0) / (2.0 * n) * (1.0 - pi);
+                prop_assert!((alpha - want).abs() < 1e-9, "alpha {alpha}, want {want}");
+            }
+        }
+
+        #[test]
+        fn percent_agreement_is_a_fraction((a, b, _) in two_raters()) {
+            let p = percent_agreement(&a, &b);
+            prop_assert!(matches!(p, Ok(x) if (0.0..=1.0).contains(&x)));
+        }
+
+        #[test]
+        fn bootstrap_interval_is_ordered(
+            (a, b, k) in two_raters(),
+            seed in any::<u64>(),
+            confidence in 0.5f64..0.99,
+        ) {
+            let kappa = |idx: &[usize]| {
+                let pick = |xs: &[usize]| idx.iter().map(|&i| xs[i]).collect::<Vec<_>>();
+                cohen_kappa(&pick(&a), &pick(&b), k)
+            };
+            if let Some((lo, hi)) = bootstrap_ci(a.len(), 50, seed, confidence, kappa) {
+                prop_assert!(lo <= hi && lo.is_finite() && hi.is_finite(), "{lo} > {hi}");
+            }
+        }
     }
 }
