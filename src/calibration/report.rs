@@ -56,6 +56,7 @@ fn paired(
     f: impl Fn(&[usize], &[usize]) -> Stat,
 ) -> Value {
     let point = f(a, b);
+    let bufs = std::cell::RefCell::new((Vec::with_capacity(a.len()), Vec::with_capacity(b.len())));
     let ci = if point.is_ok() {
         stats::bootstrap_ci(
             a.len(),
@@ -63,9 +64,14 @@ fn paired(
             seed(opts.seed, salt),
             opts.confidence,
             |idx| {
-                let ra: Vec<usize> = idx.iter().map(|i| a[*i]).collect();
-                let rb: Vec<usize> = idx.iter().map(|i| b[*i]).collect();
-                f(&ra, &rb)
+                // Two buffers reused across resamples instead of two allocations each.
+                let mut guard = bufs.borrow_mut();
+                let (ra, rb) = &mut *guard;
+                ra.clear();
+                rb.clear();
+                ra.extend(idx.iter().map(|i| a[*i]));
+                rb.extend(idx.iter().map(|i| b[*i]));
+                f(ra, rb)
             },
         )
     } else {
@@ -163,19 +169,21 @@ fn humans_section(
         .copied()
         .filter(|i| by_rater(&set.items[*i], RaterKind::Human).len() == humans.len())
         .collect();
-    let counts = |idx: &[usize]| -> Vec<Vec<u64>> {
-        idx.iter()
-            .map(|i| {
-                let mut row = vec![0u64; k];
-                for v in by_rater(&set.items[full[*i]], RaterKind::Human).values() {
-                    if let Some(c) = cat(*v).filter(|c| *c < k) {
-                        row[c] += 1;
-                    }
+    // Category counts per fully labelled item, built once; resamples only index them.
+    let full_counts: Vec<Vec<u64>> = full
+        .iter()
+        .map(|i| {
+            let mut row = vec![0u64; k];
+            for v in by_rater(&set.items[*i], RaterKind::Human).values() {
+                if let Some(c) = cat(*v).filter(|c| *c < k) {
+                    row[c] += 1;
                 }
-                row
-            })
-            .collect()
-    };
+            }
+            row
+        })
+        .collect();
+    let counts =
+        |idx: &[usize]| -> Vec<Vec<u64>> { idx.iter().map(|i| full_counts[*i].clone()).collect() };
     let all: Vec<usize> = (0..full.len()).collect();
     let fleiss = if set.scale == Scale::Interval {
         Err(stats::Undefined::ZeroVariance)
@@ -203,15 +211,14 @@ fn humans_section(
         .collect();
     let alpha = stats::krippendorff_alpha(&units, level(set.scale));
     let alpha_ci = alpha.ok().and_then(|_| {
+        // Per-unit contributions computed once; resamples only add them up.
+        let prep = stats::AlphaPrep::new(&units, level(set.scale));
         stats::bootstrap_ci(
             units.len(),
             opts.resamples,
             seed(opts.seed, &format!("{salt}alpha")),
             opts.confidence,
-            |idx| {
-                let sub: Vec<Vec<Option<f64>>> = idx.iter().map(|i| units[*i].clone()).collect();
-                stats::krippendorff_alpha(&sub, level(set.scale))
-            },
+            |idx| prep.alpha(idx),
         )
     });
     let mut pairwise = Vec::new();

@@ -1171,3 +1171,207 @@ mod tests {
         }
     }
 }
+
+/// Krippendorff's alpha prepared for resampling: each unit's contribution to the
+/// coincidence matrix (or, for interval data, its sums) is computed once, so a bootstrap
+/// resample only adds contributions instead of re-sorting and re-counting every unit.
+/// `alpha(&all indices)` equals `krippendorff_alpha` (tested to 1e-9).
+pub struct AlphaPrep {
+    level: Level,
+    /// Distinct values of the whole data, sorted (categorical levels).
+    distinct: Vec<f64>,
+    /// Per unit: (start, end) into `cells`; units with < 2 values contribute nothing.
+    spans: Vec<(usize, usize)>,
+    /// (c, k, weight) coincidence contributions (categorical levels).
+    cells: Vec<(usize, usize, f64)>,
+    /// Per unit: (observed part, value count, sum, sum of squares) (interval level).
+    sums: Vec<(f64, f64, f64, f64)>,
+}
+
+impl AlphaPrep {
+    pub fn new(units: &[Vec<Option<f64>>], level: Level) -> AlphaPrep {
+        let rows: Vec<Vec<f64>> = units
+            .iter()
+            .map(|u| {
+                let mut v: Vec<f64> = u
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .filter(|x| x.is_finite())
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                v
+            })
+            .collect();
+        let mut distinct: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.len() >= 2)
+            .flatten()
+            .copied()
+            .collect();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup_by(|x, y| x.total_cmp(y).is_eq());
+        let index = |x: f64| {
+            distinct
+                .binary_search_by(|d| d.total_cmp(&x))
+                .unwrap_or_default()
+        };
+        let mut spans = Vec::with_capacity(rows.len());
+        let mut cells = Vec::new();
+        let mut sums = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let start = cells.len();
+            if r.len() >= 2 {
+                let scale = fu(r.len()) - 1.0;
+                match level {
+                    Level::Interval => {
+                        sums.push((
+                            pairwise_squares(r) / scale,
+                            fu(r.len()),
+                            r.iter().sum(),
+                            r.iter().map(|x| x * x).sum(),
+                        ));
+                    }
+                    Level::Nominal | Level::Ordinal => {
+                        sums.push((0.0, 0.0, 0.0, 0.0));
+                        let mut counts: Vec<(usize, u64)> = Vec::new();
+                        for &x in r {
+                            let c = index(x);
+                            match counts.iter_mut().find(|(k, _)| *k == c) {
+                                Some(e) => e.1 += 1,
+                                None => counts.push((c, 1)),
+                            }
+                        }
+                        for &(c, nc) in &counts {
+                            for &(k, nk) in &counts {
+                                let pairs = if c == k {
+                                    f(nc) * (f(nc) - 1.0)
+                                } else {
+                                    f(nc) * f(nk)
+                                };
+                                if pairs > 0.0 {
+                                    cells.push((c, k, pairs / scale));
+                                }
+                            }
+                        }
+                    }
+                }
+            } else {
+                sums.push((0.0, 0.0, 0.0, 0.0));
+            }
+            spans.push((start, cells.len()));
+        }
+        AlphaPrep {
+            level,
+            distinct,
+            spans,
+            cells,
+            sums,
+        }
+    }
+
+    /// Alpha over the units at `idx` (indices into the prepared units; repeats allowed).
+    pub fn alpha(&self, idx: &[usize]) -> Stat {
+        match self.level {
+            Level::Interval => {
+                let (mut observed, mut n, mut s, mut ss) = (0.0, 0.0, 0.0, 0.0);
+                for &i in idx {
+                    let Some(&(o, c, x, xx)) = self.sums.get(i) else {
+                        continue;
+                    };
+                    observed += o;
+                    n += c;
+                    s += x;
+                    ss += xx;
+                }
+                if n < 2.0 {
+                    return Err(Undefined::NoPairs);
+                }
+                // pairwise_squares(all values) = 2 N sum((x - mean)^2) = 2 N (ss - s^2 / N).
+                let expected = 2.0 * n * (ss - s * s / n);
+                if expected <= 1e-12 * (1.0 + ss.abs()) {
+                    return Err(Undefined::ZeroVariance);
+                }
+                Ok(1.0 - (n - 1.0) * observed / expected)
+            }
+            Level::Nominal | Level::Ordinal => {
+                let v = self.distinct.len();
+                let mut coincidence = vec![0.0f64; v * v];
+                for &i in idx {
+                    let Some(&(a, b)) = self.spans.get(i) else {
+                        continue;
+                    };
+                    for &(c, k, w) in &self.cells[a..b] {
+                        coincidence[c * v + k] += w;
+                    }
+                }
+                alpha_from_coincidence(&coincidence, v, self.level)
+            }
+        }
+    }
+}
+
+/// Alpha from a v x v coincidence matrix (nominal or ordinal distance).
+fn alpha_from_coincidence(coincidence: &[f64], v: usize, level: Level) -> Stat {
+    let marginals: Vec<f64> = (0..v)
+        .map(|c| (0..v).map(|k| coincidence[c * v + k]).sum())
+        .collect();
+    let total: f64 = marginals.iter().sum();
+    if total <= 0.0 {
+        return Err(Undefined::NoPairs);
+    }
+    let mut prefix = vec![0.0f64; v + 1];
+    for c in 0..v {
+        prefix[c + 1] = prefix[c] + marginals[c];
+    }
+    let distance = |c: usize, k: usize| -> f64 {
+        if c == k {
+            return 0.0;
+        }
+        match level {
+            Level::Ordinal => {
+                let (lo, hi) = (c.min(k), c.max(k));
+                let d = prefix[hi + 1] - prefix[lo] - (marginals[lo] + marginals[hi]) / 2.0;
+                d * d
+            }
+            Level::Nominal | Level::Interval => 1.0,
+        }
+    };
+    let mut observed = 0.0;
+    let mut expected = 0.0;
+    for c in 0..v {
+        for k in 0..v {
+            let d = distance(c, k);
+            observed += coincidence[c * v + k] * d;
+            expected += marginals[c] * marginals[k] * d;
+        }
+    }
+    if expected <= 0.0 {
+        return Err(Undefined::OneCategory);
+    }
+    Ok(1.0 - (total - 1.0) * observed / expected)
+}
+
+#[cfg(test)]
+mod prep_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn prepared_alpha_equals_the_exact_one(
+            units in prop::collection::vec(prop::collection::vec(prop::option::of(0u8..4), 2..5), 2..40),
+            level in prop_oneof![Just(Level::Nominal), Just(Level::Ordinal), Just(Level::Interval)],
+        ) {
+            let units: Vec<Vec<Option<f64>>> = units.iter().map(|u| u.iter().map(|x| x.map(f64::from)).collect()).collect();
+            let exact = krippendorff_alpha(&units, level);
+            let all: Vec<usize> = (0..units.len()).collect();
+            let fast = AlphaPrep::new(&units, level).alpha(&all);
+            match (exact, fast) {
+                (Ok(a), Ok(b)) => prop_assert!((a - b).abs() < 1e-9, "{} vs {}", a, b),
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "{:?} vs {:?}", a, b),
+            }
+        }
+    }
+}
