@@ -569,11 +569,11 @@ async fn graceful_shutdown_records_in_flight_items_and_the_job_resumes() {
     };
     let first = boot().await;
     let service = first.service.clone();
-    let lines: Vec<String> = (0..24)
+    let lines: Vec<String> = (0..40)
         .map(|i| case(&format!("g{i}"), &format!("graceful {i}")).to_string())
         .collect();
     let job = service.submit_job(lines, 0, None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     // Stop: no new items start; the ones in flight finish and are recorded.
     first.stop().await;
     let second = boot().await;
