@@ -579,7 +579,7 @@ async fn graceful_shutdown_records_in_flight_items_and_the_job_resumes() {
     let second = boot().await;
     let after_stop = second.service.job(&job.id).await.unwrap();
     assert!(
-        after_stop.done > 0 && after_stop.done < 24,
+        after_stop.done > 0 && after_stop.done < 40,
         "{after_stop:?}"
     );
     for _ in 0..400 {
@@ -591,10 +591,10 @@ async fn graceful_shutdown_records_in_flight_items_and_the_job_resumes() {
     let done = second.service.job(&job.id).await.unwrap();
     assert_eq!(
         (done.done, done.failed, done.pending()),
-        (24, 0, 0),
+        (40, 0, 0),
         "{done:?}"
     );
     let page = second.service.results(&job.id, 0, 100).await.unwrap();
-    assert_eq!(page.rows.len(), 24, "every item recorded exactly once");
+    assert_eq!(page.rows.len(), 40, "every item recorded exactly once");
     second.stop().await;
 }
