@@ -151,3 +151,121 @@ async fn http_and_grpc_give_the_same_reports() {
         assert_eq!(http_summary[key], grpc_summary[key], "{key}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_grpc_rpc_answers() {
+    let slow =
+        tribunal::config::DEFAULT_CONFIG.replace("seed = 1\n", "seed = 1\nlatency_ms = 200\n");
+    let app = TestApp::spawn_with(&slow, "[server]\njob_concurrency = 1\n", &[]).await;
+    let mut grpc = TribunalClient::connect(app.grpc_url.clone()).await.unwrap();
+    let rubric = case("x", "y")["rubric"].clone();
+    // CreateRubric / GetRubric (latest and by version) / ListRubrics / ValidateRubric.
+    let created: Value = serde_json::from_str(
+        &grpc
+            .create_rubric(pb::JsonDocument {
+                json: rubric.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .json,
+    )
+    .unwrap();
+    assert_eq!(created["id"], "fever");
+    let got: Value = serde_json::from_str(
+        &grpc
+            .get_rubric(pb::GetRubricRequest {
+                id: "fever".into(),
+                version: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .json,
+    )
+    .unwrap();
+    assert_eq!(got, created);
+    let missing = grpc
+        .get_rubric(pb::GetRubricRequest {
+            id: "fever".into(),
+            version: 7,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let listed: Value = serde_json::from_str(
+        &grpc
+            .list_rubrics(pb::ListRubricsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .json,
+    )
+    .unwrap();
+    assert_eq!(listed["rubrics"][0]["id"], "fever");
+    let mut bad = rubric.clone();
+    bad["criteria"] = serde_json::json!([]);
+    let v = grpc
+        .validate_rubric(pb::JsonDocument {
+            json: bad.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!v.valid);
+    assert_eq!(v.problems[0].field, "criteria");
+    let conflict = {
+        let mut other = rubric.clone();
+        other["title"] = serde_json::json!("Other");
+        grpc.create_rubric(pb::JsonDocument {
+            json: other.to_string(),
+        })
+        .await
+        .unwrap_err()
+    };
+    assert_eq!(conflict.code(), tonic::Code::AlreadyExists);
+    // SubmitJob / ListJobs / CancelJob on a slow job.
+    let items: Vec<String> = (0..20)
+        .map(|i| case(&format!("c{i}"), &format!("slow {i}")).to_string())
+        .collect();
+    let job = grpc
+        .submit_job(pb::SubmitJobRequest {
+            items_json: items,
+            seed: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let jobs = grpc
+        .list_jobs(pb::ListJobsRequest {
+            limit: 10,
+            after: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(jobs.jobs[0].id, job.id);
+    let cancelled = grpc
+        .cancel_job(pb::CancelJobRequest { id: job.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state, "cancelled");
+    let unknown = grpc
+        .cancel_job(pb::CancelJobRequest { id: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let bad_json = grpc
+        .grade(pb::GradeRequest {
+            item_json: "{".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_json.code(), tonic::Code::InvalidArgument);
+    assert!(
+        bad_json.message().starts_with("item_json"),
+        "{}",
+        bad_json.message()
+    );
+}
