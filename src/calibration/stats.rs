@@ -453,6 +453,13 @@ fn categorical_sums(units: &[Vec<f64>], values: &[f64], level: Level) -> (f64, f
             }
         }
     }
+    let (observed, expected, _) = coincidence_sums(&coincidence, v, level);
+    (observed, expected)
+}
+
+/// Observed and expected disagreement of a v x v coincidence matrix, and its total
+/// (the number of pairable values), for nominal or ordinal distance.
+fn coincidence_sums(coincidence: &[f64], v: usize, level: Level) -> (f64, f64, f64) {
     let marginals: Vec<f64> = (0..v)
         .map(|c| (0..v).map(|k| coincidence[c * v + k]).sum())
         .collect();
@@ -483,7 +490,7 @@ fn categorical_sums(units: &[Vec<f64>], values: &[f64], level: Level) -> (f64, f
             expected += marginals[c] * marginals[k] * d;
         }
     }
-    (observed, expected)
+    (observed, expected, marginals.iter().sum())
 }
 
 /// Percentile bootstrap CI: resample item indices with replacement `resamples` times (seeded
@@ -1318,38 +1325,9 @@ impl AlphaPrep {
 
 /// Alpha from a v x v coincidence matrix (nominal or ordinal distance).
 fn alpha_from_coincidence(coincidence: &[f64], v: usize, level: Level) -> Stat {
-    let marginals: Vec<f64> = (0..v)
-        .map(|c| (0..v).map(|k| coincidence[c * v + k]).sum())
-        .collect();
-    let total: f64 = marginals.iter().sum();
+    let (observed, expected, total) = coincidence_sums(coincidence, v, level);
     if total <= 0.0 {
         return Err(Undefined::NoPairs);
-    }
-    let mut prefix = vec![0.0f64; v + 1];
-    for c in 0..v {
-        prefix[c + 1] = prefix[c] + marginals[c];
-    }
-    let distance = |c: usize, k: usize| -> f64 {
-        if c == k {
-            return 0.0;
-        }
-        match level {
-            Level::Ordinal => {
-                let (lo, hi) = (c.min(k), c.max(k));
-                let d = prefix[hi + 1] - prefix[lo] - (marginals[lo] + marginals[hi]) / 2.0;
-                d * d
-            }
-            Level::Nominal | Level::Interval => 1.0,
-        }
-    };
-    let mut observed = 0.0;
-    let mut expected = 0.0;
-    for c in 0..v {
-        for k in 0..v {
-            let d = distance(c, k);
-            observed += coincidence[c * v + k] * d;
-            expected += marginals[c] * marginals[k] * d;
-        }
     }
     if expected <= 0.0 {
         return Err(Undefined::OneCategory);
