@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::rubric::FieldError;
+use crate::rubric::{FieldError, decode_at};
 
 pub const SET_FORMAT: &str = "calibration.v1";
 
@@ -136,16 +136,6 @@ struct RawLabel {
     value: Value,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, FieldError> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        FieldError::new(
-            if path == "." { String::new() } else { path },
-            e.into_inner().to_string(),
-        )
-    })
-}
-
 /// A label value as a category name (booleans read as "true" / "false").
 fn category_name(v: &Value) -> Option<String> {
     match v {
@@ -170,7 +160,7 @@ pub fn parse_set(text: &str) -> Result<CalibrationSet, Vec<String>> {
     let at = |n: usize, e: &FieldError| format!("line {}: {e}", n + 1);
     let header: Value = serde_json::from_str(header)
         .map_err(|e| vec![format!("line {}: not valid JSON: {e}", hn + 1)])?;
-    let h: RawHeader = decode(&header).map_err(|e| vec![at(hn, &e)])?;
+    let h: RawHeader = decode_at(&header).map_err(|e| vec![at(hn, &e)])?;
     let _ = h.description;
     if h.format != SET_FORMAT {
         errors.push(at(
@@ -221,7 +211,7 @@ pub fn parse_set(text: &str) -> Result<CalibrationSet, Vec<String>> {
                 continue;
             }
         };
-        let raw: RawItem = match decode(&v) {
+        let raw: RawItem = match decode_at(&v) {
             Ok(r) => r,
             Err(e) => {
                 errors.push(at(n, &e));

@@ -132,14 +132,10 @@ pub struct RawCache {
 
 /// Decodes the TOML table strictly, naming the offending key path.
 pub(super) fn decode(doc: toml::Table) -> Result<RawConfig, Invalid> {
-    serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        let message = e.into_inner().to_string();
-        Invalid::one(
-            field,
-            message.split_whitespace().collect::<Vec<_>>().join(" "),
-        )
+    crate::rubric::decode_at(toml::Value::Table(doc)).map_err(|mut e| {
+        // TOML errors span several lines; a problem is reported on one.
+        e.message = e.message.split_whitespace().collect::<Vec<_>>().join(" ");
+        Invalid(vec![e])
     })
 }
 

@@ -257,11 +257,7 @@ fn verdict_or_abstain(v: &Value) -> Result<Option<Verdict>, String> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(doc: &Value) -> Result<T, Invalid> {
-    serde_path_to_error::deserialize(doc).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        Invalid::one(field, e.into_inner().to_string())
-    })
+    crate::rubric::decode_at(doc).map_err(|e| Invalid(vec![e]))
 }
 
 #[cfg(test)]

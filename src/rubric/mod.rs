@@ -58,6 +58,21 @@ impl fmt::Display for FieldError {
     }
 }
 
+/// Decodes with serde, naming the path of the offending field (`rubrics[3].points`), or
+/// an empty path when the problem is the document itself. The one place decode errors
+/// become `FieldError`s, for JSON inputs and the TOML config alike.
+pub fn decode_at<'de, D, T>(d: D) -> Result<T, FieldError>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde_path_to_error::deserialize(d).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        FieldError::new(field, e.into_inner().to_string())
+    })
+}
+
 /// Every problem found in one document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Invalid(pub Vec<FieldError>);

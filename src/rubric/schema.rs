@@ -64,11 +64,7 @@ pub fn check_schema(doc: &Value) -> Result<(), Invalid> {
 /// schema errors on other fields are kept, so nothing is lost.
 pub fn parse_rubric(doc: &Value) -> Result<Rubric, Invalid> {
     let schema = check_schema(doc);
-    let decoded: Result<RawRubric, Invalid> = serde_path_to_error::deserialize(doc).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        Invalid::one(field, e.into_inner().to_string())
-    });
+    let decoded: Result<RawRubric, Invalid> = super::decode_at(doc).map_err(|e| Invalid(vec![e]));
     match (schema, decoded) {
         (Ok(()), Ok(raw)) => raw.validate("criteria"),
         (Ok(()), Err(d)) => Err(d),
