@@ -241,10 +241,16 @@ impl Grader {
         }
     }
 
-    /// Grades one item with an inline rubric. A response is required.
-    #[tracing::instrument(name = "grade", skip_all, fields(case_id = %item.case.id))]
+    /// Grades one item, resolving its rubric first. A response is required.
     pub async fn grade(&self, item: &Item) -> Result<GradeReport, Error> {
         let rubric = self.resolve(&item.rubric).await?;
+        self.grade_with(item, &rubric).await
+    }
+
+    /// Grades one item against an already resolved rubric (callers that inspected the
+    /// rubric first need not fetch it twice).
+    #[tracing::instrument(name = "grade", skip_all, fields(case_id = %item.case.id))]
+    pub async fn grade_with(&self, item: &Item, rubric: &Rubric) -> Result<GradeReport, Error> {
         let Some(response) = item.response.as_deref() else {
             return Err(Error::Invalid(Invalid::one(
                 "response",
@@ -255,7 +261,7 @@ impl Grader {
         let deadline = started + self.request_timeout;
         let criteria = self
             .committee
-            .judge(&item.case, response, &rubric, None, deadline)
+            .judge(&item.case, response, rubric, None, deadline)
             .await;
         if !criteria.is_empty() && criteria.iter().all(|c| c.kind == ConsensusKind::NoQuorum) {
             let reasons: std::collections::BTreeSet<&str> = criteria
@@ -273,7 +279,7 @@ impl Grader {
             )));
         }
         let verdicts: Vec<Option<Verdict>> = criteria.iter().map(|c| c.verdict).collect();
-        let score = score::score_example(&rubric, &verdicts, &item.case.tags);
+        let score = score::score_example(rubric, &verdicts, &item.case.tags);
         if !score.vetoed_by.is_empty() {
             crate::metrics::veto(rubric.scoring.policy.name());
         }

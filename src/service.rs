@@ -56,7 +56,7 @@ impl Service {
         let (_, item) = parse_item(doc)?;
         let rubric = self.grader.resolve(&item.rubric).await?;
         self.check_criteria(rubric.criteria.len(), "rubric.criteria")?;
-        Ok(self.grader.grade(&item).await?.to_json())
+        Ok(self.grader.grade_with(&item, &rubric).await?.to_json())
     }
 
     /// Stores and starts a job from item lines (JSON documents). Every item is
