@@ -54,10 +54,12 @@ impl GradeReport {
             .count();
         let hits = self.ballots().filter(|b| b.cached).count();
         let abstentions: Vec<Value> = self
-            .ballots()
-            .zip(self.criteria.iter().flat_map(|c| c.ballots.iter().map(move |_| &c.criterion)))
-            .filter_map(|(b, crit)| {
-                b.abstained.map(|r| json!({"criterion": crit, "judge": b.judge, "sample": b.sample, "reason": r.as_str()}))
+            .criteria
+            .iter()
+            .flat_map(|c| {
+                c.ballots.iter().filter_map(move |b| {
+                    b.abstained.map(|r| json!({"criterion": c.criterion, "judge": b.judge, "sample": b.sample, "reason": r.as_str()}))
+                })
             })
             .collect();
         json!({

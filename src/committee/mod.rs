@@ -171,10 +171,10 @@ impl Committee {
             }
         }
         let mut out = Vec::with_capacity(rubric.criteria.len());
-        for (idx, (criterion, ballots)) in rubric.criteria.iter().zip(by_criterion).enumerate() {
+        for (criterion, ballots) in rubric.criteria.iter().zip(by_criterion) {
             out.push(
                 self.consensus(
-                    idx, criterion, ballots, case, response, rubric, reference, deadline,
+                    criterion, ballots, case, response, rubric, reference, deadline,
                 )
                 .await,
             );
@@ -188,7 +188,6 @@ impl Committee {
     )]
     async fn consensus(
         &self,
-        idx: usize,
         criterion: &Criterion,
         mut ballots: Vec<Ballot>,
         case: &Case,
@@ -206,7 +205,7 @@ impl Committee {
             let s = spec?;
             Rule::from_name(name?, TieRule::from_name(s.tie)?, k)
         };
-        let (rule, flip) = if criterion.veto {
+        let (rule, positive_veto) = if criterion.veto {
             let r = from_spec(spec.and_then(|s| s.veto_rule), spec.map_or(1, |s| s.veto_k));
             (
                 r.unwrap_or(self.cfg.veto_consensus),
@@ -215,6 +214,15 @@ impl Committee {
         } else {
             let r = from_spec(spec.and_then(|s| s.rule), spec.map_or(1, |s| s.k));
             (r.unwrap_or(self.cfg.consensus), false)
+        };
+        // `any` counts presence; on a positive veto criterion the violation is absence, so
+        // verdicts are inverted on the way in and the decision inverted back.
+        let flip = |v: Verdict| {
+            if positive_veto && matches!(rule, Rule::Any { .. }) {
+                invert(v)
+            } else {
+                v
+            }
         };
         let judges: Vec<JudgeVotes> = self
             .members
@@ -226,13 +234,7 @@ impl Committee {
                     .iter()
                     .filter(|b| b.judge == m.client.name() && !b.escalation)
                     .filter_map(|b| b.verdict)
-                    .map(|v| {
-                        if flip && matches!(rule, Rule::Any { .. }) {
-                            invert(v)
-                        } else {
-                            v
-                        }
-                    })
+                    .map(flip)
                     .collect(),
             })
             .collect();
@@ -243,19 +245,10 @@ impl Committee {
             min_agreement: self.cfg.min_agreement,
             judges: &judges,
         });
-        let unflip = |v: Verdict| {
-            if flip && matches!(rule, Rule::Any { .. }) {
-                invert(v)
-            } else {
-                v
-            }
-        };
         let (verdict, kind, agreement) = match outcome {
-            Outcome::Decided { verdict, agreement } => (
-                Some(unflip(verdict)),
-                ConsensusKind::Decided,
-                Some(agreement),
-            ),
+            Outcome::Decided { verdict, agreement } => {
+                (Some(flip(verdict)), ConsensusKind::Decided, Some(agreement))
+            }
             Outcome::NoQuorum { .. } => (None, ConsensusKind::NoQuorum, None),
             Outcome::Split { agreement } => match &self.escalation {
                 None => (None, ConsensusKind::Split, Some(agreement)),
@@ -281,7 +274,6 @@ impl Committee {
                 }
             },
         };
-        let _ = idx;
         crate::metrics::consensus(kind.as_str());
         for b in &ballots {
             if let Some(r) = b.abstained {
