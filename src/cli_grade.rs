@@ -18,7 +18,15 @@ use crate::item::{Item, parse_line};
 use crate::score::{self, DEFAULT_RESAMPLES, ExampleScore, report};
 
 fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
-    Config::load(path, std::env::vars()).map_err(|e| {
+    load_config_with(path, std::env::vars())
+}
+
+/// Loads and validates the config against `env`, listing every problem.
+fn load_config_with(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, Failure> {
+    Config::load(path, env).map_err(|e| {
         Failure::Invalid(
             e.problems()
                 .into_iter()
@@ -26,6 +34,13 @@ fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
                 .collect(),
         )
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}")))
 }
 
 pub(crate) fn serve(args: &crate::cli::ServeArgs) -> Result<(), Failure> {
@@ -40,19 +55,9 @@ pub(crate) fn serve(args: &crate::cli::ServeArgs) -> Result<(), Failure> {
             env.push((key.to_owned(), format!("\"{}\"", v.replace('"', ""))));
         }
     }
-    let cfg = Config::load(args.config.as_deref(), env).map_err(|e| {
-        Failure::Invalid(
-            e.problems()
-                .into_iter()
-                .map(|p| format!("config: {p}"))
-                .collect(),
-        )
-    })?;
+    let cfg = load_config_with(args.config.as_deref(), env)?;
     crate::telemetry::init(cfg.server.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let http = tokio::net::TcpListener::bind(cfg.server.http_addr)
             .await
@@ -234,10 +239,7 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
         let _ = writeln!(err, "tribunal: committee [{}]", names.join(", "));
     }
     drop(err);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
+    let runtime = runtime()?;
     runtime.block_on(grade_all(args, grader, total, done, &mut scores))?;
     let examples: Vec<ExampleScore> = scores.iter().map(|(_, s)| s.clone()).collect();
     let summary = score::summarize(&examples, args.seed, DEFAULT_RESAMPLES);

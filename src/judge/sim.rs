@@ -35,6 +35,19 @@ fn unit(parts: &[&[u8]]) -> f64 {
     v
 }
 
+/// The option a uniform draw `u` in [0, 1) selects. Callers pass the fixed, non-empty
+/// verdict lists of a scale (or all but one of them).
+fn pick(options: &[Verdict], u: f64) -> Verdict {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "index below len"
+    )]
+    let i = ((u * options.len() as f64) as usize).min(options.len() - 1);
+    options[i]
+}
+
 impl SimProvider {
     pub fn new(cfg: SimConfig) -> Self {
         Self {
@@ -71,15 +84,7 @@ impl SimProvider {
                 return r;
             }
             let others: Vec<Verdict> = options.iter().copied().filter(|o| *o != r).collect();
-            let pick = unit(&[&seed, key, &s, b"other"]);
-            #[expect(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                clippy::cast_precision_loss,
-                reason = "index below len"
-            )]
-            let i = ((pick * others.len() as f64) as usize).min(others.len() - 1);
-            return others[i];
+            return pick(&others, unit(&[&seed, key, &s, b"other"]));
         }
         // Without a label: "high" (met / full credit / major) with probability met_rate,
         // otherwise split evenly over the rest.
@@ -87,16 +92,8 @@ impl SimProvider {
         if u < self.cfg.met_rate {
             return high;
         }
-        let rest = &options[..options.len() - 1];
         let v = (u - self.cfg.met_rate) / (1.0 - self.cfg.met_rate).max(f64::EPSILON);
-        #[expect(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss,
-            reason = "index below len"
-        )]
-        let i = ((v * rest.len() as f64) as usize).min(rest.len() - 1);
-        rest[i]
+        pick(&options[..options.len() - 1], v)
     }
 
     fn answer_json(verdict: Verdict, explanation: &str) -> serde_json::Value {

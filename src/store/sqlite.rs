@@ -137,14 +137,15 @@ impl SqliteStore {
         parse_rubric(&v).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
-    fn entry(id: String, version: i64, doc: &str, created_at: i64) -> StoreResult<RubricEntry> {
-        let r = Self::rubric_from(doc)?;
+    /// A row of `(id, version, document, created_at)` as a rubric entry.
+    fn entry(row: &sqlx::sqlite::SqliteRow) -> StoreResult<RubricEntry> {
+        let r = Self::rubric_from(&row.try_get::<String, _>(2)?)?;
         Ok(RubricEntry {
-            id,
-            version: u32::try_from(version).unwrap_or(0),
+            id: row.try_get(0)?,
+            version: u32::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
             title: r.title,
             criteria: r.criteria.len(),
-            created_at,
+            created_at: row.try_get(3)?,
         })
     }
 }
@@ -239,16 +240,7 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Self::entry(
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    &r.try_get::<String, _>(2)?,
-                    r.try_get(3)?,
-                )
-            })
-            .collect()
+        rows.iter().map(Self::entry).collect()
     }
 
     async fn rubric_versions(&self, id: &str) -> StoreResult<Vec<RubricEntry>> {
@@ -258,16 +250,7 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Self::entry(
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    &r.try_get::<String, _>(2)?,
-                    r.try_get(3)?,
-                )
-            })
-            .collect()
+        rows.iter().map(Self::entry).collect()
     }
 
     async fn create_job(
