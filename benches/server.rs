@@ -15,8 +15,9 @@
     reason = "bench harness"
 )]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+#[path = "../tests/it/spawn.rs"]
+mod spawn;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -62,36 +63,8 @@ async fn main() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tribunal"))
-        .args([
-            "serve",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let spawn::Server { mut child, url } = spawn::serve(&cfg);
     let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("tribunal serving HTTP on ") {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-        }
-    });
-    let url = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     let http = reqwest::Client::new();
     http.post(format!("{url}/v1/rubrics"))
         .body(rubric().to_string())

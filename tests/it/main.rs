@@ -17,6 +17,7 @@ mod mock_openai;
 mod parity;
 mod schema_examples;
 mod server;
+mod spawn;
 
 use std::path::{Path, PathBuf};
 
