@@ -339,7 +339,7 @@ async fn grade_all(
             }
             Err(e) => {
                 failed += 1;
-                serde_json::json!({"case_id": id, "error": {"kind": e.kind().as_str(), "message": e.to_string(), "field": e.field()}})
+                crate::grader::failed_item_json(&id, &e)
             }
         };
         writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;

@@ -103,6 +103,12 @@ impl GradeReport {
     }
 }
 
+/// The result line of an item that could not be graded, in `tribunal grade` output and
+/// job results alike.
+pub fn failed_item_json(case_id: &str, e: &Error) -> Value {
+    json!({"case_id": case_id, "error": {"kind": e.kind().as_str(), "message": e.to_string(), "field": e.field()}})
+}
+
 /// Reads the score part of a stored report back (for `grade --resume` summaries).
 pub fn example_score_from_report(v: &Value) -> Option<(String, ExampleScore)> {
     let s = v.get("score")?;

@@ -138,10 +138,7 @@ impl Jobs {
     async fn grade_one(&self, input: &str) -> ItemOutcome {
         let failed = |case_id: &str, e: &crate::Error| ItemOutcome {
             failed: true,
-            result: serde_json::json!({
-                "case_id": case_id,
-                "error": {"kind": e.kind().as_str(), "message": e.to_string(), "field": e.field()},
-            }),
+            result: crate::grader::failed_item_json(case_id, e),
             abstained: false,
             calls: 0,
             input_tokens: 0,
