@@ -213,6 +213,7 @@ impl Grader {
                         Arc::new(crate::store::CacheTier(s)) as Arc<dyn crate::cache::SecondTier>
                     }),
                 )),
+                reliability: None,
             },
             request_timeout: cfg.committee.request_timeout,
             store,

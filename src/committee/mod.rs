@@ -3,6 +3,7 @@
 //! `Consensus` per criterion with `vote` (pure); calls the escalation judge only when
 //! the committee splits. Must not know about scoring policies or storage.
 
+pub mod dawid_skene;
 pub mod vote;
 
 use std::sync::Arc;
@@ -78,6 +79,9 @@ pub struct Committee {
     pub cfg: CommitteeConfig,
     pub templates: Arc<Templates>,
     pub cache: Arc<VerdictCache>,
+    /// Judges' confusion matrices for the `dawid_skene` rule (ordinary and veto
+    /// criteria alike); None gives every judge the default matrix.
+    pub reliability: Option<Arc<dawid_skene::Reliability>>,
 }
 
 /// Inverts a verdict's polarity, so "any judge sees a violation" can be expressed
@@ -244,6 +248,7 @@ impl Committee {
             quorum: self.cfg.quorum,
             min_agreement: self.cfg.min_agreement,
             judges: &judges,
+            reliability: self.reliability.as_deref(),
         });
         let (verdict, kind, agreement) = match outcome {
             Outcome::Decided { verdict, agreement } => {

@@ -3,6 +3,7 @@
 //! Pure: no IO, no async. Must not know about judges' providers, caches, scoring or storage;
 //! abstentions have already been filtered out by the caller.
 
+use super::dawid_skene::{self, Reliability};
 use crate::judge::Scale;
 use crate::rubric::Verdict;
 
@@ -56,11 +57,25 @@ pub enum Rule {
     Mean,
     /// The lower median presence.
     Median,
+    /// The class with the largest Dawid–Skene posterior given each judge's confusion
+    /// matrix ([`VoteInput::reliability`]); without matrices, an unweighted majority.
+    DawidSkene { tie: TieRule },
 }
 
 impl Rule {
-    /// The rule's config name: "majority", "weighted", "unanimous", "any", "mean" or
-    /// "median". The tie rule and k are configured separately (see [`Rule::from_name`]).
+    /// Every rule's config name, in the order error messages list them.
+    pub const NAMES: [&'static str; 7] = [
+        "majority",
+        "weighted",
+        "unanimous",
+        "any",
+        "mean",
+        "median",
+        "dawid_skene",
+    ];
+
+    /// The rule's config name: one of [`Rule::NAMES`]. The tie rule and k are configured
+    /// separately (see [`Rule::from_name`]).
     pub fn name(&self) -> &'static str {
         match self {
             Rule::Majority { .. } => "majority",
@@ -69,11 +84,12 @@ impl Rule {
             Rule::Any { .. } => "any",
             Rule::Mean => "mean",
             Rule::Median => "median",
+            Rule::DawidSkene { .. } => "dawid_skene",
         }
     }
 
-    /// Inverse of [`Rule::name`], for config: `tie` is used by majority and weighted, `k`
-    /// by any; the others ignore them. None for an unknown name.
+    /// Inverse of [`Rule::name`], for config: `tie` is used by majority, weighted and
+    /// dawid_skene, `k` by any; the others ignore them. None for an unknown name.
     pub fn from_name(name: &str, tie: TieRule, k: usize) -> Option<Rule> {
         match name {
             "majority" => Some(Rule::Majority { tie }),
@@ -82,6 +98,7 @@ impl Rule {
             "any" => Some(Rule::Any { k }),
             "mean" => Some(Rule::Mean),
             "median" => Some(Rule::Median),
+            "dawid_skene" => Some(Rule::DawidSkene { tie }),
             _ => None,
         }
     }
@@ -104,6 +121,10 @@ pub struct VoteInput<'a> {
     /// Decisions whose agreement falls below this become `Split`; 0.0 disables the check.
     pub min_agreement: f64,
     pub judges: &'a [JudgeVotes],
+    /// Judges' confusion matrices for `Rule::DawidSkene` (ignored by the other rules).
+    /// None, or a model whose `classes` does not fit the scale, means every judge gets
+    /// the default matrix, which makes the rule an unweighted majority.
+    pub reliability: Option<&'a Reliability>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -241,8 +262,16 @@ pub fn collapse(scale: Scale, verdicts: &[Verdict]) -> Option<Verdict> {
 }
 
 /// A judge that took part: its collapsed level (None when split) and its weight.
-struct Ballot {
+struct Ballot<'a> {
+    judge: &'a str,
     level: Option<Level>,
+    weight: f64,
+}
+
+/// A judge whose collapsed samples gave a level.
+struct Voter<'a> {
+    judge: &'a str,
+    level: Level,
     weight: f64,
 }
 
@@ -285,10 +314,57 @@ fn round_weighted(halves: f64, tie: TieRule) -> Option<Level> {
     }
 }
 
+/// The Dawid–Skene classes of a scale, in class order: binary not met = 0, met = 1;
+/// three-level scales use the level itself (0, 1, 2).
+fn classes(scale: Scale) -> &'static [Level] {
+    match scale {
+        Scale::Binary => &[Level::NONE, Level::FULL],
+        Scale::Credit | Scale::Severity => &Level::ALL,
+    }
+}
+
+/// The level whose class has the largest posterior; ties go to the tie rule exactly as
+/// under `Majority`, by running the posteriors through the same plurality.
+fn dawid_skene_level(
+    scale: Scale,
+    tie: TieRule,
+    reliability: Option<&Reliability>,
+    voters: &[Voter<'_>],
+) -> Option<Level> {
+    let levels = classes(scale);
+    let uninformed;
+    let rel = match reliability.filter(|r| r.classes == levels.len()) {
+        Some(rel) => rel,
+        None => {
+            uninformed = Reliability::uninformed(levels.len());
+            &uninformed
+        }
+    };
+    // Every voter's level is on the scale (collapse filtered the rest), so it has a class.
+    let votes: Vec<(&str, usize)> = voters
+        .iter()
+        .filter_map(|v| {
+            let class = levels.iter().position(|l| *l == v.level)?;
+            Some((v.judge, class))
+        })
+        .collect();
+    let posterior = dawid_skene::posterior(rel, &votes);
+    let mut tally = [0.0; 3];
+    for (level, p) in levels.iter().zip(&posterior) {
+        tally[level.index()] = *p;
+    }
+    plurality(tally, tie)
+}
+
 /// Step 3: the rule applied to the voting levels and weights.
 /// None means the committee split.
-fn apply_rule(scale: Scale, rule: Rule, voters: &[(Level, f64)]) -> Option<Level> {
-    let mut levels: Vec<Level> = voters.iter().map(|(l, _)| *l).collect();
+fn apply_rule(
+    scale: Scale,
+    rule: Rule,
+    reliability: Option<&Reliability>,
+    voters: &[Voter<'_>],
+) -> Option<Level> {
+    let mut levels: Vec<Level> = voters.iter().map(|v| v.level).collect();
     levels.sort_unstable();
     let n = levels.len();
     if n == 0 {
@@ -307,17 +383,17 @@ fn apply_rule(scale: Scale, rule: Rule, voters: &[(Level, f64)]) -> Option<Level
         }
         Rule::Weighted { tie } if binary => {
             let mut tally = [0.0; 3];
-            for (level, weight) in voters {
-                tally[level.index()] += weight;
+            for v in voters {
+                tally[v.level.index()] += v.weight;
             }
             plurality(tally, tie)
         }
         Rule::Weighted { tie } => {
-            let total: f64 = voters.iter().map(|(_, w)| w).sum();
+            let total: f64 = voters.iter().map(|v| v.weight).sum();
             if total <= 0.0 {
                 return None;
             }
-            let sum: f64 = voters.iter().map(|(l, w)| f64::from(l.0) * w).sum();
+            let sum: f64 = voters.iter().map(|v| f64::from(v.level.0) * v.weight).sum();
             round_weighted(sum / total, tie)
         }
         Rule::Unanimous => {
@@ -355,11 +431,14 @@ fn apply_rule(scale: Scale, rule: Rule, voters: &[(Level, f64)]) -> Option<Level
                 levels.get((n - 1) / 2).copied()
             }
         }
+        Rule::DawidSkene { tie } => dawid_skene_level(scale, tie, reliability, voters),
     }
 }
 
-/// Judge weights only count under `Weighted`; a weight that is not a positive finite
-/// number (config should have rejected it) counts as zero rather than poisoning the sums.
+/// Judge weights only count under `Weighted` (`DawidSkene` weighs judges by their
+/// confusion matrices instead, so its agreement is an unweighted share); a weight that is
+/// not a positive finite number (config should have rejected it) counts as zero rather
+/// than poisoning the sums.
 fn weight_of(rule: Rule, judge: &JudgeVotes) -> f64 {
     match rule {
         Rule::Weighted { .. } if judge.weight.is_finite() && judge.weight > 0.0 => judge.weight,
@@ -369,7 +448,7 @@ fn weight_of(rule: Rule, judge: &JudgeVotes) -> f64 {
 }
 
 /// Share of the participating weight held by judges whose collapsed level is `level`.
-fn share(ballots: &[Ballot], level: Level) -> f64 {
+fn share(ballots: &[Ballot<'_>], level: Level) -> f64 {
     let total: f64 = ballots.iter().map(|b| b.weight).sum();
     if total <= 0.0 {
         return 0.0;
@@ -395,14 +474,21 @@ pub fn decide(input: &VoteInput<'_>) -> Outcome {
                 Collapsed::Voted(level) => Some(level),
             };
             Some(Ballot {
+                judge: &judge.judge,
                 level,
                 weight: weight_of(input.rule, judge),
             })
         })
         .collect();
-    let voters: Vec<(Level, f64)> = ballots
+    let voters: Vec<Voter<'_>> = ballots
         .iter()
-        .filter_map(|b| b.level.map(|l| (l, b.weight)))
+        .filter_map(|b| {
+            b.level.map(|level| Voter {
+                judge: b.judge,
+                level,
+                weight: b.weight,
+            })
+        })
         .collect();
 
     // With no voters there is nothing to decide, so a configured quorum of 0 still needs one.
@@ -414,7 +500,7 @@ pub fn decide(input: &VoteInput<'_>) -> Outcome {
         };
     }
 
-    let decided = apply_rule(input.scale, input.rule, &voters)
+    let decided = apply_rule(input.scale, input.rule, input.reliability, &voters)
         .and_then(|level| verdict_at(input.scale, level).map(|v| (level, v)));
     match decided {
         Some((level, verdict)) => {
@@ -561,6 +647,7 @@ mod tests {
             quorum: c.quorum,
             min_agreement: c.min_agreement,
             judges: &judges,
+            reliability: None,
         };
         let got = decide(&input);
         assert!(
@@ -753,10 +840,16 @@ mod tests {
             Rule::Any { k: 2 },
             Rule::Mean,
             Rule::Median,
+            Rule::DawidSkene {
+                tie: TieRule::Escalate,
+            },
         ];
+        assert_eq!(rules.map(|r| r.name()), Rule::NAMES);
         for rule in rules {
             let (tie, k) = match rule {
-                Rule::Majority { tie } | Rule::Weighted { tie } => (tie, 1),
+                Rule::Majority { tie } | Rule::Weighted { tie } | Rule::DawidSkene { tie } => {
+                    (tie, 1)
+                }
                 Rule::Any { k } => (TieRule::NotMet, k),
                 _ => (TieRule::NotMet, 1),
             };
@@ -789,6 +882,7 @@ mod tests {
             (0usize..6).prop_map(|k| Rule::Any { k }),
             Just(Rule::Mean),
             Just(Rule::Median),
+            any_tie().prop_map(|tie| Rule::DawidSkene { tie }),
         ]
     }
 
@@ -818,7 +912,134 @@ mod tests {
         any_scale().prop_flat_map(|scale| (Just(scale), any_judges(scale)))
     }
 
+    const DS_NOT: Rule = Rule::DawidSkene {
+        tie: TieRule::NotMet,
+    };
+    const DS_MET: Rule = Rule::DawidSkene { tie: TieRule::Met };
+    const DS_ESC: Rule = Rule::DawidSkene {
+        tie: TieRule::Escalate,
+    };
+
+    /// judge-0 is right 95% of the time, judge-1 and judge-2 flip coins; `prior` is the
+    /// prior over classes, which also sets the model's number of classes.
+    fn reliability(prior: &[f64]) -> Reliability {
+        let k = prior.len();
+        let reliable: Vec<Vec<f64>> = (0..k)
+            .map(|c| {
+                (0..k)
+                    .map(|l| if c == l { 0.95 } else { 0.05 / (k - 1) as f64 })
+                    .collect()
+            })
+            .collect();
+        let coin = vec![vec![1.0 / k as f64; k]; k];
+        let confusion = [
+            ("judge-0", reliable),
+            ("judge-1", coin.clone()),
+            ("judge-2", coin),
+        ]
+        .into_iter()
+        .map(|(j, m)| (j.to_owned(), m))
+        .collect();
+        let rel = Reliability {
+            classes: k,
+            prior: prior.to_vec(),
+            confusion,
+        };
+        assert_eq!(rel.validate(), Ok(()));
+        rel
+    }
+
+    #[test]
+    fn dawid_skene_table() {
+        let even2 = reliability(&[0.5, 0.5]);
+        let even3 = reliability(&[1.0 / 3.0; 3]);
+        let skewed = Reliability {
+            prior: vec![0.9, 0.1],
+            ..Reliability::uninformed(2)
+        };
+        let third = 1.0 / 3.0;
+        // (case, scale, rule, min_agreement, reliability, judges, expected)
+        type Row<'a> = (
+            &'a str,
+            Scale,
+            Rule,
+            f64,
+            Option<&'a Reliability>,
+            Vec<(f64, Vec<Verdict>)>,
+            Outcome,
+        );
+        #[rustfmt::skip]
+        let cases: Vec<Row> = vec![
+            ("reliable judge outvotes two coins", B, DS_ESC, 0.0, Some(&even2), unit(&[&[Y], &[N], &[N]]), d(Y, third)),
+            ("reliable judge says not met", B, DS_ESC, 0.0, Some(&even2), unit(&[&[N], &[Y], &[Y]]), d(N, third)),
+            ("no reliability: majority", B, DS_ESC, 0.0, None, unit(&[&[Y], &[N], &[N]]), d(N, TWO_THIRDS)),
+            ("classes do not fit: majority", B, DS_ESC, 0.0, Some(&even3), unit(&[&[Y], &[N], &[N]]), d(N, TWO_THIRDS)),
+            ("weights ignored", B, DS_ESC, 0.0, None, wj(&[5.0, 1.0, 1.0], &[&[Y], &[N], &[N]]), d(N, TWO_THIRDS)),
+            ("coins alone tie -> escalate", B, DS_ESC, 0.0, Some(&even2), unit(&[&[], &[Y], &[N]]), split(0.5)),
+            ("coins alone tie -> not met", B, DS_NOT, 0.0, Some(&even2), unit(&[&[], &[Y], &[N]]), d(N, 0.5)),
+            ("coins alone tie -> met", B, DS_MET, 0.0, Some(&even2), unit(&[&[], &[Y], &[N]]), d(Y, 0.5)),
+            ("one coin: the prior", B, DS_ESC, 0.0, Some(&even2), unit(&[&[], &[Y]]), split(1.0)),
+            ("prior outweighs one unknown judge", B, DS_ESC, 0.0, Some(&skewed), unit(&[&[Y]]), d(N, 0.0)),
+            ("min_agreement splits", B, DS_ESC, 0.5, Some(&even2), unit(&[&[Y], &[N], &[N]]), split(third)),
+            ("within-judge split dilutes", B, DS_ESC, 0.0, None, unit(&[&[Y, N], &[Y]]), d(Y, 0.5)),
+            ("graded reliable judge", CR, DS_ESC, 0.0, Some(&even3), unit(&[&[C1], &[C0], &[C0]]), d(C1, third)),
+            ("graded reliable partial", SV, DS_ESC, 0.0, Some(&even3), unit(&[&[S1], &[S2], &[S0]]), d(S1, third)),
+            ("graded no reliability", CR, DS_ESC, 0.0, None, unit(&[&[CH], &[CH], &[C1]]), d(CH, TWO_THIRDS)),
+            ("graded binary model: majority", SV, DS_ESC, 0.0, Some(&even2), unit(&[&[S1], &[S2], &[S2]]), d(S2, TWO_THIRDS)),
+            ("graded tie -> lowest", SV, DS_NOT, 0.0, None, unit(&[&[S1], &[S2], &[S0], &[S2], &[S1]]), d(S1, 0.4)),
+            ("graded tie -> highest", SV, DS_MET, 0.0, None, unit(&[&[S1], &[S2], &[S0], &[S2], &[S1]]), d(S2, 0.4)),
+            ("graded three-way tie -> highest", CR, DS_MET, 0.0, None, unit(&[&[C0], &[CH], &[C1]]), d(C1, third)),
+        ];
+        for (name, scale, rule, min_agreement, reliability, rows, expected) in cases {
+            let judges = judges(&rows);
+            let input = VoteInput {
+                scale,
+                rule,
+                quorum: 1,
+                min_agreement,
+                judges: &judges,
+                reliability,
+            };
+            let got = decide(&input);
+            assert!(
+                outcome_close(&got, &expected),
+                "{name}: got {got:?}, want {expected:?}"
+            );
+        }
+    }
+
     proptest! {
+        /// Without usable matrices every judge is an equal, independent voter, so the
+        /// rule is an unweighted majority with the same tie rule.
+        #[test]
+        fn dawid_skene_without_reliability_is_majority(
+            (scale, judges) in scale_and_judges(),
+            tie in any_tie(),
+            quorum in 0usize..4,
+            min_agreement in 0.0f64..1.0,
+            mismatched in any::<bool>(),
+        ) {
+            let other = match scale {
+                Scale::Binary => Reliability::uninformed(3),
+                Scale::Credit | Scale::Severity => reliability(&[0.5, 0.5]),
+            };
+            let majority = VoteInput {
+                scale,
+                rule: Rule::Majority { tie },
+                quorum,
+                min_agreement,
+                judges: &judges,
+                reliability: None,
+            };
+            let ds = VoteInput {
+                rule: Rule::DawidSkene { tie },
+                reliability: mismatched.then_some(&other),
+                ..majority.clone()
+            };
+            let (want, got) = (decide(&majority), decide(&ds));
+            prop_assert!(outcome_close(&got, &want), "{got:?} vs majority {want:?}");
+        }
+
         #[test]
         fn agreement_in_unit_interval(
             (scale, judges) in scale_and_judges(),
@@ -826,7 +1047,7 @@ mod tests {
             quorum in 0usize..4,
             min_agreement in 0.0f64..1.0,
         ) {
-            let input = VoteInput { scale, rule, quorum, min_agreement, judges: &judges };
+            let input = VoteInput { scale, rule, quorum, min_agreement, judges: &judges, reliability: None };
             match decide(&input) {
                 Outcome::Decided { verdict, agreement } => {
                     prop_assert!((0.0..=1.0).contains(&agreement), "{agreement}");
@@ -860,6 +1081,7 @@ mod tests {
                 quorum: judges.len(),
                 min_agreement: 1.0,
                 judges: &judges,
+                reliability: None,
             };
             prop_assert_eq!(decide(&input), Outcome::Decided { verdict: v, agreement: 1.0 });
         }
@@ -873,10 +1095,11 @@ mod tests {
                 any_tie().prop_map(|tie| Rule::Majority { tie }),
                 (0usize..6).prop_map(|k| Rule::Any { k }),
                 Just(Rule::Median),
+                any_tie().prop_map(|tie| Rule::DawidSkene { tie }),
             ],
             quorum in 0usize..4,
         ) {
-            let a = VoteInput { scale, rule, quorum, min_agreement: 0.0, judges: &judges };
+            let a = VoteInput { scale, rule, quorum, min_agreement: 0.0, judges: &judges, reliability: None };
             let b = VoteInput { judges: &shuffled, ..a.clone() };
             let (x, y) = (decide(&a), decide(&b));
             prop_assert!(outcome_close(&x, &y), "{x:?} vs {y:?}");

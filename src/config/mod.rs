@@ -128,8 +128,14 @@ pub struct CommitteeConfig {
     /// (judge name, weight), in order.
     pub members: Vec<(String, f64)>,
     pub n_samples: u32,
+    /// `consensus = "majority" | "weighted" | "unanimous" | "any" | "mean" | "median" |
+    /// "dawid_skene"` (default majority), with `consensus_tie` (majority, weighted and
+    /// dawid_skene) and `consensus_k` (any). `dawid_skene` decides by each judge's
+    /// confusion matrix (`committee::dawid_skene`); without matrices it is an unweighted
+    /// majority.
     pub consensus: Rule,
-    /// Rule for `veto` criteria: flags a violation when at least k judges see it.
+    /// Rule for `veto` criteria (`veto_consensus`, same names; default `any` with k = 1):
+    /// flags a violation when at least k judges see it.
     pub veto_consensus: Rule,
     pub quorum: usize,
     pub escalation: Option<String>,
@@ -290,25 +296,17 @@ pub(crate) fn rule_from(
             return None;
         }
     };
-    Some(match name {
-        "majority" => Rule::Majority { tie },
-        "weighted" => Rule::Weighted { tie },
-        "unanimous" => Rule::Unanimous,
-        "any" => Rule::Any {
-            k: k.unwrap_or(1).max(1),
-        },
-        "mean" => Rule::Mean,
-        "median" => Rule::Median,
-        other => {
-            errs.push(FieldError::new(
-                field,
-                format!(
-                    "unknown consensus \"{other}\"; use majority, weighted, unanimous, any, mean or median"
-                ),
-            ));
-            return None;
-        }
-    })
+    let rule = Rule::from_name(name, tie, k.unwrap_or(1).max(1));
+    if rule.is_none() {
+        errs.push(FieldError::new(
+            field,
+            format!(
+                "unknown consensus \"{name}\"; use one of {}",
+                Rule::NAMES.join(", ")
+            ),
+        ));
+    }
+    rule
 }
 
 #[cfg(test)]

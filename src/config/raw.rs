@@ -638,6 +638,8 @@ fn validate_committee(
                 tie: TieRule::Escalate
             } | Rule::Weighted {
                 tie: TieRule::Escalate
+            } | Rule::DawidSkene {
+                tie: TieRule::Escalate
             }
         )
     );

@@ -386,6 +386,21 @@ quorum = 1
             &[("TRIBUNAL__COMMITTEE__QUORUM", "two")],
             &[("committee.quorum", "string")],
         ),
+        (
+            "unknown consensus lists every rule",
+            EXAMPLE,
+            &[("TRIBUNAL__COMMITTEE__VETO_CONSENSUS", "plurality")],
+            &[("committee.veto_consensus", "median, dawid_skene")],
+        ),
+        (
+            "dawid_skene escalating without escalation judge",
+            EXAMPLE,
+            &[
+                ("TRIBUNAL__COMMITTEE__CONSENSUS", "dawid_skene"),
+                ("TRIBUNAL__COMMITTEE__CONSENSUS_TIE", "escalate"),
+            ],
+            &[("committee.consensus_tie", "escalation")],
+        ),
     ];
     for (name, text, env, expected) in cases {
         match load_text(text, env) {
@@ -393,6 +408,29 @@ quorum = 1
             Err(e) => assert_problems(name, &e.problems(), expected),
         }
     }
+}
+
+#[test]
+fn every_consensus_name_is_accepted() {
+    for name in Rule::NAMES {
+        let env = [
+            ("TRIBUNAL__COMMITTEE__CONSENSUS", name),
+            ("TRIBUNAL__COMMITTEE__CONSENSUS_TIE", "met"),
+            ("TRIBUNAL__COMMITTEE__VETO_CONSENSUS", name),
+        ];
+        let cfg = load_ok(name, Some(EXAMPLE), &env);
+        assert_eq!(cfg.committee.consensus.name(), name);
+        assert_eq!(cfg.committee.veto_consensus.name(), name);
+    }
+    let env = [
+        ("TRIBUNAL__COMMITTEE__CONSENSUS", "dawid_skene"),
+        ("TRIBUNAL__COMMITTEE__CONSENSUS_TIE", "met"),
+    ];
+    let cfg = load_ok("dawid_skene", Some(EXAMPLE), &env);
+    assert_eq!(
+        cfg.committee.consensus,
+        Rule::DawidSkene { tie: TieRule::Met }
+    );
 }
 
 #[test]
