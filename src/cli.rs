@@ -88,7 +88,7 @@ pub struct GradeArgs {
     pub seed: u64,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CalibrationInput {
     /// `calibration.v1` JSONL (header line + items).
     Calibration,
@@ -96,19 +96,39 @@ pub enum CalibrationInput {
     Kqa,
     /// HealthBench meta-eval JSONL (`binary_labels`, `anonymized_physician_ids`).
     HealthbenchMeta,
+    /// Any CSV with a header row, read through --map.
+    Csv,
 }
 
 #[derive(Debug, Parser)]
+#[command(after_help = "CSV input: --map names the columns, e.g.
+  --input csv --map id=row_id,category=topic,criterion=claim,case=question,response=answer,human:alice=label_a,human:bob=label_b,judge:gpt4=gpt_label
+Keys: id, category, criterion, case, response, human:RATER, judge:RATER (at least one label column).
+Empty label cells are missing labels. See calibration/README.md.")]
 pub struct CalibrateArgs {
+    /// The calibration set (format per --input); `-` reads standard input.
     pub file: PathBuf,
     /// Use the judge labels already in the file (no model calls).
     #[arg(long)]
     pub offline: bool,
     #[arg(long, value_enum, default_value_t = CalibrationInput::Calibration)]
     pub input: CalibrationInput,
-    /// Override the set's scale.
+    /// CSV column mapping, KEY=COLUMN,... (required with --input csv; see below).
+    #[arg(long, value_name = "SPEC", required_if_eq("input", "csv"))]
+    pub map: Option<String>,
+    /// The set's scale: overrides the file's; for --input csv, declares it (default nominal).
     #[arg(long, value_parser = ["nominal", "ordinal", "interval"])]
     pub scale: Option<String>,
+    /// CSV categories in order, low to high (required for an ordinal scale; by default
+    /// the sorted distinct label values).
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
+    pub categories: Option<Vec<String>>,
+    /// CSV: the category that means "criterion met".
+    #[arg(long, value_name = "CATEGORY")]
+    pub met: Option<String>,
+    /// CSV: the set's name (default: the file name without its extension).
+    #[arg(long)]
+    pub name: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
     #[arg(long, default_value_t = 0)]
@@ -344,10 +364,51 @@ fn calibrate(args: &CalibrateArgs) -> Result<(), Failure> {
     open(&args.file)?
         .read_to_string(&mut text)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", args.file.display()))?;
-    let parsed = match args.input {
-        CalibrationInput::Calibration => set::parse_set(&text),
-        CalibrationInput::Kqa => set::import_kqa(&text),
-        CalibrationInput::HealthbenchMeta => set::import_healthbench_meta(&text),
+    let csv_only = [
+        ("--map", args.map.is_some()),
+        ("--categories", args.categories.is_some()),
+        ("--met", args.met.is_some()),
+        ("--name", args.name.is_some()),
+    ];
+    let parsed = match (args.input, &args.map) {
+        (CalibrationInput::Csv, Some(spec)) => {
+            let mut m = set::parse_csv_mapping(spec)
+                .map_err(|e| Failure::Invalid(vec![format!("--map: {e}")]))?;
+            m.scale = args
+                .scale
+                .as_deref()
+                .and_then(set::Scale::parse)
+                .unwrap_or(set::Scale::Nominal);
+            m.categories.clone_from(&args.categories);
+            m.met.clone_from(&args.met);
+            m.name = match (&args.name, args.file.file_stem()) {
+                (Some(n), _) => n.clone(),
+                (None, Some(stem)) if args.file.as_os_str() != "-" => {
+                    stem.to_string_lossy().into_owned()
+                }
+                (None, _) => "csv".to_owned(),
+            };
+            set::import_csv(&text, &m)
+        }
+        // clap requires --map with --input csv.
+        (CalibrationInput::Csv, None) => Err(vec!["--map: required with --input csv".into()]),
+        (input, _) if csv_only.iter().any(|(_, given)| *given) => {
+            let flags: Vec<&str> = csv_only
+                .iter()
+                .filter(|(_, given)| *given)
+                .map(|(f, _)| *f)
+                .collect();
+            return Err(Failure::Invalid(vec![format!(
+                "{}: only for --input csv (this is --input {})",
+                flags.join(", "),
+                input
+                    .to_possible_value()
+                    .map_or_else(String::new, |v| v.get_name().to_owned())
+            )]));
+        }
+        (CalibrationInput::Calibration, _) => set::parse_set(&text),
+        (CalibrationInput::Kqa, _) => set::import_kqa(&text),
+        (CalibrationInput::HealthbenchMeta, _) => set::import_healthbench_meta(&text),
     };
     let mut set = parsed.map_err(Failure::Invalid)?;
     if let Some(s) = args.scale.as_deref().and_then(set::Scale::parse) {
