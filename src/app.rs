@@ -92,6 +92,7 @@ pub async fn start(
             max_items_per_job: cfg.server.max_items_per_job,
             max_criteria_per_rubric: cfg.server.max_criteria_per_rubric,
         },
+        calibration_lock: tokio::sync::Mutex::new(()),
     });
     let resumed = jobs.resume().await?;
     if resumed > 0 {

@@ -108,9 +108,16 @@ Empty label cells are missing labels. See calibration/README.md.")]
 pub struct CalibrateArgs {
     /// The calibration set (format per --input); `-` reads standard input.
     pub file: PathBuf,
-    /// Use the judge labels already in the file (no model calls).
+    /// Use the judge labels already in the file (no model calls). Without it, the
+    /// configured committee judges every item that has a case, response and criterion.
     #[arg(long)]
     pub offline: bool,
+    /// Config file for live runs (default: the built-in simulated committee).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Items judged concurrently in a live run.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
     #[arg(long, value_enum, default_value_t = CalibrationInput::Calibration)]
     pub input: CalibrationInput,
     /// CSV column mapping, KEY=COLUMN,... (required with --input csv; see below).
@@ -355,11 +362,6 @@ fn rubric_for(item: &Item, policy: Option<&Policy>) -> Result<Rubric, Invalid> {
 
 fn calibrate(args: &CalibrateArgs) -> Result<(), Failure> {
     use crate::calibration::{ReportOptions, agreement_report, report::report_table, set};
-    if !args.offline {
-        return Err(Failure::Invalid(vec![
-            "--offline: live calibration (running the committee over the set) is not available yet; pass --offline to use the judge labels in the file".into(),
-        ]));
-    }
     let mut text = String::new();
     open(&args.file)?
         .read_to_string(&mut text)
@@ -419,14 +421,16 @@ fn calibrate(args: &CalibrateArgs) -> Result<(), Failure> {
         }
         set.scale = s;
     }
-    let report = agreement_report(
-        &set,
-        &ReportOptions {
-            seed: args.seed,
-            resamples: args.resamples,
-            confidence: 0.95,
-        },
-    );
+    let opts = ReportOptions {
+        seed: args.seed,
+        resamples: args.resamples,
+        ..ReportOptions::default()
+    };
+    let report = if args.offline {
+        agreement_report(&set, &opts)
+    } else {
+        crate::cli_grade::calibrate_live(&set, args.config.as_deref(), args.concurrency, &opts)?
+    };
     let text = match args.format {
         Format::Json => format!("{report}\n"),
         Format::Table => report_table(&report),

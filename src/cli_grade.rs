@@ -380,3 +380,95 @@ async fn grade_all(
     );
     Ok(())
 }
+
+/// `tribunal calibrate SET --config FILE` without `--offline`: runs the configured
+/// committee over the set's items through the normal cached, rate-limited path, then
+/// returns the agreement report on the judges' fresh labels (plus the committee's).
+pub(crate) fn calibrate_live(
+    set: &crate::calibration::CalibrationSet,
+    config: Option<&Path>,
+    concurrency: usize,
+    opts: &crate::calibration::ReportOptions,
+) -> Result<serde_json::Value, Failure> {
+    use crate::calibration::{agreement_report, live};
+    let cfg = load_config(config)?;
+    let grader =
+        Arc::new(Grader::from_config(&cfg).map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?);
+    if set.items.iter().any(|i| {
+        matches!(
+            i.task.as_ref().map(|t| &t.criterion),
+            Some(crate::calibration::set::TaskCriterion::Reference { .. })
+        )
+    }) {
+        return Err(Failure::Invalid(vec![
+            "items name criteria by `rubric` + `criterion_id`; the CLI has no rubric store, so write the criterion inline (`criterion`) or run the set on the server (POST /v1/calibration/runs)".into(),
+        ]));
+    }
+    let plan = live::plan(set, &std::collections::BTreeMap::new(), grader.simulated())
+        .map_err(Failure::Invalid)?;
+    let names: Vec<&str> = cfg
+        .committee
+        .members
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    eprintln!(
+        "tribunal: calibrating committee [{}]{} on {} items ({} without a case, response and criterion skipped)",
+        names.join(", "),
+        if grader.simulated() {
+            " (SIMULATED: each judge is handed the human majority as its reference label)"
+        } else {
+            ""
+        },
+        plan.rows.len(),
+        plan.skipped
+    );
+    let runtime = runtime()?;
+    let (results, failed) = runtime.block_on(async {
+        let graded: Vec<(u64, Result<serde_json::Value, String>)> =
+            futures::stream::iter(plan.rows.iter().enumerate())
+                .map(|(seq, (_, line))| {
+                    let grader = Arc::clone(&grader);
+                    async move {
+                        let out = match parse_line(line) {
+                            Ok((_, item)) => grader
+                                .grade(&item)
+                                .await
+                                .map(|r| r.to_json())
+                                .map_err(|e| e.to_string()),
+                            Err(inv) => Err(inv.to_string()),
+                        };
+                        (seq as u64, out)
+                    }
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+        let mut ok = Vec::with_capacity(graded.len());
+        let mut failed = Vec::new();
+        for (seq, r) in graded {
+            match r {
+                Ok(v) => ok.push((seq, v)),
+                Err(e) => failed.push((seq, e)),
+            }
+        }
+        (ok, failed)
+    });
+    for (seq, e) in failed.iter().take(5) {
+        let id = usize::try_from(*seq)
+            .ok()
+            .and_then(|s| plan.items.get(s))
+            .map_or("?", |i| set.items[*i].id.as_str());
+        eprintln!("tribunal: item {id} was not graded: {e}");
+    }
+    let labelled = live::labelled_set(&plan, results);
+    let mut report = agreement_report(&labelled, opts);
+    report["run"] = serde_json::json!({
+        "items_run": plan.rows.len(),
+        "items_skipped": plan.skipped,
+        "items_failed": failed.len(),
+        "binarized": plan.binarized,
+        "simulated": grader.simulated(),
+    });
+    Ok(report)
+}

@@ -213,7 +213,7 @@ impl Grader {
                         Arc::new(crate::store::CacheTier(s)) as Arc<dyn crate::cache::SecondTier>
                     }),
                 )),
-                reliability: None,
+                reliability: cfg.committee.reliability.clone(),
             },
             request_timeout: cfg.committee.request_timeout,
             store,
@@ -268,9 +268,17 @@ impl Grader {
         };
         let started = Instant::now();
         let deadline = started + self.request_timeout;
+        // Simulated judges take supplied verdicts as their reference labels (each agrees
+        // with its reference at its configured `accuracy`), so a pipeline can be checked
+        // end to end without a model. Real providers never see them.
+        let reference = if self.simulated() && item.verdicts.is_some() {
+            item.aligned_verdicts(rubric).ok()
+        } else {
+            None
+        };
         let criteria = self
             .committee
-            .judge(&item.case, response, rubric, None, deadline)
+            .judge(&item.case, response, rubric, reference.as_deref(), deadline)
             .await;
         if !criteria.is_empty() && criteria.iter().all(|c| c.kind == ConsensusKind::NoQuorum) {
             let reasons: std::collections::BTreeSet<&str> = criteria

@@ -129,6 +129,12 @@ impl Jobs {
             }
         }
         if !token.is_cancelled() {
+            // A calibration run's report is written before its job reads as done, so a
+            // client that sees "done" finds the report.
+            if let Err(e) = crate::calibration::run::finish(&*self.store, id).await {
+                tracing::error!(job = %id, error = %e, "calibration report failed; it is retried on restart");
+                return Err(e);
+            }
             self.store.set_job_state(id, JobState::Done).await?;
             self.progress.send_modify(|n| *n += 1);
         }

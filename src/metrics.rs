@@ -29,6 +29,8 @@ pub struct Metrics {
     jobs: IntGaugeVec,
     job_items_pending: IntGauge,
     grade_duration: Histogram,
+    agreement_kappa: prometheus::GaugeVec,
+    agreement_alpha: prometheus::GaugeVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -81,6 +83,22 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let job_items_pending =
         IntGauge::new("tribunal_job_items_pending", "Job items not yet graded")?;
     registry.register(Box::new(job_items_pending.clone()))?;
+    let agreement_kappa = prometheus::GaugeVec::new(
+        Opts::new(
+            "tribunal_agreement_kappa",
+            "Cohen's kappa of a judge (or the committee) against the human majority in the last finished calibration run of a set; rater=\"humans\" is the humans' Fleiss kappa",
+        ),
+        &["set", "rater"],
+    )?;
+    registry.register(Box::new(agreement_kappa.clone()))?;
+    let agreement_alpha = prometheus::GaugeVec::new(
+        Opts::new(
+            "tribunal_agreement_alpha",
+            "Krippendorff's alpha among the humans of a set (rater=\"humans\") in its last finished calibration run",
+        ),
+        &["set", "rater"],
+    )?;
+    registry.register(Box::new(agreement_alpha.clone()))?;
     Ok(Metrics {
         http_requests: counter(
             "tribunal_http_requests_total",
@@ -139,6 +157,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         jobs,
         job_items_pending,
         grade_duration,
+        agreement_kappa,
+        agreement_alpha,
         registry,
     })
 }
@@ -238,6 +258,31 @@ pub fn jobs(by_state: &[(&'static str, i64)], pending_items: i64) {
             m.jobs.with_label_values(&[state]).set(*n);
         }
         m.job_items_pending.set(pending_items);
+    });
+}
+
+/// Which agreement gauge a calibration figure goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Agreement {
+    Kappa,
+    Alpha,
+}
+
+/// Sets (or, for an undefined coefficient, removes) one agreement gauge. Label values:
+/// stored calibration set names and the rater names inside them, a bounded set that
+/// only grows when sets are uploaded.
+pub fn agreement(which: Agreement, set: &str, rater: &str, value: Option<f64>) {
+    with(|m| {
+        let g = match which {
+            Agreement::Kappa => &m.agreement_kappa,
+            Agreement::Alpha => &m.agreement_alpha,
+        };
+        match value.filter(|v| v.is_finite()) {
+            Some(v) => g.with_label_values(&[set, rater]).set(v),
+            None => {
+                let _ = g.remove_label_values(&[set, rater]);
+            }
+        }
     });
 }
 

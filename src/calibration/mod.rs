@@ -1,10 +1,15 @@
 //! Calibration: how well judges agree with humans, and humans with each other.
-//! `set.rs` holds calibration sets: it reads and writes `calibration.v1` JSONL,
-//! imports K-QA, HealthBench meta-eval and column-mapped CSV files, and adds labels;
-//! `stats.rs` holds the agreement statistics (pure); `report.rs` builds the agreement
-//! report. Pure: no IO beyond parsing given text, no async, no judges.
+//! Pure: `set.rs` (calibration.v1 sets read and written, K-QA, HealthBench meta-eval
+//! and column-mapped CSV importers, label additions), `stats.rs` (agreement
+//! statistics), `report.rs` (the agreement report), `live.rs` (set items -> gradable
+//! rows, grade reports -> judge labels), `reliability.rs` (Dawid-Skene reliability and
+//! suggested committee weights). Effectful: `run.rs` alone, which finishes a server
+//! calibration run through the `Store` trait. Nothing here calls judges.
 
+pub mod live;
+pub mod reliability;
 pub mod report;
+pub mod run;
 pub mod set;
 pub mod stats;
 

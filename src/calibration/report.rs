@@ -411,3 +411,9 @@ pub fn report_table(r: &Value) -> String {
     }
     out
 }
+
+/// The strict plurality of an item's human labels (temporary; replaced by the merge).
+pub fn human_majority(set: &CalibrationSet, item: usize) -> Option<usize> {
+    let it = set.items.get(item)?;
+    majority(&by_rater(it, RaterKind::Human), set.categories.len())
+}

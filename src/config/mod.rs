@@ -146,6 +146,13 @@ pub struct CommitteeConfig {
     pub request_timeout: Duration,
     /// Custom template directory; `None` = built-in `judge-prompts/v1`.
     pub prompts_dir: Option<std::path::PathBuf>,
+    /// Judge confusion matrices for `dawid_skene` (`reliability = "FILE"`: a saved
+    /// agreement report, calibration run or reliability object), read and validated at
+    /// load time.
+    pub reliability: Option<std::sync::Arc<crate::committee::dawid_skene::Reliability>>,
+    /// The report member weights were taken from (`weights_from = "FILE"`), if any; the
+    /// weights themselves are already in `members`.
+    pub weights_from: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -121,6 +121,8 @@ pub struct RawCommittee {
     pub prompt_mode: Option<String>,
     pub request_timeout_ms: Option<u64>,
     pub prompts_dir: Option<std::path::PathBuf>,
+    pub reliability: Option<std::path::PathBuf>,
+    pub weights_from: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -600,6 +602,50 @@ fn validate_committee(
         "committee.veto_consensus",
         errs,
     );
+    let read_json = |path: &std::path::Path, key: &str, errs: &mut Vec<FieldError>| {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|t| {
+                serde_json::from_str::<serde_json::Value>(&t)
+                    .map_err(|e| format!("{} is not JSON: {e}", path.display()))
+            });
+        text.map_err(|m| errs.push(FieldError::new(key, m))).ok()
+    };
+    let reliability = c.reliability.as_deref().and_then(|path| {
+        let doc = read_json(path, "committee.reliability", errs)?;
+        crate::calibration::reliability::reliability_in(&doc)
+            .map_err(|m| {
+                errs.push(FieldError::new(
+                    "committee.reliability",
+                    format!("{}: {m}", path.display()),
+                ));
+            })
+            .ok()
+            .map(std::sync::Arc::new)
+    });
+    if let Some(path) = c.weights_from.as_deref() {
+        if !matches!(consensus, Some(Rule::Weighted { .. })) {
+            errs.push(FieldError::new(
+                "committee.weights_from",
+                "derived weights are only used by the weighted consensus; set consensus = \"weighted\"",
+            ));
+        }
+        if let Some(doc) = read_json(path, "committee.weights_from", errs) {
+            match crate::calibration::reliability::weights_in(&doc) {
+                Ok(w) => {
+                    for (name, weight) in &mut members {
+                        if let Some(x) = w.get(name.as_str()) {
+                            *weight = *x;
+                        }
+                    }
+                }
+                Err(m) => errs.push(FieldError::new(
+                    "committee.weights_from",
+                    format!("{}: {m}", path.display()),
+                )),
+            }
+        }
+    }
     let quorum = c.quorum.unwrap_or(members.len().div_ceil(2).max(1));
     if quorum == 0 || quorum > members.len() {
         errs.push(FieldError::new(
@@ -694,5 +740,7 @@ fn validate_committee(
         prompt_mode,
         request_timeout,
         prompts_dir: c.prompts_dir,
+        reliability,
+        weights_from: c.weights_from,
     })
 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::rubric::{FieldError, Invalid, Rubric, Verdict};
 
 pub use case_v1::CASE_FORMAT;
+pub(crate) use case_v1::parse_reference as parse_rubric_reference;
 
 /// Who said a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

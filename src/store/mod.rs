@@ -121,6 +121,30 @@ pub struct ItemOutcome {
     pub cost_usd: f64,
 }
 
+/// A stored calibration set (its document is canonical `calibration.v1` JSONL).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationSetRecord {
+    pub id: String,
+    pub name: String,
+    /// Empty in listings, which leave the document out.
+    pub document: String,
+    pub items: u64,
+    pub labels: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A calibration run: a job (same id) over a set's items, and its report once done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationRunRecord {
+    pub id: String,
+    pub set_id: String,
+    /// JSON: the run's options (seed, resamples, confidence, item mapping).
+    pub options: String,
+    pub report: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
 /// A stored rubric version, summarised.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RubricEntry {
@@ -186,6 +210,31 @@ pub trait Store: Send + Sync {
         after: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<(u64, String)>>;
+
+    /// Stores a new calibration set.
+    async fn put_calibration_set(&self, set: &CalibrationSetRecord) -> StoreResult<()>;
+    async fn calibration_set(&self, id: &str) -> StoreResult<Option<CalibrationSetRecord>>;
+    /// Every set, newest first, without documents.
+    async fn list_calibration_sets(&self) -> StoreResult<Vec<CalibrationSetRecord>>;
+    /// Replaces a set's document (labels added), keeping its id and creation time.
+    async fn update_calibration_set(
+        &self,
+        id: &str,
+        document: &str,
+        items: u64,
+        labels: u64,
+    ) -> StoreResult<()>;
+    /// Creates the run's job, its pending items and the run row in one transaction.
+    async fn create_calibration_run(
+        &self,
+        run: &CalibrationRunRecord,
+        seed: u64,
+        owner: Option<&str>,
+        items: &[(String, String)],
+    ) -> StoreResult<()>;
+    async fn calibration_run(&self, id: &str) -> StoreResult<Option<CalibrationRunRecord>>;
+    /// Writes a run's report once; a second write is ignored (returns false).
+    async fn finish_calibration_run(&self, id: &str, report: &str) -> StoreResult<bool>;
 
     async fn cache_get(&self, key: &[u8; 32]) -> StoreResult<Option<String>>;
     async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()>;

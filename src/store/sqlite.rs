@@ -11,7 +11,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    ItemOutcome, JobRecord, JobState, RubricEntry, Store, StoreError, StoreResult, now_ms,
+    CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobRecord, JobState, RubricEntry,
+    Store, StoreError, StoreResult, now_ms,
 };
 use crate::rubric::{Rubric, schema::parse_rubric};
 
@@ -150,6 +151,53 @@ impl SqliteStore {
     }
 }
 
+/// Inserts a queued job and its pending items inside the caller's transaction.
+async fn insert_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+    seed: u64,
+    owner: Option<&str>,
+    items: &[(String, String)],
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO jobs (id, state, total, seed, owner, created_at) VALUES (?, 'queued', ?, ?, ?, ?)")
+        .bind(id)
+        .bind(i64_of(items.len() as u64))
+        .bind(i64_of(seed))
+        .bind(owner)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    for (seq, (case_id, input)) in items.iter().enumerate() {
+        sqlx::query("INSERT INTO job_items (job_id, seq, case_id, input, state) VALUES (?, ?, ?, ?, 'pending')")
+            .bind(id)
+            .bind(i64_of(seq as u64))
+            .bind(case_id)
+            .bind(input)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn calibration_set_from(
+    row: &sqlx::sqlite::SqliteRow,
+    with_document: bool,
+) -> StoreResult<CalibrationSetRecord> {
+    Ok(CalibrationSetRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        document: if with_document {
+            row.try_get("document")?
+        } else {
+            String::new()
+        },
+        items: u64_of(row.try_get("items")?),
+        labels: u64_of(row.try_get("labels")?),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
 const JOB_SELECT: &str = "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
     COALESCE(SUM(i.state = 'done'), 0), COALESCE(SUM(i.state = 'failed'), 0), COALESCE(SUM(i.abstained), 0),
     COALESCE(SUM(i.calls), 0), COALESCE(SUM(i.input_tokens), 0), COALESCE(SUM(i.output_tokens), 0),
@@ -261,23 +309,7 @@ impl Store for SqliteStore {
         items: &[(String, String)],
     ) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("INSERT INTO jobs (id, state, total, seed, owner, created_at) VALUES (?, 'queued', ?, ?, ?, ?)")
-            .bind(id)
-            .bind(i64_of(items.len() as u64))
-            .bind(i64_of(seed))
-            .bind(owner)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        for (seq, (case_id, input)) in items.iter().enumerate() {
-            sqlx::query("INSERT INTO job_items (job_id, seq, case_id, input, state) VALUES (?, ?, ?, ?, 'pending')")
-                .bind(id)
-                .bind(i64_of(seq as u64))
-                .bind(case_id)
-                .bind(input)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_job(&mut tx, id, seed, owner, items).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -429,6 +461,105 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|(s, r)| (u64_of(s), r)).collect())
+    }
+
+    async fn put_calibration_set(&self, set: &CalibrationSetRecord) -> StoreResult<()> {
+        sqlx::query("INSERT INTO calibration_sets (id, name, document, items, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&set.id)
+            .bind(&set.name)
+            .bind(&set.document)
+            .bind(i64_of(set.items))
+            .bind(i64_of(set.labels))
+            .bind(set.created_at)
+            .bind(set.updated_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn calibration_set(&self, id: &str) -> StoreResult<Option<CalibrationSetRecord>> {
+        let row = sqlx::query("SELECT id, name, document, items, labels, created_at, updated_at FROM calibration_sets WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(|r| calibration_set_from(r, true))
+            .transpose()
+    }
+
+    async fn list_calibration_sets(&self) -> StoreResult<Vec<CalibrationSetRecord>> {
+        let rows = sqlx::query("SELECT id, name, items, labels, created_at, updated_at FROM calibration_sets ORDER BY created_at DESC, id DESC")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| calibration_set_from(r, false))
+            .collect()
+    }
+
+    async fn update_calibration_set(
+        &self,
+        id: &str,
+        document: &str,
+        items: u64,
+        labels: u64,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE calibration_sets SET document = ?, items = ?, labels = ?, updated_at = ? WHERE id = ?")
+            .bind(document)
+            .bind(i64_of(items))
+            .bind(i64_of(labels))
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_calibration_run(
+        &self,
+        run: &CalibrationRunRecord,
+        seed: u64,
+        owner: Option<&str>,
+        items: &[(String, String)],
+    ) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        insert_job(&mut tx, &run.id, seed, owner, items).await?;
+        sqlx::query("INSERT INTO calibration_runs (id, set_id, options) VALUES (?, ?, ?)")
+            .bind(&run.id)
+            .bind(&run.set_id)
+            .bind(&run.options)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn calibration_run(&self, id: &str) -> StoreResult<Option<CalibrationRunRecord>> {
+        let row = sqlx::query(
+            "SELECT id, set_id, options, report, finished_at FROM calibration_runs WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(CalibrationRunRecord {
+                id: r.try_get("id")?,
+                set_id: r.try_get("set_id")?,
+                options: r.try_get("options")?,
+                report: r.try_get("report")?,
+                finished_at: r.try_get("finished_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn finish_calibration_run(&self, id: &str, report: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE calibration_runs SET report = ?, finished_at = ? WHERE id = ? AND report IS NULL")
+            .bind(report)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn cache_get(&self, key: &[u8; 32]) -> StoreResult<Option<String>> {

@@ -196,9 +196,14 @@ fn bad_sets_and_live_mode_are_clear_errors() {
         "{}",
         run.stderr
     );
+    // Live mode validates the set first, too.
     let run = tribunal(&["calibrate", p.to_str().unwrap()], &root());
     assert_eq!(run.code, 3);
-    assert!(run.stderr.contains("--offline"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("line 2: labels[0].value"),
+        "{}",
+        run.stderr
+    );
     let example = root().join("calibration/examples/triage-small.jsonl");
     let run = tribunal(
         &[

@@ -8,6 +8,7 @@
 )]
 
 mod calibration;
+mod calibration_live;
 mod cli_grade;
 mod cli_score;
 mod crash;

@@ -232,6 +232,96 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
             .map_err(|e| fail("ListRubrics", &e))?;
         Ok(Response::new(convert::document(&rubrics)?))
     }
+
+    async fn create_calibration_set(
+        &self,
+        request: Request<pb::JsonDocument>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let doc = convert::parse_json("json", &request.get_ref().json)?;
+        let set = self
+            .service
+            .create_calibration_set(&doc)
+            .await
+            .map_err(|e| fail("CreateCalibrationSet", &e))?;
+        Ok(Response::new(convert::document(&set)?))
+    }
+
+    async fn list_calibration_sets(
+        &self,
+        _request: Request<pb::ListCalibrationSetsRequest>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let sets = self
+            .service
+            .calibration_sets()
+            .await
+            .map_err(|e| fail("ListCalibrationSets", &e))?;
+        Ok(Response::new(convert::document(&sets)?))
+    }
+
+    async fn get_calibration_set(
+        &self,
+        request: Request<pb::GetCalibrationSetRequest>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let set = self
+            .service
+            .calibration_set(&request.get_ref().id)
+            .await
+            .map_err(|e| fail("GetCalibrationSet", &e))?;
+        Ok(Response::new(convert::document(&set)?))
+    }
+
+    async fn add_calibration_labels(
+        &self,
+        request: Request<pb::AddCalibrationLabelsRequest>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let req = request.get_ref();
+        let doc = convert::parse_json("json", &req.json)?;
+        let added = self
+            .service
+            .add_calibration_labels(&req.set_id, &doc)
+            .await
+            .map_err(|e| fail("AddCalibrationLabels", &e))?;
+        Ok(Response::new(convert::document(&added)?))
+    }
+
+    async fn start_calibration_run(
+        &self,
+        request: Request<pb::JsonDocument>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let doc = convert::parse_json("json", &request.get_ref().json)?;
+        let run = self
+            .service
+            .start_calibration_run(&doc, None)
+            .await
+            .map_err(|e| fail("StartCalibrationRun", &e))?;
+        Ok(Response::new(convert::document(&run)?))
+    }
+
+    async fn get_calibration_run(
+        &self,
+        request: Request<pb::GetCalibrationRunRequest>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let run = self
+            .service
+            .calibration_run(&request.get_ref().id)
+            .await
+            .map_err(|e| fail("GetCalibrationRun", &e))?;
+        Ok(Response::new(convert::document(&run)?))
+    }
+
+    async fn list_calibration_disagreements(
+        &self,
+        request: Request<pb::ListCalibrationDisagreementsRequest>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let req = request.get_ref();
+        let limit = if req.limit == 0 { 50 } else { req.limit };
+        let page = self
+            .service
+            .calibration_disagreements(&req.id, req.after, limit)
+            .await
+            .map_err(|e| fail("ListCalibrationDisagreements", &e))?;
+        Ok(Response::new(convert::document(&page)?))
+    }
 }
 
 /// Sends a job's finished results in completion order; with `follow`, keeps going
@@ -402,6 +492,7 @@ mod tests {
                     max_items_per_job: 10,
                     max_criteria_per_rubric: 50,
                 },
+                calibration_lock: tokio::sync::Mutex::new(()),
             });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();

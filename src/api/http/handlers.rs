@@ -127,6 +127,25 @@ fn job_items(bytes: &[u8]) -> Result<(Vec<String>, Option<u64>), Error> {
     Ok((lines, None))
 }
 
+/// The caller's concurrent-jobs quota (calibration runs are jobs too).
+async fn check_job_quota(s: &HttpState, caller: &Caller) -> ApiResult<()> {
+    if let (Some(max), Some(owner)) = (s.auth.max_concurrent_jobs(caller), caller.0.as_deref()) {
+        let active = s
+            .service
+            .store
+            .active_jobs(owner)
+            .await
+            .map_err(Error::from)?;
+        if usize::try_from(active).unwrap_or(usize::MAX) >= max {
+            crate::metrics::quota_rejection(owner);
+            return Err(ApiError(Error::RateLimited {
+                retry_after: std::time::Duration::from_secs(30),
+            }));
+        }
+    }
+    Ok(())
+}
+
 /// Submit a batch job; returns at once with the job (202).
 #[utoipa::path(post, path = "/v1/jobs", params(SubmitQuery), request_body(content = JsonDoc, description = "JSON array, NDJSON, or {rubric, items, seed}"),
     responses((status = 202, description = "job accepted", body = JsonDoc), (status = 400, description = "an item is invalid; nothing stored"),
@@ -141,20 +160,7 @@ pub async fn submit_job(
     let (lines, seed) = job_items(&bytes)?;
     // The split lines are all that is needed from here on.
     drop(bytes);
-    if let (Some(max), Some(owner)) = (s.auth.max_concurrent_jobs(&caller), caller.0.as_deref()) {
-        let active = s
-            .service
-            .store
-            .active_jobs(owner)
-            .await
-            .map_err(Error::from)?;
-        if usize::try_from(active).unwrap_or(usize::MAX) >= max {
-            crate::metrics::quota_rejection(owner);
-            return Err(ApiError(Error::RateLimited {
-                retry_after: std::time::Duration::from_secs(30),
-            }));
-        }
-    }
+    check_job_quota(&s, &caller).await?;
     let job = s
         .service
         .submit_job(lines, q.seed.or(seed).unwrap_or(0), caller.0.as_deref())
@@ -354,6 +360,100 @@ pub async fn get_rubric_version(
 #[utoipa::path(get, path = "/v1/judges", responses((status = 200, body = JsonDoc)))]
 pub async fn judges(State(s): State<HttpState>) -> axum::Json<Value> {
     axum::Json(s.service.judges())
+}
+
+/// Upload a calibration set (calibration.v1, K-QA CSV, HealthBench meta-eval or
+/// mapped CSV in `content`); it is stored as calibration.v1 (201).
+#[utoipa::path(post, path = "/v1/calibration/sets", request_body(content = JsonDoc, description = "{format, content, name?, csv?: {map, scale?, categories?, met?}}"),
+    responses((status = 201, description = "the stored set", body = JsonDoc), (status = 400, description = "invalid set; every problem listed"),
+              (status = 413, description = "too large")))]
+pub async fn create_calibration_set(
+    State(s): State<HttpState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let doc = json_body(body)?;
+    let set = s.service.create_calibration_set(&doc).await?;
+    Ok((StatusCode::CREATED, axum::Json(set)).into_response())
+}
+
+/// Stored calibration sets, newest first.
+#[utoipa::path(get, path = "/v1/calibration/sets", responses((status = 200, description = "{sets}", body = JsonDoc)))]
+pub async fn list_calibration_sets(State(s): State<HttpState>) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(s.service.calibration_sets().await?))
+}
+
+/// One set: scale, categories, raters, counts.
+#[utoipa::path(get, path = "/v1/calibration/sets/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such set")))]
+pub async fn get_calibration_set(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(s.service.calibration_set(&id).await?))
+}
+
+/// Add or correct labels: `{"labels": [{"item", "rater", "kind", "value"}]}`; all or nothing.
+#[utoipa::path(post, path = "/v1/calibration/sets/{id}/labels", request_body = JsonDoc,
+    responses((status = 200, description = "{added, replaced, set}", body = JsonDoc), (status = 400, description = "a label is invalid; nothing changed"),
+              (status = 404, description = "no such set")))]
+pub async fn add_calibration_labels(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<axum::Json<Value>> {
+    let doc = json_body(body)?;
+    Ok(axum::Json(
+        s.service.add_calibration_labels(&id, &doc).await?,
+    ))
+}
+
+/// Start a calibration run (a job over the set's items): `{"set", "seed"?, "resamples"?, "confidence"?}` (202).
+#[utoipa::path(post, path = "/v1/calibration/runs", request_body = JsonDoc,
+    responses((status = 202, description = "the run, queued", body = JsonDoc), (status = 400, description = "the set cannot be run"),
+              (status = 404, description = "no such set"), (status = 429, description = "quota")))]
+pub async fn start_calibration_run(
+    State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let doc = json_body(body)?;
+    check_job_quota(&s, &caller).await?;
+    let run = s
+        .service
+        .start_calibration_run(&doc, caller.0.as_deref())
+        .await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())
+}
+
+/// A run's progress and, once finished, its agreement report.
+#[utoipa::path(get, path = "/v1/calibration/runs/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such run")))]
+pub async fn get_calibration_run(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(s.service.calibration_run(&id).await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct DisagreementsQuery {
+    limit: Option<u32>,
+    /// Cursor from the previous page's `next`.
+    after: Option<u64>,
+}
+
+/// Items where the committee or a judge differs from the human majority, with the
+/// judges' explanations (paged).
+#[utoipa::path(get, path = "/v1/calibration/runs/{id}/disagreements", params(DisagreementsQuery),
+    responses((status = 200, description = "{items, next}", body = JsonDoc), (status = 404, description = "no such run")))]
+pub async fn calibration_disagreements(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+    Query(q): Query<DisagreementsQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        s.service
+            .calibration_disagreements(&id, q.after, q.limit.unwrap_or(50))
+            .await?,
+    ))
 }
 
 /// Liveness.

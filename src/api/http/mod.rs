@@ -130,6 +130,15 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> axum::Router {
         .routes(routes!(handlers::rubric_versions))
         .routes(routes!(handlers::get_rubric_version))
         .routes(routes!(handlers::judges))
+        .routes(routes!(
+            handlers::create_calibration_set,
+            handlers::list_calibration_sets
+        ))
+        .routes(routes!(handlers::get_calibration_set))
+        .routes(routes!(handlers::add_calibration_labels))
+        .routes(routes!(handlers::start_calibration_run))
+        .routes(routes!(handlers::get_calibration_run))
+        .routes(routes!(handlers::calibration_disagreements))
         .split_for_parts();
     let (open, open_doc) = OpenApiRouter::new()
         .routes(routes!(handlers::healthz))

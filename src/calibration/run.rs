@@ -1,0 +1,176 @@
+//! Calibration runs on the server: a run is a job (same id) over a stored set's items;
+//! when the job finishes, `finish` reads the grade reports back into judge labels,
+//! computes the agreement report, stores it once and updates the agreement gauges.
+//! Talks to the `Store` trait only; must not call judges (the job runner did) or know
+//! about transports.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::live::{self, LabelMap};
+use super::report::{ReportOptions, agreement_report};
+use super::set::parse_set;
+use crate::error::Error;
+use crate::store::Store;
+
+/// What a run stores beside its job, enough to read its results back without the
+/// rubrics it was planned with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunOptions {
+    pub seed: u64,
+    pub resamples: usize,
+    pub confidence: f64,
+    pub binarized: bool,
+    /// `[met, not_met]` for binary criteria, or the three level categories.
+    pub categories: Vec<usize>,
+    /// `items[seq]`: the set item the job's item `seq` grades.
+    pub items: Vec<usize>,
+    pub skipped: usize,
+}
+
+impl RunOptions {
+    pub fn map(&self) -> Option<LabelMap> {
+        match self.categories.as_slice() {
+            [met, not_met] => Some(LabelMap::Binary {
+                met: *met,
+                not_met: *not_met,
+            }),
+            [a, b, c] => Some(LabelMap::Levels([*a, *b, *c])),
+            _ => None,
+        }
+    }
+
+    pub fn from_plan(plan: &live::Plan, report: &ReportOptions) -> RunOptions {
+        RunOptions {
+            seed: report.seed,
+            resamples: report.resamples,
+            confidence: report.confidence,
+            binarized: plan.binarized,
+            categories: match plan.map {
+                LabelMap::Binary { met, not_met } => vec![met, not_met],
+                LabelMap::Levels(c) => c.to_vec(),
+            },
+            items: plan.items.clone(),
+            skipped: plan.skipped,
+        }
+    }
+
+    pub fn report_options(&self) -> ReportOptions {
+        ReportOptions {
+            seed: self.seed,
+            resamples: self.resamples,
+            confidence: self.confidence,
+            ..ReportOptions::default()
+        }
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Store(format!("{what}: {e}"))
+}
+
+/// The plan a stored run was made with, rebuilt on the set as it is now (labels added
+/// since the run started count).
+pub fn stored_plan(document: &str, opts: &RunOptions) -> Result<live::Plan, Error> {
+    let set = parse_set(document).map_err(|e| corrupt("calibration set", e.join("; ")))?;
+    let map = opts
+        .map()
+        .ok_or_else(|| corrupt("calibration run options", "no category mapping"))?;
+    Ok(live::Plan {
+        set: live::base_set(&set, opts.binarized),
+        map,
+        rows: Vec::new(),
+        items: opts.items.clone(),
+        skipped: opts.skipped,
+        binarized: opts.binarized,
+    })
+}
+
+/// Reads every result of a run's job, in item order.
+pub async fn results(store: &dyn Store, id: &str) -> Result<Vec<(u64, Value)>, Error> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.results_by_seq(id, after, 1000).await?;
+        let Some(last) = page.last().map(|(s, _)| *s) else {
+            break;
+        };
+        after = Some(last);
+        for (seq, text) in page {
+            let v: Value = serde_json::from_str(&text).map_err(|e| corrupt("job result", e))?;
+            out.push((seq, v));
+        }
+    }
+    Ok(out)
+}
+
+/// Computes, stores and publishes the report of a finished calibration run. Returns
+/// false when `id` is not a calibration run or its report was already written.
+pub async fn finish(store: &dyn Store, id: &str) -> Result<bool, Error> {
+    let Some(run) = store.calibration_run(id).await? else {
+        return Ok(false);
+    };
+    if run.report.is_some() {
+        return Ok(false);
+    }
+    let opts: RunOptions =
+        serde_json::from_str(&run.options).map_err(|e| corrupt("calibration run options", e))?;
+    let record = store
+        .calibration_set(&run.set_id)
+        .await?
+        .ok_or_else(|| corrupt("calibration run", format!("set {} is missing", run.set_id)))?;
+    let plan = stored_plan(&record.document, &opts)?;
+    let results = results(store, id).await?;
+    let report_opts = opts.report_options();
+    let run_id = id.to_owned();
+    // The report is CPU work (bootstrap CIs); keep it off the async workers.
+    let report = tokio::task::spawn_blocking(move || {
+        let set = live::labelled_set(&plan, results);
+        let mut report = agreement_report(&set, &report_opts);
+        report["run"] = serde_json::json!({
+            "id": run_id,
+            "items_run": plan.items.len(),
+            "items_skipped": plan.skipped,
+            "binarized": plan.binarized,
+        });
+        report
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("calibration report task: {e}")))?;
+    let written = store
+        .finish_calibration_run(id, &report.to_string())
+        .await?;
+    if written {
+        publish(&record.name, &report);
+    }
+    Ok(written)
+}
+
+/// Sets the agreement gauges from a report: each judge's (and the committee's) kappa
+/// against the human majority, the humans' Fleiss kappa and Krippendorff alpha.
+pub fn publish(set: &str, report: &Value) {
+    use crate::metrics::{Agreement, agreement};
+    agreement(
+        Agreement::Kappa,
+        set,
+        "humans",
+        report["humans"]["fleiss_kappa"]["value"].as_f64(),
+    );
+    agreement(
+        Agreement::Alpha,
+        set,
+        "humans",
+        report["humans"]["krippendorff_alpha"]["value"].as_f64(),
+    );
+    for j in report["judges"].as_array().into_iter().flatten() {
+        if let Some(name) = j["judge"].as_str() {
+            agreement(
+                Agreement::Kappa,
+                set,
+                name,
+                j["vs_human_majority"]["cohen_kappa"]["value"].as_f64(),
+            );
+        }
+    }
+}

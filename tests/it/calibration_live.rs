@@ -1,0 +1,263 @@
+//! Live calibration: `tribunal calibrate` without `--offline`, and the server's
+//! `/v1/calibration/*` routes (sets, labels, runs as jobs, reports, disagreements,
+//! agreement gauges) with the gRPC equivalents returning the same documents.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::server::TestApp;
+use crate::{root, tribunal};
+
+fn live_set() -> String {
+    std::fs::read_to_string(root().join("calibration/examples/triage-live.jsonl")).unwrap()
+}
+
+fn judge<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["judges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["judge"] == name)
+        .unwrap_or_else(|| panic!("no judge {name} in {report}"))
+}
+
+#[test]
+fn cli_live_run_labels_items_with_the_committee() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tribunal(
+        &[
+            "calibrate",
+            root()
+                .join("calibration/examples/triage-live.jsonl")
+                .to_str()
+                .unwrap(),
+            "--resamples",
+            "200",
+        ],
+        dir.path(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("SIMULATED"), "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["run"]["items_run"], 36);
+    assert_eq!(report["run"]["items_failed"], 0);
+    let with_majority = report["humans"]["majority"]["items"].as_u64().unwrap();
+    for name in ["sim-a", "sim-b", "sim-c", "committee"] {
+        let j = judge(&report, name);
+        // Every item has a human majority (three raters, two categories) and every sim
+        // judge answers, so each judge is compared on every item.
+        assert_eq!(j["vs_human_majority"]["n"], with_majority, "{name}");
+        assert_eq!(j["vs_human_majority"]["cohen_kappa"]["n"], with_majority);
+    }
+    // The simulated judges agree with their reference (the human majority) 90% of the
+    // time, so kappa is high; a swapped met/not-met mapping would make it negative.
+    let k = judge(&report, "committee")["vs_human_majority"]["cohen_kappa"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!(k > 0.6, "committee kappa {k}");
+}
+
+#[test]
+fn cli_live_run_explains_sets_it_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("labels-only.jsonl");
+    std::fs::write(
+        &set,
+        r#"{"format": "calibration.v1", "name": "t", "scale": "nominal", "categories": ["false", "true"], "met": "true"}
+{"id": "a", "criterion": "Advises rest.", "labels": [{"rater": "h1", "kind": "human", "value": true}]}
+"#,
+    )
+    .unwrap();
+    let run = tribunal(&["calibrate", set.to_str().unwrap()], dir.path());
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("nothing to run"), "{}", run.stderr);
+}
+
+async fn wait_run(app: &TestApp, id: &str) -> Value {
+    for _ in 0..600 {
+        let (code, r) = app.get(&format!("/v1/calibration/runs/{id}")).await;
+        assert_eq!(code, 200, "{r}");
+        if r["state"] == "done" {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("calibration run {id} did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sets_labels_runs_and_disagreements() {
+    let app = TestApp::spawn("").await;
+
+    // Upload: errors name the field; a good set is stored as calibration.v1.
+    let (code, err) = app
+        .post("/v1/calibration/sets", &json!({"format": "calibration.v1"}))
+        .await;
+    assert_eq!(code, 400, "{err}");
+    assert_eq!(err["error"]["field"], "content");
+    let (code, err) = app
+        .post(
+            "/v1/calibration/sets",
+            &json!({"format": "calibration.v1", "content": live_set().replace("\"value\": true", "\"value\": \"maybe\"")}),
+        )
+        .await;
+    assert_eq!(code, 400, "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("maybe"),
+        "{err}"
+    );
+    let (code, set) = app
+        .post(
+            "/v1/calibration/sets",
+            &json!({"format": "calibration.v1", "content": live_set()}),
+        )
+        .await;
+    assert_eq!(code, 201, "{set}");
+    let set_id = set["id"].as_str().unwrap().to_owned();
+    assert_eq!(set["items"], 36);
+    assert_eq!(set["runnable_items"], 36);
+    assert_eq!(
+        set["raters"]["humans"],
+        json!(["doctor-c", "nurse-a", "nurse-b"])
+    );
+    let (code, list) = app.get("/v1/calibration/sets").await;
+    assert_eq!(code, 200);
+    assert_eq!(list["sets"][0]["id"], set_id.as_str());
+
+    // Labels: all or nothing, named fields; a second label by the same rater replaces.
+    let labels = |v: Value| json!({"labels": v});
+    let (code, err) = app
+        .post(
+            &format!("/v1/calibration/sets/{set_id}/labels"),
+            &labels(json!([
+                {"item": "l0", "rater": "nurse-d", "kind": "human", "value": true},
+                {"item": "nope", "rater": "nurse-d", "kind": "human", "value": true},
+            ])),
+        )
+        .await;
+    assert_eq!(code, 400, "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("nope"),
+        "{err}"
+    );
+    let (_, unchanged) = app.get(&format!("/v1/calibration/sets/{set_id}")).await;
+    assert_eq!(unchanged["labels"], set["labels"]);
+    let (code, added) = app
+        .post(
+            &format!("/v1/calibration/sets/{set_id}/labels"),
+            &labels(json!([
+                {"item": "l0", "rater": "nurse-a", "kind": "human", "value": false},
+                {"item": "l1", "rater": "nurse-d", "kind": "human", "value": true},
+            ])),
+        )
+        .await;
+    assert_eq!(code, 200, "{added}");
+    assert_eq!(added["added"], 1);
+    assert_eq!(added["replaced"], 1);
+    assert_eq!(
+        added["set"]["labels"].as_u64(),
+        set["labels"].as_u64().map(|n| n + 1)
+    );
+    let (code, _) = app
+        .get("/v1/calibration/sets/00000000-0000-0000-0000-000000000000")
+        .await;
+    assert_eq!(code, 404);
+
+    // A run is a job; its report appears when the job is done.
+    let (code, err) = app
+        .post(
+            "/v1/calibration/runs",
+            &json!({"set": set_id, "confidence": 2}),
+        )
+        .await;
+    assert_eq!(code, 400, "{err}");
+    assert_eq!(err["error"]["field"], "confidence");
+    let (code, run) = app
+        .post(
+            "/v1/calibration/runs",
+            &json!({"set": set_id, "resamples": 200, "seed": 7}),
+        )
+        .await;
+    assert_eq!(code, 202, "{run}");
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    let done = wait_run(&app, &run_id).await;
+    let report = &done["report"];
+    assert_eq!(done["job"]["total"], 36);
+    assert_eq!(report["run"]["items_run"], 36);
+    assert_eq!(report["seed"], 7);
+    for name in ["sim-a", "sim-b", "sim-c", "committee"] {
+        let j = judge(report, name);
+        assert!(j["vs_human_majority"]["n"].as_u64().unwrap() >= 30, "{j}");
+        assert!(j["vs_human_majority"]["cohen_kappa"]["ci_low"].is_number());
+    }
+    assert!(report["humans"]["krippendorff_alpha"]["value"].is_number());
+
+    // Disagreements: items where someone differs from the human majority, paged.
+    let mut seen = Vec::new();
+    let mut after: Option<u64> = None;
+    loop {
+        let q = after.map_or(String::new(), |a| format!("&after={a}"));
+        let (code, page) = app
+            .get(&format!(
+                "/v1/calibration/runs/{run_id}/disagreements?limit=3{q}"
+            ))
+            .await;
+        assert_eq!(code, 200, "{page}");
+        for it in page["items"].as_array().unwrap() {
+            let majority = it["human_majority"].as_str().unwrap();
+            let differs = it["committee"].as_str().is_some_and(|c| c != majority)
+                || it["judges"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|j| j["agrees"] == false);
+            assert!(differs, "{it}");
+            assert!(it["response"].is_string() && it["criterion"].is_string());
+            seen.push(it["item"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_u64() {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert!(
+        !seen.is_empty(),
+        "90%-accurate sim judges disagree somewhere"
+    );
+    let mut dedup = seen.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), seen.len(), "pages must not repeat items");
+
+    // Gauges, named in metrics.rs, labelled by set name and rater.
+    let (_, metrics) = app.get("/metrics").await;
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("tribunal_agreement_kappa{rater=\"committee\",set=\"triage-live\"}"),
+        "{text}"
+    );
+    assert!(text.contains("tribunal_agreement_alpha{rater=\"humans\",set=\"triage-live\"}"));
+
+    // gRPC returns the same run document.
+    let mut client =
+        tribunal::api::grpc::pb::tribunal_client::TribunalClient::connect(app.grpc_url.clone())
+            .await
+            .unwrap();
+    let got = client
+        .get_calibration_run(tribunal::api::grpc::pb::GetCalibrationRunRequest {
+            id: run_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let grpc: Value = serde_json::from_str(&got.json).unwrap();
+    assert_eq!(grpc["report"], done["report"]);
+    let missing = client
+        .get_calibration_run(tribunal::api::grpc::pb::GetCalibrationRunRequest {
+            id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+}
