@@ -162,6 +162,16 @@ pub(crate) fn config_check(path: Option<&Path>) -> Result<(), Failure> {
         "committee: members={:?} n_samples={} consensus={:?} veto_consensus={:?} quorum={} escalation={:?} min_agreement={} prompt_mode={:?} request_timeout={:?}\ncache: {:?}\n",
         c.members, c.n_samples, c.consensus, c.veto_consensus, c.quorum, c.escalation, c.min_agreement, c.prompt_mode, c.request_timeout, cfg.cache
     ));
+    if let Some(p) = &c.weights_from {
+        out.push_str(&format!("committee weights from: {}\n", p.display()));
+    }
+    if let Some(r) = &c.reliability {
+        out.push_str(&format!(
+            "committee reliability (dawid_skene): {} classes, judges {:?}\n",
+            r.classes,
+            r.confusion.keys().collect::<Vec<_>>()
+        ));
+    }
     if cfg.simulated() {
         out.push_str("NOTE: every judge is simulated; grades are not real.\n");
     }

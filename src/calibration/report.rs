@@ -346,6 +346,7 @@ pub fn agreement_report(set: &CalibrationSet, opts: &ReportOptions) -> Value {
             json!({"items": idx.len(), "humans": h, "judges": j}),
         );
     }
+    let (dawid_skene, suggested_weights) = super::reliability::sections(set);
     json!({
         "set": set.name,
         "scale": set.scale.as_str(),
@@ -357,6 +358,8 @@ pub fn agreement_report(set: &CalibrationSet, opts: &ReportOptions) -> Value {
         "humans": humans,
         "judges": judges,
         "by_category": by_category,
+        "dawid_skene": dawid_skene,
+        "suggested_weights": suggested_weights,
     })
 }
 

@@ -323,8 +323,15 @@ impl Default for Scoring {
 }
 
 /// Consensus rule names a rubric may choose (the committee maps them to its rules).
-pub const CONSENSUS_RULES: [&str; 6] =
-    ["majority", "weighted", "unanimous", "any", "mean", "median"];
+pub const CONSENSUS_RULES: [&str; 7] = [
+    "majority",
+    "weighted",
+    "unanimous",
+    "any",
+    "mean",
+    "median",
+    "dawid_skene",
+];
 pub const TIE_RULES: [&str; 3] = ["not_met", "met", "escalate"];
 
 /// A rubric's own consensus choice, overriding the committee's defaults.

@@ -261,3 +261,71 @@ async fn server_sets_labels_runs_and_disagreements() {
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
 }
+
+/// A saved live report feeds the committee: `weights_from` sets member weights,
+/// `reliability` drives the `dawid_skene` consensus; bad files are named errors.
+#[test]
+fn saved_reports_configure_weights_and_dawid_skene() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = root().join("calibration/examples/triage-live.jsonl");
+    let run = tribunal(
+        &["calibrate", set.to_str().unwrap(), "--resamples", "50"],
+        dir.path(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let ds = &report["dawid_skene"];
+    assert_eq!(ds["seeded_from"], "human_majority", "{ds}");
+    assert_eq!(ds["classes"], json!(["false", "true"]));
+    assert!(ds["reliability"]["confusion"]["sim-a"].is_array(), "{ds}");
+    assert!(ds["reliability"]["confusion"].get("committee").is_none());
+    let w = report["suggested_weights"]["sim-b"]["weight"].as_f64().unwrap();
+    assert!(w > 0.5, "a 90%-accurate judge earns a real weight: {w}");
+    std::fs::write(dir.path().join("report.json"), &run.stdout).unwrap();
+
+    let base = tribunal::config::DEFAULT_CONFIG
+        .replace("consensus = \"majority\"", "consensus = \"weighted\"");
+    std::fs::write(
+        dir.path().join("weighted.toml"),
+        format!("{base}weights_from = \"report.json\"\n"),
+    )
+    .unwrap();
+    let check = tribunal(&["config", "check", "-c", "weighted.toml"], dir.path());
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(
+        check.stdout.contains(&format!("(\"sim-b\", {w})")),
+        "{}",
+        check.stdout
+    );
+
+    let ds_cfg = tribunal::config::DEFAULT_CONFIG
+        .replace("consensus = \"majority\"", "consensus = \"dawid_skene\"");
+    std::fs::write(
+        dir.path().join("ds.toml"),
+        format!("{ds_cfg}reliability = \"report.json\"\n"),
+    )
+    .unwrap();
+    let check = tribunal(&["config", "check", "-c", "ds.toml"], dir.path());
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(check.stdout.contains("reliability (dawid_skene): 2 classes"), "{}", check.stdout);
+    // The dawid_skene committee grades a live calibration run end to end.
+    let run = tribunal(
+        &["calibrate", set.to_str().unwrap(), "-c", "ds.toml", "--resamples", "50"],
+        dir.path(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let again: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(judge(&again, "committee")["vs_human_majority"]["cohen_kappa"]["value"].as_f64().unwrap() > 0.6);
+
+    // Wrong files and wrong rules are config errors naming the key.
+    std::fs::write(dir.path().join("junk.json"), "{\"x\": 1}").unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        format!("{}weights_from = \"report.json\"\nreliability = \"junk.json\"\n", tribunal::config::DEFAULT_CONFIG),
+    )
+    .unwrap();
+    let check = tribunal(&["config", "check", "-c", "bad.toml"], dir.path());
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    assert!(check.stderr.contains("committee.weights_from"), "{}", check.stderr);
+    assert!(check.stderr.contains("committee.reliability"), "{}", check.stderr);
+}
