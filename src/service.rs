@@ -635,7 +635,7 @@ impl Service {
         let opts: run::RunOptions =
             serde_json::from_str(&rec.options).map_err(|e| Error::Store(e.to_string()))?;
         let (_, stored) = self.stored_set(&rec.set_id).await?;
-        let plan = run::stored_plan(&stored.to_jsonl(), &opts)?;
+        let plan = run::stored_plan(&stored, &opts)?;
         let limit = limit.clamp(1, 500) as usize;
         let name = |c: Option<usize>| c.and_then(|c| plan.set.categories.get(c)).cloned();
         let mut items = Vec::new();

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::live::{self, LabelMap};
 use super::report::{ReportOptions, agreement_report};
-use super::set::parse_set;
+use super::set::{CalibrationSet, parse_set};
 use crate::error::Error;
 use crate::store::Store;
 
@@ -72,13 +72,12 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
 
 /// The plan a stored run was made with, rebuilt on the set as it is now (labels added
 /// since the run started count).
-pub fn stored_plan(document: &str, opts: &RunOptions) -> Result<live::Plan, Error> {
-    let set = parse_set(document).map_err(|e| corrupt("calibration set", e.join("; ")))?;
+pub fn stored_plan(set: &CalibrationSet, opts: &RunOptions) -> Result<live::Plan, Error> {
     let map = opts
         .map()
         .ok_or_else(|| corrupt("calibration run options", "no category mapping"))?;
     Ok(live::Plan {
-        set: live::base_set(&set, opts.binarized),
+        set: live::base_set(set, opts.binarized),
         map,
         rows: Vec::new(),
         items: opts.items.clone(),
@@ -120,7 +119,9 @@ pub async fn finish(store: &dyn Store, id: &str) -> Result<bool, Error> {
         .calibration_set(&run.set_id)
         .await?
         .ok_or_else(|| corrupt("calibration run", format!("set {} is missing", run.set_id)))?;
-    let plan = stored_plan(&record.document, &opts)?;
+    let set =
+        parse_set(&record.document).map_err(|e| corrupt("calibration set", e.join("; ")))?;
+    let plan = stored_plan(&set, &opts)?;
     let results = results(store, id).await?;
     let report_opts = opts.report_options();
     let run_id = id.to_owned();

@@ -495,6 +495,8 @@ async fn metrics_and_openapi() {
         "policy",
         "state",
         "key",
+        "set",
+        "rater",
         "le",
     ];
     for line in text
