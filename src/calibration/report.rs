@@ -1,13 +1,20 @@
 //! The agreement report for a calibration set: humans among themselves (Fleiss' kappa,
 //! Krippendorff's alpha, every human pair's Cohen's kappa), and every judge against the
 //! human majority and against each human, each figure with a bootstrap CI and `n`, plus
-//! where the judge falls relative to the human-human band; the same again per item category.
-//! Pure: it must not touch IO, async or storage.
+//! where the judge falls relative to the human-human band; the same again per item category
+//! and per criterion. Pure: it must not touch IO, async or storage.
 //!
 //! Stable JSON paths (other tools read them): `humans.fleiss_kappa.value`,
 //! `humans.pairwise[].{a,b,n,cohen_kappa.value}`, `judges[].judge`,
 //! `judges[].vs_human_majority.cohen_kappa.{value,ci_low,ci_high,n}`,
-//! `judges[].vs_each_human[].{human,cohen_kappa.value,n}`.
+//! `judges[].vs_human_majority.{confusion,confusion_labels}` (rows are the human majority's
+//! category, columns the judge's, both in `confusion_labels` order),
+//! `judges[].vs_each_human[].{human,cohen_kappa.value,n}`,
+//! `by_category.<category>.{items,humans,judges}` and `by_criterion.<criterion>.{items,humans,
+//! judges}` (each `humans` / `judges` shaped as the top-level ones), and
+//! `by_criterion_skipped.{criteria,items}`: the criteria with fewer than the minimum number of
+//! items (see [`agreement_report_with`]) and how many items they hold, left out so that a set
+//! with thousands of one-item criteria stays small and fast.
 //!
 //! Cost: labels are read once into a dense item x rater [`Grid`]; every section then indexes
 //! it. Each bootstrap resamples the counts of distinct item patterns (contingency cells,
@@ -37,6 +44,10 @@ impl Default for ReportOptions {
         }
     }
 }
+
+/// The fewest items a criterion needs to get its own `by_criterion` entry in
+/// [`agreement_report`].
+pub const DEFAULT_MIN_CRITERION_ITEMS: usize = 20;
 
 /// One coefficient: value or the reason it is undefined, its CI and `n`.
 fn estimate(n: usize, point: Stat, ci: Option<(f64, f64)>) -> Value {
@@ -90,6 +101,14 @@ impl PairTable {
             counts,
         }
     }
+
+    /// The `k` rows of the table.
+    fn rows(&self) -> Vec<&[u64]> {
+        if self.k == 0 {
+            return Vec::new();
+        }
+        self.cells.chunks(self.k).collect()
+    }
 }
 
 /// A statistic of a contingency table, with a bootstrap CI over items.
@@ -139,6 +158,27 @@ fn majority_of(values: impl IntoIterator<Item = LabelValue>, k: usize) -> Option
         return None;
     }
     counts.iter().position(|c| *c == max)
+}
+
+/// The strict plurality of item `item`'s human labels, as a category index: `None` on a tie,
+/// without human category labels, or for an item that does not exist. A rater who labelled
+/// the item twice counts once, with the first label, as everywhere in the report.
+pub fn human_majority(set: &CalibrationSet, item: usize) -> Option<usize> {
+    let it = set.items.get(item)?;
+    let mut seen: Vec<&str> = Vec::new();
+    let firsts = it
+        .labels
+        .iter()
+        .filter(|l| l.kind == RaterKind::Human)
+        .filter(|l| {
+            let new = !seen.contains(&l.rater.as_str());
+            if new {
+                seen.push(&l.rater);
+            }
+            new
+        })
+        .map(|l| l.value);
+    majority_of(firsts, set.categories.len())
 }
 
 /// A rater, as a column of the [`Grid`].
@@ -447,6 +487,8 @@ fn judges_section(
                     "classes": classes.iter().map(|c| json!({
                         "class": set.categories.get(c.class), "precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support,
                     })).collect::<Vec<_>>(),
+                    "confusion": t.rows(),
+                    "confusion_labels": (0..t.k).map(|c| set.categories.get(c).cloned().unwrap_or_else(|| c.to_string())).collect::<Vec<_>>(),
                 },
                 "vs_each_human": each,
                 "human_band_position": position,
@@ -455,7 +497,8 @@ fn judges_section(
         .collect()
 }
 
-/// The humans and judges sections over a subset of items, as one `by_category` entry.
+/// The humans and judges sections over a subset of items, as one `by_category` /
+/// `by_criterion` entry.
 fn breakdown(
     set: &CalibrationSet,
     grid: &Grid,
@@ -479,8 +522,19 @@ fn group_by<'a>(keys: impl Iterator<Item = Option<&'a str>>) -> BTreeMap<&'a str
     groups
 }
 
-/// The full report (see the module docs for the stable paths).
+/// The full report (see the module docs for the stable paths), with a `by_criterion` entry
+/// for every criterion that has at least [`DEFAULT_MIN_CRITERION_ITEMS`] items.
 pub fn agreement_report(set: &CalibrationSet, opts: &ReportOptions) -> Value {
+    agreement_report_with(set, opts, DEFAULT_MIN_CRITERION_ITEMS)
+}
+
+/// [`agreement_report`] with `by_criterion` entries for criteria with at least
+/// `min_criterion_items` items; smaller criteria are only counted in `by_criterion_skipped`.
+pub fn agreement_report_with(
+    set: &CalibrationSet,
+    opts: &ReportOptions,
+    min_criterion_items: usize,
+) -> Value {
     let grid = Grid::new(set);
     let all: Vec<usize> = (0..set.items.len()).collect();
     let (humans, band) = humans_section(set, &grid, &all, opts, "");
@@ -488,6 +542,18 @@ pub fn agreement_report(set: &CalibrationSet, opts: &ReportOptions) -> Value {
     let mut by_category = serde_json::Map::new();
     for (c, idx) in group_by(set.items.iter().map(|it| it.category.as_deref())) {
         by_category.insert(c.to_owned(), breakdown(set, &grid, &idx, opts, c));
+    }
+    let mut by_criterion = serde_json::Map::new();
+    let (mut skipped_criteria, mut skipped_items) = (0usize, 0usize);
+    for (c, idx) in group_by(set.items.iter().map(|it| it.criterion.as_deref())) {
+        if idx.len() < min_criterion_items {
+            skipped_criteria += 1;
+            skipped_items += idx.len();
+            continue;
+        }
+        // A separate salt keeps a criterion's draws apart from a category of the same name.
+        let salt = format!("criterion\u{1f}{c}\u{1f}");
+        by_criterion.insert(c.to_owned(), breakdown(set, &grid, &idx, opts, &salt));
     }
     json!({
         "set": set.name,
@@ -500,6 +566,8 @@ pub fn agreement_report(set: &CalibrationSet, opts: &ReportOptions) -> Value {
         "humans": humans,
         "judges": judges,
         "by_category": by_category,
+        "by_criterion": by_criterion,
+        "by_criterion_skipped": {"criteria": skipped_criteria, "items": skipped_items},
     })
 }
 
@@ -552,5 +620,248 @@ pub fn report_table(r: &Value) -> String {
             j["human_band_position"].as_str().unwrap_or("")
         );
     }
+    let (reported, skipped) = (
+        r["by_criterion"]
+            .as_object()
+            .map_or(0, serde_json::Map::len),
+        &r["by_criterion_skipped"],
+    );
+    if reported > 0 || skipped["criteria"].as_u64().unwrap_or(0) > 0 {
+        let _ = writeln!(
+            out,
+            "by criterion: {reported} criteria reported, {} with too few items skipped ({} items)",
+            skipped["criteria"], skipped["items"]
+        );
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibration::set::{CalItem, Label};
+
+    /// An item with a category, a criterion and `(rater, kind, category index)` labels.
+    fn item(
+        category: Option<&str>,
+        criterion: Option<&str>,
+        labels: &[(&str, RaterKind, usize)],
+    ) -> CalItem {
+        CalItem {
+            id: String::new(),
+            category: category.map(str::to_owned),
+            criterion: criterion.map(str::to_owned),
+            labels: labels
+                .iter()
+                .map(|&(rater, kind, c)| Label {
+                    rater: rater.to_owned(),
+                    kind,
+                    value: LabelValue::Category(c),
+                })
+                .collect(),
+        }
+    }
+
+    fn set(items: Vec<CalItem>) -> CalibrationSet {
+        CalibrationSet {
+            name: "t".into(),
+            scale: Scale::Nominal,
+            categories: vec!["no".into(), "maybe".into(), "yes".into()],
+            met: None,
+            items,
+        }
+    }
+
+    const H: RaterKind = RaterKind::Human;
+    const J: RaterKind = RaterKind::Judge;
+
+    #[test]
+    fn human_majority_cases() {
+        let table: [(&str, &[(&str, RaterKind, usize)], Option<usize>); 7] = [
+            (
+                "two of three",
+                &[("a", H, 2), ("b", H, 2), ("c", H, 0)],
+                Some(2),
+            ),
+            (
+                "plurality",
+                &[("a", H, 0), ("b", H, 1), ("c", H, 1), ("d", H, 2)],
+                Some(1),
+            ),
+            ("tie", &[("a", H, 0), ("b", H, 2)], None),
+            ("one human", &[("a", H, 1)], Some(1)),
+            // Judges do not vote.
+            (
+                "judges ignored",
+                &[("a", H, 0), ("j", J, 2), ("k", J, 2)],
+                Some(0),
+            ),
+            // A rater's second label is ignored, so this is a 1-1 tie, not 2-1.
+            (
+                "first label wins",
+                &[("a", H, 2), ("a", H, 2), ("b", H, 0)],
+                None,
+            ),
+            ("no humans", &[("j", J, 1)], None),
+        ];
+        let s = set(table.iter().map(|(_, l, _)| item(None, None, l)).collect());
+        let grid = Grid::new(&s);
+        for (i, (name, _, want)) in table.iter().enumerate() {
+            assert_eq!(human_majority(&s, i), *want, "{name}");
+            assert_eq!(grid.majority[i], *want, "{name}: grid");
+        }
+        assert_eq!(human_majority(&s, table.len()), None, "no such item");
+    }
+
+    #[test]
+    fn confusion_rows_are_the_majority_and_columns_the_judge() {
+        // (human labels a, b; judge): majorities 2, 2, 0, 1 and one tie that is left out.
+        let rows: [(usize, usize, usize, &str); 5] = [
+            (2, 2, 2, "x"),
+            (2, 2, 0, "x"),
+            (0, 0, 0, "y"),
+            (1, 1, 2, "y"),
+            (0, 2, 1, "y"),
+        ];
+        let s = set(rows
+            .iter()
+            .map(|&(a, b, j, c)| item(Some(c), None, &[("a", H, a), ("b", H, b), ("j", J, j)]))
+            .collect());
+        let r = agreement_report(
+            &s,
+            &ReportOptions {
+                resamples: 20,
+                ..ReportOptions::default()
+            },
+        );
+        let table: [(&str, &Value, Value); 3] = [
+            (
+                "overall",
+                &r["judges"][0],
+                json!([[1, 0, 0], [0, 0, 1], [1, 0, 1]]),
+            ),
+            (
+                "category x",
+                &r["by_category"]["x"]["judges"][0],
+                json!([[0, 0, 0], [0, 0, 0], [1, 0, 1]]),
+            ),
+            (
+                "category y",
+                &r["by_category"]["y"]["judges"][0],
+                json!([[1, 0, 0], [0, 0, 1], [0, 0, 0]]),
+            ),
+        ];
+        for (name, judge, want) in table {
+            let m = &judge["vs_human_majority"];
+            assert_eq!(m["confusion"], want, "{name}");
+            assert_eq!(
+                m["confusion_labels"],
+                json!(["no", "maybe", "yes"]),
+                "{name}"
+            );
+            let total: u64 = want
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r.as_array().into_iter().flatten())
+                .filter_map(Value::as_u64)
+                .sum();
+            assert_eq!(m["n"], total, "{name}: n counts the matrix");
+        }
+    }
+
+    #[test]
+    fn by_criterion_keeps_criteria_with_enough_items() {
+        // Criterion "big" has 4 items, "mid" 2, "tiny" 1; one item has no criterion.
+        let mut items = Vec::new();
+        for (crit, n) in [
+            (Some("big"), 4),
+            (Some("mid"), 2),
+            (Some("tiny"), 1),
+            (None, 1),
+        ] {
+            for i in 0..n {
+                items.push(item(
+                    None,
+                    crit,
+                    &[("a", H, i % 2), ("b", H, 0), ("j", J, i % 2)],
+                ));
+            }
+        }
+        let s = set(items);
+        let opts = ReportOptions {
+            resamples: 10,
+            ..ReportOptions::default()
+        };
+        let table: [(usize, &[(&str, u64)], Value); 4] = [
+            (
+                1,
+                &[("big", 4), ("mid", 2), ("tiny", 1)],
+                json!({"criteria": 0, "items": 0}),
+            ),
+            (
+                2,
+                &[("big", 4), ("mid", 2)],
+                json!({"criteria": 1, "items": 1}),
+            ),
+            (4, &[("big", 4)], json!({"criteria": 2, "items": 3})),
+            (
+                DEFAULT_MIN_CRITERION_ITEMS,
+                &[],
+                json!({"criteria": 3, "items": 7}),
+            ),
+        ];
+        for (min, kept, skipped) in table {
+            let r = agreement_report_with(&s, &opts, min);
+            let got: Vec<(&str, u64)> = r["by_criterion"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(c, v)| (c.as_str(), v["items"].as_u64().unwrap_or(0)))
+                .collect();
+            assert_eq!(got, kept, "min {min}");
+            assert_eq!(r["by_criterion_skipped"], skipped, "min {min}");
+            for (c, _) in kept {
+                let entry = &r["by_criterion"][c];
+                // Same shape as a by_category entry.
+                for path in ["humans", "judges"] {
+                    assert!(!entry[path].is_null(), "min {min}: {c}.{path}");
+                }
+                assert!(entry["judges"][0]["vs_human_majority"]["confusion"].is_array());
+            }
+        }
+        assert_eq!(
+            agreement_report(&s, &opts),
+            agreement_report_with(&s, &opts, DEFAULT_MIN_CRITERION_ITEMS)
+        );
+        let text = report_table(&agreement_report_with(&s, &opts, 2));
+        assert!(
+            text.contains(
+                "by criterion: 2 criteria reported, 1 with too few items skipped (1 items)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn same_seed_same_report() {
+        let s = set((0..30)
+            .map(|i| {
+                item(
+                    None,
+                    None,
+                    &[("a", H, i % 3), ("b", H, (i / 2) % 3), ("j", J, i % 3)],
+                )
+            })
+            .collect());
+        let opts = ReportOptions {
+            resamples: 200,
+            seed: 9,
+            ..ReportOptions::default()
+        };
+        let r = agreement_report(&s, &opts);
+        assert_eq!(r, agreement_report(&s, &opts));
+        assert!(r["humans"]["pairwise"][0]["cohen_kappa"]["ci_low"].is_f64());
+        assert_ne!(r, agreement_report(&s, &ReportOptions { seed: 10, ..opts }));
+    }
 }
