@@ -573,7 +573,6 @@ impl Service {
                 seed,
                 resamples,
                 confidence,
-                ..defaults
             },
         );
         let run = crate::store::CalibrationRunRecord {

@@ -1,12 +1,25 @@
 //! The agreement report for a calibration set: humans among themselves (Fleiss' kappa,
 //! Krippendorff's alpha, every human pair's Cohen's kappa), and every judge against the
 //! human majority and against each human, each figure with a bootstrap CI and `n`, plus
-//! where the judge falls relative to the human-human band. Pure.
+//! where the judge falls relative to the human-human band; the same again per item category
+//! and per criterion. Pure: it must not touch IO, async or storage.
 //!
 //! Stable JSON paths (other tools read them): `humans.fleiss_kappa.value`,
 //! `humans.pairwise[].{a,b,n,cohen_kappa.value}`, `judges[].judge`,
 //! `judges[].vs_human_majority.cohen_kappa.{value,ci_low,ci_high,n}`,
-//! `judges[].vs_each_human[].{human,cohen_kappa.value,n}`.
+//! `judges[].vs_human_majority.{confusion,confusion_labels}` (rows are the human majority's
+//! category, columns the judge's, both in `confusion_labels` order),
+//! `judges[].vs_each_human[].{human,cohen_kappa.value,n}`,
+//! `by_category.<category>.{items,humans,judges}` and `by_criterion.<criterion>.{items,humans,
+//! judges}` (each `humans` / `judges` shaped as the top-level ones), and
+//! `by_criterion_skipped.{criteria,items}`: the criteria with fewer than the minimum number of
+//! items (see [`agreement_report_with`]) and how many items they hold, left out so that a set
+//! with thousands of one-item criteria stays small and fast.
+//!
+//! Cost: labels are read once into a dense item x rater [`Grid`]; every section then indexes
+//! it. Each bootstrap resamples the counts of distinct item patterns (contingency cells,
+//! Fleiss count rows, alpha units) rather than the items, see [`stats::bootstrap_ci_counts`],
+//! so a resample costs the same for 100 items as for 100,000.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +45,10 @@ impl Default for ReportOptions {
     }
 }
 
+/// The fewest items a criterion needs to get its own `by_criterion` entry in
+/// [`agreement_report`].
+pub const DEFAULT_MIN_CRITERION_ITEMS: usize = 20;
+
 /// One coefficient: value or the reason it is undefined, its CI and `n`.
 fn estimate(n: usize, point: Stat, ci: Option<(f64, f64)>) -> Value {
     match point {
@@ -47,39 +64,6 @@ fn estimate(n: usize, point: Stat, ci: Option<(f64, f64)>) -> Value {
     }
 }
 
-/// A statistic of two aligned label columns, with a bootstrap CI over items.
-fn paired(
-    a: &[usize],
-    b: &[usize],
-    opts: &ReportOptions,
-    salt: &str,
-    f: impl Fn(&[usize], &[usize]) -> Stat,
-) -> Value {
-    let point = f(a, b);
-    let bufs = std::cell::RefCell::new((Vec::with_capacity(a.len()), Vec::with_capacity(b.len())));
-    let ci = if point.is_ok() {
-        stats::bootstrap_ci(
-            a.len(),
-            opts.resamples,
-            seed(opts.seed, salt),
-            opts.confidence,
-            |idx| {
-                // Two buffers reused across resamples instead of two allocations each.
-                let mut guard = bufs.borrow_mut();
-                let (ra, rb) = &mut *guard;
-                ra.clear();
-                rb.clear();
-                ra.extend(idx.iter().map(|i| a[*i]));
-                rb.extend(idx.iter().map(|i| b[*i]));
-                f(ra, rb)
-            },
-        )
-    } else {
-        None
-    };
-    estimate(a.len(), point, ci)
-}
-
 fn seed(base: u64, salt: &str) -> u64 {
     let h = blake3::hash(format!("{base}\u{1f}{salt}").as_bytes());
     let mut b = [0u8; 8];
@@ -87,13 +71,73 @@ fn seed(base: u64, salt: &str) -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// rater -> value for one item (first label wins if a rater labelled twice).
-fn by_rater(item: &super::set::CalItem, kind: RaterKind) -> BTreeMap<&str, LabelValue> {
-    let mut m = BTreeMap::new();
-    for l in item.labels.iter().filter(|l| l.kind == kind) {
-        m.entry(l.rater.as_str()).or_insert(l.value);
+/// Two aligned label columns as a contingency table, built once and shared by every
+/// coefficient of the pair; the occupied cells are the patterns a bootstrap resamples.
+struct PairTable {
+    cells: Vec<u64>,
+    k: usize,
+    n: usize,
+    /// Indices of the non-empty cells, and their counts.
+    occupied: Vec<usize>,
+    counts: Vec<u64>,
+}
+
+impl PairTable {
+    fn new(a: &[usize], b: &[usize], k: usize) -> Self {
+        // The columns are built pairwise, so their lengths match and the table exists; an
+        // empty table would make every coefficient NoPairs.
+        let (cells, k) = stats::contingency_table(a, b, k).unwrap_or_default();
+        let (occupied, counts) = cells
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i, *c))
+            .unzip();
+        Self {
+            cells,
+            k,
+            n: a.len(),
+            occupied,
+            counts,
+        }
     }
-    m
+
+    /// The `k` rows of the table.
+    fn rows(&self) -> Vec<&[u64]> {
+        if self.k == 0 {
+            return Vec::new();
+        }
+        self.cells.chunks(self.k).collect()
+    }
+}
+
+/// A statistic of a contingency table, with a bootstrap CI over items.
+fn paired(
+    t: &PairTable,
+    opts: &ReportOptions,
+    salt: &str,
+    f: impl Fn(&[u64], usize) -> Stat,
+) -> Value {
+    let point = f(&t.cells, t.k);
+    let ci = if point.is_ok() {
+        // Every occupied cell is rewritten on each resample and the others stay 0.
+        let mut cells = vec![0u64; t.cells.len()];
+        stats::bootstrap_ci_counts(
+            &t.counts,
+            opts.resamples,
+            seed(opts.seed, salt),
+            opts.confidence,
+            |draw| {
+                for (&cell, &c) in t.occupied.iter().zip(draw) {
+                    cells[cell] = c;
+                }
+                f(&cells, t.k)
+            },
+        )
+    } else {
+        None
+    };
+    estimate(t.n, point, ci)
 }
 
 fn cat(v: LabelValue) -> Option<usize> {
@@ -103,13 +147,11 @@ fn cat(v: LabelValue) -> Option<usize> {
     }
 }
 
-/// The strict plurality of the human labels, if one exists.
-fn majority(humans: &BTreeMap<&str, LabelValue>, k: usize) -> Option<usize> {
+/// The strict plurality of some category labels (labels outside `0..k` are ignored).
+fn majority_of(values: impl IntoIterator<Item = LabelValue>, k: usize) -> Option<usize> {
     let mut counts = vec![0usize; k];
-    for v in humans.values() {
-        if let Some(c) = cat(*v).filter(|c| *c < k) {
-            counts[c] += 1;
-        }
+    for c in values.into_iter().filter_map(cat).filter(|c| *c < k) {
+        counts[c] += 1;
     }
     let max = *counts.iter().max()?;
     if max == 0 || counts.iter().filter(|c| **c == max).count() > 1 {
@@ -118,25 +160,116 @@ fn majority(humans: &BTreeMap<&str, LabelValue>, k: usize) -> Option<usize> {
     counts.iter().position(|c| *c == max)
 }
 
-/// Pairs of category labels from two raters over the items both labelled.
-fn pairs(
-    set: &CalibrationSet,
-    items: &[usize],
-    a: (&str, RaterKind),
-    b: (&str, RaterKind),
-) -> (Vec<usize>, Vec<usize>) {
-    let mut xa = Vec::new();
-    let mut xb = Vec::new();
-    for &i in items {
-        let it = &set.items[i];
-        let va = by_rater(it, a.1).get(a.0).copied().and_then(cat);
-        let vb = by_rater(it, b.1).get(b.0).copied().and_then(cat);
-        if let (Some(x), Some(y)) = (va, vb) {
-            xa.push(x);
-            xb.push(y);
+/// The strict plurality of item `item`'s human labels, as a category index: `None` on a tie,
+/// without human category labels, or for an item that does not exist. A rater who labelled
+/// the item twice counts once, with the first label, as everywhere in the report.
+pub fn human_majority(set: &CalibrationSet, item: usize) -> Option<usize> {
+    let it = set.items.get(item)?;
+    let mut seen: Vec<&str> = Vec::new();
+    let firsts = it
+        .labels
+        .iter()
+        .filter(|l| l.kind == RaterKind::Human)
+        .filter(|l| {
+            let new = !seen.contains(&l.rater.as_str());
+            if new {
+                seen.push(&l.rater);
+            }
+            new
+        })
+        .map(|l| l.value);
+    majority_of(firsts, set.categories.len())
+}
+
+/// A rater, as a column of the [`Grid`].
+#[derive(Clone, Copy)]
+enum Rater {
+    Human(usize),
+    Judge(usize),
+}
+
+/// Every item's first label from every rater, read once into dense item x rater tables, with
+/// each item's human majority. Sections over any subset of items index it.
+struct Grid {
+    /// Declared categories.
+    k: usize,
+    /// Sorted rater names; a column index is a position here.
+    humans: Vec<String>,
+    judges: Vec<String>,
+    /// `human[item * humans.len() + h]`, likewise `judge`.
+    human: Vec<Option<LabelValue>>,
+    judge: Vec<Option<LabelValue>>,
+    majority: Vec<Option<usize>>,
+}
+
+impl Grid {
+    fn new(set: &CalibrationSet) -> Self {
+        let humans = set.raters(RaterKind::Human);
+        let judges = set.raters(RaterKind::Judge);
+        let column = |names: &[String]| -> BTreeMap<String, usize> {
+            names
+                .iter()
+                .enumerate()
+                .map(|(c, n)| (n.clone(), c))
+                .collect()
+        };
+        let (hcol, jcol) = (column(&humans), column(&judges));
+        let (nh, nj) = (humans.len(), judges.len());
+        let mut human = vec![None; set.items.len() * nh];
+        let mut judge = vec![None; set.items.len() * nj];
+        for (i, it) in set.items.iter().enumerate() {
+            for l in &it.labels {
+                let (cols, table, width) = match l.kind {
+                    RaterKind::Human => (&hcol, &mut human, nh),
+                    RaterKind::Judge => (&jcol, &mut judge, nj),
+                };
+                // Every rater is in its column map (both come from the same labels).
+                if let Some(slot) = cols
+                    .get(l.rater.as_str())
+                    .and_then(|c| table.get_mut(i * width + c))
+                {
+                    slot.get_or_insert(l.value);
+                }
+            }
+        }
+        let k = set.categories.len();
+        let majority = (0..set.items.len())
+            .map(|i| majority_of(human[i * nh..(i + 1) * nh].iter().flatten().copied(), k))
+            .collect();
+        Self {
+            k,
+            humans,
+            judges,
+            human,
+            judge,
+            majority,
         }
     }
-    (xa, xb)
+
+    fn human_row(&self, item: usize) -> &[Option<LabelValue>] {
+        let w = self.humans.len();
+        &self.human[item * w..(item + 1) * w]
+    }
+
+    fn label(&self, item: usize, r: Rater) -> Option<LabelValue> {
+        match r {
+            Rater::Human(h) => self.human[item * self.humans.len() + h],
+            Rater::Judge(j) => self.judge[item * self.judges.len() + j],
+        }
+    }
+}
+
+/// Pairs of category labels from two raters over the items both labelled.
+fn pairs(grid: &Grid, items: &[usize], a: Rater, b: Rater) -> (Vec<usize>, Vec<usize>) {
+    items
+        .iter()
+        .filter_map(|&i| {
+            Some((
+                grid.label(i, a).and_then(cat)?,
+                grid.label(i, b).and_then(cat)?,
+            ))
+        })
+        .unzip()
 }
 
 fn level(scale: Scale) -> Level {
@@ -155,96 +288,134 @@ fn value_f64(v: LabelValue) -> f64 {
     }
 }
 
+/// Fleiss' kappa over the items every human labelled, with a CI that resamples the distinct
+/// per-item count rows.
+fn fleiss(
+    set: &CalibrationSet,
+    grid: &Grid,
+    items: &[usize],
+    opts: &ReportOptions,
+    salt: &str,
+) -> Value {
+    let k = grid.k;
+    // Fleiss needs the same number of raters on every item: use items labelled by all.
+    let rows: Vec<Vec<u64>> = items
+        .iter()
+        .map(|&i| grid.human_row(i))
+        .filter(|row| row.iter().all(Option::is_some))
+        .map(|row| {
+            let mut counts = vec![0u64; k];
+            for c in row.iter().flatten().copied().filter_map(cat) {
+                if let Some(n) = counts.get_mut(c) {
+                    *n += 1;
+                }
+            }
+            counts
+        })
+        .collect();
+    let point = if set.scale == Scale::Interval {
+        Err(stats::Undefined::ZeroVariance)
+    } else {
+        stats::fleiss_kappa(&rows)
+    };
+    let ci = point.ok().and_then(|_| {
+        let (distinct, weights) = stats::patterns(rows.iter());
+        let distinct: Vec<Vec<u64>> = distinct.into_iter().cloned().collect();
+        stats::bootstrap_ci_counts(
+            &weights,
+            opts.resamples,
+            seed(opts.seed, &format!("{salt}fleiss")),
+            opts.confidence,
+            |w| stats::fleiss_kappa_from_patterns(&distinct, w),
+        )
+    });
+    estimate(rows.len(), point, ci)
+}
+
+/// Krippendorff's alpha over the humans' values, with a CI that resamples the distinct units.
+fn alpha(
+    set: &CalibrationSet,
+    grid: &Grid,
+    items: &[usize],
+    opts: &ReportOptions,
+    salt: &str,
+) -> Value {
+    let units: Vec<Vec<Option<f64>>> = items
+        .iter()
+        .map(|&i| grid.human_row(i).iter().map(|v| v.map(value_f64)).collect())
+        .collect();
+    let level = level(set.scale);
+    let point = stats::krippendorff_alpha(&units, level);
+    let ci = point.ok().and_then(|_| {
+        // A unit matters only through the multiset of its finite values, and not at all with
+        // fewer than two of them, so units are grouped by their sorted value bits.
+        let keys = units.iter().map(|u| {
+            let mut v: Vec<f64> = u
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|x| x.is_finite())
+                .collect();
+            if v.len() < 2 {
+                v.clear();
+            }
+            v.sort_by(f64::total_cmp);
+            v.into_iter().map(f64::to_bits).collect::<Vec<u64>>()
+        });
+        let (distinct, weights) = stats::patterns(keys);
+        let distinct: Vec<Vec<Option<f64>>> = distinct
+            .iter()
+            .map(|k| k.iter().map(|b| Some(f64::from_bits(*b))).collect())
+            .collect();
+        // Per-unit contributions computed once; resamples only add them up.
+        let prep = stats::AlphaPrep::new(&distinct, level);
+        stats::bootstrap_ci_counts(
+            &weights,
+            opts.resamples,
+            seed(opts.seed, &format!("{salt}alpha")),
+            opts.confidence,
+            |w| prep.alpha_counts(w),
+        )
+    });
+    estimate(units.len(), point, ci)
+}
+
 fn humans_section(
     set: &CalibrationSet,
+    grid: &Grid,
     items: &[usize],
     opts: &ReportOptions,
     salt: &str,
 ) -> (Value, Vec<f64>) {
-    let k = set.categories.len();
-    let humans = set.raters(RaterKind::Human);
-    // Fleiss needs the same number of raters on every item: use items labelled by all.
-    let full: Vec<usize> = items
-        .iter()
-        .copied()
-        .filter(|i| by_rater(&set.items[*i], RaterKind::Human).len() == humans.len())
-        .collect();
-    // Category counts per fully labelled item, built once; resamples only index them.
-    let full_counts: Vec<Vec<u64>> = full
-        .iter()
-        .map(|i| {
-            let mut row = vec![0u64; k];
-            for v in by_rater(&set.items[*i], RaterKind::Human).values() {
-                if let Some(c) = cat(*v).filter(|c| *c < k) {
-                    row[c] += 1;
-                }
-            }
-            row
-        })
-        .collect();
-    let counts =
-        |idx: &[usize]| -> Vec<Vec<u64>> { idx.iter().map(|i| full_counts[*i].clone()).collect() };
-    let all: Vec<usize> = (0..full.len()).collect();
-    let fleiss = if set.scale == Scale::Interval {
-        Err(stats::Undefined::ZeroVariance)
-    } else {
-        stats::fleiss_kappa(&counts(&all))
-    };
-    let fleiss_ci = fleiss.ok().and_then(|_| {
-        stats::bootstrap_ci(
-            full.len(),
-            opts.resamples,
-            seed(opts.seed, &format!("{salt}fleiss")),
-            opts.confidence,
-            |idx| stats::fleiss_kappa(&counts(idx)),
-        )
-    });
-    let units: Vec<Vec<Option<f64>>> = items
-        .iter()
-        .map(|i| {
-            let m = by_rater(&set.items[*i], RaterKind::Human);
-            humans
-                .iter()
-                .map(|h| m.get(h.as_str()).copied().map(value_f64))
-                .collect()
-        })
-        .collect();
-    let alpha = stats::krippendorff_alpha(&units, level(set.scale));
-    let alpha_ci = alpha.ok().and_then(|_| {
-        // Per-unit contributions computed once; resamples only add them up.
-        let prep = stats::AlphaPrep::new(&units, level(set.scale));
-        stats::bootstrap_ci(
-            units.len(),
-            opts.resamples,
-            seed(opts.seed, &format!("{salt}alpha")),
-            opts.confidence,
-            |idx| prep.alpha(idx),
-        )
-    });
+    let humans = &grid.humans;
     let mut pairwise = Vec::new();
     let mut band = Vec::new();
     for (x, a) in humans.iter().enumerate() {
-        for b in humans.iter().skip(x + 1) {
-            let (la, lb) = pairs(set, items, (a, RaterKind::Human), (b, RaterKind::Human));
-            let kappa = paired(&la, &lb, opts, &format!("{salt}{a}|{b}"), |p, q| {
-                stats::cohen_kappa(p, q, k)
-            });
+        for (y, b) in humans.iter().enumerate().skip(x + 1) {
+            let (la, lb) = pairs(grid, items, Rater::Human(x), Rater::Human(y));
+            let t = PairTable::new(&la, &lb, grid.k);
+            let kappa = paired(
+                &t,
+                opts,
+                &format!("{salt}{a}|{b}"),
+                stats::cohen_kappa_from_table,
+            );
             if let Some(v) = kappa["value"].as_f64() {
                 band.push(v);
             }
             let mut entry = json!({
-                "a": a, "b": b, "n": la.len(),
+                "a": a, "b": b, "n": t.n,
                 "cohen_kappa": kappa,
-                "percent_agreement": paired(&la, &lb, opts, &format!("{salt}{a}|{b}|pa"), stats::percent_agreement),
+                "percent_agreement": paired(&t, opts, &format!("{salt}{a}|{b}|pa"), stats::percent_agreement_from_table),
             });
             if set.scale == Scale::Ordinal {
                 entry["weighted_kappa_linear"] =
-                    paired(&la, &lb, opts, &format!("{salt}{a}|{b}|lin"), |p, q| {
-                        stats::weighted_kappa(p, q, k, Weights::Linear)
+                    paired(&t, opts, &format!("{salt}{a}|{b}|lin"), |c, k| {
+                        stats::weighted_kappa_from_table(c, k, Weights::Linear)
                     });
                 entry["weighted_kappa_quadratic"] =
-                    paired(&la, &lb, opts, &format!("{salt}{a}|{b}|quad"), |p, q| {
-                        stats::weighted_kappa(p, q, k, Weights::Quadratic)
+                    paired(&t, opts, &format!("{salt}{a}|{b}|quad"), |c, k| {
+                        stats::weighted_kappa_from_table(c, k, Weights::Quadratic)
                     });
             }
             pairwise.push(entry);
@@ -252,13 +423,13 @@ fn humans_section(
     }
     let with_majority = items
         .iter()
-        .filter(|i| majority(&by_rater(&set.items[**i], RaterKind::Human), k).is_some())
+        .filter(|&&i| grid.majority[i].is_some())
         .count();
     (
         json!({
             "raters": humans,
-            "fleiss_kappa": estimate(full.len(), fleiss, fleiss_ci),
-            "krippendorff_alpha": estimate(units.len(), alpha, alpha_ci),
+            "fleiss_kappa": fleiss(set, grid, items, opts, salt),
+            "krippendorff_alpha": alpha(set, grid, items, opts, salt),
             "pairwise": pairwise,
             "band": {
                 "min": band.iter().copied().reduce(f64::min),
@@ -272,52 +443,52 @@ fn humans_section(
 
 fn judges_section(
     set: &CalibrationSet,
+    grid: &Grid,
     items: &[usize],
     band: &[f64],
     opts: &ReportOptions,
     salt: &str,
 ) -> Vec<Value> {
-    let k = set.categories.len();
-    let humans = set.raters(RaterKind::Human);
-    set.raters(RaterKind::Judge)
+    let k = grid.k;
+    grid.judges
         .iter()
-        .map(|j| {
-            let mut truth = Vec::new();
-            let mut pred = Vec::new();
-            for &i in items {
-                let it = &set.items[i];
-                let Some(m) = majority(&by_rater(it, RaterKind::Human), k) else { continue };
-                if let Some(p) = by_rater(it, RaterKind::Judge).get(j.as_str()).copied().and_then(cat) {
-                    truth.push(m);
-                    pred.push(p);
-                }
-            }
-            let kappa = paired(&truth, &pred, opts, &format!("{salt}{j}|maj"), |p, q| stats::cohen_kappa(p, q, k));
-            let classes = stats::class_scores(&truth, &pred, k);
-            let macro_f1 = paired(&truth, &pred, opts, &format!("{salt}{j}|f1"), |p, q| stats::macro_f1(&stats::class_scores(p, q, k)));
+        .enumerate()
+        .map(|(jx, j)| {
+            let (truth, pred): (Vec<usize>, Vec<usize>) = items
+                .iter()
+                .filter_map(|&i| Some((grid.majority[i]?, grid.label(i, Rater::Judge(jx)).and_then(cat)?)))
+                .unzip();
+            let t = PairTable::new(&truth, &pred, k);
+            let kappa = paired(&t, opts, &format!("{salt}{j}|maj"), stats::cohen_kappa_from_table);
+            let classes = stats::class_scores_from_table(&t.cells, t.k);
+            let macro_f1 = paired(&t, opts, &format!("{salt}{j}|f1"), |c, k| stats::macro_f1(&stats::class_scores_from_table(c, k)));
             let position = match (kappa["value"].as_f64(), band.iter().copied().reduce(f64::min), band.iter().copied().reduce(f64::max)) {
                 (Some(v), Some(lo), Some(_)) if v < lo => "below",
                 (Some(v), Some(_), Some(hi)) if v > hi => "above",
                 (Some(_), Some(_), Some(_)) => "within",
                 _ => "undefined",
             };
-            let each: Vec<Value> = humans
+            let each: Vec<Value> = grid.humans
                 .iter()
-                .map(|h| {
-                    let (a, b) = pairs(set, items, (h, RaterKind::Human), (j, RaterKind::Judge));
-                    json!({"human": h, "n": a.len(), "cohen_kappa": paired(&a, &b, opts, &format!("{salt}{j}|{h}"), |p, q| stats::cohen_kappa(p, q, k))})
+                .enumerate()
+                .map(|(hx, h)| {
+                    let (a, b) = pairs(grid, items, Rater::Human(hx), Rater::Judge(jx));
+                    let t = PairTable::new(&a, &b, k);
+                    json!({"human": h, "n": t.n, "cohen_kappa": paired(&t, opts, &format!("{salt}{j}|{h}"), stats::cohen_kappa_from_table)})
                 })
                 .collect();
             json!({
                 "judge": j,
                 "vs_human_majority": {
-                    "n": truth.len(),
+                    "n": t.n,
                     "cohen_kappa": kappa,
-                    "percent_agreement": paired(&truth, &pred, opts, &format!("{salt}{j}|pa"), stats::percent_agreement),
+                    "percent_agreement": paired(&t, opts, &format!("{salt}{j}|pa"), stats::percent_agreement_from_table),
                     "macro_f1": macro_f1,
                     "classes": classes.iter().map(|c| json!({
                         "class": set.categories.get(c.class), "precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support,
                     })).collect::<Vec<_>>(),
+                    "confusion": t.rows(),
+                    "confusion_labels": (0..t.k).map(|c| set.categories.get(c).cloned().unwrap_or_else(|| c.to_string())).collect::<Vec<_>>(),
                 },
                 "vs_each_human": each,
                 "human_band_position": position,
@@ -326,25 +497,63 @@ fn judges_section(
         .collect()
 }
 
-/// The full report (see the module docs for the stable paths).
-pub fn agreement_report(set: &CalibrationSet, opts: &ReportOptions) -> Value {
-    let all: Vec<usize> = (0..set.items.len()).collect();
-    let (humans, band) = humans_section(set, &all, opts, "");
-    let judges = judges_section(set, &all, &band, opts, "");
-    let mut by_category = serde_json::Map::new();
-    let mut cats: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, it) in set.items.iter().enumerate() {
-        if let Some(c) = &it.category {
-            cats.entry(c.as_str()).or_default().push(i);
+/// The humans and judges sections over a subset of items, as one `by_category` /
+/// `by_criterion` entry.
+fn breakdown(
+    set: &CalibrationSet,
+    grid: &Grid,
+    items: &[usize],
+    opts: &ReportOptions,
+    salt: &str,
+) -> Value {
+    let (humans, band) = humans_section(set, grid, items, opts, salt);
+    let judges = judges_section(set, grid, items, &band, opts, salt);
+    json!({"items": items.len(), "humans": humans, "judges": judges})
+}
+
+/// Item indices grouped by a key, in key order; items without a key are left out.
+fn group_by<'a>(keys: impl Iterator<Item = Option<&'a str>>) -> BTreeMap<&'a str, Vec<usize>> {
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, key) in keys.enumerate() {
+        if let Some(key) = key {
+            groups.entry(key).or_default().push(i);
         }
     }
-    for (c, idx) in cats {
-        let (h, b) = humans_section(set, &idx, opts, c);
-        let j = judges_section(set, &idx, &b, opts, c);
-        by_category.insert(
-            c.to_owned(),
-            json!({"items": idx.len(), "humans": h, "judges": j}),
-        );
+    groups
+}
+
+/// The full report (see the module docs for the stable paths), with a `by_criterion` entry
+/// for every criterion that has at least [`DEFAULT_MIN_CRITERION_ITEMS`] items.
+pub fn agreement_report(set: &CalibrationSet, opts: &ReportOptions) -> Value {
+    agreement_report_with(set, opts, DEFAULT_MIN_CRITERION_ITEMS)
+}
+
+/// [`agreement_report`] with `by_criterion` entries for criteria with at least
+/// `min_criterion_items` items; smaller criteria are only counted in `by_criterion_skipped`.
+pub fn agreement_report_with(
+    set: &CalibrationSet,
+    opts: &ReportOptions,
+    min_criterion_items: usize,
+) -> Value {
+    let grid = Grid::new(set);
+    let all: Vec<usize> = (0..set.items.len()).collect();
+    let (humans, band) = humans_section(set, &grid, &all, opts, "");
+    let judges = judges_section(set, &grid, &all, &band, opts, "");
+    let mut by_category = serde_json::Map::new();
+    for (c, idx) in group_by(set.items.iter().map(|it| it.category.as_deref())) {
+        by_category.insert(c.to_owned(), breakdown(set, &grid, &idx, opts, c));
+    }
+    let mut by_criterion = serde_json::Map::new();
+    let (mut skipped_criteria, mut skipped_items) = (0usize, 0usize);
+    for (c, idx) in group_by(set.items.iter().map(|it| it.criterion.as_deref())) {
+        if idx.len() < min_criterion_items {
+            skipped_criteria += 1;
+            skipped_items += idx.len();
+            continue;
+        }
+        // A separate salt keeps a criterion's draws apart from a category of the same name.
+        let salt = format!("criterion\u{1f}{c}\u{1f}");
+        by_criterion.insert(c.to_owned(), breakdown(set, &grid, &idx, opts, &salt));
     }
     let (dawid_skene, suggested_weights) = super::reliability::sections(set);
     json!({
@@ -358,6 +567,8 @@ pub fn agreement_report(set: &CalibrationSet, opts: &ReportOptions) -> Value {
         "humans": humans,
         "judges": judges,
         "by_category": by_category,
+        "by_criterion": by_criterion,
+        "by_criterion_skipped": {"criteria": skipped_criteria, "items": skipped_items},
         "dawid_skene": dawid_skene,
         "suggested_weights": suggested_weights,
     })
@@ -412,11 +623,250 @@ pub fn report_table(r: &Value) -> String {
             j["human_band_position"].as_str().unwrap_or("")
         );
     }
+    let (reported, skipped) = (
+        r["by_criterion"]
+            .as_object()
+            .map_or(0, serde_json::Map::len),
+        &r["by_criterion_skipped"],
+    );
+    if reported > 0 || skipped["criteria"].as_u64().unwrap_or(0) > 0 {
+        let _ = writeln!(
+            out,
+            "by criterion: {reported} criteria reported, {} with too few items skipped ({} items)",
+            skipped["criteria"], skipped["items"]
+        );
+    }
     out
 }
 
-/// The strict plurality of an item's human labels (temporary; replaced by the merge).
-pub fn human_majority(set: &CalibrationSet, item: usize) -> Option<usize> {
-    let it = set.items.get(item)?;
-    majority(&by_rater(it, RaterKind::Human), set.categories.len())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibration::set::{CalItem, Label};
+
+    /// An item with a category, a criterion and `(rater, kind, category index)` labels.
+    fn item(
+        category: Option<&str>,
+        criterion: Option<&str>,
+        labels: &[(&str, RaterKind, usize)],
+    ) -> CalItem {
+        CalItem {
+            id: String::new(),
+            category: category.map(str::to_owned),
+            criterion: criterion.map(str::to_owned),
+            task: None,
+            labels: labels
+                .iter()
+                .map(|&(rater, kind, c)| Label {
+                    rater: rater.to_owned(),
+                    kind,
+                    value: LabelValue::Category(c),
+                })
+                .collect(),
+        }
+    }
+
+    fn set(items: Vec<CalItem>) -> CalibrationSet {
+        CalibrationSet {
+            name: "t".into(),
+            description: None,
+            scale: Scale::Nominal,
+            categories: vec!["no".into(), "maybe".into(), "yes".into()],
+            met: None,
+            items,
+        }
+    }
+
+    const H: RaterKind = RaterKind::Human;
+    const J: RaterKind = RaterKind::Judge;
+
+    #[test]
+    fn human_majority_cases() {
+        let table: [(&str, &[(&str, RaterKind, usize)], Option<usize>); 7] = [
+            (
+                "two of three",
+                &[("a", H, 2), ("b", H, 2), ("c", H, 0)],
+                Some(2),
+            ),
+            (
+                "plurality",
+                &[("a", H, 0), ("b", H, 1), ("c", H, 1), ("d", H, 2)],
+                Some(1),
+            ),
+            ("tie", &[("a", H, 0), ("b", H, 2)], None),
+            ("one human", &[("a", H, 1)], Some(1)),
+            // Judges do not vote.
+            (
+                "judges ignored",
+                &[("a", H, 0), ("j", J, 2), ("k", J, 2)],
+                Some(0),
+            ),
+            // A rater's second label is ignored, so this is a 1-1 tie, not 2-1.
+            (
+                "first label wins",
+                &[("a", H, 2), ("a", H, 2), ("b", H, 0)],
+                None,
+            ),
+            ("no humans", &[("j", J, 1)], None),
+        ];
+        let s = set(table.iter().map(|(_, l, _)| item(None, None, l)).collect());
+        let grid = Grid::new(&s);
+        for (i, (name, _, want)) in table.iter().enumerate() {
+            assert_eq!(human_majority(&s, i), *want, "{name}");
+            assert_eq!(grid.majority[i], *want, "{name}: grid");
+        }
+        assert_eq!(human_majority(&s, table.len()), None, "no such item");
+    }
+
+    #[test]
+    fn confusion_rows_are_the_majority_and_columns_the_judge() {
+        // (human labels a, b; judge): majorities 2, 2, 0, 1 and one tie that is left out.
+        let rows: [(usize, usize, usize, &str); 5] = [
+            (2, 2, 2, "x"),
+            (2, 2, 0, "x"),
+            (0, 0, 0, "y"),
+            (1, 1, 2, "y"),
+            (0, 2, 1, "y"),
+        ];
+        let s = set(rows
+            .iter()
+            .map(|&(a, b, j, c)| item(Some(c), None, &[("a", H, a), ("b", H, b), ("j", J, j)]))
+            .collect());
+        let r = agreement_report(
+            &s,
+            &ReportOptions {
+                resamples: 20,
+                ..ReportOptions::default()
+            },
+        );
+        let table: [(&str, &Value, Value); 3] = [
+            (
+                "overall",
+                &r["judges"][0],
+                json!([[1, 0, 0], [0, 0, 1], [1, 0, 1]]),
+            ),
+            (
+                "category x",
+                &r["by_category"]["x"]["judges"][0],
+                json!([[0, 0, 0], [0, 0, 0], [1, 0, 1]]),
+            ),
+            (
+                "category y",
+                &r["by_category"]["y"]["judges"][0],
+                json!([[1, 0, 0], [0, 0, 1], [0, 0, 0]]),
+            ),
+        ];
+        for (name, judge, want) in table {
+            let m = &judge["vs_human_majority"];
+            assert_eq!(m["confusion"], want, "{name}");
+            assert_eq!(
+                m["confusion_labels"],
+                json!(["no", "maybe", "yes"]),
+                "{name}"
+            );
+            let total: u64 = want
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r.as_array().into_iter().flatten())
+                .filter_map(Value::as_u64)
+                .sum();
+            assert_eq!(m["n"], total, "{name}: n counts the matrix");
+        }
+    }
+
+    #[test]
+    fn by_criterion_keeps_criteria_with_enough_items() {
+        // Criterion "big" has 4 items, "mid" 2, "tiny" 1; one item has no criterion.
+        let mut items = Vec::new();
+        for (crit, n) in [
+            (Some("big"), 4),
+            (Some("mid"), 2),
+            (Some("tiny"), 1),
+            (None, 1),
+        ] {
+            for i in 0..n {
+                items.push(item(
+                    None,
+                    crit,
+                    &[("a", H, i % 2), ("b", H, 0), ("j", J, i % 2)],
+                ));
+            }
+        }
+        let s = set(items);
+        let opts = ReportOptions {
+            resamples: 10,
+            ..ReportOptions::default()
+        };
+        let table: [(usize, &[(&str, u64)], Value); 4] = [
+            (
+                1,
+                &[("big", 4), ("mid", 2), ("tiny", 1)],
+                json!({"criteria": 0, "items": 0}),
+            ),
+            (
+                2,
+                &[("big", 4), ("mid", 2)],
+                json!({"criteria": 1, "items": 1}),
+            ),
+            (4, &[("big", 4)], json!({"criteria": 2, "items": 3})),
+            (
+                DEFAULT_MIN_CRITERION_ITEMS,
+                &[],
+                json!({"criteria": 3, "items": 7}),
+            ),
+        ];
+        for (min, kept, skipped) in table {
+            let r = agreement_report_with(&s, &opts, min);
+            let got: Vec<(&str, u64)> = r["by_criterion"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(c, v)| (c.as_str(), v["items"].as_u64().unwrap_or(0)))
+                .collect();
+            assert_eq!(got, kept, "min {min}");
+            assert_eq!(r["by_criterion_skipped"], skipped, "min {min}");
+            for (c, _) in kept {
+                let entry = &r["by_criterion"][c];
+                // Same shape as a by_category entry.
+                for path in ["humans", "judges"] {
+                    assert!(!entry[path].is_null(), "min {min}: {c}.{path}");
+                }
+                assert!(entry["judges"][0]["vs_human_majority"]["confusion"].is_array());
+            }
+        }
+        assert_eq!(
+            agreement_report(&s, &opts),
+            agreement_report_with(&s, &opts, DEFAULT_MIN_CRITERION_ITEMS)
+        );
+        let text = report_table(&agreement_report_with(&s, &opts, 2));
+        assert!(
+            text.contains(
+                "by criterion: 2 criteria reported, 1 with too few items skipped (1 items)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn same_seed_same_report() {
+        let s = set((0..30)
+            .map(|i| {
+                item(
+                    None,
+                    None,
+                    &[("a", H, i % 3), ("b", H, (i / 2) % 3), ("j", J, i % 3)],
+                )
+            })
+            .collect());
+        let opts = ReportOptions {
+            resamples: 200,
+            seed: 9,
+            ..ReportOptions::default()
+        };
+        let r = agreement_report(&s, &opts);
+        assert_eq!(r, agreement_report(&s, &opts));
+        assert!(r["humans"]["pairwise"][0]["cohen_kappa"]["ci_low"].is_f64());
+        assert_ne!(r, agreement_report(&s, &ReportOptions { seed: 10, ..opts }));
+    }
 }

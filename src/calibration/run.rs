@@ -61,7 +61,6 @@ impl RunOptions {
             seed: self.seed,
             resamples: self.resamples,
             confidence: self.confidence,
-            ..ReportOptions::default()
         }
     }
 }

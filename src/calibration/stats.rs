@@ -11,6 +11,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::{Binomial, Distribution};
 
 /// Why a coefficient is undefined. Never NaN/inf: callers serialise `null` + reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,29 +59,26 @@ fn fu(x: usize) -> f64 {
     f(x as u64)
 }
 
-/// A two-rater contingency table over the effective category set.
-struct Table {
+/// A two-rater contingency table over the effective category set, borrowed from the caller so
+/// that a bootstrap can refill one buffer per resample.
+struct Table<'a> {
     /// `cells[i * k + j]` = items rater A put in `i` and rater B put in `j`.
-    cells: Vec<u64>,
+    cells: &'a [u64],
     k: usize,
     n: u64,
 }
 
-impl Table {
-    fn new(a: &[usize], b: &[usize], k: usize) -> Result<Self, Undefined> {
-        if a.len() != b.len() || a.is_empty() {
+impl<'a> Table<'a> {
+    /// Needs a `k x k` table with at least one item (else NoPairs).
+    fn new(cells: &'a [u64], k: usize) -> Result<Self, Undefined> {
+        if k.checked_mul(k) != Some(cells.len()) {
             return Err(Undefined::NoPairs);
         }
-        let k = effective_k(a, b, k);
-        let mut cells = vec![0u64; k * k];
-        for (&i, &j) in a.iter().zip(b) {
-            cells[i * k + j] += 1;
+        let n = cells.iter().sum();
+        if n == 0 {
+            return Err(Undefined::NoPairs);
         }
-        Ok(Self {
-            cells,
-            k,
-            n: a.len() as u64,
-        })
+        Ok(Self { cells, k, n })
     }
 
     fn cell(&self, i: usize, j: usize) -> u64 {
@@ -99,9 +97,12 @@ impl Table {
             .collect()
     }
 
+    fn agreements(&self) -> u64 {
+        (0..self.k).map(|i| self.cell(i, i)).sum()
+    }
+
     fn observed(&self) -> f64 {
-        let agree: u64 = (0..self.k).map(|i| self.cell(i, i)).sum();
-        f(agree) / f(self.n)
+        f(self.agreements()) / f(self.n)
     }
 
     /// Chance agreement is exactly 1 only when both raters used one and the same category;
@@ -116,18 +117,46 @@ fn effective_k(a: &[usize], b: &[usize], k: usize) -> usize {
     k.max(top)
 }
 
+/// The two-rater contingency table of aligned label lists, row-major over the effective
+/// category set, and that set's size: `(cells, k)` with `cells[i * k + j]` counting items rater
+/// A put in `i` and rater B in `j`. Every two-rater coefficient below depends on the labels only
+/// through this table, which is what lets a bootstrap resample tables instead of items.
+/// Mismatched lengths are NoPairs; empty lists give an all-zero table.
+pub fn contingency_table(
+    a: &[usize],
+    b: &[usize],
+    k: usize,
+) -> Result<(Vec<u64>, usize), Undefined> {
+    if a.len() != b.len() {
+        return Err(Undefined::NoPairs);
+    }
+    let k = effective_k(a, b, k);
+    let mut cells = vec![0u64; k * k];
+    for (&i, &j) in a.iter().zip(b) {
+        cells[i * k + j] += 1;
+    }
+    Ok((cells, k))
+}
+
 /// Fraction of items on which the two raters agree. Needs at least one item.
 pub fn percent_agreement(a: &[usize], b: &[usize]) -> Stat {
     if a.len() != b.len() || a.is_empty() {
         return Err(Undefined::NoPairs);
     }
+    // The diagonal of the table, counted without building it (labels need not be small here).
     let agree = a.iter().zip(b).filter(|(x, y)| x == y).count();
     Ok(fu(agree) / fu(a.len()))
 }
 
+/// [`percent_agreement`] from a [`contingency_table`].
+pub fn percent_agreement_from_table(cells: &[u64], k: usize) -> Stat {
+    let t = Table::new(cells, k)?;
+    Ok(t.observed())
+}
+
 /// The shared preconditions of the chance-corrected two-rater coefficients.
-fn chance_corrected_table(a: &[usize], b: &[usize], k: usize) -> Result<Table, Undefined> {
-    let t = Table::new(a, b, k)?;
+fn chance_corrected(cells: &[u64], k: usize) -> Result<Table<'_>, Undefined> {
+    let t = Table::new(cells, k)?;
     if t.n < 2 {
         return Err(Undefined::TooFewItems);
     }
@@ -139,7 +168,13 @@ fn chance_corrected_table(a: &[usize], b: &[usize], k: usize) -> Result<Table, U
 
 /// Cohen's kappa: `(po - pe) / (1 - pe)` with chance agreement from each rater's own marginals.
 pub fn cohen_kappa(a: &[usize], b: &[usize], k: usize) -> Stat {
-    let t = chance_corrected_table(a, b, k)?;
+    let (cells, k) = contingency_table(a, b, k)?;
+    cohen_kappa_from_table(&cells, k)
+}
+
+/// [`cohen_kappa`] from a [`contingency_table`].
+pub fn cohen_kappa_from_table(cells: &[u64], k: usize) -> Stat {
+    let t = chance_corrected(cells, k)?;
     let n = f(t.n);
     let pe: f64 = t
         .rows()
@@ -163,8 +198,14 @@ pub enum Weights {
 /// `cohen_kappa_score(weights=...)`. The `1 / (k - 1)` scaling cancels in the ratio; it is kept
 /// so the weights match the textbook definition.
 pub fn weighted_kappa(a: &[usize], b: &[usize], k: usize, w: Weights) -> Stat {
-    let t = chance_corrected_table(a, b, k)?;
-    // `chance_corrected_table` rejects a single shared category, so at least two categories
+    let (cells, k) = contingency_table(a, b, k)?;
+    weighted_kappa_from_table(&cells, k, w)
+}
+
+/// [`weighted_kappa`] from a [`contingency_table`].
+pub fn weighted_kappa_from_table(cells: &[u64], k: usize, w: Weights) -> Stat {
+    let t = chance_corrected(cells, k)?;
+    // `chance_corrected` rejects a single shared category, so at least two categories
     // exist and `k - 1 >= 1`.
     let span = fu(t.k - 1);
     let weight = |i: usize, j: usize| {
@@ -194,7 +235,13 @@ pub fn weighted_kappa(a: &[usize], b: &[usize], k: usize, w: Weights) -> Stat {
 /// Scott's pi: like Cohen's kappa but chance agreement comes from the pooled marginals of both
 /// raters, so it assumes the raters share one distribution.
 pub fn scotts_pi(a: &[usize], b: &[usize], k: usize) -> Stat {
-    let t = chance_corrected_table(a, b, k)?;
+    let (cells, k) = contingency_table(a, b, k)?;
+    scotts_pi_from_table(&cells, k)
+}
+
+/// [`scotts_pi`] from a [`contingency_table`].
+pub fn scotts_pi_from_table(cells: &[u64], k: usize) -> Stat {
+    let t = chance_corrected(cells, k)?;
     let total = 2.0 * f(t.n);
     let pe: f64 = t
         .rows()
@@ -280,13 +327,27 @@ pub struct ClassScore {
 
 /// Per-class scores for every class in the effective category set, in class order.
 pub fn class_scores(truth: &[usize], pred: &[usize], k: usize) -> Vec<ClassScore> {
-    let m = confusion(truth, pred, k);
+    let n = truth.len().min(pred.len());
+    let (truth, pred) = (&truth[..n], &pred[..n]);
+    // Lengths are equal after the cut, so the table always exists.
+    contingency_table(truth, pred, k)
+        .map(|(cells, k)| class_scores_from_table(&cells, k))
+        .unwrap_or_default()
+}
+
+/// [`class_scores`] from a [`contingency_table`] with truth as rows and predictions as
+/// columns. A table that is not `k x k` gives no classes.
+pub fn class_scores_from_table(cells: &[u64], k: usize) -> Vec<ClassScore> {
+    if k.checked_mul(k) != Some(cells.len()) {
+        return Vec::new();
+    }
+    let cell = |i: usize, j: usize| cells[i * k + j];
     let ratio = |num: u64, den: u64| (den > 0).then(|| f(num) / f(den));
-    (0..m.len())
+    (0..k)
         .map(|c| {
-            let tp = m[c][c];
-            let support: u64 = m[c].iter().sum();
-            let predicted: u64 = m.iter().map(|row| row[c]).sum();
+            let tp = cell(c, c);
+            let support: u64 = (0..k).map(|j| cell(c, j)).sum();
+            let predicted: u64 = (0..k).map(|i| cell(i, c)).sum();
             let (fp, fn_) = (predicted - tp, support - tp);
             ClassScore {
                 class: c,
@@ -322,34 +383,47 @@ pub fn macro_f1(scores: &[ClassScore]) -> Stat {
 /// same rater count (else UnequalRaters) >= 2 (else NoPairs), and there must be >= 2 items.
 /// Rows may have different lengths; missing trailing categories count as 0.
 pub fn fleiss_kappa(counts: &[Vec<u64>]) -> Stat {
-    if counts.len() < 2 {
-        return Err(Undefined::TooFewItems);
+    fleiss_kappa_from_patterns(counts, &vec![1; counts.len()])
+}
+
+/// [`fleiss_kappa`] over distinct count rows: `weights[p]` items have the row `rows[p]`. Rows
+/// with weight 0 are absent; with every weight 1 this is exactly the per-item computation, in
+/// the same order. Lists of different lengths are NoPairs.
+pub fn fleiss_kappa_from_patterns(rows: &[Vec<u64>], weights: &[u64]) -> Stat {
+    if rows.len() != weights.len() {
+        return Err(Undefined::NoPairs);
     }
-    let raters: u64 = counts[0].iter().sum();
-    if counts.iter().any(|row| row.iter().sum::<u64>() != raters) {
+    let present = || rows.iter().zip(weights).filter(|(_, w)| **w > 0);
+    let items: u64 = weights.iter().sum();
+    let Some((first, _)) = present().next().filter(|_| items >= 2) else {
+        return Err(Undefined::TooFewItems);
+    };
+    let raters: u64 = first.iter().sum();
+    if present().any(|(row, _)| row.iter().sum::<u64>() != raters) {
         return Err(Undefined::UnequalRaters);
     }
     if raters < 2 {
         return Err(Undefined::NoPairs);
     }
-    let k = counts.iter().map(Vec::len).max().unwrap_or(0);
+    let k = present().map(|(row, _)| row.len()).max().unwrap_or(0);
     let mut totals = vec![0u64; k];
-    for row in counts {
+    for (row, &w) in present() {
         for (t, &c) in totals.iter_mut().zip(row) {
-            *t += c;
+            *t += w * c;
         }
     }
-    let all = f(raters) * fu(counts.len());
+    let all = f(raters) * f(items);
     // Checking the counts keeps `1 - pe` from being a float that is merely close to 0.
     if totals.iter().any(|&t| f(t) == all) {
         return Err(Undefined::OneCategory);
     }
     let r = f(raters);
-    let p_bar = counts
-        .iter()
-        .map(|row| row.iter().map(|&c| f(c) * (f(c) - 1.0)).sum::<f64>() / (r * (r - 1.0)))
+    let p_bar = present()
+        .map(|(row, &w)| {
+            f(w) * (row.iter().map(|&c| f(c) * (f(c) - 1.0)).sum::<f64>() / (r * (r - 1.0)))
+        })
         .sum::<f64>()
-        / fu(counts.len());
+        / f(items);
     let pe: f64 = totals.iter().map(|&t| (f(t) / all) * (f(t) / all)).sum();
     Ok((p_bar - pe) / (1.0 - pe))
 }
@@ -493,6 +567,23 @@ fn coincidence_sums(coincidence: &[f64], v: usize, level: Level) -> (f64, f64, f
     (observed, expected, marginals.iter().sum())
 }
 
+/// Groups items by a key: the distinct keys in first-seen order, and how many items have each.
+/// The counts are what [`bootstrap_ci_counts`] resamples.
+pub fn patterns<K: Ord + Clone>(keys: impl IntoIterator<Item = K>) -> (Vec<K>, Vec<u64>) {
+    let mut index = std::collections::BTreeMap::new();
+    let mut distinct = Vec::new();
+    let mut counts: Vec<u64> = Vec::new();
+    for key in keys {
+        let p = *index.entry(key.clone()).or_insert_with(|| {
+            distinct.push(key);
+            counts.push(0);
+            counts.len() - 1
+        });
+        counts[p] += 1;
+    }
+    (distinct, counts)
+}
+
 /// Percentile bootstrap CI: resample item indices with replacement `resamples` times (seeded
 /// ChaCha8), evaluate `stat` on each resample, drop undefined resamples, and return the
 /// `(1-c)/2` and `1-(1-c)/2` quantiles (linear interpolation between order statistics, as numpy's
@@ -505,20 +596,15 @@ pub fn bootstrap_ci(
     confidence: f64,
     stat: impl Fn(&[usize]) -> Stat,
 ) -> Option<(f64, f64)> {
-    if n_items == 0 || resamples == 0 || !(confidence > 0.0 && confidence < 1.0) {
+    if n_items == 0 || resamples == 0 || !valid_confidence(confidence) {
         return None;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut sample = vec![0usize; n_items];
     let mut defined = Vec::with_capacity(resamples);
-    let n64 = n_items as u64;
     for _ in 0..resamples {
         for slot in &mut sample {
-            // Multiply-shift maps a 64-bit draw onto 0..n (Lemire); its bias is below
-            // n / 2^64, far under bootstrap noise, and it skips `random_range`'s
-            // rejection loop, which dominated large reports.
-            let hi = (u128::from(rng.next_u64()) * u128::from(n64)) >> 64;
-            *slot = usize::try_from(hi).unwrap_or(0);
+            *slot = below(&mut rng, n_items);
         }
         // A statistic that leaks a non-finite value is treated as undefined so it cannot
         // poison the sort.
@@ -527,6 +613,134 @@ pub fn bootstrap_ci(
             _ => {}
         }
     }
+    percentile_interval(defined, resamples, confidence)
+}
+
+/// The same percentile bootstrap as [`bootstrap_ci`] for a statistic that depends on the items
+/// only through how many of them show each of a few distinct patterns (the cells of a
+/// contingency table, the distinct count rows of Fleiss' kappa, the distinct units of alpha).
+///
+/// `counts[p]` is how many of the `n` items show pattern `p`. Resampling `n` items with
+/// replacement and counting patterns gives counts distributed exactly as
+/// `Multinomial(n, counts / n)`, so each resample draws that multinomial directly, as a chain of
+/// conditional binomials: O(patterns) per resample instead of O(n). `stat` gets the resampled
+/// counts, aligned with `counts`. When patterns are many relative to items (more than `n / 4`,
+/// e.g. interval data with continuous values) the binomials would cost more than they save, and
+/// the resample draws `n` item indices and counts their patterns instead; the law is the same.
+pub fn bootstrap_ci_counts(
+    counts: &[u64],
+    resamples: usize,
+    seed: u64,
+    confidence: f64,
+    mut stat: impl FnMut(&[u64]) -> Stat,
+) -> Option<(f64, f64)> {
+    let n: u64 = counts.iter().sum();
+    if n == 0 || resamples == 0 || !valid_confidence(confidence) {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut draw = vec![0u64; counts.len()];
+    let mut defined = Vec::with_capacity(resamples);
+    let sampler = PatternSampler::new(counts, n);
+    for _ in 0..resamples {
+        sampler.draw(&mut rng, &mut draw);
+        match stat(&draw) {
+            Ok(x) if x.is_finite() => defined.push(x),
+            _ => {}
+        }
+    }
+    percentile_interval(defined, resamples, confidence)
+}
+
+/// Draws resampled pattern counts for [`bootstrap_ci_counts`].
+enum PatternSampler<'a> {
+    /// Conditional binomials: pattern `p` gets `Binomial(left, counts[p] / tails[p])` of the
+    /// `left` draws not yet given to earlier patterns, where `tails[p]` sums `counts[p..]`.
+    Binomials {
+        counts: &'a [u64],
+        tails: Vec<u64>,
+        n: u64,
+    },
+    /// Item indices: item `i` (in pattern order) has pattern `pattern_of[i]`.
+    Indices { pattern_of: Vec<usize> },
+}
+
+impl<'a> PatternSampler<'a> {
+    fn new(counts: &'a [u64], n: u64) -> Self {
+        let patterns = counts.iter().filter(|&&c| c > 0).count() as u64;
+        if patterns.saturating_mul(4) > n {
+            let pattern_of = counts
+                .iter()
+                .enumerate()
+                .flat_map(|(p, &c)| std::iter::repeat_n(p, usize::try_from(c).unwrap_or(0)))
+                .collect();
+            return Self::Indices { pattern_of };
+        }
+        let mut tails = vec![0u64; counts.len()];
+        let mut acc = 0u64;
+        for (t, &c) in tails.iter_mut().zip(counts).rev() {
+            acc += c;
+            *t = acc;
+        }
+        Self::Binomials { counts, tails, n }
+    }
+
+    fn draw(&self, rng: &mut ChaCha8Rng, out: &mut [u64]) {
+        out.fill(0);
+        match self {
+            Self::Binomials { counts, tails, n } => {
+                let mut left = *n;
+                for ((slot, &c), &tail) in out.iter_mut().zip(*counts).zip(tails) {
+                    if left == 0 {
+                        break;
+                    }
+                    if c == 0 {
+                        continue;
+                    }
+                    if c == tail {
+                        // The last pattern with items takes every remaining draw.
+                        *slot = left;
+                        left = 0;
+                        continue;
+                    }
+                    // 0 < c < tail, so the probability lies in (0, 1) and `new` cannot fail;
+                    // the fallback of no draws keeps the function total.
+                    let x = Binomial::new(left, f(c) / f(tail)).map_or(0, |b| b.sample(rng));
+                    let x = x.min(left);
+                    *slot = x;
+                    left -= x;
+                }
+            }
+            Self::Indices { pattern_of } => {
+                for _ in 0..pattern_of.len() {
+                    if let Some(&p) = pattern_of.get(below(rng, pattern_of.len())) {
+                        out[p] += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A uniform draw from `0..n`. Multiply-shift maps a 64-bit draw onto `0..n` (Lemire); its bias
+/// is below n / 2^64, far under bootstrap noise, and it skips `random_range`'s rejection loop,
+/// which dominated large reports.
+fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
+    let hi = (u128::from(rng.next_u64()) * (n as u128)) >> 64;
+    usize::try_from(hi).unwrap_or(0)
+}
+
+fn valid_confidence(confidence: f64) -> bool {
+    confidence > 0.0 && confidence < 1.0
+}
+
+/// The percentile interval of the defined resample values, or `None` when fewer than half of
+/// the `resamples` were defined.
+fn percentile_interval(
+    mut defined: Vec<f64>,
+    resamples: usize,
+    confidence: f64,
+) -> Option<(f64, f64)> {
     if defined.is_empty() || 2 * defined.len() < resamples {
         return None;
     }
@@ -1187,7 +1401,8 @@ mod tests {
 /// Krippendorff's alpha prepared for resampling: each unit's contribution to the
 /// coincidence matrix (or, for interval data, its sums) is computed once, so a bootstrap
 /// resample only adds contributions instead of re-sorting and re-counting every unit.
-/// `alpha(&all indices)` equals `krippendorff_alpha` (tested to 1e-9).
+/// `alpha_counts(&[1; units])` equals `krippendorff_alpha` (tested to 1e-9), and so does
+/// `alpha_counts` over distinct units weighted by their multiplicities (tested to 1e-12).
 pub struct AlphaPrep {
     level: Level,
     /// Distinct values of the whole data, sorted (categorical levels).
@@ -1282,19 +1497,23 @@ impl AlphaPrep {
         }
     }
 
-    /// Alpha over the units at `idx` (indices into the prepared units; repeats allowed).
-    pub fn alpha(&self, idx: &[usize]) -> Stat {
+    /// Alpha over a multiset of the prepared units: `weights[i]` copies of unit `i` (a
+    /// bootstrap resample, or distinct units with their multiplicities). Missing weights
+    /// count as 0.
+    pub fn alpha_counts(&self, weights: &[u64]) -> Stat {
+        let present = || weights.iter().enumerate().filter(|(_, w)| **w > 0);
         match self.level {
             Level::Interval => {
                 let (mut observed, mut n, mut s, mut ss) = (0.0, 0.0, 0.0, 0.0);
-                for &i in idx {
+                for (i, &w) in present() {
                     let Some(&(o, c, x, xx)) = self.sums.get(i) else {
                         continue;
                     };
-                    observed += o;
-                    n += c;
-                    s += x;
-                    ss += xx;
+                    let w = f(w);
+                    observed += w * o;
+                    n += w * c;
+                    s += w * x;
+                    ss += w * xx;
                 }
                 if n < 2.0 {
                     return Err(Undefined::NoPairs);
@@ -1309,12 +1528,13 @@ impl AlphaPrep {
             Level::Nominal | Level::Ordinal => {
                 let v = self.distinct.len();
                 let mut coincidence = vec![0.0f64; v * v];
-                for &i in idx {
+                for (i, &w) in present() {
                     let Some(&(a, b)) = self.spans.get(i) else {
                         continue;
                     };
-                    for &(c, k, w) in &self.cells[a..b] {
-                        coincidence[c * v + k] += w;
+                    let w = f(w);
+                    for &(c, k, x) in &self.cells[a..b] {
+                        coincidence[c * v + k] += w * x;
                     }
                 }
                 alpha_from_coincidence(&coincidence, v, self.level)
@@ -1348,13 +1568,239 @@ mod prep_tests {
         ) {
             let units: Vec<Vec<Option<f64>>> = units.iter().map(|u| u.iter().map(|x| x.map(f64::from)).collect()).collect();
             let exact = krippendorff_alpha(&units, level);
-            let all: Vec<usize> = (0..units.len()).collect();
-            let fast = AlphaPrep::new(&units, level).alpha(&all);
+            let fast = AlphaPrep::new(&units, level).alpha_counts(&vec![1; units.len()]);
             match (exact, fast) {
                 (Ok(a), Ok(b)) => prop_assert!((a - b).abs() < 1e-9, "{} vs {}", a, b),
                 (Err(_), Err(_)) => {}
                 (a, b) => prop_assert!(false, "{:?} vs {:?}", a, b),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    //! The count-based statistics against the per-item ones: a resample's value must depend
+    //! on the items only through its pattern counts, which is what makes resampling counts
+    //! instead of items exact.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Equal to 1e-12, or undefined for the same reason.
+    fn same(name: &str, got: Stat, want: Stat) -> Result<(), TestCaseError> {
+        match (got, want) {
+            (Ok(g), Ok(w)) => prop_assert!((g - w).abs() < 1e-12, "{}: {} vs {}", name, g, w),
+            (g, w) => prop_assert_eq!(g, w, "{}", name),
+        }
+        Ok(())
+    }
+
+    /// Cohen's kappa written out per item, independent of [`Table`].
+    fn naive_kappa(a: &[usize], b: &[usize], k: usize) -> Stat {
+        let n = a.len() as f64;
+        let po = a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / n;
+        let share = |xs: &[usize], c: usize| xs.iter().filter(|&&x| x == c).count() as f64 / n;
+        let pe: f64 = (0..k).map(|c| share(a, c) * share(b, c)).sum();
+        Ok((po - pe) / (1.0 - pe))
+    }
+
+    /// Label lists over `k` categories and a resample of their indices (repeats allowed).
+    fn resampled() -> impl Strategy<Value = (Vec<usize>, Vec<usize>, usize, Vec<usize>)> {
+        (2usize..6, 1usize..40).prop_flat_map(|(k, n)| {
+            (
+                proptest::collection::vec(0..k, n),
+                proptest::collection::vec(0..k, n),
+                Just(k),
+                proptest::collection::vec(0..n, 1..60),
+            )
+        })
+    }
+
+    fn pick<T: Clone>(xs: &[T], idx: &[usize]) -> Vec<T> {
+        idx.iter().map(|&i| xs[i].clone()).collect()
+    }
+
+    /// How many times each pattern occurs among the picked items.
+    fn tally(pattern_of: &[usize], n_patterns: usize, idx: &[usize]) -> Vec<u64> {
+        let mut w = vec![0u64; n_patterns];
+        for &i in idx {
+            w[pattern_of[i]] += 1;
+        }
+        w
+    }
+
+    proptest! {
+        #[test]
+        fn two_rater_statistics_depend_only_on_the_table((a, b, k, idx) in resampled()) {
+            let (ra, rb) = (pick(&a, &idx), pick(&b, &idx));
+            // The table of the resample, tallied from the pair patterns of the original items.
+            let (cells, kk) = contingency_table(&a, &b, k).map_err(|e| TestCaseError::fail(e.as_str()))?;
+            let pattern_of: Vec<usize> = a.iter().zip(&b).map(|(&x, &y)| x * kk + y).collect();
+            let t = tally(&pattern_of, cells.len(), &idx);
+            same("percent", percent_agreement_from_table(&t, kk), percent_agreement(&ra, &rb))?;
+            if cohen_kappa(&ra, &rb, k).is_ok() {
+                same("naive kappa", cohen_kappa_from_table(&t, kk), naive_kappa(&ra, &rb, kk))?;
+            }
+            same("kappa", cohen_kappa_from_table(&t, kk), cohen_kappa(&ra, &rb, k))?;
+            same("pi", scotts_pi_from_table(&t, kk), scotts_pi(&ra, &rb, k))?;
+            for w in [Weights::Linear, Weights::Quadratic] {
+                same("weighted", weighted_kappa_from_table(&t, kk, w), weighted_kappa(&ra, &rb, k, w))?;
+            }
+            same(
+                "macro f1",
+                macro_f1(&class_scores_from_table(&t, kk)),
+                macro_f1(&class_scores(&ra, &rb, k)),
+            )?;
+        }
+
+        #[test]
+        fn fleiss_depends_only_on_the_distinct_rows(
+            rows in prop::collection::vec(prop::collection::vec(0u64..3, 3), 1..40),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 1..60),
+        ) {
+            let idx: Vec<usize> = picks.iter().map(|p| p.index(rows.len())).collect();
+            let (distinct, _) = patterns(rows.iter().cloned());
+            let pattern_of: Vec<usize> = rows
+                .iter()
+                .map(|r| distinct.iter().position(|d| d == r).unwrap_or(0))
+                .collect();
+            let w = tally(&pattern_of, distinct.len(), &idx);
+            same("fleiss", fleiss_kappa_from_patterns(&distinct, &w), fleiss_kappa(&pick(&rows, &idx)))?;
+        }
+
+        #[test]
+        fn alpha_depends_only_on_the_distinct_units(
+            units in prop::collection::vec(prop::collection::vec(prop::option::of(0u8..4), 2..5), 2..40),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 1..60),
+            level in prop_oneof![Just(Level::Nominal), Just(Level::Ordinal), Just(Level::Interval)],
+        ) {
+            let units: Vec<Vec<Option<f64>>> = units.iter().map(|u| u.iter().map(|x| x.map(f64::from)).collect()).collect();
+            let idx: Vec<usize> = picks.iter().map(|p| p.index(units.len())).collect();
+            let key = |u: &Vec<Option<f64>>| {
+                let mut v: Vec<u64> = u.iter().flatten().map(|x| x.to_bits()).collect();
+                v.sort_unstable();
+                v
+            };
+            let (distinct, _) = patterns(units.iter().map(key));
+            let pattern_of: Vec<usize> = units
+                .iter()
+                .map(|u| distinct.iter().position(|d| *d == key(u)).unwrap_or(0))
+                .collect();
+            let w = tally(&pattern_of, distinct.len(), &idx);
+            let distinct_units: Vec<Vec<Option<f64>>> = distinct
+                .iter()
+                .map(|d| d.iter().map(|b| Some(f64::from_bits(*b))).collect())
+                .collect();
+            let by_pattern = AlphaPrep::new(&distinct_units, level).alpha_counts(&w);
+            let by_item = AlphaPrep::new(&units, level).alpha_counts(&tally(&(0..units.len()).collect::<Vec<_>>(), units.len(), &idx));
+            same("prepared", by_pattern, by_item)?;
+            match (by_pattern, krippendorff_alpha(&pick(&units, &idx), level)) {
+                (Ok(a), Ok(b)) => prop_assert!((a - b).abs() < 1e-12, "{} vs {}", a, b),
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "{:?} vs {:?}", a, b),
+            }
+        }
+    }
+
+    #[test]
+    fn patterns_count_keys_in_first_seen_order() {
+        let (keys, counts) = patterns(["b", "a", "b", "c", "b"]);
+        assert_eq!(keys, ["b", "a", "c"]);
+        assert_eq!(counts, [3, 1, 1]);
+        let (keys, counts) = patterns(Vec::<u8>::new());
+        assert!(keys.is_empty() && counts.is_empty());
+    }
+
+    /// Draws many resamples and checks each against the multinomial law: every draw sums to
+    /// `n`, an empty pattern stays empty, and each pattern's mean and variance match
+    /// `n p` and `n p (1 - p)` within five standard errors.
+    fn check_law(counts: &[u64], want_binomials: bool) {
+        let n: u64 = counts.iter().sum();
+        let sampler = PatternSampler::new(counts, n);
+        assert_eq!(
+            matches!(sampler, PatternSampler::Binomials { .. }),
+            want_binomials,
+            "{counts:?}"
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let draws = 20_000;
+        let mut out = vec![0u64; counts.len()];
+        let mut sum = vec![0.0f64; counts.len()];
+        let mut sq = vec![0.0f64; counts.len()];
+        for _ in 0..draws {
+            sampler.draw(&mut rng, &mut out);
+            assert_eq!(out.iter().sum::<u64>(), n, "{out:?}");
+            for (p, &x) in out.iter().enumerate() {
+                sum[p] += x as f64;
+                sq[p] += (x * x) as f64;
+            }
+        }
+        let (n, d) = (n as f64, draws as f64);
+        for (p, &c) in counts.iter().enumerate() {
+            let q = c as f64 / n;
+            let (mean, var) = (sum[p] / d, sq[p] / d - (sum[p] / d).powi(2));
+            let (want_mean, want_var) = (n * q, n * q * (1.0 - q));
+            if c == 0 {
+                assert_eq!(sum[p], 0.0, "empty pattern {p} drew items");
+                continue;
+            }
+            let se = (want_var / d).sqrt();
+            assert!(
+                (mean - want_mean).abs() < 5.0 * se,
+                "pattern {p}: mean {mean} vs {want_mean}"
+            );
+            // The sample variance of 20,000 draws is within a few percent of the truth.
+            assert!(
+                (var / want_var - 1.0).abs() < 0.1,
+                "pattern {p}: variance {var} vs {want_var}"
+            );
+        }
+    }
+
+    #[test]
+    fn resampled_counts_follow_the_multinomial_law() {
+        // Few patterns: conditional binomials, including a rare and an empty pattern.
+        check_law(&[500, 0, 300, 150, 49, 1], true);
+        check_law(&[10_000, 3], true);
+        // Many patterns for few items: index draws.
+        check_law(&[3, 1, 2, 1, 1, 2], false);
+    }
+
+    #[test]
+    fn count_bootstrap_cases() {
+        // A proportion of 0.7 over 1000 items: the 95% interval is about 0.7 +- 0.028.
+        let share = |w: &[u64]| -> Stat { Ok(w[0] as f64 / w.iter().sum::<u64>() as f64) };
+        let ci = bootstrap_ci_counts(&[700, 300], 2000, 7, 0.95, share);
+        let Some((lo, hi)) = ci else {
+            panic!("a share is always defined")
+        };
+        assert!(
+            (lo - 0.6716).abs() < 0.006 && (hi - 0.7284).abs() < 0.006,
+            "{lo} {hi}"
+        );
+        // Same seed, same interval; another seed, another draw.
+        assert_eq!(bootstrap_ci_counts(&[700, 300], 2000, 7, 0.95, share), ci);
+        assert_ne!(bootstrap_ci_counts(&[700, 300], 2000, 8, 0.95, share), ci);
+        // The index path (many patterns) gives the same law: 0.5 +- 1.96 * 0.5 / sqrt(40).
+        let ones = [1u64; 40];
+        let first_half = |w: &[u64]| -> Stat { Ok(w[..20].iter().sum::<u64>() as f64 / 40.0) };
+        let Some((lo, hi)) = bootstrap_ci_counts(&ones, 4000, 3, 0.95, first_half) else {
+            panic!("defined")
+        };
+        assert!(
+            (lo - 0.345).abs() < 0.03 && (hi - 0.655).abs() < 0.03,
+            "{lo} {hi}"
+        );
+        let constant = |_: &[u64]| -> Stat { Ok(0.25) };
+        let never = |_: &[u64]| -> Stat { Err(Undefined::OneCategory) };
+        assert_eq!(
+            bootstrap_ci_counts(&[3, 2], 100, 1, 0.95, constant),
+            Some((0.25, 0.25))
+        );
+        assert_eq!(bootstrap_ci_counts(&[3, 2], 100, 1, 0.95, never), None);
+        assert_eq!(bootstrap_ci_counts(&[0, 0], 100, 1, 0.95, constant), None);
+        assert_eq!(bootstrap_ci_counts(&[], 100, 1, 0.95, constant), None);
+        assert_eq!(bootstrap_ci_counts(&[3, 2], 0, 1, 0.95, constant), None);
+        assert_eq!(bootstrap_ci_counts(&[3, 2], 100, 1, 1.0, constant), None);
     }
 }
