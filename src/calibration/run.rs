@@ -118,8 +118,7 @@ pub async fn finish(store: &dyn Store, id: &str) -> Result<bool, Error> {
         .calibration_set(&run.set_id)
         .await?
         .ok_or_else(|| corrupt("calibration run", format!("set {} is missing", run.set_id)))?;
-    let set =
-        parse_set(&record.document).map_err(|e| corrupt("calibration set", e.join("; ")))?;
+    let set = parse_set(&record.document).map_err(|e| corrupt("calibration set", e.join("; ")))?;
     let plan = stored_plan(&set, &opts)?;
     let results = results(store, id).await?;
     let report_opts = opts.report_options();

@@ -279,7 +279,9 @@ fn saved_reports_configure_weights_and_dawid_skene() {
     assert_eq!(ds["classes"], json!(["false", "true"]));
     assert!(ds["reliability"]["confusion"]["sim-a"].is_array(), "{ds}");
     assert!(ds["reliability"]["confusion"].get("committee").is_none());
-    let w = report["suggested_weights"]["sim-b"]["weight"].as_f64().unwrap();
+    let w = report["suggested_weights"]["sim-b"]["weight"]
+        .as_f64()
+        .unwrap();
     assert!(w > 0.5, "a 90%-accurate judge earns a real weight: {w}");
     std::fs::write(dir.path().join("report.json"), &run.stdout).unwrap();
 
@@ -307,25 +309,54 @@ fn saved_reports_configure_weights_and_dawid_skene() {
     .unwrap();
     let check = tribunal(&["config", "check", "-c", "ds.toml"], dir.path());
     assert_eq!(check.code, 0, "{}", check.stderr);
-    assert!(check.stdout.contains("reliability (dawid_skene): 2 classes"), "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("reliability (dawid_skene): 2 classes"),
+        "{}",
+        check.stdout
+    );
     // The dawid_skene committee grades a live calibration run end to end.
     let run = tribunal(
-        &["calibrate", set.to_str().unwrap(), "-c", "ds.toml", "--resamples", "50"],
+        &[
+            "calibrate",
+            set.to_str().unwrap(),
+            "-c",
+            "ds.toml",
+            "--resamples",
+            "50",
+        ],
         dir.path(),
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let again: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert!(judge(&again, "committee")["vs_human_majority"]["cohen_kappa"]["value"].as_f64().unwrap() > 0.6);
+    assert!(
+        judge(&again, "committee")["vs_human_majority"]["cohen_kappa"]["value"]
+            .as_f64()
+            .unwrap()
+            > 0.6
+    );
 
     // Wrong files and wrong rules are config errors naming the key.
     std::fs::write(dir.path().join("junk.json"), "{\"x\": 1}").unwrap();
     std::fs::write(
         dir.path().join("bad.toml"),
-        format!("{}weights_from = \"report.json\"\nreliability = \"junk.json\"\n", tribunal::config::DEFAULT_CONFIG),
+        format!(
+            "{}weights_from = \"report.json\"\nreliability = \"junk.json\"\n",
+            tribunal::config::DEFAULT_CONFIG
+        ),
     )
     .unwrap();
     let check = tribunal(&["config", "check", "-c", "bad.toml"], dir.path());
     assert_eq!(check.code, 3, "{}", check.stderr);
-    assert!(check.stderr.contains("committee.weights_from"), "{}", check.stderr);
-    assert!(check.stderr.contains("committee.reliability"), "{}", check.stderr);
+    assert!(
+        check.stderr.contains("committee.weights_from"),
+        "{}",
+        check.stderr
+    );
+    assert!(
+        check.stderr.contains("committee.reliability"),
+        "{}",
+        check.stderr
+    );
 }
