@@ -18,7 +18,7 @@ import sys
 
 import krippendorff
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
+from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 from statsmodels.stats.inter_rater import fleiss_kappa
 
 KQA = ["Entailment", "Neutral", "Contradiction"]
@@ -93,10 +93,18 @@ def synthetic(out_path, seed, n):
             if counts.count(top) == 1:
                 truth.append(counts.index(top))
                 pred.append(r[j])
+        pooled_h = [r[h] for h in humans for r in rows]
+        pooled_j = [r[j] for h in humans for r in rows]
         out["judges"][j] = {
             "vs_majority": float(cohen_kappa_score(truth, pred)),
             "vs_majority_n": len(truth),
+            "vs_majority_macro_f1": float(f1_score(truth, pred, average="macro", labels=list(range(4)))),
             "vs_each": {h: float(cohen_kappa_score([r[h] for r in rows], [r[j] for r in rows])) for h in humans},
+            "vs_each_macro_f1": {h: float(f1_score([r[h] for r in rows], [r[j] for r in rows], average="macro", labels=list(range(4)))) for h in humans},
+            # HealthBench meta-eval: the judge against every human label in turn.
+            "pooled_macro_f1": float(f1_score(pooled_h, pooled_j, average="macro", labels=list(range(4)))),
+            "pooled_agreement": float(accuracy_score(pooled_h, pooled_j)),
+            "pooled_n": len(pooled_h),
         }
     print(json.dumps(out))
 

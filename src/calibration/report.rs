@@ -288,8 +288,11 @@ fn value_f64(v: LabelValue) -> f64 {
     }
 }
 
-/// Fleiss' kappa over the items every human labelled, with a CI that resamples the distinct
-/// per-item count rows.
+/// Fleiss' kappa over the items with the most common number of human labels, with a CI
+/// that resamples the distinct per-item count rows. Fleiss needs the same number of
+/// raters on every item, not the same raters: so one annotator adding a few labels (or
+/// skipping a few items) shrinks `n` a little instead of leaving only the items everyone
+/// labelled.
 fn fleiss(
     set: &CalibrationSet,
     grid: &Grid,
@@ -298,20 +301,31 @@ fn fleiss(
     salt: &str,
 ) -> Value {
     let k = grid.k;
-    // Fleiss needs the same number of raters on every item: use items labelled by all.
-    let rows: Vec<Vec<u64>> = items
+    let all: Vec<Vec<u64>> = items
         .iter()
-        .map(|&i| grid.human_row(i))
-        .filter(|row| row.iter().all(Option::is_some))
-        .map(|row| {
+        .map(|&i| {
             let mut counts = vec![0u64; k];
-            for c in row.iter().flatten().copied().filter_map(cat) {
+            for c in grid.human_row(i).iter().flatten().copied().filter_map(cat) {
                 if let Some(n) = counts.get_mut(c) {
                     *n += 1;
                 }
             }
             counts
         })
+        .filter(|row| row.iter().sum::<u64>() >= 2)
+        .collect();
+    let mut sizes: BTreeMap<u64, usize> = BTreeMap::new();
+    for row in &all {
+        *sizes.entry(row.iter().sum()).or_default() += 1;
+    }
+    // The most common number of raters per item; on a tie, the larger one.
+    let raters = sizes
+        .iter()
+        .max_by_key(|(m, n)| (**n, **m))
+        .map_or(0, |(m, _)| *m);
+    let rows: Vec<Vec<u64>> = all
+        .into_iter()
+        .filter(|row| row.iter().sum::<u64>() == raters)
         .collect();
     let point = if set.scale == Scale::Interval {
         Err(stats::Undefined::ZeroVariance)
@@ -329,7 +343,9 @@ fn fleiss(
             |w| stats::fleiss_kappa_from_patterns(&distinct, w),
         )
     });
-    estimate(rows.len(), point, ci)
+    let mut v = estimate(rows.len(), point, ci);
+    v["raters_per_item"] = json!(raters);
+    v
 }
 
 /// Krippendorff's alpha over the humans' values, with a CI that resamples the distinct units.
@@ -474,9 +490,25 @@ fn judges_section(
                 .map(|(hx, h)| {
                     let (a, b) = pairs(grid, items, Rater::Human(hx), Rater::Judge(jx));
                     let t = PairTable::new(&a, &b, k);
-                    json!({"human": h, "n": t.n, "cohen_kappa": paired(&t, opts, &format!("{salt}{j}|{h}"), stats::cohen_kappa_from_table)})
+                    json!({
+                        "human": h, "n": t.n,
+                        "cohen_kappa": paired(&t, opts, &format!("{salt}{j}|{h}"), stats::cohen_kappa_from_table),
+                        "percent_agreement": paired(&t, opts, &format!("{salt}{j}|{h}|pa"), stats::percent_agreement_from_table),
+                        "macro_f1": paired(&t, opts, &format!("{salt}{j}|{h}|f1"), |c, k| stats::macro_f1(&stats::class_scores_from_table(c, k))),
+                    })
                 })
                 .collect();
+            // The HealthBench meta-eval figure: the judge against every human label in
+            // turn (one pair per item and human), per-class precision / recall / F1 and
+            // their macro average.
+            let (human_labels, judge_labels): (Vec<usize>, Vec<usize>) = (0..grid.humans.len())
+                .flat_map(|hx| {
+                    let (a, b) = pairs(grid, items, Rater::Human(hx), Rater::Judge(jx));
+                    a.into_iter().zip(b)
+                })
+                .unzip();
+            let pooled = PairTable::new(&human_labels, &judge_labels, k);
+            let pooled_classes = stats::class_scores_from_table(&pooled.cells, pooled.k);
             json!({
                 "judge": j,
                 "vs_human_majority": {
@@ -491,6 +523,14 @@ fn judges_section(
                     "confusion_labels": (0..t.k).map(|c| set.categories.get(c).cloned().unwrap_or_else(|| c.to_string())).collect::<Vec<_>>(),
                 },
                 "vs_each_human": each,
+                "vs_human_labels": {
+                    "n": pooled.n,
+                    "percent_agreement": paired(&pooled, opts, &format!("{salt}{j}|pooled|pa"), stats::percent_agreement_from_table),
+                    "macro_f1": paired(&pooled, opts, &format!("{salt}{j}|pooled|f1"), |c, k| stats::macro_f1(&stats::class_scores_from_table(c, k))),
+                    "classes": pooled_classes.iter().map(|c| json!({
+                        "class": set.categories.get(c.class), "precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support,
+                    })).collect::<Vec<_>>(),
+                },
                 "human_band_position": position,
             })
         })
@@ -679,6 +719,62 @@ mod tests {
 
     const H: RaterKind = RaterKind::Human;
     const J: RaterKind = RaterKind::Judge;
+
+    /// Worked by hand: h1 = [1,1,0,0], h2 = [1,0,0,0], judge = [1,1,1,0] give the pooled
+    /// pairs (1,1) x3, (0,1) x3, (0,0) x2: class 1 P 0.5 R 1 F1 2/3, class 0 P 1 R 0.4
+    /// F1 4/7, macro (2/3 + 4/7) / 2, agreement 5/8.
+    #[test]
+    fn pooled_human_labels_figure() {
+        let labels = [(1, 1, 1), (1, 0, 1), (0, 0, 1), (0, 0, 0)];
+        let items = labels
+            .iter()
+            .map(|&(a, b, j)| item(None, None, &[("h1", H, a), ("h2", H, b), ("j", J, j)]))
+            .collect();
+        let mut s = set(items);
+        s.categories = vec!["no".into(), "yes".into()];
+        let r = agreement_report(
+            &s,
+            &ReportOptions {
+                resamples: 0,
+                ..ReportOptions::default()
+            },
+        );
+        let pooled = &r["judges"][0]["vs_human_labels"];
+        assert_eq!(pooled["n"], 8);
+        let macro_f1 = pooled["macro_f1"]["value"].as_f64().unwrap();
+        assert!(
+            (macro_f1 - (2.0 / 3.0 + 4.0 / 7.0) / 2.0).abs() < 1e-12,
+            "{pooled}"
+        );
+        assert_eq!(pooled["percent_agreement"]["value"], 0.625);
+        assert_eq!(pooled["classes"][1]["precision"], 0.5);
+    }
+
+    /// Fleiss needs equal rater counts per item, not the same raters: a fourth annotator
+    /// on one item leaves the other items in.
+    #[test]
+    fn fleiss_uses_the_most_common_rater_count() {
+        let mut items: Vec<CalItem> = (0..6)
+            .map(|i| {
+                item(
+                    None,
+                    None,
+                    &[("a", H, i % 2), ("b", H, i % 2), ("c", H, (i / 2) % 2)],
+                )
+            })
+            .collect();
+        let full = agreement_report(&set(items.clone()), &ReportOptions::default());
+        items[0].labels.push(Label {
+            rater: "d".into(),
+            kind: H,
+            value: LabelValue::Category(0),
+        });
+        let extra = agreement_report(&set(items), &ReportOptions::default());
+        assert_eq!(full["humans"]["fleiss_kappa"]["n"], 6);
+        assert_eq!(extra["humans"]["fleiss_kappa"]["n"], 5);
+        assert_eq!(extra["humans"]["fleiss_kappa"]["raters_per_item"], 3);
+        assert!(extra["humans"]["fleiss_kappa"]["value"].is_number());
+    }
 
     #[test]
     fn human_majority_cases() {

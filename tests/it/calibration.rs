@@ -163,13 +163,36 @@ fn synthetic_set_with_judges_matches_the_reference() {
             j["vs_human_majority"]["cohen_kappa"]["n"],
             e["vs_majority_n"]
         );
+        close(
+            &j["vs_human_majority"]["macro_f1"]["value"],
+            &e["vs_majority_macro_f1"],
+            "macro-F1 vs majority",
+        );
         for h in j["vs_each_human"].as_array().unwrap() {
             close(
                 &h["cohen_kappa"]["value"],
                 &e["vs_each"][h["human"].as_str().unwrap()],
                 name,
             );
+            close(
+                &h["macro_f1"]["value"],
+                &e["vs_each_macro_f1"][h["human"].as_str().unwrap()],
+                "macro-F1 vs each human",
+            );
         }
+        // The HealthBench meta-eval figure (every human label in turn) against sklearn.
+        let pooled = &j["vs_human_labels"];
+        assert_eq!(pooled["n"], e["pooled_n"]);
+        close(
+            &pooled["macro_f1"]["value"],
+            &e["pooled_macro_f1"],
+            "pooled macro-F1",
+        );
+        close(
+            &pooled["percent_agreement"]["value"],
+            &e["pooled_agreement"],
+            "pooled agreement",
+        );
     }
     // The stronger judge sits above the human band, the weaker one within or below it.
     let pos = |n: &str| {

@@ -192,6 +192,9 @@ async fn server_sets_labels_runs_and_disagreements() {
         assert!(j["vs_human_majority"]["cohen_kappa"]["ci_low"].is_number());
     }
     assert!(report["humans"]["krippendorff_alpha"]["value"].is_number());
+    // nurse-d labelled one item: Fleiss keeps the 35 items with three labels.
+    assert_eq!(report["humans"]["fleiss_kappa"]["n"], 35);
+    assert!(report["humans"]["fleiss_kappa"]["value"].is_number());
 
     // Disagreements: items where someone differs from the human majority, paged.
     let mut seen = Vec::new();
