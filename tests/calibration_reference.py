@@ -109,8 +109,28 @@ def synthetic(out_path, seed, n):
     print(json.dumps(out))
 
 
+def synthetic_binary(out_path, seed, n, live):
+    """Benchmark sets (BENCHMARKS.md): binary with `met`; `live` adds case, response and
+    one of 50 criteria per item and leaves the judge labels to a live run."""
+    rng = random.Random(seed)
+    with open(out_path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"format": "calibration.v1", "name": "live" if live else "binary", "scale": "nominal", "categories": ["false", "true"], "met": "true"}) + "\n")
+        for i in range(n):
+            truth = rng.random() < 0.45
+            raters = [("h1", "human", 0.9), ("h2", "human", 0.85), ("h3", "human", 0.8)]
+            if not live:
+                raters += [("ja", "judge", 0.9), ("jb", "judge", 0.7)]
+            labels = [{"rater": r, "kind": k, "value": truth if rng.random() < a else not truth} for r, k, a in raters]
+            item = {"id": f"i{i}", "category": f"c{i % 4}", "labels": labels}
+            if live:
+                item.update({"case": f"Synthetic question {i}?", "response": f"Synthetic answer {i}.", "criterion": f"Criterion {i % 50}."})
+            f.write(json.dumps(item) + "\n")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "kqa":
         kqa(sys.argv[2])
+    elif sys.argv[1] in ("synthetic-binary", "synthetic-live"):
+        synthetic_binary(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[1] == "synthetic-live")
     else:
         synthetic(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
