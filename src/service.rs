@@ -28,7 +28,7 @@ pub struct Service {
     pub store: Arc<dyn Store>,
     pub jobs: Arc<Jobs>,
     pub limits: Limits,
-    /// Serialises label additions (read, add, write back a set).
+    /// Serialises calibration set writes (unique names; read, add labels, write back).
     pub calibration_lock: tokio::sync::Mutex<()>,
 }
 
@@ -407,6 +407,20 @@ impl Service {
                 return Err(invalid("name", "must not be empty"));
             }
             parsed.name = name.to_owned();
+        }
+        // Set names label the agreement gauges, so they are unique.
+        let _guard = self.calibration_lock.lock().await;
+        if let Some(other) = self
+            .store
+            .list_calibration_sets()
+            .await?
+            .into_iter()
+            .find(|s| s.name == parsed.name)
+        {
+            return Err(Error::Conflict(format!(
+                "a calibration set named \"{}\" exists (id {}); pass another `name` (set names label the agreement metrics) or add labels to that set",
+                other.name, other.id
+            )));
         }
         let now = now_ms();
         let rec = crate::store::CalibrationSetRecord {

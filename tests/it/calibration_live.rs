@@ -121,6 +121,14 @@ async fn server_sets_labels_runs_and_disagreements() {
         set["raters"]["humans"],
         json!(["doctor-c", "nurse-a", "nurse-b"])
     );
+    let (code, dup) = app
+        .post(
+            "/v1/calibration/sets",
+            &json!({"format": "calibration.v1", "content": live_set()}),
+        )
+        .await;
+    assert_eq!(code, 409, "set names are unique: {dup}");
+    assert!(dup["error"]["message"].as_str().unwrap().contains(&set_id));
     let (code, list) = app.get("/v1/calibration/sets").await;
     assert_eq!(code, 200);
     assert_eq!(list["sets"][0]["id"], set_id.as_str());
@@ -256,6 +264,23 @@ async fn server_sets_labels_runs_and_disagreements() {
         .into_inner();
     let grpc: Value = serde_json::from_str(&got.json).unwrap();
     assert_eq!(grpc["report"], done["report"]);
+    let listed = client
+        .list_calibration_sets(tribunal::api::grpc::pb::ListCalibrationSetsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let (_, http_list) = app.get("/v1/calibration/sets").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed.json).unwrap(),
+        http_list
+    );
+    let bad = client
+        .create_calibration_set(tribunal::api::grpc::pb::JsonDocument {
+            json: json!({"format": "nope", "content": ""}).to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     let missing = client
         .get_calibration_run(tribunal::api::grpc::pb::GetCalibrationRunRequest {
             id: "nope".into(),
