@@ -388,3 +388,87 @@ fn saved_reports_configure_weights_and_dawid_skene() {
         check.stderr
     );
 }
+
+/// `run::finish` writes a run's report once from its stored results (also after a
+/// restart, when the job runner calls it again), and refuses non-calibration jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_report_is_written_once_from_stored_results() {
+    use tribunal::calibration::{live, run, set::parse_set};
+    use tribunal::store::{
+        CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, SqliteStore, Store,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
+    let text = live_set();
+    let set = parse_set(&text).unwrap();
+    store
+        .put_calibration_set(&CalibrationSetRecord {
+            id: "s1".into(),
+            name: set.name.clone(),
+            document: set.to_jsonl(),
+            items: 36,
+            labels: 108,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    let plan = live::plan(&set, &Default::default(), false).unwrap();
+    let opts = run::RunOptions::from_plan(&plan, &Default::default());
+    store
+        .create_calibration_run(
+            &CalibrationRunRecord {
+                id: "r1".into(),
+                set_id: "s1".into(),
+                options: serde_json::to_string(&opts).unwrap(),
+                report: None,
+                finished_at: None,
+            },
+            0,
+            None,
+            &plan.rows,
+        )
+        .await
+        .unwrap();
+    // Every judge says "met": the committee agrees with the human majority exactly where
+    // the majority is "true".
+    for seq in 0..36u64 {
+        let report = json!({"criteria": [{"id": "criterion", "verdict": true, "ballots": [{"judge": "j", "verdict": true}]}]});
+        let outcome = ItemOutcome {
+            failed: false,
+            result: report,
+            abstained: false,
+            calls: 1,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: 0.0,
+        };
+        assert!(store.finish_item("r1", seq, &outcome).await.unwrap());
+    }
+    assert!(run::finish(&store, "r1").await.unwrap());
+    assert!(!run::finish(&store, "r1").await.unwrap(), "written once");
+    assert!(!run::finish(&store, "not-a-run").await.unwrap());
+    let stored: Value = serde_json::from_str(
+        &store
+            .calibration_run("r1")
+            .await
+            .unwrap()
+            .unwrap()
+            .report
+            .unwrap(),
+    )
+    .unwrap();
+    let trues = set
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| tribunal::calibration::report::human_majority(&set, *i) == Some(1))
+        .count() as f64;
+    let agreement = judge(&stored, "j")["vs_human_majority"]["percent_agreement"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!((agreement - trues / 36.0).abs() < 1e-12, "{agreement}");
+    assert_eq!(stored["run"]["items_run"], 36);
+}
