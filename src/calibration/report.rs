@@ -140,6 +140,88 @@ fn paired(
     estimate(t.n, point, ci)
 }
 
+/// One judge against every human label in turn: a contingency table with one count per
+/// (item, human) pair, whose bootstrap resamples items (each with all of its pairs), so the
+/// several labels of one item are never treated as independent draws.
+struct PooledTable {
+    cells: Vec<u64>,
+    k: usize,
+    /// Label pairs in the table.
+    n: usize,
+    /// Items with at least one pair.
+    items: usize,
+    /// Each distinct per-item contribution: its (cell, count) list, and how many items share it.
+    contributions: Vec<Vec<(usize, u64)>>,
+    counts: Vec<u64>,
+}
+
+impl PooledTable {
+    fn new(grid: &Grid, items: &[usize], judge: usize) -> Self {
+        let k = grid.k;
+        let per_item = items.iter().filter_map(|&i| {
+            let pred = grid
+                .label(i, Rater::Judge(judge))
+                .and_then(cat)
+                .filter(|c| *c < k)?;
+            let mut cells: BTreeMap<usize, u64> = BTreeMap::new();
+            for truth in grid.human_row(i).iter().flatten().filter_map(|v| cat(*v)) {
+                if truth < k {
+                    *cells.entry(truth * k + pred).or_default() += 1;
+                }
+            }
+            (!cells.is_empty()).then(|| cells.into_iter().collect::<Vec<_>>())
+        });
+        let (contributions, counts) = stats::patterns(per_item);
+        let mut cells = vec![0u64; k * k];
+        for (contribution, &times) in contributions.iter().zip(&counts) {
+            for &(cell, c) in contribution {
+                cells[cell] += c * times;
+            }
+        }
+        let n = usize::try_from(cells.iter().sum::<u64>()).unwrap_or(usize::MAX);
+        let items = usize::try_from(counts.iter().sum::<u64>()).unwrap_or(usize::MAX);
+        Self {
+            cells,
+            k,
+            n,
+            items,
+            contributions,
+            counts,
+        }
+    }
+
+    /// A statistic of the table, with a bootstrap CI over items.
+    fn estimate(
+        &self,
+        opts: &ReportOptions,
+        salt: &str,
+        f: impl Fn(&[u64], usize) -> Stat,
+    ) -> Value {
+        let point = f(&self.cells, self.k);
+        let ci = if point.is_ok() {
+            let mut cells = vec![0u64; self.cells.len()];
+            stats::bootstrap_ci_counts(
+                &self.counts,
+                opts.resamples,
+                seed(opts.seed, salt),
+                opts.confidence,
+                |draw| {
+                    cells.fill(0);
+                    for (contribution, &times) in self.contributions.iter().zip(draw) {
+                        for &(cell, c) in contribution {
+                            cells[cell] += c * times;
+                        }
+                    }
+                    f(&cells, self.k)
+                },
+            )
+        } else {
+            None
+        };
+        estimate(self.n, point, ci)
+    }
+}
+
 fn cat(v: LabelValue) -> Option<usize> {
     match v {
         LabelValue::Category(c) => Some(c),
@@ -500,15 +582,8 @@ fn judges_section(
                 .collect();
             // The HealthBench meta-eval figure: the judge against every human label in
             // turn (one pair per item and human), per-class precision / recall / F1 and
-            // their macro average.
-            let (human_labels, judge_labels): (Vec<usize>, Vec<usize>) = (0..grid.humans.len())
-                .flat_map(|hx| {
-                    let (a, b) = pairs(grid, items, Rater::Human(hx), Rater::Judge(jx));
-                    a.into_iter().zip(b)
-                })
-                .unzip();
-            let pooled = PairTable::new(&human_labels, &judge_labels, k);
-            let pooled_classes = stats::class_scores_from_table(&pooled.cells, pooled.k);
+            // their macro average. Its CI resamples items, each with all of its pairs.
+            let pooled = PooledTable::new(grid, items, jx);
             json!({
                 "judge": j,
                 "vs_human_majority": {
@@ -525,9 +600,10 @@ fn judges_section(
                 "vs_each_human": each,
                 "vs_human_labels": {
                     "n": pooled.n,
-                    "percent_agreement": paired(&pooled, opts, &format!("{salt}{j}|pooled|pa"), stats::percent_agreement_from_table),
-                    "macro_f1": paired(&pooled, opts, &format!("{salt}{j}|pooled|f1"), |c, k| stats::macro_f1(&stats::class_scores_from_table(c, k))),
-                    "classes": pooled_classes.iter().map(|c| json!({
+                    "items": pooled.items,
+                    "percent_agreement": pooled.estimate(opts, &format!("{salt}{j}|pooled|pa"), stats::percent_agreement_from_table),
+                    "macro_f1": pooled.estimate(opts, &format!("{salt}{j}|pooled|f1"), |c, k| stats::macro_f1(&stats::class_scores_from_table(c, k))),
+                    "classes": stats::class_scores_from_table(&pooled.cells, k).iter().map(|c| json!({
                         "class": set.categories.get(c.class), "precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support,
                     })).collect::<Vec<_>>(),
                 },
@@ -741,6 +817,7 @@ mod tests {
         );
         let pooled = &r["judges"][0]["vs_human_labels"];
         assert_eq!(pooled["n"], 8);
+        assert_eq!(pooled["items"], 4);
         let macro_f1 = pooled["macro_f1"]["value"].as_f64().unwrap();
         assert!(
             (macro_f1 - (2.0 / 3.0 + 4.0 / 7.0) / 2.0).abs() < 1e-12,
@@ -748,6 +825,27 @@ mod tests {
         );
         assert_eq!(pooled["percent_agreement"]["value"], 0.625);
         assert_eq!(pooled["classes"][1]["precision"], 0.5);
+    }
+
+    /// The pooled figure's CI resamples items, each with all of its label pairs: with one
+    /// item every resample is that item, so the interval collapses to the point (a bootstrap
+    /// over the three pairs would spread from 0 to 1).
+    #[test]
+    fn pooled_ci_resamples_items_not_pairs() {
+        let one = item(
+            None,
+            None,
+            &[("h1", H, 1), ("h2", H, 1), ("h3", H, 0), ("j", J, 1)],
+        );
+        let mut s = set(vec![one]);
+        s.categories = vec!["no".into(), "yes".into()];
+        let r = agreement_report(&s, &ReportOptions::default());
+        let pa = &r["judges"][0]["vs_human_labels"]["percent_agreement"];
+        assert_eq!(pa["n"], 3);
+        let value = pa["value"].as_f64().unwrap();
+        assert!((value - 2.0 / 3.0).abs() < 1e-12, "{pa}");
+        assert_eq!(pa["ci_low"], pa["value"], "{pa}");
+        assert_eq!(pa["ci_high"], pa["value"], "{pa}");
     }
 
     /// Fleiss needs equal rater counts per item, not the same raters: a fourth annotator
