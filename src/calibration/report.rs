@@ -111,33 +111,64 @@ impl PairTable {
     }
 }
 
-/// A statistic of a contingency table, with a bootstrap CI over items.
+/// A statistic of a contingency table (`cells`, `k` x `k`, `n` items), with a bootstrap CI
+/// over items: `counts` are the items' pattern counts and `refill` writes the table of one
+/// resample from its drawn pattern counts.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one table and its resampling, spelled out"
+)]
+fn table_estimate(
+    cells: &[u64],
+    k: usize,
+    n: usize,
+    counts: &[u64],
+    opts: &ReportOptions,
+    salt: &str,
+    f: impl Fn(&[u64], usize) -> Stat,
+    mut refill: impl FnMut(&[u64], &mut [u64]),
+) -> Value {
+    let point = f(cells, k);
+    let ci = if point.is_ok() {
+        let mut table = vec![0u64; cells.len()];
+        stats::bootstrap_ci_counts(
+            counts,
+            opts.resamples,
+            seed(opts.seed, salt),
+            opts.confidence,
+            |draw| {
+                refill(draw, &mut table);
+                f(&table, k)
+            },
+        )
+    } else {
+        None
+    };
+    estimate(n, point, ci)
+}
+
+/// A statistic of a two-rater table, with a bootstrap CI over items.
 fn paired(
     t: &PairTable,
     opts: &ReportOptions,
     salt: &str,
     f: impl Fn(&[u64], usize) -> Stat,
 ) -> Value {
-    let point = f(&t.cells, t.k);
-    let ci = if point.is_ok() {
-        // Every occupied cell is rewritten on each resample and the others stay 0.
-        let mut cells = vec![0u64; t.cells.len()];
-        stats::bootstrap_ci_counts(
-            &t.counts,
-            opts.resamples,
-            seed(opts.seed, salt),
-            opts.confidence,
-            |draw| {
-                for (&cell, &c) in t.occupied.iter().zip(draw) {
-                    cells[cell] = c;
-                }
-                f(&cells, t.k)
-            },
-        )
-    } else {
-        None
-    };
-    estimate(t.n, point, ci)
+    // Every occupied cell is rewritten on each resample and the others stay 0.
+    table_estimate(
+        &t.cells,
+        t.k,
+        t.n,
+        &t.counts,
+        opts,
+        salt,
+        f,
+        |draw, cells| {
+            for (&cell, &c) in t.occupied.iter().zip(draw) {
+                cells[cell] = c;
+            }
+        },
+    )
 }
 
 /// One judge against every human label in turn: a contingency table with one count per
@@ -173,11 +204,7 @@ impl PooledTable {
         });
         let (contributions, counts) = stats::patterns(per_item);
         let mut cells = vec![0u64; k * k];
-        for (contribution, &times) in contributions.iter().zip(&counts) {
-            for &(cell, c) in contribution {
-                cells[cell] += c * times;
-            }
-        }
+        fill(&contributions, &counts, &mut cells);
         let n = usize::try_from(cells.iter().sum::<u64>()).unwrap_or(usize::MAX);
         let items = usize::try_from(counts.iter().sum::<u64>()).unwrap_or(usize::MAX);
         Self {
@@ -197,28 +224,26 @@ impl PooledTable {
         salt: &str,
         f: impl Fn(&[u64], usize) -> Stat,
     ) -> Value {
-        let point = f(&self.cells, self.k);
-        let ci = if point.is_ok() {
-            let mut cells = vec![0u64; self.cells.len()];
-            stats::bootstrap_ci_counts(
-                &self.counts,
-                opts.resamples,
-                seed(opts.seed, salt),
-                opts.confidence,
-                |draw| {
-                    cells.fill(0);
-                    for (contribution, &times) in self.contributions.iter().zip(draw) {
-                        for &(cell, c) in contribution {
-                            cells[cell] += c * times;
-                        }
-                    }
-                    f(&cells, self.k)
-                },
-            )
-        } else {
-            None
-        };
-        estimate(self.n, point, ci)
+        table_estimate(
+            &self.cells,
+            self.k,
+            self.n,
+            &self.counts,
+            opts,
+            salt,
+            f,
+            |draw, cells| fill(&self.contributions, draw, cells),
+        )
+    }
+}
+
+/// The pooled table of items whose distinct contributions occur `times` times each.
+fn fill(contributions: &[Vec<(usize, u64)>], times: &[u64], cells: &mut [u64]) {
+    cells.fill(0);
+    for (contribution, &t) in contributions.iter().zip(times) {
+        for &(cell, c) in contribution {
+            cells[cell] += c * t;
+        }
     }
 }
 
