@@ -10,12 +10,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::http::{Auth, HttpState, router};
+use crate::api::http::{HttpState, router};
 use crate::config::Config;
 use crate::error::Error;
 use crate::grader::Grader;
 use crate::jobs::Jobs;
-use crate::service::{Limits, Service};
+use crate::service::{Auth, Limits, Service};
 use crate::store::{SqliteStore, Store};
 
 /// A started server.
@@ -84,23 +84,22 @@ pub async fn start(
         shutdown.clone(),
         cfg.server.job_concurrency,
     );
-    let service = Arc::new(Service {
+    let service = Arc::new(Service::new(
         grader,
         store,
-        jobs: Arc::clone(&jobs),
-        limits: Limits {
+        Arc::clone(&jobs),
+        Auth::new(&cfg.server.api_keys),
+        Limits {
             max_items_per_job: cfg.server.max_items_per_job,
             max_criteria_per_rubric: cfg.server.max_criteria_per_rubric,
         },
-        calibration_lock: tokio::sync::Mutex::new(()),
-    });
+    ));
     let resumed = jobs.resume().await?;
     if resumed > 0 {
         tracing::info!(jobs = resumed, "resumed unfinished jobs");
     }
     let state = HttpState {
         service: Arc::clone(&service),
-        auth: Arc::new(Auth::new(&cfg.server.api_keys)),
     };
     let app = router(state, cfg.server.max_body_bytes);
     let http_token = shutdown.clone();

@@ -15,8 +15,10 @@ pub enum ErrorKind {
     Io,
     /// The request conflicts with stored state (e.g. a rubric version with other content).
     Conflict,
-    /// Missing or wrong API key.
-    Unauthorized,
+    /// Missing or unknown API key.
+    Unauthenticated,
+    /// The caller's role may not call this operation.
+    Forbidden,
     /// A quota was exceeded; retry after the given delay.
     RateLimited,
     /// A body, job or rubric exceeds a configured limit.
@@ -30,13 +32,29 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for tests that prove each transport table covers them.
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::InvalidInput,
+        ErrorKind::NotFound,
+        ErrorKind::Io,
+        ErrorKind::Conflict,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Forbidden,
+        ErrorKind::RateLimited,
+        ErrorKind::TooLarge,
+        ErrorKind::Timeout,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Io => "io",
             ErrorKind::Conflict => "conflict",
-            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::TooLarge => "too_large",
             ErrorKind::Timeout => "timeout",
@@ -63,7 +81,9 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
-    Unauthorized(String),
+    Unauthenticated(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("rate limited: retry after {} ms", retry_after.as_millis())]
     RateLimited { retry_after: std::time::Duration },
     #[error("{what} is too large: {detail}")]
@@ -78,6 +98,10 @@ pub enum Error {
     Store(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A stored document that no longer decodes: the data needs looking at, waiting
+    /// will not help (so this is `internal`, not `unavailable`).
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
 }
 
 impl Error {
@@ -88,11 +112,12 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::QuorumLost(_) | Error::Store(_) => ErrorKind::Unavailable,
             Error::Conflict(_) => ErrorKind::Conflict,
-            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::RateLimited { .. } => ErrorKind::RateLimited,
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Timeout(_) => ErrorKind::Timeout,
-            Error::Internal(_) => ErrorKind::Internal,
+            Error::Internal(_) | Error::Corrupt(_) => ErrorKind::Internal,
         }
     }
 
@@ -106,7 +131,9 @@ impl Error {
             | Error::QuorumLost(_)
             | Error::Internal(_)
             | Error::Conflict(_)
-            | Error::Unauthorized(_)
+            | Error::Unauthenticated(_)
+            | Error::Forbidden(_)
+            | Error::Corrupt(_)
             | Error::RateLimited { .. }
             | Error::Timeout(_)
             | Error::Store(_) => None,
@@ -118,11 +145,17 @@ impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::RubricConflict { .. } => Error::Conflict(e.to_string()),
-            crate::store::StoreError::Db(_) | crate::store::StoreError::Corrupt(_) => {
-                Error::Store(e.to_string())
-            }
+            crate::store::StoreError::Db(_) => Error::Store(e.to_string()),
+            crate::store::StoreError::Corrupt(_) => Error::Corrupt(e.to_string()),
         }
     }
+}
+
+/// A retry delay in whole seconds, rounded up and at least 1: the unit of HTTP's
+/// `Retry-After`, used by both transports.
+pub fn retry_after_secs(d: std::time::Duration) -> u64 {
+    let up = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    up.max(1)
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -66,7 +66,7 @@ impl RunOptions {
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Store(format!("{what}: {e}"))
+    Error::Corrupt(format!("{what}: {e}"))
 }
 
 /// The plan a stored run was made with, rebuilt on the set as it is now (labels added

@@ -167,10 +167,38 @@ pub enum LogFormat {
     Json,
 }
 
-/// An API key: its name (for quotas and logs) and the blake3 hash of the key.
+/// What an API key may do (README "Security"). The permission table itself lives in
+/// `service::auth`, which every transport calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Grades, runs jobs and calibration runs, and sees only its own jobs and sets.
+    #[default]
+    Client,
+    /// Reads every calibration set, run and report and adds labels; no grading or jobs.
+    Annotator,
+    /// Everything, including every owner's resources.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Client, Role::Annotator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Annotator => "annotator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// An API key: its name (owner of what it creates, quotas, logs), its role and the
+/// blake3 hash of the key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKeyConfig {
     pub name: String,
+    pub role: Role,
     pub blake3: String,
     pub requests_per_minute: Option<u32>,
     pub max_concurrent_jobs: Option<usize>,

@@ -45,6 +45,9 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey {
     pub name: String,
+    /// `client` (default), `annotator` or `admin`.
+    #[serde(default)]
+    pub role: super::Role,
     /// Env var holding the key.
     pub key_env: Option<String>,
     /// Or: hex blake3 of the key.
@@ -327,6 +330,7 @@ fn validate_server(
         };
         api_keys.push(ApiKeyConfig {
             name: k.name,
+            role: k.role,
             blake3: hash,
             requests_per_minute: k.requests_per_minute,
             max_concurrent_jobs: k.max_concurrent_jobs,

@@ -126,12 +126,30 @@ pub struct ItemOutcome {
 pub struct CalibrationSetRecord {
     pub id: String,
     pub name: String,
+    /// The API key that uploaded it; `None` without auth.
+    pub owner: Option<String>,
     /// Empty in listings, which leave the document out.
     pub document: String,
     pub items: u64,
     pub labels: u64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// One label written through the API, as the label history keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelEvent {
+    pub item: String,
+    pub rater: String,
+    /// `human` or `judge`.
+    pub kind: String,
+    /// The label's value as written (a category name or a number).
+    pub value: Value,
+    /// The value it replaced, when it corrected an earlier label.
+    pub previous: Option<Value>,
+    /// The API key that wrote it; `None` without auth.
+    pub author: Option<String>,
+    pub at: i64,
 }
 
 /// A calibration run: a job (same id) over a set's items, and its report once done.
@@ -176,11 +194,12 @@ pub trait Store: Send + Sync {
         items: &[(String, String)],
     ) -> StoreResult<()>;
     async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
-    /// Jobs newest first, after the `(created_at, id)` cursor.
+    /// Jobs newest first, after the `(created_at, id)` cursor; only `owner`'s when given.
     async fn list_jobs(
         &self,
         before: Option<(i64, String)>,
         limit: u32,
+        owner: Option<&str>,
     ) -> StoreResult<Vec<JobRecord>>;
     async fn set_job_state(&self, id: &str, state: JobState) -> StoreResult<()>;
     /// Jobs left queued or running (to resume after a restart).
@@ -214,16 +233,23 @@ pub trait Store: Send + Sync {
     /// Stores a new calibration set.
     async fn put_calibration_set(&self, set: &CalibrationSetRecord) -> StoreResult<()>;
     async fn calibration_set(&self, id: &str) -> StoreResult<Option<CalibrationSetRecord>>;
-    /// Every set, newest first, without documents.
-    async fn list_calibration_sets(&self) -> StoreResult<Vec<CalibrationSetRecord>>;
-    /// Replaces a set's document (labels added), keeping its id and creation time.
+    /// Every set (only `owner`'s when given), newest first, without documents.
+    async fn list_calibration_sets(
+        &self,
+        owner: Option<&str>,
+    ) -> StoreResult<Vec<CalibrationSetRecord>>;
+    /// Replaces a set's document (labels added), keeping its id and creation time, and
+    /// appends the writes to the label history, in one transaction.
     async fn update_calibration_set(
         &self,
         id: &str,
         document: &str,
         items: u64,
         labels: u64,
+        history: &[LabelEvent],
     ) -> StoreResult<()>;
+    /// A set's label history in write order, for one item when given.
+    async fn label_history(&self, set: &str, item: Option<&str>) -> StoreResult<Vec<LabelEvent>>;
     /// Creates the run's job, its pending items and the run row in one transaction.
     async fn create_calibration_run(
         &self,

@@ -11,8 +11,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobRecord, JobState, RubricEntry,
-    Store, StoreError, StoreResult, now_ms,
+    CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobRecord, JobState, LabelEvent,
+    RubricEntry, Store, StoreError, StoreResult, now_ms,
 };
 use crate::rubric::{Rubric, schema::parse_rubric};
 
@@ -186,6 +186,7 @@ fn calibration_set_from(
     Ok(CalibrationSetRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
+        owner: row.try_get("owner")?,
         document: if with_document {
             row.try_get("document")?
         } else {
@@ -326,25 +327,19 @@ impl Store for SqliteStore {
         &self,
         before: Option<(i64, String)>,
         limit: u32,
+        owner: Option<&str>,
     ) -> StoreResult<Vec<JobRecord>> {
-        let rows = match before {
-            Some((t, id)) => {
-                sqlx::query(&format!(
-                    "{JOB_SELECT} WHERE (j.created_at, j.id) < (?, ?) GROUP BY j.id ORDER BY j.created_at DESC, j.id DESC LIMIT ?"
-                ))
-                .bind(t)
-                .bind(id)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!("{JOB_SELECT} GROUP BY j.id ORDER BY j.created_at DESC, j.id DESC LIMIT ?"))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+        let (t, id) = before.unzip();
+        let rows = sqlx::query(&format!(
+            "{JOB_SELECT} WHERE (?1 IS NULL OR (j.created_at, j.id) < (?1, ?2)) AND (?3 IS NULL OR j.owner = ?3)
+             GROUP BY j.id ORDER BY j.created_at DESC, j.id DESC LIMIT ?4"
+        ))
+        .bind(t)
+        .bind(id)
+        .bind(owner)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(job_from).collect()
     }
 
@@ -464,9 +459,10 @@ impl Store for SqliteStore {
     }
 
     async fn put_calibration_set(&self, set: &CalibrationSetRecord) -> StoreResult<()> {
-        sqlx::query("INSERT INTO calibration_sets (id, name, document, items, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO calibration_sets (id, name, owner, document, items, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(&set.id)
             .bind(&set.name)
+            .bind(&set.owner)
             .bind(&set.document)
             .bind(i64_of(set.items))
             .bind(i64_of(set.labels))
@@ -478,7 +474,7 @@ impl Store for SqliteStore {
     }
 
     async fn calibration_set(&self, id: &str) -> StoreResult<Option<CalibrationSetRecord>> {
-        let row = sqlx::query("SELECT id, name, document, items, labels, created_at, updated_at FROM calibration_sets WHERE id = ?")
+        let row = sqlx::query("SELECT id, name, owner, document, items, labels, created_at, updated_at FROM calibration_sets WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -487,8 +483,12 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn list_calibration_sets(&self) -> StoreResult<Vec<CalibrationSetRecord>> {
-        let rows = sqlx::query("SELECT id, name, items, labels, created_at, updated_at FROM calibration_sets ORDER BY created_at DESC, id DESC")
+    async fn list_calibration_sets(
+        &self,
+        owner: Option<&str>,
+    ) -> StoreResult<Vec<CalibrationSetRecord>> {
+        let rows = sqlx::query("SELECT id, name, owner, items, labels, created_at, updated_at FROM calibration_sets WHERE (?1 IS NULL OR owner = ?1) ORDER BY created_at DESC, id DESC")
+            .bind(owner)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -502,16 +502,67 @@ impl Store for SqliteStore {
         document: &str,
         items: u64,
         labels: u64,
+        history: &[LabelEvent],
     ) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE calibration_sets SET document = ?, items = ?, labels = ?, updated_at = ? WHERE id = ?")
             .bind(document)
             .bind(i64_of(items))
             .bind(i64_of(labels))
             .bind(now_ms())
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        let (next,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(MAX(n) + 1, 0) FROM calibration_label_history WHERE set_id = ?",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        for (i, e) in history.iter().enumerate() {
+            sqlx::query("INSERT INTO calibration_label_history (set_id, n, item, rater, kind, value, previous, author, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                .bind(id)
+                .bind(next + i64_of(i as u64))
+                .bind(&e.item)
+                .bind(&e.rater)
+                .bind(&e.kind)
+                .bind(e.value.to_string())
+                .bind(e.previous.as_ref().map(ToString::to_string))
+                .bind(&e.author)
+                .bind(e.at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn label_history(&self, set: &str, item: Option<&str>) -> StoreResult<Vec<LabelEvent>> {
+        let rows = sqlx::query("SELECT item, rater, kind, value, previous, author, at FROM calibration_label_history WHERE set_id = ?1 AND (?2 IS NULL OR item = ?2) ORDER BY n")
+            .bind(set)
+            .bind(item)
+            .fetch_all(&self.pool)
+            .await?;
+        let json = |text: String| {
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("label history of set {set}: {e}")))
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(LabelEvent {
+                    item: r.try_get("item")?,
+                    rater: r.try_get("rater")?,
+                    kind: r.try_get("kind")?,
+                    value: json(r.try_get("value")?)?,
+                    previous: r
+                        .try_get::<Option<String>, _>("previous")?
+                        .map(json)
+                        .transpose()?,
+                    author: r.try_get("author")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
     }
 
     async fn create_calibration_run(

@@ -265,7 +265,7 @@ async fn server_sets_labels_runs_and_disagreements() {
     let grpc: Value = serde_json::from_str(&got.json).unwrap();
     assert_eq!(grpc["report"], done["report"]);
     let listed = client
-        .list_calibration_sets(tribunal::api::grpc::pb::ListCalibrationSetsRequest {})
+        .list_calibration_sets(tribunal::api::grpc::pb::ListCalibrationSetsRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -407,6 +407,7 @@ async fn a_run_report_is_written_once_from_stored_results() {
         .put_calibration_set(&CalibrationSetRecord {
             id: "s1".into(),
             name: set.name.clone(),
+            owner: None,
             document: set.to_jsonl(),
             items: 36,
             labels: 108,

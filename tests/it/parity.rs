@@ -239,7 +239,7 @@ async fn every_grpc_rpc_answers() {
     let jobs = grpc
         .list_jobs(pb::ListJobsRequest {
             limit: 10,
-            after: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -380,7 +380,7 @@ async fn auth_quotas_and_limits() {
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["kind"],
-        "unauthorized"
+        "unauthenticated"
     );
     assert_eq!(
         send(one.clone(), Some("wrong"))
@@ -580,29 +580,41 @@ async fn graceful_shutdown_records_in_flight_items_and_the_job_resumes() {
     let lines: Vec<String> = (0..40)
         .map(|i| case(&format!("g{i}"), &format!("graceful {i}")).to_string())
         .collect();
-    let job = service.submit_job(lines, 0, None).await.unwrap();
+    let admin = tribunal::service::Caller::local_admin();
+    let job = service.submit_job(&admin, lines, 0).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     // Stop: no new items start; the ones in flight finish and are recorded.
     first.stop().await;
     let second = boot().await;
-    let after_stop = second.service.job(&job.id).await.unwrap();
+    let after_stop = second.service.job(&admin, &job.id).await.unwrap();
     assert!(
         after_stop.done > 0 && after_stop.done < 40,
         "{after_stop:?}"
     );
     for _ in 0..400 {
-        if second.service.job(&job.id).await.unwrap().state.is_final() {
+        if second
+            .service
+            .job(&admin, &job.id)
+            .await
+            .unwrap()
+            .state
+            .is_final()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let done = second.service.job(&job.id).await.unwrap();
+    let done = second.service.job(&admin, &job.id).await.unwrap();
     assert_eq!(
         (done.done, done.failed, done.pending()),
         (40, 0, 0),
         "{done:?}"
     );
-    let page = second.service.results(&job.id, 0, 100).await.unwrap();
+    let page = second
+        .service
+        .results(&admin, &job.id, 0, 100)
+        .await
+        .unwrap();
     assert_eq!(page.rows.len(), 40, "every item recorded exactly once");
     second.stop().await;
 }

@@ -11,6 +11,9 @@ use crate::{Error, ErrorKind};
 pub const FIELD_KEY: &str = "x-tribunal-field";
 /// Metadata key carrying `ErrorKind::as_str`.
 pub const KIND_KEY: &str = "x-tribunal-kind";
+/// Metadata key carrying the whole seconds to wait after RESOURCE_EXHAUSTED (as HTTP's
+/// `Retry-After`).
+pub const RETRY_AFTER_KEY: &str = "retry-after";
 
 /// The gRPC code for an error kind. Exhaustive on purpose: a new kind must be
 /// mapped here before the crate compiles.
@@ -20,7 +23,8 @@ pub fn code(kind: ErrorKind) -> Code {
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::Io => Code::Internal,
         ErrorKind::Conflict => Code::AlreadyExists,
-        ErrorKind::Unauthorized => Code::Unauthenticated,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::Forbidden => Code::PermissionDenied,
         ErrorKind::RateLimited => Code::ResourceExhausted,
         // A job or rubric over a configured size limit is a request the caller must
         // change, not a value outside a valid iteration range (OutOfRange is meant
@@ -46,6 +50,12 @@ pub fn status(e: &Error) -> tonic::Status {
         if let Ok(v) = MetadataValue::try_from(field) {
             md.insert(FIELD_KEY, v);
         }
+    }
+    if let Error::RateLimited { retry_after } = e {
+        md.insert(
+            RETRY_AFTER_KEY,
+            MetadataValue::from(crate::error::retry_after_secs(*retry_after)),
+        );
     }
     status
 }
@@ -99,9 +109,19 @@ mod tests {
                 Code::AlreadyExists,
             ),
             (
-                Error::Unauthorized("missing API key".into()),
-                ErrorKind::Unauthorized,
+                Error::Unauthenticated("missing API key".into()),
+                ErrorKind::Unauthenticated,
                 Code::Unauthenticated,
+            ),
+            (
+                Error::Forbidden("annotators may not grade".into()),
+                ErrorKind::Forbidden,
+                Code::PermissionDenied,
+            ),
+            (
+                Error::Corrupt("stored report r1".into()),
+                ErrorKind::Internal,
+                Code::Internal,
             ),
             (
                 Error::RateLimited {
@@ -160,20 +180,36 @@ mod tests {
             );
         }
         // Every kind is covered by at least one case.
-        for kind in [
-            ErrorKind::InvalidInput,
-            ErrorKind::NotFound,
-            ErrorKind::Io,
-            ErrorKind::Conflict,
-            ErrorKind::Unauthorized,
-            ErrorKind::RateLimited,
-            ErrorKind::TooLarge,
-            ErrorKind::Timeout,
-            ErrorKind::Unavailable,
-            ErrorKind::Internal,
-        ] {
+        for kind in ErrorKind::ALL {
             assert!(cases.iter().any(|(_, k, _)| *k == kind), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_after() {
+        use std::time::Duration;
+        for (wait, secs) in [
+            (Duration::from_millis(1), "1"),
+            (Duration::from_millis(250), "1"),
+            (Duration::from_secs(1), "1"),
+            (Duration::from_millis(1500), "2"),
+            (Duration::from_secs(30), "30"),
+        ] {
+            let s = status(&Error::RateLimited { retry_after: wait });
+            assert_eq!(
+                s.metadata()
+                    .get(RETRY_AFTER_KEY)
+                    .and_then(|v| v.to_str().ok()),
+                Some(secs),
+                "{wait:?}"
+            );
+        }
+        assert!(
+            status(&Error::Internal("x".into()))
+                .metadata()
+                .get(RETRY_AFTER_KEY)
+                .is_none()
+        );
     }
 
     #[test]

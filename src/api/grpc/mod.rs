@@ -9,14 +9,14 @@ pub mod error;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
-use crate::service::Service;
+use crate::service::{Caller, Service};
 use crate::{Error, ErrorKind};
 
 /// Generated proto types, client and server for `tribunal.v1`.
@@ -28,17 +28,11 @@ pub mod pb {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/tribunal_descriptor.bin"));
 
-/// Results read per store page while streaming.
-const RESULT_PAGE: u32 = 500;
 /// `ListJobs` page size when the request leaves `limit` at 0.
 const DEFAULT_JOB_PAGE: u32 = 50;
 
 /// Largest request message accepted (matches the HTTP default `max_body_bytes`).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-/// Longest wait for a progress notification before a follower looks again anyway.
-const FOLLOW_POLL: Duration = Duration::from_secs(1);
-/// Results buffered per stream before the producer waits for the client.
-const STREAM_BUFFER: usize = 64;
 
 /// The `Tribunal` gRPC service over the shared domain facade.
 #[derive(Clone)]
@@ -61,7 +55,8 @@ fn fail(rpc: &'static str, e: &Error) -> Status {
         ErrorKind::InvalidInput
         | ErrorKind::NotFound
         | ErrorKind::Conflict
-        | ErrorKind::Unauthorized
+        | ErrorKind::Unauthenticated
+        | ErrorKind::Forbidden
         | ErrorKind::RateLimited
         | ErrorKind::TooLarge
         | ErrorKind::Timeout => {
@@ -71,16 +66,46 @@ fn fail(rpc: &'static str, e: &Error) -> Status {
     error::status(e)
 }
 
+/// The caller the auth interceptor attached. Missing only if the service was mounted
+/// without the interceptor: refuse rather than serve unauthenticated.
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| error::status(&Error::Unauthenticated("no caller on the request".into())))
+}
+
+/// Reads `authorization: Bearer <key>` metadata and attaches the `Caller`, through
+/// the service's one transport-neutral check (the same one HTTP makes).
+fn authenticate(service: &Service, mut request: Request<()>) -> Result<Request<()>, Status> {
+    let header = request
+        .metadata()
+        .get("authorization")
+        .map(|v| v.to_str().unwrap_or_default());
+    let caller = service
+        .authenticate(header)
+        .map_err(|e| fail("authenticate", &e))?;
+    request.extensions_mut().insert(caller);
+    Ok(request)
+}
+
+/// An empty string in a proto3 field means "not given".
+fn given(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
 #[tonic::async_trait]
 impl pb::tribunal_server::Tribunal for GrpcApi {
     async fn grade(
         &self,
         request: Request<pb::GradeRequest>,
     ) -> Result<Response<pb::GradeResponse>, Status> {
+        let caller = caller(&request)?;
         let doc = convert::parse_json("item_json", &request.get_ref().item_json)?;
         let report = self
             .service
-            .grade(&doc)
+            .grade(&caller, &doc)
             .await
             .map_err(|e| fail("Grade", &e))?;
         Ok(Response::new(pb::GradeResponse {
@@ -92,12 +117,13 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         &self,
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
+        let caller = caller(&request)?;
         let req = request.into_inner();
         // Items stay as text: the service validates each one and reports problems
         // under `items[i]`, and stores the text as given.
         let job = self
             .service
-            .submit_job(req.items_json, req.seed, None)
+            .submit_job(&caller, req.items_json, req.seed)
             .await
             .map_err(|e| fail("SubmitJob", &e))?;
         Ok(Response::new(convert::job(&job)))
@@ -109,7 +135,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
     ) -> Result<Response<pb::Job>, Status> {
         let job = self
             .service
-            .job(&request.get_ref().id)
+            .job(&caller(&request)?, &request.get_ref().id)
             .await
             .map_err(|e| fail("GetJob", &e))?;
         Ok(Response::new(convert::job(&job)))
@@ -127,7 +153,12 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         };
         let (jobs, next) = self
             .service
-            .list_jobs(Some(req.after.as_str()), limit)
+            .list_jobs(
+                &caller(&request)?,
+                given(&req.after),
+                limit,
+                given(&req.owner),
+            )
             .await
             .map_err(|e| fail("ListJobs", &e))?;
         Ok(Response::new(pb::ListJobsResponse {
@@ -142,33 +173,44 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
     ) -> Result<Response<pb::Job>, Status> {
         let job = self
             .service
-            .cancel_job(&request.get_ref().id)
+            .cancel_job(&caller(&request)?, &request.get_ref().id)
             .await
             .map_err(|e| fail("CancelJob", &e))?;
         Ok(Response::new(convert::job(&job)))
     }
 
-    type StreamJobResultsStream = ReceiverStream<Result<pb::JobResult, Status>>;
+    type StreamJobResultsStream = BoxStream<'static, Result<pb::JobResult, Status>>;
 
     async fn stream_job_results(
         &self,
         request: Request<pb::StreamJobResultsRequest>,
     ) -> Result<Response<Self::StreamJobResultsStream>, Status> {
+        let caller = caller(&request)?;
         let req = request.into_inner();
         // An unknown job is an error status on the call itself, not a stream that
-        // fails after it opened.
-        self.service
-            .job(&req.id)
+        // fails after it opened. The stream is the service's; it stops when the
+        // client goes away (tonic drops it).
+        let pages = self
+            .service
+            .result_stream(&caller, &req.id, req.follow)
             .await
             .map_err(|e| fail("StreamJobResults", &e))?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let service = Arc::clone(&self.service);
-        // The producer is per request and owns nothing but a channel sender: it ends
-        // when the job ends, when `follow` is off and the results run out, or when
-        // the client disconnects (`send` fails and `closed` resolves), so it never
-        // outlives its stream for longer than one store read.
-        tokio::spawn(stream_results(service, req.id, req.follow, tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let results = pages.flat_map(|page| {
+            let messages: Vec<Result<pb::JobResult, Status>> = match page {
+                Ok(rows) => rows
+                    .into_iter()
+                    .map(|r| {
+                        Ok(pb::JobResult {
+                            seq: r.seq,
+                            json: r.json,
+                        })
+                    })
+                    .collect(),
+                Err(e) => vec![Err(fail("StreamJobResults", &e))],
+            };
+            futures::stream::iter(messages)
+        });
+        Ok(Response::new(Box::pin(results)))
     }
 
     async fn get_job_summary(
@@ -177,7 +219,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
     ) -> Result<Response<pb::JsonDocument>, Status> {
         let summary = self
             .service
-            .summary(&request.get_ref().id)
+            .summary(&caller(&request)?, &request.get_ref().id)
             .await
             .map_err(|e| fail("GetJobSummary", &e))?;
         Ok(Response::new(convert::document(&summary)?))
@@ -192,7 +234,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         // contract's reply; both answers carry the stored rubric.
         let (rubric, _created) = self
             .service
-            .create_rubric(&doc)
+            .create_rubric(&caller(&request)?, &doc)
             .await
             .map_err(|e| fail("CreateRubric", &e))?;
         Ok(Response::new(convert::document(&rubric)?))
@@ -203,9 +245,11 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         request: Request<pb::JsonDocument>,
     ) -> Result<Response<pb::ValidateRubricResponse>, Status> {
         let doc = convert::parse_json("json", &request.get_ref().json)?;
-        Ok(Response::new(convert::validation(
-            self.service.validate_rubric(&doc),
-        )))
+        let checked = self
+            .service
+            .validate_rubric(&caller(&request)?, &doc)
+            .map_err(|e| fail("ValidateRubric", &e))?;
+        Ok(Response::new(convert::validation(checked)))
     }
 
     async fn get_rubric(
@@ -215,7 +259,11 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         let req = request.get_ref();
         let rubric = self
             .service
-            .rubric(&req.id, convert::rubric_version(req.version))
+            .rubric(
+                &caller(&request)?,
+                &req.id,
+                convert::rubric_version(req.version),
+            )
             .await
             .map_err(|e| fail("GetRubric", &e))?;
         Ok(Response::new(convert::document(&rubric)?))
@@ -223,11 +271,11 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
 
     async fn list_rubrics(
         &self,
-        _request: Request<pb::ListRubricsRequest>,
+        request: Request<pb::ListRubricsRequest>,
     ) -> Result<Response<pb::JsonDocument>, Status> {
         let rubrics = self
             .service
-            .rubrics()
+            .rubrics(&caller(&request)?)
             .await
             .map_err(|e| fail("ListRubrics", &e))?;
         Ok(Response::new(convert::document(&rubrics)?))
@@ -240,7 +288,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         let doc = convert::parse_json("json", &request.get_ref().json)?;
         let set = self
             .service
-            .create_calibration_set(&doc)
+            .create_calibration_set(&caller(&request)?, &doc)
             .await
             .map_err(|e| fail("CreateCalibrationSet", &e))?;
         Ok(Response::new(convert::document(&set)?))
@@ -248,11 +296,11 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
 
     async fn list_calibration_sets(
         &self,
-        _request: Request<pb::ListCalibrationSetsRequest>,
+        request: Request<pb::ListCalibrationSetsRequest>,
     ) -> Result<Response<pb::JsonDocument>, Status> {
         let sets = self
             .service
-            .calibration_sets()
+            .calibration_sets(&caller(&request)?, given(&request.get_ref().owner))
             .await
             .map_err(|e| fail("ListCalibrationSets", &e))?;
         Ok(Response::new(convert::document(&sets)?))
@@ -264,7 +312,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
     ) -> Result<Response<pb::JsonDocument>, Status> {
         let set = self
             .service
-            .calibration_set(&request.get_ref().id)
+            .calibration_set(&caller(&request)?, &request.get_ref().id)
             .await
             .map_err(|e| fail("GetCalibrationSet", &e))?;
         Ok(Response::new(convert::document(&set)?))
@@ -278,7 +326,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         let doc = convert::parse_json("json", &req.json)?;
         let added = self
             .service
-            .add_calibration_labels(&req.set_id, &doc)
+            .add_calibration_labels(&caller(&request)?, &req.set_id, &doc)
             .await
             .map_err(|e| fail("AddCalibrationLabels", &e))?;
         Ok(Response::new(convert::document(&added)?))
@@ -291,7 +339,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         let doc = convert::parse_json("json", &request.get_ref().json)?;
         let run = self
             .service
-            .start_calibration_run(&doc, None)
+            .start_calibration_run(&caller(&request)?, &doc)
             .await
             .map_err(|e| fail("StartCalibrationRun", &e))?;
         Ok(Response::new(convert::document(&run)?))
@@ -303,10 +351,23 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
     ) -> Result<Response<pb::JsonDocument>, Status> {
         let run = self
             .service
-            .calibration_run(&request.get_ref().id)
+            .calibration_run(&caller(&request)?, &request.get_ref().id)
             .await
             .map_err(|e| fail("GetCalibrationRun", &e))?;
         Ok(Response::new(convert::document(&run)?))
+    }
+
+    async fn get_label_history(
+        &self,
+        request: Request<pb::GetLabelHistoryRequest>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let req = request.get_ref();
+        let history = self
+            .service
+            .label_history(&caller(&request)?, &req.set_id, req.item.as_deref())
+            .await
+            .map_err(|e| fail("GetLabelHistory", &e))?;
+        Ok(Response::new(convert::document(&history)?))
     }
 
     async fn list_calibration_disagreements(
@@ -317,69 +378,10 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         let limit = if req.limit == 0 { 50 } else { req.limit };
         let page = self
             .service
-            .calibration_disagreements(&req.id, req.after, limit)
+            .calibration_disagreements(&caller(&request)?, &req.id, req.after, limit)
             .await
             .map_err(|e| fail("ListCalibrationDisagreements", &e))?;
         Ok(Response::new(convert::document(&page)?))
-    }
-}
-
-/// Sends a job's finished results in completion order; with `follow`, keeps going
-/// until the job is final and every result has been sent.
-async fn stream_results(
-    service: Arc<Service>,
-    id: String,
-    follow: bool,
-    tx: mpsc::Sender<Result<pb::JobResult, Status>>,
-) {
-    // Subscribing before the first read means a result finished between a read and
-    // the wait below still wakes us.
-    let mut progress = service.jobs.subscribe();
-    let mut after = 0;
-    // Set once the job is seen final: one more empty page then proves nothing is left,
-    // even for results recorded between the page read and the state read.
-    let mut final_seen = false;
-    loop {
-        let page = match service.results(&id, after, RESULT_PAGE).await {
-            Ok(page) => page,
-            Err(e) => {
-                let _ = tx.send(Err(fail("StreamJobResults", &e))).await;
-                return;
-            }
-        };
-        if let Some((finished_seq, _, _)) = page.rows.last() {
-            after = *finished_seq;
-            for (_, seq, json) in page.rows {
-                if tx.send(Ok(pb::JobResult { seq, json })).await.is_err() {
-                    return;
-                }
-            }
-            continue;
-        }
-        if !follow || final_seen {
-            return;
-        }
-        match service.job(&id).await {
-            Ok(job) if job.state.is_final() => {
-                final_seen = true;
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let _ = tx.send(Err(fail("StreamJobResults", &e))).await;
-                return;
-            }
-        }
-        tokio::select! {
-            () = tx.closed() => return,
-            changed = tokio::time::timeout(FOLLOW_POLL, progress.changed()) => {
-                // The runner is gone (shutdown); poll at the safety-net pace instead
-                // of spinning on a closed channel.
-                if let Ok(Err(_)) = changed {
-                    tokio::time::sleep(FOLLOW_POLL).await;
-                }
-            }
-        }
     }
 }
 
@@ -398,15 +400,19 @@ async fn router(service: Arc<Service>) -> tonic::transport::server::Router {
             tracing::error!(error = %e, "gRPC reflection disabled: bad descriptor set");
         })
         .ok();
+    let tribunal = pb::tribunal_server::TribunalServer::new(GrpcApi::new(Arc::clone(&service)))
+        // Jobs arrive as one message; tonic's 4 MiB default would refuse large ones
+        // before `max_items_per_job` could answer clearly.
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    // Health and reflection stay open, like `/healthz` and `/openapi.json`.
+    let authenticated = tonic::service::interceptor::InterceptedService::new(
+        tribunal,
+        move |request: Request<()>| authenticate(&service, request),
+    );
     Server::builder()
         .add_service(health)
         .add_optional_service(reflection)
-        .add_service(
-            pb::tribunal_server::TribunalServer::new(GrpcApi::new(service))
-                // Jobs arrive as one message; tonic's 4 MiB default would refuse
-                // large ones before `max_items_per_job` could answer clearly.
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
+        .add_service(authenticated)
 }
 
 /// Serves gRPC on `addr` until `shutdown` resolves; in-flight calls then finish.
@@ -456,7 +462,7 @@ mod tests {
         use crate::service::Limits;
         use crate::store::SqliteStore;
         use pb::tribunal_client::TribunalClient;
-        use tokio_stream::StreamExt;
+        use std::time::Duration;
         use tokio_util::sync::CancellationToken;
         use tokio_util::task::TaskTracker;
 
@@ -484,16 +490,16 @@ mod tests {
                 stop.clone(),
                 4,
             );
-            let service = Arc::new(Service {
+            let service = Arc::new(Service::new(
                 grader,
                 store,
                 jobs,
-                limits: Limits {
+                crate::service::Auth::new(&[]),
+                Limits {
                     max_items_per_job: 10,
                     max_criteria_per_rubric: 50,
                 },
-                calibration_lock: tokio::sync::Mutex::new(()),
-            });
+            ));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let token = stop.clone();

@@ -13,7 +13,8 @@ pub fn status(kind: ErrorKind) -> StatusCode {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Io => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -67,12 +68,11 @@ impl IntoResponse for ApiError {
         let mut resp = (code, axum::Json(body)).into_response();
         match &e {
             Error::RateLimited { retry_after } => {
-                let secs = retry_after.as_secs_f64().ceil().max(1.0);
-                if let Ok(v) = HeaderValue::from_str(&format!("{secs:.0}")) {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
+                let secs = crate::error::retry_after_secs(*retry_after);
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
-            Error::Unauthorized(_) => {
+            Error::Unauthenticated(_) => {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }

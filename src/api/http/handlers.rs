@@ -9,14 +9,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::HttpState;
 use super::error::ApiError;
-use super::{Caller, HttpState};
 use crate::error::Error;
 use crate::rubric::Invalid;
-use crate::service::job_json;
+use crate::service::{Caller, job_json};
 
 /// Any JSON document in one of tribunal's documented formats (see README).
 #[derive(utoipa::ToSchema)]
@@ -59,10 +60,11 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
               (status = 400, description = "invalid input"), (status = 503, description = "judges unavailable")))]
 pub async fn grade(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<Value>> {
     let doc = json_body(body)?;
-    Ok(axum::Json(s.service.grade(&doc).await?))
+    Ok(axum::Json(s.service.grade(&caller, &doc).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -127,25 +129,6 @@ fn job_items(bytes: &[u8]) -> Result<(Vec<String>, Option<u64>), Error> {
     Ok((lines, None))
 }
 
-/// The caller's concurrent-jobs quota (calibration runs are jobs too).
-async fn check_job_quota(s: &HttpState, caller: &Caller) -> ApiResult<()> {
-    if let (Some(max), Some(owner)) = (s.auth.max_concurrent_jobs(caller), caller.0.as_deref()) {
-        let active = s
-            .service
-            .store
-            .active_jobs(owner)
-            .await
-            .map_err(Error::from)?;
-        if usize::try_from(active).unwrap_or(usize::MAX) >= max {
-            crate::metrics::quota_rejection(owner);
-            return Err(ApiError(Error::RateLimited {
-                retry_after: std::time::Duration::from_secs(30),
-            }));
-        }
-    }
-    Ok(())
-}
-
 /// Submit a batch job; returns at once with the job (202).
 #[utoipa::path(post, path = "/v1/jobs", params(SubmitQuery), request_body(content = JsonDoc, description = "JSON array, NDJSON, or {rubric, items, seed}"),
     responses((status = 202, description = "job accepted", body = JsonDoc), (status = 400, description = "an item is invalid; nothing stored"),
@@ -160,10 +143,9 @@ pub async fn submit_job(
     let (lines, seed) = job_items(&bytes)?;
     // The split lines are all that is needed from here on.
     drop(bytes);
-    check_job_quota(&s, &caller).await?;
     let job = s
         .service
-        .submit_job(lines, q.seed.or(seed).unwrap_or(0), caller.0.as_deref())
+        .submit_job(&caller, lines, q.seed.or(seed).unwrap_or(0))
         .await?;
     Ok((StatusCode::ACCEPTED, axum::Json(job_json(&job))).into_response())
 }
@@ -173,17 +155,25 @@ pub struct ListQuery {
     limit: Option<u32>,
     /// Cursor from the previous page's `next`.
     after: Option<String>,
+    /// Admins only: list one owner's (API key name's) jobs.
+    owner: Option<String>,
 }
 
 /// List jobs, newest first, with cursor paging.
 #[utoipa::path(get, path = "/v1/jobs", params(ListQuery), responses((status = 200, description = "{jobs, next}", body = JsonDoc)))]
 pub async fn list_jobs(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<Value>> {
     let (jobs, next) = s
         .service
-        .list_jobs(q.after.as_deref(), q.limit.unwrap_or(50))
+        .list_jobs(
+            &caller,
+            q.after.as_deref(),
+            q.limit.unwrap_or(50),
+            q.owner.as_deref(),
+        )
         .await?;
     Ok(axum::Json(
         json!({"jobs": jobs.iter().map(job_json).collect::<Vec<_>>(), "next": next}),
@@ -194,18 +184,22 @@ pub async fn list_jobs(
 #[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such job")))]
 pub async fn get_job(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(job_json(&s.service.job(&id).await?)))
+    Ok(axum::Json(job_json(&s.service.job(&caller, &id).await?)))
 }
 
 /// Cancel a job: no new items start; finished results stay.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such job")))]
 pub async fn cancel_job(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(job_json(&s.service.cancel_job(&id).await?)))
+    Ok(axum::Json(job_json(
+        &s.service.cancel_job(&caller, &id).await?,
+    )))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -219,65 +213,36 @@ pub struct ResultsQuery {
     responses((status = 200, description = "NDJSON of grade_report.v1 (or {case_id, error})", content_type = "application/x-ndjson")))]
 pub async fn job_results(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<ResultsQuery>,
 ) -> ApiResult<Response> {
-    s.service.job(&id).await?;
-    let follow = q.follow.unwrap_or(false);
-    let service = s.service.clone();
-    let stream = futures::stream::unfold(
-        (0u64, false, service.jobs.subscribe()),
-        move |(after, ended, mut rx)| {
-            let service = service.clone();
-            let id = id.clone();
-            async move {
-                if ended {
-                    return None;
+    let pages = s
+        .service
+        .result_stream(&caller, &id, q.follow.unwrap_or(false))
+        .await?;
+    // One NDJSON chunk per page; an error after the stream opened can only be
+    // reported in-band, as a last line.
+    let body = pages.map(|page| {
+        let chunk = match page {
+            Ok(rows) => {
+                let mut chunk = String::new();
+                for r in &rows {
+                    chunk.push_str(&r.json);
+                    chunk.push('\n');
                 }
-                loop {
-                    let page = match service.results(&id, after, 500).await {
-                        Ok(p) => p.rows,
-                        Err(e) => {
-                            let line = format!(
-                                "{}\n",
-                                json!({"error": {"kind": e.kind().as_str(), "message": e.to_string()}})
-                            );
-                            return Some((
-                                Ok::<_, Infallible>(Bytes::from(line)),
-                                (after, true, rx),
-                            ));
-                        }
-                    };
-                    if let Some(last) = page.last().map(|r| r.0) {
-                        let mut chunk = String::new();
-                        for (_, _, text) in &page {
-                            chunk.push_str(text);
-                            chunk.push('\n');
-                        }
-                        return Some((Ok(Bytes::from(chunk)), (last, false, rx)));
-                    }
-                    let finished = match service.job(&id).await {
-                        Ok(j) => j.state.is_final() || j.pending() == 0,
-                        Err(_) => true,
-                    };
-                    if !follow || finished {
-                        // One more look: results may have landed between the two queries.
-                        if let Ok(p) = service.results(&id, after, 1).await {
-                            if !p.rows.is_empty() {
-                                continue;
-                            }
-                        }
-                        return None;
-                    }
-                    let _ =
-                        tokio::time::timeout(std::time::Duration::from_secs(1), rx.changed()).await;
-                }
+                chunk
             }
-        },
-    );
+            Err(e) => format!(
+                "{}\n",
+                json!({"error": {"kind": e.kind().as_str(), "message": e.to_string()}})
+            ),
+        };
+        Ok::<_, Infallible>(Bytes::from(chunk))
+    });
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .body(Body::from_stream(stream))
+        .body(Body::from_stream(body))
         .map_err(|e| ApiError(Error::Internal(e.to_string())))
 }
 
@@ -285,9 +250,10 @@ pub async fn job_results(
 #[utoipa::path(get, path = "/v1/jobs/{id}/summary", responses((status = 200, body = JsonDoc), (status = 404, description = "no such job")))]
 pub async fn job_summary(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(s.service.summary(&id).await?))
+    Ok(axum::Json(s.service.summary(&caller, &id).await?))
 }
 
 /// Validate and store an immutable rubric version (201; 200 when identical).
@@ -296,10 +262,11 @@ pub async fn job_summary(
               (status = 400, description = "invalid rubric"), (status = 409, description = "version exists with other content")))]
 pub async fn create_rubric(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let doc = json_body(body)?;
-    let (rubric, created) = s.service.create_rubric(&doc).await?;
+    let (rubric, created) = s.service.create_rubric(&caller, &doc).await?;
     let code = if created {
         StatusCode::CREATED
     } else {
@@ -310,56 +277,70 @@ pub async fn create_rubric(
 
 /// Latest version of every rubric.
 #[utoipa::path(get, path = "/v1/rubrics", responses((status = 200, body = JsonDoc)))]
-pub async fn list_rubrics(State(s): State<HttpState>) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(s.service.rubrics().await?))
+pub async fn list_rubrics(
+    State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(s.service.rubrics(&caller).await?))
 }
 
 /// Validate a rubric without storing it: `{valid, problems, rubric}`.
 #[utoipa::path(post, path = "/v1/rubrics/validate", request_body = JsonDoc, responses((status = 200, body = JsonDoc)))]
 pub async fn validate_rubric(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<Value>> {
     let doc = json_body(body)?;
-    Ok(axum::Json(match s.service.validate_rubric(&doc) {
-        Ok(r) => json!({"valid": true, "problems": [], "rubric": r}),
-        Err(Invalid(p)) => {
-            json!({"valid": false, "problems": p.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>()})
-        }
-    }))
+    Ok(axum::Json(
+        match s.service.validate_rubric(&caller, &doc)? {
+            Ok(r) => json!({"valid": true, "problems": [], "rubric": r}),
+            Err(Invalid(p)) => {
+                json!({"valid": false, "problems": p.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>()})
+            }
+        },
+    ))
 }
 
 /// The latest version of a rubric.
 #[utoipa::path(get, path = "/v1/rubrics/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such rubric")))]
 pub async fn get_rubric(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(s.service.rubric(&id, None).await?))
+    Ok(axum::Json(s.service.rubric(&caller, &id, None).await?))
 }
 
 /// Every stored version of a rubric.
 #[utoipa::path(get, path = "/v1/rubrics/{id}/versions", responses((status = 200, body = JsonDoc), (status = 404, description = "no such rubric")))]
 pub async fn rubric_versions(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(s.service.rubric_versions(&id).await?))
+    Ok(axum::Json(s.service.rubric_versions(&caller, &id).await?))
 }
 
 /// One version of a rubric.
 #[utoipa::path(get, path = "/v1/rubrics/{id}/versions/{version}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such rubric version")))]
 pub async fn get_rubric_version(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path((id, version)): Path<(String, u32)>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(s.service.rubric(&id, Some(version)).await?))
+    Ok(axum::Json(
+        s.service.rubric(&caller, &id, Some(version)).await?,
+    ))
 }
 
 /// The committee, its limits and live per-judge counters.
 #[utoipa::path(get, path = "/v1/judges", responses((status = 200, body = JsonDoc)))]
-pub async fn judges(State(s): State<HttpState>) -> axum::Json<Value> {
-    axum::Json(s.service.judges())
+pub async fn judges(
+    State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(s.service.judges(&caller)?))
 }
 
 /// Upload a calibration set (calibration.v1, K-QA CSV, HealthBench meta-eval or
@@ -369,26 +350,65 @@ pub async fn judges(State(s): State<HttpState>) -> axum::Json<Value> {
               (status = 413, description = "too large")))]
 pub async fn create_calibration_set(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let doc = json_body(body)?;
-    let set = s.service.create_calibration_set(&doc).await?;
+    let set = s.service.create_calibration_set(&caller, &doc).await?;
     Ok((StatusCode::CREATED, axum::Json(set)).into_response())
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct OwnerQuery {
+    /// Admins and annotators: list one owner's (API key name's) sets.
+    owner: Option<String>,
+}
+
 /// Stored calibration sets, newest first.
-#[utoipa::path(get, path = "/v1/calibration/sets", responses((status = 200, description = "{sets}", body = JsonDoc)))]
-pub async fn list_calibration_sets(State(s): State<HttpState>) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(s.service.calibration_sets().await?))
+#[utoipa::path(get, path = "/v1/calibration/sets", params(OwnerQuery), responses((status = 200, description = "{sets}", body = JsonDoc)))]
+pub async fn list_calibration_sets(
+    State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<OwnerQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        s.service
+            .calibration_sets(&caller, q.owner.as_deref())
+            .await?,
+    ))
 }
 
 /// One set: scale, categories, raters, counts.
 #[utoipa::path(get, path = "/v1/calibration/sets/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such set")))]
 pub async fn get_calibration_set(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(s.service.calibration_set(&id).await?))
+    Ok(axum::Json(s.service.calibration_set(&caller, &id).await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct HistoryQuery {
+    /// Only this item's labels.
+    item: Option<String>,
+}
+
+/// The history of labels written to a set through the API (who, when, the value
+/// replaced), oldest first.
+#[utoipa::path(get, path = "/v1/calibration/sets/{id}/labels", params(HistoryQuery),
+    responses((status = 200, description = "{set, item, history}", body = JsonDoc), (status = 404, description = "no such set")))]
+pub async fn label_history(
+    State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        s.service
+            .label_history(&caller, &id, q.item.as_deref())
+            .await?,
+    ))
 }
 
 /// Add or correct labels: `{"labels": [{"item", "rater", "kind", "value"}]}`; all or nothing.
@@ -397,12 +417,13 @@ pub async fn get_calibration_set(
               (status = 404, description = "no such set")))]
 pub async fn add_calibration_labels(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<Value>> {
     let doc = json_body(body)?;
     Ok(axum::Json(
-        s.service.add_calibration_labels(&id, &doc).await?,
+        s.service.add_calibration_labels(&caller, &id, &doc).await?,
     ))
 }
 
@@ -416,11 +437,7 @@ pub async fn start_calibration_run(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let doc = json_body(body)?;
-    check_job_quota(&s, &caller).await?;
-    let run = s
-        .service
-        .start_calibration_run(&doc, caller.0.as_deref())
-        .await?;
+    let run = s.service.start_calibration_run(&caller, &doc).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())
 }
 
@@ -428,9 +445,10 @@ pub async fn start_calibration_run(
 #[utoipa::path(get, path = "/v1/calibration/runs/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such run")))]
 pub async fn get_calibration_run(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(s.service.calibration_run(&id).await?))
+    Ok(axum::Json(s.service.calibration_run(&caller, &id).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -446,12 +464,13 @@ pub struct DisagreementsQuery {
     responses((status = 200, description = "{items, next}", body = JsonDoc), (status = 404, description = "no such run")))]
 pub async fn calibration_disagreements(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<DisagreementsQuery>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(
         s.service
-            .calibration_disagreements(&id, q.after, q.limit.unwrap_or(50))
+            .calibration_disagreements(&caller, &id, q.after, q.limit.unwrap_or(50))
             .await?,
     ))
 }
@@ -465,22 +484,16 @@ pub async fn healthz() -> axum::Json<Value> {
 /// Readiness: the store answers.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "store unavailable")))]
 pub async fn readyz(State(s): State<HttpState>) -> ApiResult<axum::Json<Value>> {
-    s.service.store.ping().await.map_err(Error::from)?;
+    let simulated = s.service.ready().await?;
     Ok(axum::Json(
-        json!({"status": "ready", "simulated": s.service.grader.simulated()}),
+        json!({"status": "ready", "simulated": simulated}),
     ))
 }
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
 pub async fn metrics(State(s): State<HttpState>) -> Response {
-    if let Ok((by_state, pending)) = s.service.store.job_counts().await {
-        let states: Vec<(&'static str, i64)> = by_state
-            .into_iter()
-            .map(|(st, n)| (st.as_str(), n))
-            .collect();
-        crate::metrics::jobs(&states, pending);
-    }
+    s.service.refresh_job_gauges().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(),

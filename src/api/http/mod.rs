@@ -1,12 +1,12 @@
 //! The HTTP API (axum) under `/v1`, plus `/healthz`, `/readyz`, `/metrics` and
 //! `/openapi.json` (generated from the handler annotations). Middleware: request ids
-//! (`x-request-id` in and out), metrics and tracing per route template, API-key auth
-//! with per-key quotas, body size limit. Handlers only translate.
+//! (`x-request-id` in and out), metrics and tracing per route template, the caller
+//! (`service::auth`, the same check gRPC makes), body size limit, a JSON 404 for
+//! unknown routes. Handlers only translate.
 
 pub mod error;
 mod handlers;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,99 +14,17 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::ApiKeyConfig;
 use crate::error::Error;
 use crate::service::Service;
 use error::{ApiError, REQUEST_ID};
 
-/// Who is calling: the API key's configured name, or anonymous when auth is off.
-#[derive(Debug, Clone)]
-pub struct Caller(pub Option<String>);
-
-struct Key {
-    name: String,
-    hash: blake3::Hash,
-    limiter: Option<DefaultDirectRateLimiter>,
-    max_concurrent_jobs: Option<usize>,
-}
-
-/// API keys (by blake3 hash) and their quotas.
-pub struct Auth {
-    keys: Vec<Key>,
-}
-
-impl Auth {
-    pub fn new(keys: &[ApiKeyConfig]) -> Auth {
-        Auth {
-            keys: keys
-                .iter()
-                .filter_map(|k| {
-                    Some(Key {
-                        name: k.name.clone(),
-                        hash: blake3::Hash::from_hex(&k.blake3).ok()?,
-                        limiter: k
-                            .requests_per_minute
-                            .and_then(NonZeroU32::new)
-                            .map(|r| RateLimiter::direct(Quota::per_minute(r))),
-                        max_concurrent_jobs: k.max_concurrent_jobs,
-                    })
-                })
-                .collect(),
-        }
-    }
-
-    pub fn enabled(&self) -> bool {
-        !self.keys.is_empty()
-    }
-
-    fn check(&self, header: Option<&HeaderValue>) -> Result<Option<&Key>, Error> {
-        if self.keys.is_empty() {
-            return Ok(None);
-        }
-        let token = header
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                Error::Unauthorized("missing `Authorization: Bearer <api key>`".into())
-            })?;
-        // blake3::Hash equality is constant-time.
-        let hash = blake3::hash(token.trim().as_bytes());
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.hash == hash)
-            .ok_or_else(|| Error::Unauthorized("unknown API key".into()))?;
-        if let Some(l) = &key.limiter {
-            if let Err(not_until) = l.check() {
-                crate::metrics::quota_rejection(&key.name);
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
-                return Err(Error::RateLimited { retry_after: wait });
-            }
-        }
-        Ok(Some(key))
-    }
-
-    /// The concurrent-jobs quota of a caller.
-    pub fn max_concurrent_jobs(&self, caller: &Caller) -> Option<usize> {
-        let name = caller.0.as_deref()?;
-        self.keys
-            .iter()
-            .find(|k| k.name == name)?
-            .max_concurrent_jobs
-    }
-}
-
 #[derive(Clone)]
 pub struct HttpState {
     pub service: Arc<Service>,
-    pub auth: Arc<Auth>,
 }
 
 #[derive(OpenApi)]
@@ -135,7 +53,10 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> axum::Router {
             handlers::list_calibration_sets
         ))
         .routes(routes!(handlers::get_calibration_set))
-        .routes(routes!(handlers::add_calibration_labels))
+        .routes(routes!(
+            handlers::add_calibration_labels,
+            handlers::label_history
+        ))
         .routes(routes!(handlers::start_calibration_run))
         .routes(routes!(handlers::get_calibration_run))
         .routes(routes!(handlers::calibration_disagreements))
@@ -168,22 +89,33 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> axum::Router {
                 }
             }),
         )
+        .fallback(no_route)
         .layer(axum::middleware::from_fn(observe))
         .with_state(state)
 }
 
+/// Turns the `Authorization` header into the `Caller` every `/v1` handler receives,
+/// through the service's one transport-neutral check.
 async fn authenticate(State(state): State<HttpState>, mut req: Request, next: Next) -> Response {
-    match state
-        .auth
-        .check(req.headers().get(axum::http::header::AUTHORIZATION))
-    {
-        Ok(key) => {
-            req.extensions_mut()
-                .insert(Caller(key.map(|k| k.name.clone())));
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|h| h.to_str().unwrap_or_default());
+    match state.service.authenticate(header) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
             next.run(req).await
         }
         Err(e) => axum::response::IntoResponse::into_response(ApiError(e)),
     }
+}
+
+/// Unknown routes get the JSON error body too.
+async fn no_route(req: Request) -> ApiError {
+    ApiError(Error::NotFound {
+        what: "route",
+        name: format!("{} {}; see /openapi.json", req.method(), req.uri().path()),
+    })
 }
 
 /// Request id in and out, a tracing span, and request metrics by route template.

@@ -1,0 +1,367 @@
+//! Who is calling, decided once for every transport. `Auth::authenticate` turns the
+//! bearer token a transport extracted (HTTP `Authorization` header, gRPC
+//! `authorization` metadata) into a `Caller` (key name and role) and spends one unit
+//! of that key's request quota; `Caller::require` and `Caller::sees` hold the role
+//! table and the ownership rule that every `Service` method applies. Must not know
+//! about axum, tonic, headers or status codes.
+
+use std::num::NonZeroU32;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::config::ApiKeyConfig;
+pub use crate::config::Role;
+use crate::error::Error;
+
+/// The identity every `Service` method receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The API key's configured name; `None` when the server runs without keys.
+    pub key: Option<String>,
+    pub role: Role,
+}
+
+/// What an operation does, for the role table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Grade,
+    SubmitJob,
+    /// Read, list, stream, summarise or cancel jobs (own jobs unless admin).
+    UseJobs,
+    ReadRubrics,
+    WriteRubrics,
+    ReadJudges,
+    CreateCalibrationSet,
+    ReadCalibration,
+    AddLabels,
+    StartCalibrationRun,
+}
+
+impl Action {
+    fn describe(self) -> &'static str {
+        match self {
+            Action::Grade => "grade",
+            Action::SubmitJob => "submit jobs",
+            Action::UseJobs => "read or cancel jobs",
+            Action::ReadRubrics => "read rubrics",
+            Action::WriteRubrics => "store rubrics",
+            Action::ReadJudges => "read the committee",
+            Action::CreateCalibrationSet => "upload calibration sets",
+            Action::ReadCalibration => "read calibration sets and runs",
+            Action::AddLabels => "add labels",
+            Action::StartCalibrationRun => "start calibration runs",
+        }
+    }
+}
+
+/// Owned resources, for the visibility rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    Job,
+    /// Calibration sets and runs (a run is owned by the key that started it).
+    Calibration,
+}
+
+impl Role {
+    /// The role table (README "Security"). Exhaustive on purpose: a new action or role
+    /// is a compile error here until someone decides who may do it.
+    pub fn allows(self, action: Action) -> bool {
+        match self {
+            Role::Admin => true,
+            Role::Client => match action {
+                Action::Grade
+                | Action::SubmitJob
+                | Action::UseJobs
+                | Action::ReadRubrics
+                | Action::WriteRubrics
+                | Action::ReadJudges
+                | Action::CreateCalibrationSet
+                | Action::ReadCalibration
+                | Action::AddLabels
+                | Action::StartCalibrationRun => true,
+            },
+            Role::Annotator => match action {
+                // Labelling needs the sets, the runs' reports, the disagreements and
+                // the criteria they were judged against.
+                Action::ReadCalibration | Action::AddLabels | Action::ReadRubrics => true,
+                Action::Grade
+                | Action::SubmitJob
+                | Action::UseJobs
+                | Action::WriteRubrics
+                | Action::ReadJudges
+                | Action::CreateCalibrationSet
+                | Action::StartCalibrationRun => false,
+            },
+        }
+    }
+}
+
+impl Caller {
+    /// The caller of a server without API keys: every caller is admin (such a server
+    /// binds loopback only).
+    pub fn local_admin() -> Caller {
+        Caller {
+            key: None,
+            role: Role::Admin,
+        }
+    }
+
+    /// What to record as the owner of something this caller creates.
+    pub fn owner(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// `forbidden` unless the role may do `action`.
+    pub fn require(&self, action: Action) -> Result<(), Error> {
+        if self.role.allows(action) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "the {} role may not {}; use a key with another role",
+                self.role.as_str(),
+                action.describe()
+            )))
+        }
+    }
+
+    /// Whether a resource owned by `owner` exists for this caller. Admins see
+    /// everything, annotators every calibration set and run, clients their own.
+    pub fn sees(&self, what: Owned, owner: Option<&str>) -> bool {
+        match (self.role, what) {
+            (Role::Admin, _) | (Role::Annotator, Owned::Calibration) => true,
+            (Role::Annotator, Owned::Job) => false,
+            (Role::Client, _) => self.key.is_some() && owner == self.key.as_deref(),
+        }
+    }
+
+    /// The owner filter for a list: `None` lists every owner's resources. An admin may
+    /// narrow the list to one owner with `requested`.
+    pub fn list_filter<'a>(&'a self, what: Owned, requested: Option<&'a str>) -> ListFilter<'a> {
+        match (self.role, what) {
+            (Role::Admin, _) | (Role::Annotator, Owned::Calibration) => match requested {
+                Some(o) => ListFilter::Owner(o),
+                None => ListFilter::All,
+            },
+            (Role::Annotator, Owned::Job) => ListFilter::Nothing,
+            (Role::Client, _) => match &self.key {
+                Some(k) => ListFilter::Owner(k),
+                None => ListFilter::Nothing,
+            },
+        }
+    }
+}
+
+/// Which owners' resources a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFilter<'a> {
+    All,
+    Owner(&'a str),
+    Nothing,
+}
+
+impl ListFilter<'_> {
+    pub fn admits(self, owner: Option<&str>) -> bool {
+        match self {
+            ListFilter::All => true,
+            ListFilter::Owner(o) => owner == Some(o),
+            ListFilter::Nothing => false,
+        }
+    }
+}
+
+struct Key {
+    name: String,
+    role: Role,
+    digest: blake3::Hash,
+    limiter: Option<DefaultDirectRateLimiter>,
+    max_concurrent_jobs: Option<usize>,
+}
+
+/// The configured API keys (by blake3 digest) and their quotas.
+pub struct Auth {
+    keys: Vec<Key>,
+}
+
+impl Auth {
+    /// Keys whose digest does not parse are refused by config validation, so none is
+    /// dropped here in practice; a malformed one could never match anyway.
+    pub fn new(keys: &[ApiKeyConfig]) -> Auth {
+        Auth {
+            keys: keys
+                .iter()
+                .filter_map(|k| {
+                    Some(Key {
+                        name: k.name.clone(),
+                        role: k.role,
+                        digest: blake3::Hash::from_hex(&k.blake3).ok()?,
+                        limiter: k
+                            .requests_per_minute
+                            .and_then(NonZeroU32::new)
+                            .map(|r| RateLimiter::direct(Quota::per_minute(r))),
+                        max_concurrent_jobs: k.max_concurrent_jobs,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// The caller presenting `authorization` (the raw `Bearer <key>` value, or
+    /// nothing). Spends one request of the key's per-minute quota.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Error> {
+        if self.keys.is_empty() {
+            return Ok(Caller::local_admin());
+        }
+        let token = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::Unauthenticated(
+                    "missing API key: send `authorization: Bearer <api key>`".into(),
+                )
+            })?;
+        let digest = blake3::hash(token.as_bytes());
+        // `blake3::Hash` equality is constant-time, and every key is compared, so the
+        // time taken says nothing about which key (if any) matched.
+        let key = self.keys.iter().fold(None, |found, k| {
+            let hit = k.digest == digest;
+            found.or(hit.then_some(k))
+        });
+        let key = key.ok_or_else(|| Error::Unauthenticated("unknown API key".into()))?;
+        if let Some(l) = &key.limiter {
+            if let Err(not_until) = l.check() {
+                crate::metrics::quota_rejection(&key.name);
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                return Err(Error::RateLimited { retry_after: wait });
+            }
+        }
+        Ok(Caller {
+            key: Some(key.name.clone()),
+            role: key.role,
+        })
+    }
+
+    /// The concurrent-jobs quota of a caller (calibration runs are jobs too).
+    pub fn max_concurrent_jobs(&self, caller: &Caller) -> Option<usize> {
+        let name = caller.key.as_deref()?;
+        self.keys
+            .iter()
+            .find(|k| k.name == name)?
+            .max_concurrent_jobs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, role: Role, secret: &str) -> ApiKeyConfig {
+        ApiKeyConfig {
+            name: name.into(),
+            role,
+            blake3: blake3::hash(secret.as_bytes()).to_hex().to_string(),
+            requests_per_minute: None,
+            max_concurrent_jobs: None,
+        }
+    }
+
+    #[test]
+    fn keys_become_callers() {
+        let auth = Auth::new(&[
+            key("ci", Role::Client, "k1"),
+            key("doc", Role::Annotator, "k2"),
+        ]);
+        for (header, expected) in [
+            (Some("Bearer k1"), Ok(("ci", Role::Client))),
+            (Some("Bearer  k2 "), Ok(("doc", Role::Annotator))),
+            (Some("Bearer nope"), Err("unknown API key")),
+            (Some("k1"), Err("missing API key")),
+            (Some("Bearer "), Err("missing API key")),
+            (None, Err("missing API key")),
+        ] {
+            let got = auth.authenticate(header);
+            match expected {
+                Ok((name, role)) => {
+                    let c = got.unwrap();
+                    assert_eq!((c.key.as_deref(), c.role), (Some(name), role), "{header:?}");
+                }
+                Err(m) => {
+                    let e = got.unwrap_err();
+                    assert_eq!(e.kind(), crate::ErrorKind::Unauthenticated, "{header:?}");
+                    assert!(e.to_string().contains(m), "{header:?}: {e}");
+                }
+            }
+        }
+        // Without keys every caller is the local admin.
+        assert_eq!(
+            Auth::new(&[]).authenticate(None).unwrap(),
+            Caller::local_admin()
+        );
+    }
+
+    #[test]
+    fn request_quota_is_per_key() {
+        let mut limited = key("ci", Role::Client, "k1");
+        limited.requests_per_minute = Some(2);
+        let auth = Auth::new(&[limited, key("other", Role::Client, "k2")]);
+        assert!(auth.authenticate(Some("Bearer k1")).is_ok());
+        assert!(auth.authenticate(Some("Bearer k1")).is_ok());
+        let e = auth.authenticate(Some("Bearer k1")).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::RateLimited);
+        assert!(auth.authenticate(Some("Bearer k2")).is_ok());
+    }
+
+    #[test]
+    fn role_table_and_visibility() {
+        let client = Caller {
+            key: Some("a".into()),
+            role: Role::Client,
+        };
+        let annotator = Caller {
+            key: Some("doc".into()),
+            role: Role::Annotator,
+        };
+        let admin = Caller {
+            key: Some("root".into()),
+            role: Role::Admin,
+        };
+        assert!(client.require(Action::Grade).is_ok());
+        let e = annotator.require(Action::Grade).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Forbidden);
+        assert!(annotator.require(Action::AddLabels).is_ok());
+        assert!(annotator.require(Action::WriteRubrics).is_err());
+        assert!(annotator.require(Action::UseJobs).is_err());
+        for (caller, what, owner, sees) in [
+            (&client, Owned::Job, Some("a"), true),
+            (&client, Owned::Job, Some("b"), false),
+            (&client, Owned::Job, None, false),
+            (&client, Owned::Calibration, Some("b"), false),
+            (&annotator, Owned::Calibration, Some("b"), true),
+            (&annotator, Owned::Job, Some("doc"), false),
+            (&admin, Owned::Job, Some("b"), true),
+            (&admin, Owned::Job, None, true),
+        ] {
+            assert_eq!(
+                caller.sees(what, owner),
+                sees,
+                "{caller:?} {what:?} {owner:?}"
+            );
+        }
+        assert_eq!(
+            client.list_filter(Owned::Job, Some("b")),
+            ListFilter::Owner("a")
+        );
+        assert_eq!(
+            admin.list_filter(Owned::Job, Some("b")),
+            ListFilter::Owner("b")
+        );
+        assert_eq!(admin.list_filter(Owned::Job, None), ListFilter::All);
+        assert_eq!(annotator.list_filter(Owned::Job, None), ListFilter::Nothing);
+    }
+}

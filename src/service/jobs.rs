@@ -1,0 +1,361 @@
+//! Batch jobs as callers see them: submit (validated whole, quota-checked), status,
+//! lists, cancel, the results stream (written once here; both transports adapt it)
+//! and summaries. A job belongs to the key that submitted it; another client gets
+//! `not_found`, never `forbidden`, so existence is not revealed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use serde_json::{Value, json};
+
+use super::auth::ListFilter;
+use super::{Action, Caller, Owned, Service, corrupt, invalid};
+use crate::error::Error;
+use crate::grader::example_score_from_report;
+use crate::item::{RubricSource, parse_line};
+use crate::rubric::{FieldError, Invalid};
+use crate::score::{self, DEFAULT_RESAMPLES, report};
+use crate::store::{JobRecord, now_ms};
+
+/// Results read per store page while streaming.
+const RESULT_PAGE: u32 = 500;
+/// Longest wait for a progress notification before a follower looks again anyway.
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
+
+/// One finished item of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    /// Completion order within the job (the stream's cursor).
+    pub finished_seq: u64,
+    /// Position of the item in the submitted input.
+    pub seq: u64,
+    /// `grade_report.v1`, or `{"case_id", "error"}` for a failed item.
+    pub json: String,
+}
+
+/// One page of results.
+pub struct ResultPage {
+    pub rows: Vec<ResultRow>,
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound {
+        what: "job",
+        name: id.to_owned(),
+    }
+}
+
+impl Service {
+    /// A job as stored, with no caller check (for the service's own use).
+    pub(super) async fn job_record(&self, id: &str) -> Result<JobRecord, Error> {
+        self.store.job(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    /// A job the caller may use: absent and not theirs look the same.
+    async fn own_job(&self, caller: &Caller, id: &str) -> Result<JobRecord, Error> {
+        caller.require(Action::UseJobs)?;
+        let job = self.job_record(id).await?;
+        if caller.sees(Owned::Job, job.owner.as_deref()) {
+            Ok(job)
+        } else {
+            Err(not_found(id))
+        }
+    }
+
+    /// Stores and starts a job from item lines (JSON documents). Every item is
+    /// validated first; nothing is stored if any is invalid.
+    pub async fn submit_job(
+        &self,
+        caller: &Caller,
+        lines: Vec<String>,
+        seed: u64,
+    ) -> Result<JobRecord, Error> {
+        caller.require(Action::SubmitJob)?;
+        if lines.is_empty() {
+            return Err(invalid("items", "a job needs at least one item"));
+        }
+        if lines.len() > self.limits.max_items_per_job {
+            return Err(Error::TooLarge {
+                what: "job",
+                detail: format!(
+                    "{} items; the limit is {} (server.max_items_per_job)",
+                    lines.len(),
+                    self.limits.max_items_per_job
+                ),
+                field: Some("items".into()),
+            });
+        }
+        self.check_job_quota(caller).await?;
+        let mut errs = Vec::new();
+        let mut rows = Vec::with_capacity(lines.len());
+        // Criteria per stored rubric reference, resolved once per job, not per item.
+        let mut referenced: HashMap<(String, Option<u32>), Result<usize, String>> = HashMap::new();
+        for (i, line) in lines.into_iter().enumerate() {
+            match parse_line(&line) {
+                Ok((_, item)) => {
+                    let criteria = match &item.rubric {
+                        RubricSource::Inline(r) => Ok(r.criteria.len()),
+                        RubricSource::Reference { id, version } => {
+                            let key = (id.clone(), *version);
+                            if let Some(known) = referenced.get(&key) {
+                                known.clone()
+                            } else {
+                                let found = match self.grader.resolve(&item.rubric).await {
+                                    Ok(r) => Ok(r.criteria.len()),
+                                    Err(e @ Error::NotFound { .. }) => Err(e.to_string()),
+                                    Err(e) => return Err(e),
+                                };
+                                referenced.insert(key, found.clone());
+                                found
+                            }
+                        }
+                    };
+                    match criteria {
+                        Err(message) => {
+                            errs.push(FieldError::new(format!("items[{i}].rubric"), message));
+                            continue;
+                        }
+                        Ok(n) => self.check_criteria(n, &format!("items[{i}].rubric.criteria"))?,
+                    }
+                    if item.response.is_none() {
+                        errs.push(FieldError::new(
+                            format!("items[{i}].response"),
+                            "missing: the text to grade goes in `response`",
+                        ));
+                        continue;
+                    }
+                    rows.push((item.case.id, line));
+                }
+                Err(inv) => errs.extend(inv.under(&format!("items[{i}]")).0),
+            }
+            if errs.len() >= 100 {
+                break;
+            }
+        }
+        if !errs.is_empty() {
+            return Err(Error::Invalid(Invalid(errs)));
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        self.store
+            .create_job(&id, seed, caller.owner(), &rows)
+            .await?;
+        self.jobs.start(&id);
+        self.job_record(&id).await
+    }
+
+    pub async fn job(&self, caller: &Caller, id: &str) -> Result<JobRecord, Error> {
+        self.own_job(caller, id).await
+    }
+
+    /// The caller's jobs newest first (an admin's: everyone's, or `owner`'s).
+    pub async fn list_jobs(
+        &self,
+        caller: &Caller,
+        cursor: Option<&str>,
+        limit: u32,
+        owner: Option<&str>,
+    ) -> Result<(Vec<JobRecord>, Option<String>), Error> {
+        caller.require(Action::UseJobs)?;
+        let before = match cursor {
+            None | Some("") => None,
+            Some(c) => {
+                let (t, id) = c
+                    .split_once('_')
+                    .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id.to_owned())))
+                    .ok_or_else(|| invalid("after", "not a cursor from a previous page"))?;
+                Some((t, id))
+            }
+        };
+        let limit = limit.clamp(1, 500);
+        let jobs = match caller.list_filter(Owned::Job, owner) {
+            ListFilter::Nothing => Vec::new(),
+            ListFilter::All => self.store.list_jobs(before, limit, None).await?,
+            ListFilter::Owner(o) => self.store.list_jobs(before, limit, Some(o)).await?,
+        };
+        let next = (jobs.len() == limit as usize)
+            .then(|| jobs.last().map(|j| format!("{}_{}", j.created_at, j.id)))
+            .flatten();
+        Ok((jobs, next))
+    }
+
+    pub async fn cancel_job(&self, caller: &Caller, id: &str) -> Result<JobRecord, Error> {
+        let job = self.own_job(caller, id).await?;
+        if !job.state.is_final() {
+            self.jobs.cancel(id).await?;
+        }
+        self.job_record(id).await
+    }
+
+    /// Finished results after `after` (completion order).
+    pub async fn results(
+        &self,
+        caller: &Caller,
+        id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<ResultPage, Error> {
+        self.own_job(caller, id).await?;
+        Ok(ResultPage {
+            rows: self.result_rows(id, after, limit).await?,
+        })
+    }
+
+    async fn result_rows(&self, id: &str, after: u64, limit: u32) -> Result<Vec<ResultRow>, Error> {
+        Ok(self
+            .store
+            .results(id, after, limit)
+            .await?
+            .into_iter()
+            .map(|(finished_seq, seq, json)| ResultRow {
+                finished_seq,
+                seq,
+                json,
+            })
+            .collect())
+    }
+
+    /// A job's results in completion order, in pages, for every transport. Without
+    /// `follow` it ends when the finished results run out; with `follow`, when the
+    /// job is final and every result has been yielded. An unknown (or another
+    /// owner's) job is an error here, before the stream opens. Dropping the stream
+    /// (a client that went away) stops it: nothing outlives it.
+    pub async fn result_stream(
+        self: &Arc<Self>,
+        caller: &Caller,
+        id: &str,
+        follow: bool,
+    ) -> Result<BoxStream<'static, Result<Vec<ResultRow>, Error>>, Error> {
+        self.own_job(caller, id).await?;
+        let state = Follow {
+            // Subscribing before the first read means a result finished between a
+            // read and the wait still wakes the follower.
+            progress: self.jobs.subscribe(),
+            service: Arc::clone(self),
+            id: id.to_owned(),
+            follow,
+            after: 0,
+            final_seen: false,
+            ended: false,
+        };
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            |mut st| async move {
+                let page = st.next_page().await?;
+                Some((page, st))
+            },
+        )))
+    }
+
+    /// The aggregate of a job's reports, in the shape of `tribunal score --format json`.
+    pub async fn summary(&self, caller: &Caller, id: &str) -> Result<Value, Error> {
+        let job = self.own_job(caller, id).await?;
+        let mut scores = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.store.results_by_seq(id, after, 1000).await?;
+            let Some(last) = page.last().map(|(s, _)| *s) else {
+                break;
+            };
+            after = Some(last);
+            for (seq, text) in page {
+                let v: Value = serde_json::from_str(&text)
+                    .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
+                if let Some(s) = example_score_from_report(&v) {
+                    scores.push(s);
+                }
+            }
+        }
+        let examples: Vec<_> = scores.iter().map(|(_, s)| s.clone()).collect();
+        let summary = score::summarize(&examples, job.seed, DEFAULT_RESAMPLES);
+        let mut v = report::summary_json(
+            &summary,
+            scores.iter().map(|(id, s)| (id.as_str(), s)),
+            job.seed,
+            DEFAULT_RESAMPLES,
+        );
+        v["job"] = json!({"id": job.id, "state": job.state.as_str(), "failed": job.failed, "pending": job.pending()});
+        Ok(v)
+    }
+}
+
+/// The state of one results stream.
+struct Follow {
+    service: Arc<Service>,
+    id: String,
+    follow: bool,
+    after: u64,
+    /// Set once the job is seen final: one more empty page then proves nothing is
+    /// left, even for results recorded between the page read and the state read.
+    final_seen: bool,
+    ended: bool,
+    progress: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Follow {
+    async fn next_page(&mut self) -> Option<Result<Vec<ResultRow>, Error>> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            match self
+                .service
+                .result_rows(&self.id, self.after, RESULT_PAGE)
+                .await
+            {
+                Ok(rows) => {
+                    if let Some(last) = rows.last() {
+                        self.after = last.finished_seq;
+                        return Some(Ok(rows));
+                    }
+                }
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err(e));
+                }
+            }
+            if !self.follow || self.final_seen {
+                return None;
+            }
+            match self.service.store.job(&self.id).await {
+                Ok(Some(job)) if job.state.is_final() => {
+                    self.final_seen = true;
+                    continue;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err(e.into()));
+                }
+            }
+            // The runner is gone (shutdown) when the channel is closed: poll at the
+            // safety-net pace instead of spinning.
+            if let Ok(Err(_)) = tokio::time::timeout(FOLLOW_POLL, self.progress.changed()).await {
+                tokio::time::sleep(FOLLOW_POLL).await;
+            }
+        }
+    }
+}
+
+/// The job status document shared by both transports.
+pub fn job_json(j: &JobRecord) -> Value {
+    json!({
+        "id": j.id,
+        "state": j.state.as_str(),
+        "total": j.total,
+        "done": j.done,
+        "abstained": j.abstained,
+        "failed": j.failed,
+        "pending": j.pending(),
+        "calls": j.calls,
+        "input_tokens": j.input_tokens,
+        "output_tokens": j.output_tokens,
+        "cost_usd": j.cost_usd,
+        "eta_seconds": j.eta_seconds(now_ms()),
+        "created_at": j.created_at,
+        "started_at": j.started_at,
+        "finished_at": j.finished_at,
+    })
+}

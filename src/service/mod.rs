@@ -1,0 +1,129 @@
+//! The domain facade both transports call. Every method takes the `Caller` (from
+//! `auth`) and applies the role table, ownership and quotas itself, so a rule written
+//! here holds for HTTP, gRPC and anything else that reaches the same operation.
+//! Split by concern: `grading` (grade, judges), `jobs` (submit, status, lists,
+//! results stream, summaries), `rubrics`, `calibration`. Documents keep their
+//! versioned formats, so HTTP and gRPC give identical answers. Must not know about
+//! axum, tonic or HTTP status codes.
+
+pub mod auth;
+mod calibration;
+mod grading;
+mod jobs;
+mod rubrics;
+
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::grader::Grader;
+use crate::jobs::Jobs;
+use crate::rubric::Invalid;
+use crate::store::Store;
+
+pub use auth::{Action, Auth, Caller, Owned, Role};
+pub use jobs::{ResultPage, ResultRow, job_json};
+
+/// Limits applied at the edge of the domain.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_items_per_job: usize,
+    pub max_criteria_per_rubric: usize,
+}
+
+pub struct Service {
+    grader: Arc<Grader>,
+    store: Arc<dyn Store>,
+    jobs: Arc<Jobs>,
+    auth: Auth,
+    limits: Limits,
+    /// Serialises calibration set writes (unique names; read, add labels, write back).
+    calibration_lock: tokio::sync::Mutex<()>,
+}
+
+impl Service {
+    pub fn new(
+        grader: Arc<Grader>,
+        store: Arc<dyn Store>,
+        jobs: Arc<Jobs>,
+        auth: Auth,
+        limits: Limits,
+    ) -> Service {
+        Service {
+            grader,
+            store,
+            jobs,
+            auth,
+            limits,
+            calibration_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The caller presenting `authorization` (`Bearer <key>`), for every transport.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Error> {
+        self.auth.authenticate(authorization)
+    }
+
+    /// Whether API keys are configured.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.enabled()
+    }
+
+    /// Readiness: the store answers. Returns whether judges are simulated.
+    pub async fn ready(&self) -> Result<bool, Error> {
+        self.store.ping().await?;
+        Ok(self.grader.simulated())
+    }
+
+    /// Refreshes the job gauges from the store (before a metrics scrape). A store
+    /// error leaves the previous values: a scrape must not fail on it.
+    pub async fn refresh_job_gauges(&self) {
+        if let Ok((by_state, pending)) = self.store.job_counts().await {
+            let states: Vec<(&'static str, i64)> = by_state
+                .into_iter()
+                .map(|(st, n)| (st.as_str(), n))
+                .collect();
+            crate::metrics::jobs(&states, pending);
+        }
+    }
+
+    fn check_criteria(&self, n: usize, field: &str) -> Result<(), Error> {
+        if n > self.limits.max_criteria_per_rubric {
+            return Err(Error::TooLarge {
+                what: "rubric",
+                detail: format!(
+                    "{n} criteria; the limit is {} (server.max_criteria_per_rubric)",
+                    self.limits.max_criteria_per_rubric
+                ),
+                field: Some(field.to_owned()),
+            });
+        }
+        Ok(())
+    }
+
+    /// The caller's concurrent-jobs quota (calibration runs are jobs too).
+    async fn check_job_quota(&self, caller: &Caller) -> Result<(), Error> {
+        if let (Some(max), Some(owner)) = (self.auth.max_concurrent_jobs(caller), caller.owner()) {
+            let active = self.store.active_jobs(owner).await?;
+            if usize::try_from(active).unwrap_or(usize::MAX) >= max {
+                crate::metrics::quota_rejection(owner);
+                return Err(Error::RateLimited {
+                    retry_after: std::time::Duration::from_secs(30),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> Error {
+    Error::Invalid(Invalid::one(field, message))
+}
+
+fn to_value<T: serde::Serialize>(t: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(t).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// A stored document that does not decode: `internal` (the data needs looking at).
+fn corrupt(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("{what}: {e}"))
+}
