@@ -7,6 +7,7 @@
     reason = "tests fail loudly"
 )]
 
+mod auth;
 mod calibration;
 mod calibration_live;
 mod cli_grade;
