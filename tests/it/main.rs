@@ -8,6 +8,7 @@
 )]
 
 mod auth;
+mod boundary;
 mod calibration;
 mod calibration_live;
 mod cli_grade;

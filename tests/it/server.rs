@@ -48,6 +48,11 @@ impl TestApp {
         }
     }
 
+    /// The server's SQLite file (to damage stored data on purpose).
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("t.db")
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .http
