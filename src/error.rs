@@ -5,7 +5,8 @@ use crate::rubric::Invalid;
 
 /// What went wrong, independent of transport. Each transport maps every variant
 /// exhaustively (no wildcard arm), so adding one forces a decision everywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The caller sent something invalid; `field` says where.
     InvalidInput,

@@ -12,29 +12,64 @@ use crate::rubric::{FieldError, Invalid, schema::parse_rubric, valid_identifier}
 
 pub const CASE_FORMAT: &str = "case.v1";
 
-#[derive(Debug, Deserialize)]
+/// A `case.v1` row: a conversation, the response to grade, and its rubric inline or
+/// as an `id@version` reference.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RawCase {
+#[schema(as = CaseRow)]
+pub struct RawCase {
     #[serde(default)]
+    #[schema(value_type = Option<CaseFormat>)]
     format: Option<String>,
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
     case_id: String,
+    #[schema(min_items = 1)]
     conversation: Vec<RawMessage>,
+    /// The text to grade (required to grade; optional for offline scoring with `verdicts`).
     #[serde(default)]
     response: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
+    #[schema(schema_with = rubric_or_reference)]
     rubric: Value,
+    /// Offline scoring: a verdict (true, false, a number in [0, 1]) or null (abstained)
+    /// per criterion id.
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, Object>>)]
     verdicts: Option<BTreeMap<String, Value>>,
     #[serde(default)]
     reference_responses: Vec<String>,
     /// Free-form caller data, carried but never interpreted.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     #[expect(
         dead_code,
         reason = "accepted so callers can attach their own bookkeeping"
     )]
     metadata: Option<Value>,
+}
+
+/// The format name of a case row.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub enum CaseFormat {
+    #[schema(rename = "case.v1")]
+    CaseV1,
+}
+
+/// `rubric`: an inline `rubric.v1` document or an `id@version` (or `id`) reference.
+fn rubric_or_reference() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Ref, Schema, Type};
+    let one_of = OneOfBuilder::new()
+        .item(Ref::from_schema_name("Rubric"))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[A-Za-z0-9._:-]{1,128}(@[1-9][0-9]{0,9})?$"))
+                .description(Some("a stored rubric: `id@version`, or `id` for the latest")),
+        )
+        .build();
+    Schema::OneOf(one_of)
 }
 
 /// Parses `id@version` or `id`.

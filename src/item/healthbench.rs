@@ -11,12 +11,18 @@ use serde_json::Value;
 use super::{Case, Item, RawMessage, RubricSource, SuppliedVerdicts, convert_messages, decode};
 use crate::rubric::{FieldError, Invalid, RUBRIC_FORMAT, RawCriterion, RawRubric, RawScoring};
 
-#[derive(Debug, Deserialize)]
-struct HbRow {
+/// A HealthBench row as published (other published keys, such as `canary`, are
+/// accepted and ignored), plus `response`, the text to grade.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = HealthBenchRow)]
+pub struct HbRow {
+    #[schema(min_items = 1)]
     prompt: Vec<RawMessage>,
+    #[schema(min_items = 1)]
     rubrics: Vec<HbCriterion>,
     #[serde(default)]
     example_tags: Vec<String>,
+    #[schema(min_length = 1)]
     prompt_id: String,
     #[serde(default)]
     ideal_completions_data: Option<HbIdeal>,
@@ -24,22 +30,27 @@ struct HbRow {
     response: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct HbIdeal {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = HealthBenchIdeal)]
+pub struct HbIdeal {
     #[serde(default)]
     ideal_completion: Option<String>,
     #[serde(default)]
     ideal_completions_ref_completions: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-struct HbCriterion {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = HealthBenchCriterion)]
+pub struct HbCriterion {
+    #[schema(min_length = 1)]
     criterion: String,
+    #[schema(value_type = i64, minimum = -10, maximum = 10)]
     points: f64,
     #[serde(default)]
     tags: Vec<String>,
     /// Missing stays `None`; an explicit null becomes `Some(Value::Null)` (abstained).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     criteria_met: Option<Value>,
 }
 

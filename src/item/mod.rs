@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use crate::rubric::{FieldError, Invalid, Rubric, Verdict};
 
-pub use case_v1::CASE_FORMAT;
+pub use case_v1::{CASE_FORMAT, RawCase};
+pub use healthbench::{HbCriterion, HbIdeal, HbRow};
 pub(crate) use case_v1::parse_reference as parse_rubric_reference;
 
 /// Who said a turn.
@@ -208,11 +209,35 @@ impl Item {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// One turn of a conversation.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RawMessage {
+#[schema(as = Message)]
+pub struct RawMessage {
+    #[schema(value_type = MessageRole)]
     role: String,
     content: String,
+}
+
+/// Who said a turn.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum MessageRole {
+    System,
+    Developer,
+    User,
+    Assistant,
+}
+
+/// One item to grade, in either accepted shape (the schema of `POST /v1/grade` and of
+/// each job item). Decoding goes through `parse_item`, which picks the shape by its
+/// keys (`rubrics`: HealthBench; `rubric` or `format`: case.v1).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = Item)]
+pub enum ItemSchema {
+    Case(RawCase),
+    HealthBench(HbRow),
 }
 
 fn convert_messages(raw: Vec<RawMessage>, field: &str, errs: &mut Vec<FieldError>) -> Vec<Message> {

@@ -10,13 +10,20 @@ use super::{
     valid_identifier,
 };
 
-/// A `rubric.v1` document before validation.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// A `rubric.v1` document before validation. The OpenAPI schema derived here states
+/// only what `validate` enforces (cross-field rules, such as unique criterion ids or
+/// points vs tiers by policy, are checked there and answered with 400).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Rubric)]
 pub struct RawRubric {
+    #[schema(value_type = RubricFormat)]
     pub format: String,
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
     pub id: String,
+    #[schema(minimum = 1)]
     pub version: u32,
+    #[schema(min_length = 1)]
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -25,67 +32,157 @@ pub struct RawRubric {
     /// Optional consensus rules for this rubric (else the committee's defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consensus: Option<RawConsensus>,
+    #[schema(min_items = 1)]
     pub criteria: Vec<RawCriterion>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+/// The format name of a rubric document.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub enum RubricFormat {
+    #[schema(rename = "rubric.v1")]
+    RubricV1,
+}
+
+/// Consensus rule names (`CONSENSUS_RULES`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub enum ConsensusRuleName {
+    Majority,
+    Weighted,
+    Unanimous,
+    Any,
+    Mean,
+    Median,
+    DawidSkene,
+}
+
+/// Tie rule names (`TIE_RULES`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub enum TieRuleName {
+    NotMet,
+    Met,
+    Escalate,
+}
+
+/// Scoring policy names.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub enum PolicyName {
+    Healthbench,
+    Quarkmed,
+    Weighted,
+}
+
+/// What an abstained criterion does to the example.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub enum OnAbstentionName {
+    Incomplete,
+    Renormalize,
+}
+
+/// QuarkMed tier names.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub enum TierName {
+    Essential,
+    Important,
+    Highlight,
+    Pitfall,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RubricConsensus)]
 pub struct RawConsensus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ConsensusRuleName>)]
     pub rule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<TieRuleName>)]
     pub tie: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub k: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ConsensusRuleName>)]
     pub veto_rule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub veto_k: Option<usize>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TierWeights)]
 pub struct RawWeights {
+    #[schema(exclusive_minimum = 0)]
     pub essential: Option<f64>,
+    #[schema(exclusive_minimum = 0)]
     pub important: Option<f64>,
+    #[schema(exclusive_minimum = 0)]
     pub highlight: Option<f64>,
+    #[schema(exclusive_minimum = 0)]
     pub pitfall: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RubricScoring)]
 pub struct RawScoring {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PolicyName>)]
     pub policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<RawWeights>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
     pub r_essential: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
     pub r_pitfall: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub bonus_cap: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
     pub veto_score: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<OnAbstentionName>)]
     pub on_abstention: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RubricCriterion)]
 pub struct RawCriterion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
     pub id: Option<String>,
+    #[schema(min_length = 1)]
     pub text: String,
+    /// HealthBench style: a nonzero integer in [-10, 10].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, minimum = -10, maximum = 10)]
     pub points: Option<f64>,
+    /// QuarkMed style.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<TierName>)]
     pub tier: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub veto: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0)]
     pub weight: Option<f64>,
 }
 

@@ -17,6 +17,113 @@ use crate::store::{CalibrationRunRecord, CalibrationSetRecord, LabelEvent, now_m
 /// Largest bootstrap a calibration run may ask for (CPU per report).
 const MAX_RESAMPLES: usize = 10_000;
 
+/// The text formats a set can be uploaded in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+pub enum SetFormat {
+    #[default]
+    #[serde(rename = "calibration.v1")]
+    CalibrationV1,
+    #[serde(rename = "kqa")]
+    Kqa,
+    #[serde(rename = "healthbench-meta")]
+    HealthbenchMeta,
+    #[serde(rename = "csv")]
+    Csv,
+}
+
+/// `POST /v1/calibration/sets`: a set's text and how to read it.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCalibrationSet {
+    /// Default `calibration.v1`.
+    #[serde(default)]
+    pub format: SetFormat,
+    /// The set's text: JSONL (calibration.v1, healthbench-meta) or CSV (kqa, csv).
+    pub content: String,
+    /// Replaces the name the content gives; unique across the server.
+    #[serde(default)]
+    #[schema(pattern = r"\S")]
+    pub name: Option<String>,
+    /// The column mapping, for `format: csv` (required there).
+    #[serde(default)]
+    pub csv: Option<CsvUpload>,
+}
+
+/// Measurement scales of a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleName {
+    Nominal,
+    Ordinal,
+    Interval,
+}
+
+/// How to read a generic CSV upload.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CsvUpload {
+    /// Column mapping such as `id=row,human:alice=label_a,judge:gpt=label_g`.
+    pub map: String,
+    #[serde(default)]
+    pub scale: Option<ScaleName>,
+    #[serde(default)]
+    pub categories: Option<Vec<String>>,
+    #[serde(default)]
+    pub met: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /v1/calibration/runs`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCalibrationRun {
+    /// The id of a stored calibration set.
+    pub set: String,
+    /// Bootstrap seed (default 0).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Bootstrap resamples for confidence intervals (default 1000).
+    #[serde(default)]
+    #[schema(maximum = 10000)]
+    pub resamples: Option<u32>,
+    /// Confidence level of the intervals (default 0.95).
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0, exclusive_maximum = 1)]
+    pub confidence: Option<f64>,
+}
+
+/// `POST /v1/calibration/sets/{id}/labels` (decoded by `parse_new_labels`, which
+/// reports every problem at once).
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub struct NewLabels {
+    #[schema(min_items = 1)]
+    labels: Vec<NewLabelSchema>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(as = NewLabel)]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+struct NewLabelSchema {
+    /// The item's id in the set.
+    item: String,
+    /// The annotator's (or judge's) name.
+    rater: String,
+    kind: RaterKindName,
+    /// A category name, `true`/`false` for binary sets, or a number on interval scales.
+    #[schema(value_type = Object)]
+    value: Value,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+enum RaterKindName {
+    Human,
+    Judge,
+}
+
 /// Importer errors (`line N: field: message`) as field errors under `field`.
 fn errors_under(field: &str, errors: Vec<String>) -> Error {
     Error::Invalid(Invalid(
@@ -93,46 +200,35 @@ fn run_not_found(id: &str) -> Error {
 }
 
 impl Service {
-    /// Uploads a set: `{"format", "content", "name"?, "csv"?}`; stored as calibration.v1.
+    /// Uploads a set; it is stored as calibration.v1.
     pub async fn create_calibration_set(
         &self,
         caller: &Caller,
-        doc: &Value,
+        new: &NewCalibrationSet,
     ) -> Result<Value, Error> {
         use crate::calibration::set;
         caller.require(Action::CreateCalibrationSet)?;
-        let format = doc
-            .get("format")
-            .and_then(Value::as_str)
-            .unwrap_or("calibration.v1");
-        let Some(content) = doc.get("content").and_then(Value::as_str) else {
-            return Err(invalid(
-                "content",
-                "missing: put the set's text (JSONL or CSV) in `content` as a string",
-            ));
-        };
-        let mut parsed = match format {
-            "calibration.v1" => set::parse_set(content),
-            "kqa" => set::import_kqa(content),
-            "healthbench-meta" => set::import_healthbench_meta(content),
-            "csv" => {
-                let csv = doc.get("csv").unwrap_or(&Value::Null);
-                let mapping = csv_mapping(csv)?;
-                set::import_csv(content, &mapping)
-            }
-            other => {
-                return Err(invalid(
-                    "format",
-                    format!("\"{other}\" is not a set format; use calibration.v1, kqa, healthbench-meta or csv"),
-                ));
+        let content = new.content.as_str();
+        let mut parsed = match new.format {
+            SetFormat::CalibrationV1 => set::parse_set(content),
+            SetFormat::Kqa => set::import_kqa(content),
+            SetFormat::HealthbenchMeta => set::import_healthbench_meta(content),
+            SetFormat::Csv => {
+                let Some(csv) = &new.csv else {
+                    return Err(invalid(
+                        "csv",
+                        "missing: a CSV upload needs {\"map\": \"id=row,human:alice=label_a,...\"}",
+                    ));
+                };
+                set::import_csv(content, &csv_mapping(csv)?)
             }
         }
         .map_err(|e| errors_under("content", e))?;
-        if let Some(name) = doc.get("name").and_then(Value::as_str) {
+        if let Some(name) = &new.name {
             if name.trim().is_empty() {
                 return Err(invalid("name", "must not be empty"));
             }
-            parsed.name = name.to_owned();
+            parsed.name.clone_from(name);
         }
         // Set names label the agreement gauges, so they are unique across owners. The
         // conflict names no id another owner could then read.
@@ -283,33 +379,22 @@ impl Service {
         }))
     }
 
-    /// Starts a calibration run over a stored set: `{"set", "seed"?, "resamples"?,
-    /// "confidence"?}`. The run is a job; its report is written when the job finishes.
+    /// Starts a calibration run over a stored set. The run is a job; its report is
+    /// written when the job finishes.
     pub async fn start_calibration_run(
         &self,
         caller: &Caller,
-        doc: &Value,
+        new: &NewCalibrationRun,
     ) -> Result<Value, Error> {
         use crate::calibration::{ReportOptions, live, run::RunOptions};
         caller.require(Action::StartCalibrationRun)?;
-        let Some(set_id) = doc.get("set").and_then(Value::as_str) else {
-            return Err(invalid(
-                "set",
-                "missing: the id of a stored calibration set",
-            ));
-        };
+        let set_id = new.set.as_str();
         let defaults = ReportOptions::default();
-        let seed = match doc.get("seed") {
-            None | Some(Value::Null) => defaults.seed,
-            Some(v) => v
-                .as_u64()
-                .ok_or_else(|| invalid("seed", "must be a non-negative integer"))?,
-        };
-        let resamples = match doc.get("resamples") {
-            None | Some(Value::Null) => defaults.resamples,
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
+        let seed = new.seed.unwrap_or(defaults.seed);
+        let resamples = match new.resamples {
+            None => defaults.resamples,
+            Some(n) => usize::try_from(n)
+                .ok()
                 .filter(|n| *n <= MAX_RESAMPLES)
                 .ok_or_else(|| {
                     invalid(
@@ -318,11 +403,15 @@ impl Service {
                     )
                 })?,
         };
-        let confidence = match doc.get("confidence") {
-            None | Some(Value::Null) => defaults.confidence,
-            Some(v) => v.as_f64().filter(|c| *c > 0.0 && *c < 1.0).ok_or_else(|| {
-                invalid("confidence", "must be a number between 0 and 1, e.g. 0.95")
-            })?,
+        let confidence = match new.confidence {
+            None => defaults.confidence,
+            Some(c) if c > 0.0 && c < 1.0 => c,
+            Some(_) => {
+                return Err(invalid(
+                    "confidence",
+                    "must be a number between 0 and 1, e.g. 0.95",
+                ));
+            }
         };
         let (_, set) = self.stored_set(caller, set_id).await?;
         if set.items.len() > self.limits.max_items_per_job {
@@ -413,7 +502,7 @@ impl Service {
             "set": run.set_id,
             "owner": job.owner,
             "state": job.state.as_str(),
-            "job": super::job_json(&job),
+            "job": super::JobStatus::from(&job),
             "finished_at": run.finished_at,
             "report": report,
         }))
@@ -436,7 +525,7 @@ impl Service {
         // be over a set it could see when it started the run).
         let (_, stored) = self.stored_set(&Caller::local_admin(), &rec.set_id).await?;
         let plan = run::stored_plan(&stored, &opts)?;
-        let limit = limit.clamp(1, 500) as usize;
+        let limit = super::jobs::check_limit(limit)? as usize;
         let name = |c: Option<usize>| c.and_then(|c| plan.set.categories.get(c)).cloned();
         let mut items = Vec::new();
         let mut cursor = after;
@@ -496,33 +585,25 @@ impl Service {
     }
 }
 
-/// The CSV column mapping of an upload: `{"map": "...", "scale"?, "categories"?, "met"?, "name"?}`.
-fn csv_mapping(v: &Value) -> Result<crate::calibration::set::CsvMapping, Error> {
-    let Some(spec) = v.get("map").and_then(Value::as_str) else {
-        return Err(invalid(
-            "csv.map",
-            "missing: a CSV upload needs a column mapping such as \"id=row,human:alice=label_a,judge:gpt=label_g\"",
-        ));
-    };
+/// The CSV column mapping of an upload.
+fn csv_mapping(v: &CsvUpload) -> Result<crate::calibration::set::CsvMapping, Error> {
     let mut m =
-        crate::calibration::set::parse_csv_mapping(spec).map_err(|e| invalid("csv.map", e))?;
-    if let Some(s) = v.get("scale").and_then(Value::as_str) {
-        m.scale = crate::calibration::Scale::parse(s)
-            .ok_or_else(|| invalid("csv.scale", "use nominal, ordinal or interval"))?;
+        crate::calibration::set::parse_csv_mapping(&v.map).map_err(|e| invalid("csv.map", e))?;
+    if let Some(s) = v.scale {
+        m.scale = match s {
+            ScaleName::Nominal => crate::calibration::Scale::Nominal,
+            ScaleName::Ordinal => crate::calibration::Scale::Ordinal,
+            ScaleName::Interval => crate::calibration::Scale::Interval,
+        };
     }
-    if let Some(c) = v.get("categories").and_then(Value::as_array) {
-        m.categories = Some(
-            c.iter()
-                .map(|x| x.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| invalid("csv.categories", "must be a list of strings"))?,
-        );
+    if let Some(c) = &v.categories {
+        m.categories = Some(c.clone());
     }
-    if let Some(s) = v.get("met").and_then(Value::as_str) {
-        m.met = Some(s.to_owned());
+    if let Some(s) = &v.met {
+        m.met = Some(s.clone());
     }
-    if let Some(s) = v.get("name").and_then(Value::as_str) {
-        m.name = s.to_owned();
+    if let Some(s) = &v.name {
+        m.name.clone_from(s);
     }
     Ok(m)
 }

@@ -40,6 +40,15 @@ pub struct ResultPage {
     pub rows: Vec<ResultRow>,
 }
 
+/// Page sizes: 1 to 500.
+pub(super) fn check_limit(limit: u32) -> Result<u32, Error> {
+    if (1..=500).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(invalid("limit", format!("{limit} is not a page size; use 1 to 500")))
+    }
+}
+
 fn not_found(id: &str) -> Error {
     Error::NotFound {
         what: "job",
@@ -168,7 +177,7 @@ impl Service {
                 Some((t, id))
             }
         };
-        let limit = limit.clamp(1, 500);
+        let limit = check_limit(limit)?;
         let jobs = match caller.list_filter(Owned::Job, owner) {
             ListFilter::Nothing => Vec::new(),
             ListFilter::All => self.store.list_jobs(before, limit, None).await?,
@@ -339,23 +348,84 @@ impl Follow {
     }
 }
 
-/// The job status document shared by both transports.
-pub fn job_json(j: &JobRecord) -> Value {
-    json!({
-        "id": j.id,
-        "state": j.state.as_str(),
-        "total": j.total,
-        "done": j.done,
-        "abstained": j.abstained,
-        "failed": j.failed,
-        "pending": j.pending(),
-        "calls": j.calls,
-        "input_tokens": j.input_tokens,
-        "output_tokens": j.output_tokens,
-        "cost_usd": j.cost_usd,
-        "eta_seconds": j.eta_seconds(now_ms()),
-        "created_at": j.created_at,
-        "started_at": j.started_at,
-        "finished_at": j.finished_at,
-    })
+/// A job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStateName {
+    Queued,
+    Running,
+    Done,
+    Cancelled,
+}
+
+impl From<crate::store::JobState> for JobStateName {
+    fn from(s: crate::store::JobState) -> Self {
+        use crate::store::JobState;
+        match s {
+            JobState::Queued => JobStateName::Queued,
+            JobState::Running => JobStateName::Running,
+            JobState::Done => JobStateName::Done,
+            JobState::Cancelled => JobStateName::Cancelled,
+        }
+    }
+}
+
+/// The job status document (`GET /v1/jobs/{id}`; gRPC `Job` carries the same fields).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct JobStatus {
+    pub id: String,
+    pub state: JobStateName,
+    pub total: u64,
+    pub done: u64,
+    /// Items whose report has at least one abstained ballot.
+    pub abstained: u64,
+    pub failed: u64,
+    pub pending: u64,
+    /// Judge calls made (cache hits excluded).
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// Seconds left at the pace so far; null before the first item or once final.
+    pub eta_seconds: Option<f64>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl JobStatus {
+    pub fn at(j: &JobRecord, now_ms: i64) -> JobStatus {
+        JobStatus {
+            id: j.id.clone(),
+            state: j.state.into(),
+            total: j.total,
+            done: j.done,
+            abstained: j.abstained,
+            failed: j.failed,
+            pending: j.pending(),
+            calls: j.calls,
+            input_tokens: j.input_tokens,
+            output_tokens: j.output_tokens,
+            cost_usd: j.cost_usd,
+            eta_seconds: j.eta_seconds(now_ms),
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+impl From<&JobRecord> for JobStatus {
+    fn from(j: &JobRecord) -> Self {
+        JobStatus::at(j, now_ms())
+    }
+}
+
+/// One page of jobs, newest first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobStatus>,
+    /// Cursor for the next page (`after`); null on the last page.
+    pub next: Option<String>,
 }

@@ -7,7 +7,7 @@
 //! axum, tonic or HTTP status codes.
 
 pub mod auth;
-mod calibration;
+pub mod calibration;
 mod grading;
 mod jobs;
 mod rubrics;
@@ -21,7 +21,8 @@ use crate::rubric::Invalid;
 use crate::store::Store;
 
 pub use auth::{Action, Auth, Caller, Owned, Role};
-pub use jobs::{ResultPage, ResultRow, job_json};
+pub use calibration::{CsvUpload, NewCalibrationRun, NewCalibrationSet, NewLabels, ScaleName, SetFormat};
+pub use jobs::{JobList, JobStateName, JobStatus, ResultPage, ResultRow};
 
 /// Limits applied at the edge of the domain.
 #[derive(Debug, Clone)]

@@ -13,6 +13,14 @@ pub fn parse_json(field: &str, text: &str) -> Result<Value, tonic::Status> {
     serde_json::from_str(text).map_err(|e| invalid_field(field, format!("not valid JSON: {e}")))
 }
 
+/// Reads a typed request document from a JSON string field; a problem names the
+/// field inside the document (as HTTP's error body does).
+pub fn parse_typed<T: serde::de::DeserializeOwned>(field: &str, text: &str) -> Result<T, tonic::Status> {
+    let doc = parse_json(field, text)?;
+    crate::rubric::decode_at(&doc)
+        .map_err(|e| status(&crate::Error::Invalid(crate::rubric::Invalid(vec![e]))))
+}
+
 /// Writes a document the service returned, compactly, as the HTTP API does.
 pub fn to_json(v: &Value) -> Result<String, tonic::Status> {
     serde_json::to_string(v).map_err(|e| status(&crate::Error::Internal(e.to_string())))

@@ -285,10 +285,10 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         &self,
         request: Request<pb::JsonDocument>,
     ) -> Result<Response<pb::JsonDocument>, Status> {
-        let doc = convert::parse_json("json", &request.get_ref().json)?;
+        let new = convert::parse_typed("json", &request.get_ref().json)?;
         let set = self
             .service
-            .create_calibration_set(&caller(&request)?, &doc)
+            .create_calibration_set(&caller(&request)?, &new)
             .await
             .map_err(|e| fail("CreateCalibrationSet", &e))?;
         Ok(Response::new(convert::document(&set)?))
@@ -336,10 +336,10 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         &self,
         request: Request<pb::JsonDocument>,
     ) -> Result<Response<pb::JsonDocument>, Status> {
-        let doc = convert::parse_json("json", &request.get_ref().json)?;
+        let new = convert::parse_typed("json", &request.get_ref().json)?;
         let run = self
             .service
-            .start_calibration_run(&caller(&request)?, &doc)
+            .start_calibration_run(&caller(&request)?, &new)
             .await
             .map_err(|e| fail("StartCalibrationRun", &e))?;
         Ok(Response::new(convert::document(&run)?))

@@ -3,9 +3,24 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::error::{Error, ErrorKind};
+
+/// The error body every failed request gets.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The offending field's path (`items[2].response`), when the error is about one.
+    pub field: Option<String>,
+    /// The request's id (also in the `x-request-id` header).
+    pub request_id: Option<String>,
+}
 
 pub fn status(kind: ErrorKind) -> StatusCode {
     match kind {
@@ -59,12 +74,14 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(kind = kind.as_str(), error = %e, "request rejected");
         }
-        let body = json!({"error": {
-            "kind": kind.as_str(),
-            "message": e.to_string(),
-            "field": e.field(),
-            "request_id": request_id,
-        }});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind,
+                message: e.to_string(),
+                field: e.field().map(str::to_owned),
+                request_id,
+            },
+        };
         let mut resp = (code, axum::Json(body)).into_response();
         match &e {
             Error::RateLimited { retry_after } => {

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -14,10 +14,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::HttpState;
+use super::extract::{ApiPath, ApiQuery};
 use super::error::ApiError;
 use crate::error::Error;
 use crate::rubric::Invalid;
-use crate::service::{Caller, job_json};
+use crate::service::{Caller, JobList, JobStatus};
 
 /// Any JSON document in one of tribunal's documented formats (see README).
 #[derive(utoipa::ToSchema)]
@@ -54,8 +55,42 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
     })
 }
 
+/// A typed body: JSON, then the type's decoder, with the failing field's path.
+fn typed_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    let doc = json_body(body)?;
+    crate::rubric::decode_at(&doc).map_err(|e| ApiError(Error::Invalid(Invalid(vec![e]))))
+}
+
+/// The body of `POST /v1/jobs` as JSON: an array of items, or items sharing a rubric.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub enum JobSubmission {
+    Items(Vec<crate::item::ItemSchema>),
+    Shared(SharedRubricJob),
+}
+
+/// Items that share one stored rubric: each item's `rubric` defaults to `rubric`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub struct SharedRubricJob {
+    /// `id@version` of a stored rubric.
+    rubric: Option<String>,
+    /// Items (case.v1 rows without `rubric`, or full items).
+    #[schema(min_items = 1)]
+    items: Vec<Object>,
+    /// Bootstrap seed for the job summary (the `seed` query parameter wins).
+    seed: Option<u64>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(value_type = Object)]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub struct Object(Value);
+
 /// Grade one item (a HealthBench row plus `response`, or a case.v1 row).
-#[utoipa::path(post, path = "/v1/grade", request_body = JsonDoc,
+#[utoipa::path(post, path = "/v1/grade", request_body = crate::item::ItemSchema,
     responses((status = 200, description = "grade_report.v1", body = JsonDoc),
               (status = 400, description = "invalid input"), (status = 503, description = "judges unavailable")))]
 pub async fn grade(
@@ -130,13 +165,15 @@ fn job_items(bytes: &[u8]) -> Result<(Vec<String>, Option<u64>), Error> {
 }
 
 /// Submit a batch job; returns at once with the job (202).
-#[utoipa::path(post, path = "/v1/jobs", params(SubmitQuery), request_body(content = JsonDoc, description = "JSON array, NDJSON, or {rubric, items, seed}"),
-    responses((status = 202, description = "job accepted", body = JsonDoc), (status = 400, description = "an item is invalid; nothing stored"),
+#[utoipa::path(post, path = "/v1/jobs", params(SubmitQuery),
+    request_body(description = "A JSON array of items, `{rubric, items, seed}`, or NDJSON (one item per line)",
+        content((JobSubmission = "application/json"), (String = "application/x-ndjson"))),
+    responses((status = 202, description = "job accepted", body = JobStatus), (status = 404, description = "a referenced rubric does not exist"), (status = 400, description = "an item is invalid; nothing stored"),
               (status = 413, description = "too many items or too large"), (status = 429, description = "quota")))]
 pub async fn submit_job(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<SubmitQuery>,
+    ApiQuery(q): ApiQuery<SubmitQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let bytes = body_bytes(body)?;
@@ -147,11 +184,13 @@ pub async fn submit_job(
         .service
         .submit_job(&caller, lines, q.seed.or(seed).unwrap_or(0))
         .await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(job_json(&job))).into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(JobStatus::from(&job))).into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// Cursor from the previous page's `next`.
     after: Option<String>,
@@ -160,12 +199,12 @@ pub struct ListQuery {
 }
 
 /// List jobs, newest first, with cursor paging.
-#[utoipa::path(get, path = "/v1/jobs", params(ListQuery), responses((status = 200, description = "{jobs, next}", body = JsonDoc)))]
+#[utoipa::path(get, path = "/v1/jobs", params(ListQuery), responses((status = 200, description = "the caller's jobs (an admin's: every owner's)", body = JobList)))]
 pub async fn list_jobs(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<axum::Json<Value>> {
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<axum::Json<JobList>> {
     let (jobs, next) = s
         .service
         .list_jobs(
@@ -176,28 +215,33 @@ pub async fn list_jobs(
         )
         .await?;
     Ok(axum::Json(
-        json!({"jobs": jobs.iter().map(job_json).collect::<Vec<_>>(), "next": next}),
+        JobList {
+            jobs: jobs.iter().map(JobStatus::from).collect(),
+            next,
+        },
     ))
 }
 
 /// Job state, counts, usage and ETA.
-#[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such job")))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, description = "the job", body = JobStatus), (status = 404, description = "no such job")))]
 pub async fn get_job(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(job_json(&s.service.job(&caller, &id).await?)))
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<axum::Json<JobStatus>> {
+    Ok(axum::Json(JobStatus::from(
+        &s.service.job(&caller, &id).await?,
+    )))
 }
 
 /// Cancel a job: no new items start; finished results stay.
-#[utoipa::path(delete, path = "/v1/jobs/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such job")))]
+#[utoipa::path(delete, path = "/v1/jobs/{id}", responses((status = 200, description = "the job, cancelled (or already final)", body = JobStatus), (status = 404, description = "no such job")))]
 pub async fn cancel_job(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(job_json(
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<axum::Json<JobStatus>> {
+    Ok(axum::Json(JobStatus::from(
         &s.service.cancel_job(&caller, &id).await?,
     )))
 }
@@ -214,8 +258,8 @@ pub struct ResultsQuery {
 pub async fn job_results(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    Query(q): Query<ResultsQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ResultsQuery>,
 ) -> ApiResult<Response> {
     let pages = s
         .service
@@ -251,13 +295,13 @@ pub async fn job_results(
 pub async fn job_summary(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(s.service.summary(&caller, &id).await?))
 }
 
 /// Validate and store an immutable rubric version (201; 200 when identical).
-#[utoipa::path(post, path = "/v1/rubrics", request_body = JsonDoc,
+#[utoipa::path(post, path = "/v1/rubrics", request_body = crate::rubric::RawRubric,
     responses((status = 201, body = JsonDoc), (status = 200, description = "identical version already stored"),
               (status = 400, description = "invalid rubric"), (status = 409, description = "version exists with other content")))]
 pub async fn create_rubric(
@@ -285,7 +329,7 @@ pub async fn list_rubrics(
 }
 
 /// Validate a rubric without storing it: `{valid, problems, rubric}`.
-#[utoipa::path(post, path = "/v1/rubrics/validate", request_body = JsonDoc, responses((status = 200, body = JsonDoc)))]
+#[utoipa::path(post, path = "/v1/rubrics/validate", request_body(content = Object, description = "any JSON document: the answer lists its problems as a rubric.v1"), responses((status = 200, body = JsonDoc)))]
 pub async fn validate_rubric(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
@@ -307,7 +351,7 @@ pub async fn validate_rubric(
 pub async fn get_rubric(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(s.service.rubric(&caller, &id, None).await?))
 }
@@ -317,7 +361,7 @@ pub async fn get_rubric(
 pub async fn rubric_versions(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(s.service.rubric_versions(&caller, &id).await?))
 }
@@ -327,7 +371,7 @@ pub async fn rubric_versions(
 pub async fn get_rubric_version(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path((id, version)): Path<(String, u32)>,
+    ApiPath((id, version)): ApiPath<(String, u32)>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(
         s.service.rubric(&caller, &id, Some(version)).await?,
@@ -345,7 +389,7 @@ pub async fn judges(
 
 /// Upload a calibration set (calibration.v1, K-QA CSV, HealthBench meta-eval or
 /// mapped CSV in `content`); it is stored as calibration.v1 (201).
-#[utoipa::path(post, path = "/v1/calibration/sets", request_body(content = JsonDoc, description = "{format, content, name?, csv?: {map, scale?, categories?, met?}}"),
+#[utoipa::path(post, path = "/v1/calibration/sets", request_body = crate::service::NewCalibrationSet,
     responses((status = 201, description = "the stored set", body = JsonDoc), (status = 400, description = "invalid set; every problem listed"),
               (status = 413, description = "too large")))]
 pub async fn create_calibration_set(
@@ -353,8 +397,8 @@ pub async fn create_calibration_set(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let doc = json_body(body)?;
-    let set = s.service.create_calibration_set(&caller, &doc).await?;
+    let new = typed_body(body)?;
+    let set = s.service.create_calibration_set(&caller, &new).await?;
     Ok((StatusCode::CREATED, axum::Json(set)).into_response())
 }
 
@@ -369,7 +413,7 @@ pub struct OwnerQuery {
 pub async fn list_calibration_sets(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<OwnerQuery>,
+    ApiQuery(q): ApiQuery<OwnerQuery>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(
         s.service
@@ -383,7 +427,7 @@ pub async fn list_calibration_sets(
 pub async fn get_calibration_set(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(s.service.calibration_set(&caller, &id).await?))
 }
@@ -401,8 +445,8 @@ pub struct HistoryQuery {
 pub async fn label_history(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(
         s.service
@@ -412,13 +456,13 @@ pub async fn label_history(
 }
 
 /// Add or correct labels: `{"labels": [{"item", "rater", "kind", "value"}]}`; all or nothing.
-#[utoipa::path(post, path = "/v1/calibration/sets/{id}/labels", request_body = JsonDoc,
+#[utoipa::path(post, path = "/v1/calibration/sets/{id}/labels", request_body = crate::service::NewLabels,
     responses((status = 200, description = "{added, replaced, set}", body = JsonDoc), (status = 400, description = "a label is invalid; nothing changed"),
               (status = 404, description = "no such set")))]
 pub async fn add_calibration_labels(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<Value>> {
     let doc = json_body(body)?;
@@ -428,7 +472,7 @@ pub async fn add_calibration_labels(
 }
 
 /// Start a calibration run (a job over the set's items): `{"set", "seed"?, "resamples"?, "confidence"?}` (202).
-#[utoipa::path(post, path = "/v1/calibration/runs", request_body = JsonDoc,
+#[utoipa::path(post, path = "/v1/calibration/runs", request_body = crate::service::NewCalibrationRun,
     responses((status = 202, description = "the run, queued", body = JsonDoc), (status = 400, description = "the set cannot be run"),
               (status = 404, description = "no such set"), (status = 429, description = "quota")))]
 pub async fn start_calibration_run(
@@ -436,8 +480,8 @@ pub async fn start_calibration_run(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let doc = json_body(body)?;
-    let run = s.service.start_calibration_run(&caller, &doc).await?;
+    let new = typed_body(body)?;
+    let run = s.service.start_calibration_run(&caller, &new).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())
 }
 
@@ -446,13 +490,15 @@ pub async fn start_calibration_run(
 pub async fn get_calibration_run(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(s.service.calibration_run(&caller, &id).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct DisagreementsQuery {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// Cursor from the previous page's `next`.
     after: Option<u64>,
@@ -465,8 +511,8 @@ pub struct DisagreementsQuery {
 pub async fn calibration_disagreements(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    Query(q): Query<DisagreementsQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DisagreementsQuery>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(
         s.service

@@ -5,7 +5,9 @@
 //! unknown routes. Handlers only translate.
 
 pub mod error;
+mod extract;
 mod handlers;
+mod openapi;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +30,7 @@ pub struct HttpState {
 }
 
 #[derive(OpenApi)]
-#[openapi(info(
+#[openapi(components(schemas(error::ErrorBody)), info(
     title = "tribunal",
     description = "Grades LLM responses against rubrics with a committee of LLM judges."
 ))]
@@ -67,7 +69,11 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> axum::Router {
         .routes(routes!(handlers::metrics))
         .split_for_parts();
     doc.merge(open_doc);
-    let doc_json = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
+    let auth = state.service.auth_enabled();
+    let doc_json = serde_json::to_value(&doc)
+        .map(|d| openapi::finish(d, auth))
+        .and_then(|d| serde_json::to_string_pretty(&d))
+        .unwrap_or_else(|_| "{}".to_owned());
     let api = api
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -90,6 +96,7 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> axum::Router {
             }),
         )
         .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn(observe))
         .with_state(state)
 }
@@ -108,6 +115,22 @@ async fn authenticate(State(state): State<HttpState>, mut req: Request, next: Ne
         }
         Err(e) => axum::response::IntoResponse::into_response(ApiError(e)),
     }
+}
+
+/// A known route called with a method it does not have (axum adds `Allow`).
+async fn wrong_method(req: Request) -> Response {
+    let mut resp = axum::response::IntoResponse::into_response(ApiError(Error::Invalid(
+        crate::rubric::Invalid::one(
+            "",
+            format!(
+                "{} is not a method of {}; see /openapi.json",
+                req.method(),
+                req.uri().path()
+            ),
+        ),
+    )));
+    *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    resp
 }
 
 /// Unknown routes get the JSON error body too.
