@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::{CacheConfig, Sampling};
+use crate::config::{
+    CacheConfig, JudgeConfig, LimitsConfig, OpenAiConfig, ProviderConfig, RetryConfig, Sampling,
+    SimConfig,
+};
 use crate::item::{Case, Message};
 #[cfg(test)]
 use crate::judge::AbstainReason;
@@ -192,9 +195,8 @@ impl VerdictCache {
 /// in any of these types is a compile error here until it is either hashed or
 /// explicitly declared irrelevant.
 pub struct KeyInputs<'a> {
-    /// Provider identity: kind, endpoint, model (and simulator settings).
-    pub judge_fingerprint: &'a str,
-    pub sampling: &'a Sampling,
+    /// The judge's whole configuration; `cache_key` decides field by field what counts.
+    pub judge: &'a JudgeConfig,
     pub template_hash: &'a str,
     pub case: &'a Case,
     pub response: &'a str,
@@ -204,11 +206,154 @@ pub struct KeyInputs<'a> {
     pub reference: Option<&'a [Option<Verdict>]>,
 }
 
+/// Header names that carry credentials. Like `api_key` they say who is calling, not
+/// which model answers, so they stay out of the key (and their secret values out of
+/// the hasher).
+const CREDENTIAL_HEADERS: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "api-key",
+    "x-api-key",
+    "cookie",
+];
+
+fn is_credential_header(name: &str) -> bool {
+    CREDENTIAL_HEADERS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name.trim()))
+}
+
+/// blake3 over length-prefixed parts, each followed by a separator.
+struct KeyHasher(blake3::Hasher);
+
+impl KeyHasher {
+    fn part(&mut self, bytes: &[u8]) {
+        self.0.update(&(bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+        self.0.update(b"\x1e");
+    }
+
+    fn count(&mut self, n: usize) {
+        self.part(&(n as u64).to_le_bytes());
+    }
+
+    /// Exact bits, so 0.1 and 0.1000000001 never share a key.
+    fn f64(&mut self, x: f64) {
+        self.part(&x.to_bits().to_le_bytes());
+    }
+
+    /// A tag part, then the value's part when present: `None` and every `Some` differ.
+    fn opt<const N: usize>(&mut self, bytes: Option<[u8; N]>) {
+        match bytes {
+            None => self.part(b"none"),
+            Some(b) => {
+                self.part(b"some");
+                self.part(&b);
+            }
+        }
+    }
+
+    /// The judge's identity: everything in its configuration that can change a
+    /// verdict. Every field is named, so a new one is a compile error until it is
+    /// hashed here or ignored with a reason.
+    fn judge(&mut self, judge: &JudgeConfig) {
+        let JudgeConfig {
+            // A label: committees, weights, metrics and reports refer to the judge by it;
+            // it never reaches the provider. Two judges configured alike share answers.
+            name: _,
+            model,
+            provider,
+            sampling,
+            // Rate and concurrency limits decide when a call is sent, never its answer.
+            limits:
+                LimitsConfig {
+                    requests_per_minute: _,
+                    tokens_per_minute: _,
+                    max_concurrency: _,
+                },
+            // Retries and re-asks decide whether an answer arrives, not which answer the
+            // model gives to this prompt; the failures they end in are never cached.
+            retry:
+                RetryConfig {
+                    max_attempts: _,
+                    max_parse_retries: _,
+                    backoff_base: _,
+                    backoff_max: _,
+                },
+            // A deadline ends a call as an abstention (never cached), not another verdict.
+            timeout: _,
+            // Prices only turn token counts into cost.
+            price_input_per_mtok: _,
+            price_output_per_mtok: _,
+        } = judge;
+        self.part(b"judge");
+        self.part(model.as_bytes());
+        match provider {
+            ProviderConfig::OpenAi(OpenAiConfig {
+                base_url,
+                // The name of the variable holding the key: who is calling, not which
+                // model answers (base_url, model and headers say that). Keeping it out
+                // means renaming the variable or rotating the key keeps the cache.
+                api_key_env: _,
+                // A secret: never hashed, raw or otherwise, for the same reason.
+                api_key: _,
+                headers,
+                structured_output,
+            }) => {
+                self.part(b"openai");
+                self.part(base_url.as_bytes());
+                // `response_format` changes what the model may answer.
+                self.part(&[u8::from(*structured_output)]);
+                let sent: Vec<&(String, String)> = headers
+                    .iter()
+                    .filter(|(name, _)| !is_credential_header(name))
+                    .collect();
+                self.count(sent.len());
+                for (name, value) in sent {
+                    self.part(name.as_bytes());
+                    self.part(value.as_bytes());
+                }
+            }
+            ProviderConfig::Sim(SimConfig {
+                seed,
+                // Latency and injected faults decide when and whether an answer
+                // arrives (faults end as abstentions or retries, never cached), not
+                // which verdict it carries.
+                latency_ms: _,
+                latency_jitter_ms: _,
+                accuracy,
+                met_rate,
+                rate_429: _,
+                retry_after_ms: _,
+                rate_500: _,
+                rate_timeout: _,
+                rate_malformed: _,
+                rate_refusal: _,
+            }) => {
+                self.part(b"sim");
+                self.part(&seed.to_le_bytes());
+                self.f64(*accuracy);
+                self.f64(*met_rate);
+            }
+        }
+        // Every sampling parameter is sent to the model.
+        let Sampling {
+            temperature,
+            top_p,
+            max_tokens,
+            seed,
+        } = sampling;
+        self.opt(temperature.map(|t| t.to_bits().to_le_bytes()));
+        self.opt(top_p.map(|t| t.to_bits().to_le_bytes()));
+        self.opt(max_tokens.map(u32::to_le_bytes));
+        self.opt(seed.map(i64::to_le_bytes));
+    }
+}
+
 /// blake3 over the destructured inputs with a field separator after each part.
 pub fn cache_key(k: &KeyInputs<'_>) -> CacheKey {
     let KeyInputs {
-        judge_fingerprint,
-        sampling,
+        judge,
         template_hash,
         case,
         response,
@@ -216,12 +361,6 @@ pub fn cache_key(k: &KeyInputs<'_>) -> CacheKey {
         sample,
         reference,
     } = k;
-    let Sampling {
-        temperature,
-        top_p,
-        max_tokens,
-        seed,
-    } = sampling;
     // The case id, tags and reference answers never reach the prompt.
     let Case {
         id: _,
@@ -229,23 +368,19 @@ pub fn cache_key(k: &KeyInputs<'_>) -> CacheKey {
         tags: _,
         reference_responses: _,
     } = case;
-    let mut h = blake3::Hasher::new();
-    let mut part = |bytes: &[u8]| {
-        h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-        h.update(b"\x1e");
-    };
-    part(b"tribunal.cache.v1");
-    part(judge_fingerprint.as_bytes());
-    part(format!("{temperature:?}|{top_p:?}|{max_tokens:?}|{seed:?}").as_bytes());
-    part(template_hash.as_bytes());
-    part(&(conversation.len() as u64).to_le_bytes());
+    let mut h = KeyHasher(blake3::Hasher::new());
+    // v2: the judge part is the destructured `JudgeConfig` (v1 was a display string
+    // that left out headers and structured output).
+    h.part(b"tribunal.cache.v2");
+    h.judge(judge);
+    h.part(template_hash.as_bytes());
+    h.count(conversation.len());
     for Message { role, content } in conversation {
-        part(role.as_str().as_bytes());
-        part(content.as_bytes());
+        h.part(role.as_str().as_bytes());
+        h.part(content.as_bytes());
     }
-    part(response.as_bytes());
-    part(&(criteria.len() as u64).to_le_bytes());
+    h.part(response.as_bytes());
+    h.count(criteria.len());
     for c in criteria.iter() {
         let Criterion {
             id,
@@ -255,20 +390,20 @@ pub fn cache_key(k: &KeyInputs<'_>) -> CacheKey {
             veto: _,
             weight: _,
         } = c;
-        part(id.0.as_bytes());
-        part(text.as_bytes());
+        h.part(id.0.as_bytes());
+        h.part(text.as_bytes());
         let kind = match kind {
             CriterionKind::Points(p) => format!("points:{p}"),
             CriterionKind::Tier(t) => format!("tier:{}", t.as_str()),
         };
-        part(kind.as_bytes());
+        h.part(kind.as_bytes());
     }
-    part(&sample.to_le_bytes());
+    h.part(&sample.to_le_bytes());
     match reference {
-        None => part(b"no-reference"),
-        Some(r) => part(format!("{r:?}").as_bytes()),
+        None => h.part(b"no-reference"),
+        Some(r) => h.part(format!("{r:?}").as_bytes()),
     }
-    *h.finalize().as_bytes()
+    *h.0.finalize().as_bytes()
 }
 
 #[cfg(test)]
@@ -300,19 +435,220 @@ mod tests {
         }
     }
 
+    fn openai_judge() -> JudgeConfig {
+        JudgeConfig {
+            name: "a".into(),
+            model: "gpt-x".into(),
+            provider: ProviderConfig::OpenAi(OpenAiConfig {
+                base_url: "https://llm.example/v1".into(),
+                api_key_env: Some("JUDGE_KEY".into()),
+                api_key: Some(secrecy::SecretString::from("sk-one")),
+                headers: vec![
+                    ("Authorization".into(), "Bearer sk-header-one".into()),
+                    ("OpenAI-Organization".into(), "org-1".into()),
+                    ("X-Route".into(), "eu".into()),
+                ],
+                structured_output: false,
+            }),
+            sampling: Sampling {
+                temperature: Some(0.0),
+                top_p: None,
+                max_tokens: Some(512),
+                seed: None,
+            },
+            limits: LimitsConfig {
+                requests_per_minute: Some(60),
+                tokens_per_minute: None,
+                max_concurrency: 4,
+            },
+            retry: RetryConfig {
+                max_attempts: 3,
+                max_parse_retries: 1,
+                backoff_base: std::time::Duration::from_millis(100),
+                backoff_max: std::time::Duration::from_secs(5),
+            },
+            timeout: std::time::Duration::from_secs(30),
+            price_input_per_mtok: 1.0,
+            price_output_per_mtok: 2.0,
+        }
+    }
+
+    fn sim_judge() -> JudgeConfig {
+        JudgeConfig {
+            provider: ProviderConfig::Sim(SimConfig::default()),
+            ..openai_judge()
+        }
+    }
+
+    fn openai(j: &mut JudgeConfig) -> &mut OpenAiConfig {
+        match &mut j.provider {
+            ProviderConfig::OpenAi(o) => o,
+            ProviderConfig::Sim(_) => panic!("not an openai judge"),
+        }
+    }
+
+    fn sim(j: &mut JudgeConfig) -> &mut SimConfig {
+        match &mut j.provider {
+            ProviderConfig::Sim(s) => s,
+            ProviderConfig::OpenAi(_) => panic!("not a sim judge"),
+        }
+    }
+
+    fn header<'a>(j: &'a mut JudgeConfig, name: &str) -> &'a mut String {
+        let h = openai(j).headers.iter_mut().find(|(n, _)| n == name);
+        &mut h.unwrap_or_else(|| panic!("no header {name}")).1
+    }
+
+    fn key_for(judge: &JudgeConfig) -> CacheKey {
+        let c = crit("x");
+        cache_key(&KeyInputs {
+            judge,
+            template_hash: "t",
+            case: &case(),
+            response: "r",
+            criteria: &[&c],
+            sample: 0,
+            reference: None,
+        })
+    }
+
+    type Edit = fn(&mut JudgeConfig);
+
+    /// Applies each edit to `base` alone: `(name, true, _)` must give a key of its own
+    /// (distinct from the base and from every other such edit), `(name, false, _)` the
+    /// base key.
+    fn check_judge_edits(base: &JudgeConfig, cases: &[(&str, bool, Edit)]) {
+        let k0 = key_for(base);
+        let mut seen = std::collections::HashMap::from([(k0, "base")]);
+        for (name, changes, edit) in cases {
+            let mut j = base.clone();
+            edit(&mut j);
+            let k = key_for(&j);
+            if *changes {
+                if let Some(other) = seen.insert(k, name) {
+                    panic!("{name}: same key as {other}");
+                }
+            } else {
+                assert_eq!(k, k0, "{name}: must not change the key");
+            }
+        }
+    }
+
+    #[test]
+    fn openai_judge_identity_is_every_field_that_can_change_a_verdict() {
+        check_judge_edits(
+            &openai_judge(),
+            &[
+                ("model", true, |j| j.model = "gpt-y".into()),
+                ("base_url", true, |j| {
+                    openai(j).base_url = "https://other.example/v1".into();
+                }),
+                ("structured_output", true, |j| {
+                    openai(j).structured_output = true;
+                }),
+                ("header OpenAI-Organization", true, |j| {
+                    *header(j, "OpenAI-Organization") = "org-2".into();
+                }),
+                ("header X-Route", true, |j| {
+                    *header(j, "X-Route") = "us".into()
+                }),
+                ("header renamed", true, |j| {
+                    openai(j).headers[2].0 = "X-Region".into();
+                }),
+                ("header boundary moved", true, |j| {
+                    openai(j).headers[2] = ("X-Routee".into(), "u".into());
+                }),
+                ("header added", true, |j| {
+                    openai(j).headers.push(("X-Tier".into(), "gold".into()));
+                }),
+                ("header removed", true, |j| {
+                    openai(j).headers.remove(1);
+                }),
+                ("temperature", true, |j| j.sampling.temperature = Some(0.7)),
+                ("temperature unset", true, |j| j.sampling.temperature = None),
+                ("top_p", true, |j| j.sampling.top_p = Some(0.9)),
+                ("max_tokens", true, |j| j.sampling.max_tokens = Some(256)),
+                ("seed", true, |j| j.sampling.seed = Some(7)),
+                ("provider", true, |j| {
+                    j.provider = ProviderConfig::Sim(SimConfig::default());
+                }),
+                // Excluded: labels, pacing, cost and credentials.
+                ("name", false, |j| j.name = "b".into()),
+                ("requests_per_minute", false, |j| {
+                    j.limits.requests_per_minute = None;
+                }),
+                ("tokens_per_minute", false, |j| {
+                    j.limits.tokens_per_minute = Some(1000);
+                }),
+                ("max_concurrency", false, |j| j.limits.max_concurrency = 1),
+                ("max_attempts", false, |j| j.retry.max_attempts = 9),
+                ("max_parse_retries", false, |j| {
+                    j.retry.max_parse_retries = 0
+                }),
+                ("backoff_base", false, |j| {
+                    j.retry.backoff_base = std::time::Duration::from_millis(1);
+                }),
+                ("backoff_max", false, |j| {
+                    j.retry.backoff_max = std::time::Duration::from_secs(60);
+                }),
+                ("timeout", false, |j| {
+                    j.timeout = std::time::Duration::from_secs(1);
+                }),
+                ("price_input_per_mtok", false, |j| {
+                    j.price_input_per_mtok = 9.0
+                }),
+                ("price_output_per_mtok", false, |j| {
+                    j.price_output_per_mtok = 9.0;
+                }),
+                ("api_key_env", false, |j| {
+                    openai(j).api_key_env = Some("OTHER_KEY".into());
+                }),
+                ("api_key", false, |j| {
+                    openai(j).api_key = Some(secrecy::SecretString::from("sk-two"));
+                }),
+                ("header Authorization", false, |j| {
+                    *header(j, "Authorization") = "Bearer sk-header-two".into();
+                }),
+                ("credential header added", false, |j| {
+                    openai(j)
+                        .headers
+                        .push(("x-api-key".into(), "sk-three".into()));
+                }),
+            ],
+        );
+    }
+
+    #[test]
+    fn sim_judge_identity_is_what_draws_its_verdicts() {
+        check_judge_edits(
+            &sim_judge(),
+            &[
+                ("seed", true, |j| sim(j).seed = 1),
+                ("accuracy", true, |j| sim(j).accuracy = 0.8),
+                ("met_rate", true, |j| sim(j).met_rate = 0.4),
+                ("model", true, |j| j.model = "sim-y".into()),
+                ("temperature", true, |j| j.sampling.temperature = Some(1.0)),
+                // Latency and faults decide when and whether, never which.
+                ("latency_ms", false, |j| sim(j).latency_ms = 50),
+                ("latency_jitter_ms", false, |j| sim(j).latency_jitter_ms = 5),
+                ("rate_429", false, |j| sim(j).rate_429 = 0.1),
+                ("retry_after_ms", false, |j| sim(j).retry_after_ms = 10),
+                ("rate_500", false, |j| sim(j).rate_500 = 0.1),
+                ("rate_timeout", false, |j| sim(j).rate_timeout = 0.1),
+                ("rate_malformed", false, |j| sim(j).rate_malformed = 0.1),
+                ("rate_refusal", false, |j| sim(j).rate_refusal = 0.1),
+                ("name", false, |j| j.name = "b".into()),
+            ],
+        );
+    }
+
     #[test]
     fn key_covers_every_input_that_reaches_the_prompt() {
-        let s = Sampling {
-            temperature: Some(0.0),
-            top_p: None,
-            max_tokens: None,
-            seed: None,
-        };
+        let judge = openai_judge();
         let c = crit("x");
         let cs = [&c];
         let base = KeyInputs {
-            judge_fingerprint: "openai|m",
-            sampling: &s,
+            judge: &judge,
             template_hash: "t",
             case: &case(),
             response: "r",
@@ -330,21 +666,16 @@ mod tests {
                 ..base
             })
         );
-        let s2 = Sampling {
-            temperature: Some(0.7),
-            ..s.clone()
-        };
+        let mut judge2 = openai_judge();
+        judge2.model = "gpt-y".into();
         let c2 = crit("y");
         let cs2 = [&c2];
         let mut case3 = case();
         case3.conversation[0].content = "ho".into();
+        let labels = [Some(Verdict::Met(true))];
         for changed in [
             KeyInputs {
-                judge_fingerprint: "openai|n",
-                ..base
-            },
-            KeyInputs {
-                sampling: &s2,
+                judge: &judge2,
                 ..base
             },
             KeyInputs {
@@ -364,6 +695,10 @@ mod tests {
                 ..base
             },
             KeyInputs { sample: 1, ..base },
+            KeyInputs {
+                reference: Some(&labels),
+                ..base
+            },
         ] {
             assert_ne!(k0, cache_key(&changed));
         }

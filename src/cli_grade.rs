@@ -13,7 +13,7 @@ use futures::StreamExt;
 
 use crate::cli::{Failure, GradeArgs, for_each_line, invalid_lines};
 use crate::config::{Config, ProviderConfig};
-use crate::grader::{Grader, example_score_from_report};
+use crate::grader::{Grader, read_example_score};
 use crate::item::{Item, parse_line};
 use crate::score::{self, DEFAULT_RESAMPLES, ExampleScore, report};
 
@@ -193,12 +193,15 @@ fn done_ids(path: &Path) -> Result<(HashSet<String>, Vec<(String, ExampleScore)>
             .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
         match parsed {
             Some(v) if v.get("error").is_some() => {}
-            Some(v) => match example_score_from_report(&v) {
-                Some((id, s)) => {
+            Some(v) => match read_example_score(&v) {
+                Ok((id, s)) => {
                     ids.insert(id.clone());
                     scores.push((id, s));
                 }
-                None => problems.push(format!("{}: line {n}: not a GradeReport", path.display())),
+                Err(e) => problems.push(format!(
+                    "{}: line {n}: not a GradeReport: {e}",
+                    path.display()
+                )),
             },
             None => problems.push(format!(
                 "{}: line {n}: not JSON (a truncated last line from a crash?); remove it and resume again",

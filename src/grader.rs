@@ -3,9 +3,11 @@
 //! GradeReport JSON shape (a deliberate, versioned output format).
 //! Must not parse wire formats or know about transports.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::cache::VerdictCache;
@@ -109,41 +111,48 @@ pub fn failed_item_json(case_id: &str, e: &Error) -> Value {
     json!({"case_id": case_id, "error": {"kind": e.kind().as_str(), "message": e.to_string(), "field": e.field()}})
 }
 
-/// Reads the score part of a stored report back (for `grade --resume` summaries).
+/// The part of a stored `grade_report.v1` that summaries need, read with serde: the
+/// format tag must match, and `score` must be exactly what `report::example_json` wrote.
+#[derive(Debug, Deserialize)]
+struct StoredReport {
+    format: ReportFormat,
+    case_id: String,
+    score: report::ExampleEntry,
+    tags: BTreeMap<String, f64>,
+}
+
+/// The only report format this build reads (the literal is `REPORT_FORMAT`).
+#[derive(Debug, Deserialize)]
+enum ReportFormat {
+    #[serde(rename = "grade_report.v1")]
+    V1,
+}
+
+/// Reads the score part of a stored report back (for `grade --resume` and job
+/// summaries): the case id and the `ExampleScore` the report was written from. Anything
+/// that is not such a report (a failed item's line, a missing or unknown field) is an
+/// error naming the problem, never a default.
+pub fn read_example_score(v: &Value) -> Result<(String, ExampleScore), String> {
+    let StoredReport {
+        format: ReportFormat::V1,
+        case_id,
+        score,
+        tags,
+    } = StoredReport::deserialize(v).map_err(|e| e.to_string())?;
+    if score.prompt_id != case_id {
+        return Err(format!(
+            "score.prompt_id \"{}\" differs from case_id \"{case_id}\"",
+            score.prompt_id
+        ));
+    }
+    let score = score.into_score(tags)?;
+    Ok((case_id, score))
+}
+
+/// `read_example_score` without the reason: `None` for anything that is not a readable
+/// report, failed items' lines included.
 pub fn example_score_from_report(v: &Value) -> Option<(String, ExampleScore)> {
-    let s = v.get("score")?;
-    let ids = |k: &str| -> Vec<crate::rubric::CriterionId> {
-        s.get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(|x| crate::rubric::CriterionId(x.to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let tags = v
-        .get("tags")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, x)| x.as_f64().map(|f| (k.clone(), f)))
-                .collect()
-        })
-        .unwrap_or_default();
-    Some((
-        v.get("case_id")?.as_str()?.to_owned(),
-        ExampleScore {
-            score: s.get("score").and_then(Value::as_f64),
-            undefined: None,
-            final_score: s.get("final_score").and_then(Value::as_f64),
-            vetoed_by: ids("vetoed_by"),
-            incomplete: s.get("incomplete").and_then(Value::as_bool).unwrap_or(true),
-            abstained: ids("abstained"),
-            tags,
-        },
-    ))
+    read_example_score(v).ok()
 }
 
 pub struct Grader {
@@ -313,5 +322,197 @@ impl Grader {
             score,
             elapsed: started.elapsed(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rubric::{Criterion, CriterionId, CriterionKind, Policy, Scoring};
+    use crate::score::Undefined;
+
+    fn report(case_id: &str, score: ExampleScore) -> GradeReport {
+        GradeReport {
+            case_id: case_id.into(),
+            rubric: "r@1".into(),
+            simulated: true,
+            degraded: false,
+            criteria: vec![],
+            score,
+            elapsed: Duration::from_millis(3),
+        }
+    }
+
+    /// HealthBench over criteria with these points, every one met (`None` = abstained).
+    fn scored(points: &[(i8, Option<bool>)], tags: &[&str]) -> ExampleScore {
+        let criteria = points
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| Criterion {
+                id: CriterionId(format!("c{i}")),
+                text: String::new(),
+                kind: CriterionKind::Points(*p),
+                tags: vec![],
+                veto: *p < 0,
+                weight: None,
+            })
+            .collect();
+        let rubric = Rubric {
+            id: "r".into(),
+            version: 1,
+            title: "t".into(),
+            scoring: Scoring {
+                policy: Policy::HealthBench,
+                ..Scoring::default()
+            },
+            consensus: None,
+            criteria,
+        };
+        let verdicts: Vec<Option<Verdict>> =
+            points.iter().map(|(_, m)| m.map(Verdict::Met)).collect();
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        score::score_example(&rubric, &verdicts, &tags)
+    }
+
+    #[test]
+    fn example_score_round_trips_through_the_stored_report() {
+        let check = |name: &str, score: ExampleScore, undefined: Option<Undefined>| {
+            assert_eq!(score.undefined, undefined, "{name}: fixture");
+            let json = report("case-1", score.clone()).to_json();
+            // Through text, as the store and `--resume` read it.
+            let stored: Value = serde_json::from_str(&json.to_string()).unwrap();
+            assert_eq!(
+                read_example_score(&stored),
+                Ok(("case-1".to_owned(), score.clone())),
+                "{name}: {json}"
+            );
+            assert_eq!(
+                example_score_from_report(&stored),
+                Some(("case-1".to_owned(), score)),
+                "{name}"
+            );
+        };
+        check(
+            "no positive points",
+            scored(&[(-3, Some(false)), (-5, Some(true))], &["theme:x"]),
+            Some(Undefined::NoPositivePoints),
+        );
+        check(
+            "every criterion abstained",
+            scored(&[(5, None)], &[]),
+            Some(Undefined::NoCriteria),
+        );
+        check(
+            "no positive tiers",
+            ExampleScore {
+                score: None,
+                undefined: Some(Undefined::NoPositiveTiers),
+                final_score: Some(0.0),
+                vetoed_by: vec![CriterionId("pit".into())],
+                incomplete: true,
+                abstained: vec![CriterionId("a".into()), CriterionId("b".into())],
+                tags: BTreeMap::new(),
+            },
+            Some(Undefined::NoPositiveTiers),
+        );
+        check(
+            "defined and vetoed, with tags",
+            scored(
+                &[(6, Some(true)), (4, Some(false)), (-3, Some(true))],
+                &["theme:y"],
+            ),
+            None,
+        );
+        check(
+            "defined with an abstention",
+            scored(&[(6, Some(true)), (4, None)], &[]),
+            None,
+        );
+    }
+
+    #[test]
+    fn a_stored_report_that_does_not_match_the_writer_is_refused() {
+        let base = report(
+            "case-1",
+            scored(&[(-3, Some(false)), (-5, Some(true))], &["theme:x"]),
+        )
+        .to_json();
+        let check = |name: &str, edit: &dyn Fn(&mut Value), expected_error: &str| {
+            let mut v = base.clone();
+            edit(&mut v);
+            let got = read_example_score(&v);
+            assert!(
+                got.as_ref().is_err_and(|e| e.contains(expected_error)),
+                "{name}: {got:?}"
+            );
+            assert_eq!(example_score_from_report(&v), None, "{name}");
+        };
+        check(
+            "unknown undefined_reason",
+            &|v| v["score"]["undefined_reason"] = json!("no_such_reason"),
+            "unknown variant `no_such_reason`",
+        );
+        check(
+            "missing undefined_reason",
+            &|v| {
+                v["score"]
+                    .as_object_mut()
+                    .map(|o| o.remove("undefined_reason"));
+            },
+            "missing field `undefined_reason`",
+        );
+        check(
+            "missing score",
+            &|v| {
+                v["score"].as_object_mut().map(|o| o.remove("score"));
+            },
+            "missing field `score`",
+        );
+        check(
+            "missing incomplete",
+            &|v| {
+                v["score"].as_object_mut().map(|o| o.remove("incomplete"));
+            },
+            "missing field `incomplete`",
+        );
+        check(
+            "unknown key in score",
+            &|v| v["score"]["surprise"] = json!(1),
+            "unknown field `surprise`",
+        );
+        check(
+            "undefined without a reason",
+            &|v| v["score"]["undefined_reason"] = Value::Null,
+            "exactly one must be set",
+        );
+        check(
+            "a tag that is not a number",
+            &|v| v["tags"]["theme:x"] = json!("high"),
+            "invalid type",
+        );
+        check(
+            "another format",
+            &|v| v["format"] = json!("grade_report.v2"),
+            "unknown variant `grade_report.v2`",
+        );
+        check(
+            "prompt_id differs from case_id",
+            &|v| v["score"]["prompt_id"] = json!("case-2"),
+            "differs from case_id",
+        );
+        check(
+            "a failed item's line",
+            &|v| *v = failed_item_json("case-1", &Error::Internal("boom".into())),
+            "missing field `format`",
+        );
+    }
+
+    #[test]
+    fn the_format_tag_read_back_is_the_one_written() {
+        assert_eq!(json!(REPORT_FORMAT), json!("grade_report.v1"));
+        assert!(matches!(
+            ReportFormat::deserialize(&json!(REPORT_FORMAT)),
+            Ok(ReportFormat::V1)
+        ));
     }
 }

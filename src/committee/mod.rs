@@ -342,8 +342,7 @@ impl Committee {
             )
         };
         let key = cache_key(&KeyInputs {
-            judge_fingerprint: &a.client.fingerprint,
-            sampling: &a.client.cfg.sampling,
+            judge: &a.client.cfg,
             template_hash: &template_hash,
             case,
             response,

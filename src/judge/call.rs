@@ -11,7 +11,7 @@ use rand::RngExt;
 
 use super::parse::{ParseError, parse_answer, parse_batch};
 use super::{AbstainReason, ChatRequest, ChatRole, Expect, Parsed, Provider, ProviderError, Usage};
-use crate::config::{JudgeConfig, ProviderConfig};
+use crate::config::JudgeConfig;
 use crate::limits::{JudgeLimiter, estimate_tokens};
 
 /// Counters for one judge, read by progress output and metrics.
@@ -58,22 +58,15 @@ pub struct JudgeClient {
     provider: Arc<dyn Provider>,
     pub limiter: JudgeLimiter,
     pub stats: JudgeStats,
-    /// Provider identity for cache keys: kind, endpoint, model, simulator settings.
-    pub fingerprint: String,
 }
 
 impl JudgeClient {
     pub fn new(cfg: JudgeConfig, provider: Arc<dyn Provider>) -> Self {
-        let fingerprint = match &cfg.provider {
-            ProviderConfig::OpenAi(o) => format!("openai|{}|{}", o.base_url, cfg.model),
-            ProviderConfig::Sim(s) => format!("sim|{}|{s:?}", cfg.model),
-        };
         Self {
             limiter: JudgeLimiter::new(&cfg.limits),
             cfg,
             provider,
             stats: JudgeStats::default(),
-            fingerprint,
         }
     }
 

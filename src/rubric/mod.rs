@@ -108,7 +108,9 @@ impl fmt::Display for Invalid {
 }
 
 /// A criterion identifier, unique within its rubric.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct CriterionId(pub String);
 

@@ -2,9 +2,13 @@
 //! and the summary `tribunal grade` prints. Other tools parse it: add keys, never
 //! rename or remove them.
 
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ExampleScore, Figure, Summary};
+use super::{ExampleScore, Figure, Summary, Undefined};
+use crate::rubric::CriterionId;
 
 fn figure_json(f: &Figure) -> Value {
     json!({ "score": f.score, "bootstrap_std": f.bootstrap_std, "n": f.n })
@@ -21,6 +25,58 @@ pub fn example_json(id: &str, e: &ExampleScore) -> Value {
         "abstained": e.abstained,
         "undefined_reason": e.undefined.map(|u| u.as_str()),
     })
+}
+
+/// An `example_json` object read back. Every key is required (an absent `Option` is an
+/// error, not `None`) and an unknown key or `undefined_reason` is an error, so a stored
+/// entry that does not match the writer fails loudly instead of becoming a different
+/// score. A key added to `example_json` must be added here too (the round-trip test in
+/// `grader` fails until it is).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExampleEntry {
+    pub prompt_id: String,
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub score: Option<f64>,
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub final_score: Option<f64>,
+    pub vetoed_by: Vec<CriterionId>,
+    pub incomplete: bool,
+    pub abstained: Vec<CriterionId>,
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub undefined_reason: Option<Undefined>,
+}
+
+impl ExampleEntry {
+    /// The `ExampleScore` this entry was written from; `tags` are stored beside the
+    /// entry (in the report), not in it. A score that is neither a number nor undefined
+    /// (or both) was not written by `example_json` and is refused.
+    pub fn into_score(self, tags: BTreeMap<String, f64>) -> Result<ExampleScore, String> {
+        let ExampleEntry {
+            prompt_id: _,
+            score,
+            final_score,
+            vetoed_by,
+            incomplete,
+            abstained,
+            undefined_reason,
+        } = self;
+        if score.is_some() == undefined_reason.is_some() {
+            return Err(format!(
+                "score {score:?} with undefined_reason {:?}: exactly one must be set",
+                undefined_reason.map(Undefined::as_str)
+            ));
+        }
+        Ok(ExampleScore {
+            score,
+            undefined: undefined_reason,
+            final_score,
+            vetoed_by,
+            incomplete,
+            abstained,
+            tags,
+        })
+    }
 }
 
 /// `{"overall", "tags", "examples", "excluded", "seed", "resamples"}`.

@@ -519,3 +519,25 @@ proptest! {
         prop_assert!(same, "{:?} vs {:?}", a, b);
     }
 }
+
+#[test]
+fn undefined_serde_names_are_the_as_str_names() {
+    let check = |u: Undefined| {
+        // Exhaustive, so a new reason cannot be left out of this table.
+        match u {
+            Undefined::NoPositivePoints | Undefined::NoPositiveTiers | Undefined::NoCriteria => {}
+        }
+        assert_eq!(
+            serde_json::to_value(u).ok(),
+            Some(serde_json::json!(u.as_str()))
+        );
+        assert_eq!(
+            serde_json::from_value::<Undefined>(serde_json::json!(u.as_str())).ok(),
+            Some(u)
+        );
+    };
+    check(Undefined::NoPositivePoints);
+    check(Undefined::NoPositiveTiers);
+    check(Undefined::NoCriteria);
+    assert!(serde_json::from_value::<Undefined>(serde_json::json!("NoCriteria")).is_err());
+}

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::mock_openai::{met, spawn};
-use crate::{root, shared_data, tribunal};
+use crate::{root, shared_data, summary_example, tribunal};
 
 #[test]
 fn grades_real_healthbench_rows_with_the_sim_committee() {
@@ -113,4 +113,50 @@ async fn grades_against_a_mock_openai_endpoint() {
     assert_eq!(mock.calls(), 3 + 2);
     let summary: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(summary["overall"]["n"], 2);
+}
+
+#[test]
+fn resume_summary_keeps_the_undefined_reason() {
+    // undef-fx-1's rubric has only negative points: its score is undefined.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("reports.jsonl");
+    let input = root().join("tests/fixtures/grade-undefined.jsonl");
+    let args = [
+        "grade",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let run = tribunal(&args, &root());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let first: Value = serde_json::from_str(&run.stdout).unwrap();
+    let again = tribunal(&[&args[..], &["--resume"]].concat(), &root());
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("2 already done"), "{}", again.stderr);
+    let resumed: Value = serde_json::from_str(&again.stdout).unwrap();
+    for (name, summary) in [("grade", &first), ("grade --resume", &resumed)] {
+        let cases = [
+            ("undef-fx-1", Value::from("no_positive_points")),
+            ("undef-fx-2", Value::Null),
+        ];
+        for (id, reason) in cases {
+            assert_eq!(
+                summary_example(summary, id)["undefined_reason"],
+                reason,
+                "{name}: {id}: {summary}"
+            );
+        }
+        assert_eq!(summary["excluded"]["undefined"], 1, "{name}: {summary}");
+    }
+    // The report line agrees, and the resumed summary is the first one, key for key.
+    let report: Value = serde_json::from_str(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["score"]["undefined_reason"], "no_positive_points");
+    assert_eq!(resumed, first);
 }

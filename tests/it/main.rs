@@ -35,6 +35,16 @@ pub fn shared_data(sub: &str) -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
+/// The `examples[]` entry of `summary` for `id`.
+pub fn summary_example<'a>(summary: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    summary["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["prompt_id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in {summary}"))
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,

@@ -623,3 +623,42 @@ async fn graceful_shutdown_records_in_flight_items_and_the_job_resumes() {
     assert_eq!(page.rows.len(), 40, "every item recorded exactly once");
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_summary_keeps_the_undefined_reason() {
+    // undef-fx-1's rubric has only negative points: its score is undefined.
+    let app = TestApp::spawn("").await;
+    let items: Vec<Value> =
+        std::fs::read_to_string(crate::root().join("tests/fixtures/grade-undefined.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let cases = [
+        ("undef-fx-1", Value::from("no_positive_points")),
+        ("undef-fx-2", Value::Null),
+    ];
+    for ((id, reason), item) in cases.iter().zip(&items) {
+        let (code, report) = app.post("/v1/grade", item).await;
+        assert_eq!(code, 200, "{report}");
+        assert_eq!(
+            report["score"]["undefined_reason"], *reason,
+            "{id}: {report}"
+        );
+    }
+    let (code, job) = app.post("/v1/jobs", &Value::Array(items)).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.wait_job(&id).await["done"], 2);
+    let (code, summary) = app.get(&format!("/v1/jobs/{id}/summary")).await;
+    assert_eq!(code, 200, "{summary}");
+    for (case_id, reason) in cases {
+        assert_eq!(
+            crate::summary_example(&summary, case_id)["undefined_reason"],
+            reason,
+            "{case_id}: {summary}"
+        );
+    }
+    assert_eq!(summary["excluded"]["undefined"], 1, "{summary}");
+    app.running.unwrap().stop().await;
+}
