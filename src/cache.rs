@@ -258,9 +258,11 @@ impl KeyHasher {
     /// hashed here or ignored with a reason.
     fn judge(&mut self, judge: &JudgeConfig) {
         let JudgeConfig {
-            // A label: committees, weights, metrics and reports refer to the judge by it;
-            // it never reaches the provider. Two judges configured alike share answers.
-            name: _,
+            // The name never reaches the provider, but two committee members configured
+            // alike (the same model sampled twice at temperature > 0) are meant to be
+            // independent ballots: sharing one cached answer would count it twice. So
+            // the name is part of the identity; renaming a judge starts its cache anew.
+            name,
             model,
             provider,
             sampling,
@@ -287,6 +289,7 @@ impl KeyHasher {
             price_output_per_mtok: _,
         } = judge;
         self.part(b"judge");
+        self.part(name.as_bytes());
         self.part(model.as_bytes());
         match provider {
             ProviderConfig::OpenAi(OpenAiConfig {
@@ -573,7 +576,7 @@ mod tests {
                     j.provider = ProviderConfig::Sim(SimConfig::default());
                 }),
                 // Excluded: labels, pacing, cost and credentials.
-                ("name", false, |j| j.name = "b".into()),
+                ("name", true, |j| j.name = "b".into()),
                 ("requests_per_minute", false, |j| {
                     j.limits.requests_per_minute = None;
                 }),
@@ -637,7 +640,7 @@ mod tests {
                 ("rate_timeout", false, |j| sim(j).rate_timeout = 0.1),
                 ("rate_malformed", false, |j| sim(j).rate_malformed = 0.1),
                 ("rate_refusal", false, |j| sim(j).rate_refusal = 0.1),
-                ("name", false, |j| j.name = "b".into()),
+                ("name", true, |j| j.name = "b".into()),
             ],
         );
     }

@@ -66,7 +66,9 @@ fn rubric_or_reference() -> utoipa::openapi::schema::Schema {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .pattern(Some(r"^[A-Za-z0-9._:-]{1,128}(@[1-9][0-9]{0,9})?$"))
-                .description(Some("a stored rubric: `id@version`, or `id` for the latest")),
+                .description(Some(
+                    "a stored rubric: `id@version`, or `id` for the latest",
+                )),
         )
         .build();
     Schema::OneOf(one_of)

@@ -14,9 +14,9 @@ use serde_json::Value;
 
 use crate::rubric::{FieldError, Invalid, Rubric, Verdict};
 
+pub(crate) use case_v1::parse_reference as parse_rubric_reference;
 pub use case_v1::{CASE_FORMAT, RawCase};
 pub use healthbench::{HbCriterion, HbIdeal, HbRow};
-pub(crate) use case_v1::parse_reference as parse_rubric_reference;
 
 /// Who said a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

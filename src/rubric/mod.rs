@@ -68,8 +68,19 @@ where
 {
     serde_path_to_error::deserialize(d).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        FieldError::new(field, e.into_inner().to_string())
+        let mut field = if path == "." { String::new() } else { path };
+        let message = e.into_inner().to_string();
+        // serde reports a missing field at the object holding it; name the field itself.
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            if !field.is_empty() {
+                field.push('.');
+            }
+            field.push_str(name);
+        }
+        FieldError::new(field, message)
     })
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::auth::ListFilter;
 use super::{Action, Caller, Owned, Service, corrupt, invalid};
 use crate::error::Error;
-use crate::grader::example_score_from_report;
+use crate::grader::read_example_score;
 use crate::item::{RubricSource, parse_line};
 use crate::rubric::{FieldError, Invalid};
 use crate::score::{self, DEFAULT_RESAMPLES, report};
@@ -45,7 +45,10 @@ pub(super) fn check_limit(limit: u32) -> Result<u32, Error> {
     if (1..=500).contains(&limit) {
         Ok(limit)
     } else {
-        Err(invalid("limit", format!("{limit} is not a page size; use 1 to 500")))
+        Err(invalid(
+            "limit",
+            format!("{limit} is not a page size; use 1 to 500"),
+        ))
     }
 }
 
@@ -271,9 +274,14 @@ impl Service {
             for (seq, text) in page {
                 let v: Value = serde_json::from_str(&text)
                     .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
-                if let Some(s) = example_score_from_report(&v) {
-                    scores.push(s);
+                // A failed item's line (`{"case_id", "error"}`) has no score; any
+                // other line that does not read back is damaged data, not a gap.
+                if v.get("error").is_some() {
+                    continue;
                 }
+                let s = read_example_score(&v)
+                    .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
+                scores.push(s);
             }
         }
         let examples: Vec<_> = scores.iter().map(|(_, s)| s.clone()).collect();
@@ -349,7 +357,9 @@ impl Follow {
 }
 
 /// A job's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStateName {
     Queued,

@@ -21,7 +21,9 @@ use crate::rubric::Invalid;
 use crate::store::Store;
 
 pub use auth::{Action, Auth, Caller, Owned, Role};
-pub use calibration::{CsvUpload, NewCalibrationRun, NewCalibrationSet, NewLabels, ScaleName, SetFormat};
+pub use calibration::{
+    CsvUpload, NewCalibrationRun, NewCalibrationSet, NewLabels, ScaleName, SetFormat,
+};
 pub use jobs::{JobList, JobStateName, JobStatus, ResultPage, ResultRow};
 
 /// Limits applied at the edge of the domain.

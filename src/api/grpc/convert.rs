@@ -15,7 +15,10 @@ pub fn parse_json(field: &str, text: &str) -> Result<Value, tonic::Status> {
 
 /// Reads a typed request document from a JSON string field; a problem names the
 /// field inside the document (as HTTP's error body does).
-pub fn parse_typed<T: serde::de::DeserializeOwned>(field: &str, text: &str) -> Result<T, tonic::Status> {
+pub fn parse_typed<T: serde::de::DeserializeOwned>(
+    field: &str,
+    text: &str,
+) -> Result<T, tonic::Status> {
     let doc = parse_json(field, text)?;
     crate::rubric::decode_at(&doc)
         .map_err(|e| status(&crate::Error::Invalid(crate::rubric::Invalid(vec![e]))))

@@ -38,11 +38,6 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(p)| ApiPath(p))
-            .map_err(|r| {
-                ApiError(Error::Invalid(Invalid::one(
-                    "path",
-                    format!("{}", r.body_text()),
-                )))
-            })
+            .map_err(|r| ApiError(Error::Invalid(Invalid::one("path", r.body_text()))))
     }
 }

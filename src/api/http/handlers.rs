@@ -5,8 +5,8 @@ use std::convert::Infallible;
 
 use axum::Extension;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::HttpState;
-use super::extract::{ApiPath, ApiQuery};
 use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
 use crate::error::Error;
 use crate::rubric::Invalid;
 use crate::service::{Caller, JobList, JobStatus};
@@ -214,12 +214,10 @@ pub async fn list_jobs(
             q.owner.as_deref(),
         )
         .await?;
-    Ok(axum::Json(
-        JobList {
-            jobs: jobs.iter().map(JobStatus::from).collect(),
-            next,
-        },
-    ))
+    Ok(axum::Json(JobList {
+        jobs: jobs.iter().map(JobStatus::from).collect(),
+        next,
+    }))
 }
 
 /// Job state, counts, usage and ETA.

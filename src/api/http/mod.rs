@@ -30,10 +30,13 @@ pub struct HttpState {
 }
 
 #[derive(OpenApi)]
-#[openapi(components(schemas(error::ErrorBody)), info(
-    title = "tribunal",
-    description = "Grades LLM responses against rubrics with a committee of LLM judges."
-))]
+#[openapi(
+    components(schemas(error::ErrorBody)),
+    info(
+        title = "tribunal",
+        description = "Grades LLM responses against rubrics with a committee of LLM judges."
+    )
+)]
 struct ApiDoc;
 
 /// The router with its OpenAPI document (3.1), generated from the handlers.

@@ -17,7 +17,10 @@ const ALWAYS: &[(&str, &str)] = &[
         "429",
         "a quota was exceeded; `Retry-After` says when to retry",
     ),
-    ("500", "internal error (a bug, or stored data that cannot be read)"),
+    (
+        "500",
+        "internal error (a bug, or stored data that cannot be read)",
+    ),
     ("503", "the store or the judges are unavailable"),
 ];
 
@@ -90,11 +93,9 @@ pub fn finish(mut doc: Value, auth: bool) -> Value {
             // A response documented by a handler without a body gets the error body
             // when it is an error.
             for (code, r) in responses.iter_mut() {
-                if code.starts_with('4') || code.starts_with('5') {
-                    if r.get("content").is_none() {
-                        let d = r["description"].as_str().unwrap_or("error").to_owned();
-                        *r = error_response(&d);
-                    }
+                if (code.starts_with('4') || code.starts_with('5')) && r.get("content").is_none() {
+                    let d = r["description"].as_str().unwrap_or("error").to_owned();
+                    *r = error_response(&d);
                 }
             }
             if guarded && auth {
@@ -124,7 +125,10 @@ fn add_path_params(op: &mut Value, names: &[String]) {
         return;
     };
     for name in names {
-        if list.iter().any(|p| p["in"] == "path" && p["name"] == name.as_str()) {
+        if list
+            .iter()
+            .any(|p| p["in"] == "path" && p["name"] == name.as_str())
+        {
             continue;
         }
         let schema = if name == "version" {

@@ -606,7 +606,7 @@ mod tests {
             ),
             (
                 r#""criterion": {"id": "x"}"#,
-                "line 2: criterion: missing field `text`",
+                "line 2: criterion.text: missing field `text`",
             ),
             (r#""criterion": """#, "line 2: criterion: empty"),
             (

@@ -310,7 +310,7 @@ mod tests {
             ),
             (
                 json!({"labels": [{"item": "a", "rater": "h", "kind": "human"}]}),
-                "labels[0]: missing field `value`",
+                "labels[0].value: missing field `value`",
             ),
             (
                 json!({"labels": [{"item": "a", "rater": "h", "kind": "human", "value": 1, "note": "x"}]}),
