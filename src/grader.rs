@@ -47,7 +47,8 @@ impl GradeReport {
         self.criteria.iter().flat_map(|c| c.ballots.iter())
     }
 
-    pub fn to_json(&self) -> Value {
+    /// The report as its versioned document (`grade_report.v1`).
+    pub fn to_doc(&self) -> GradeReportDoc {
         let input: u64 = self.ballots().map(|b| b.input_tokens).sum();
         let output: u64 = self.ballots().map(|b| b.output_tokens).sum();
         let calls = self
@@ -55,54 +56,219 @@ impl GradeReport {
             .filter(|b| !b.cached && b.abstained.is_none())
             .count();
         let hits = self.ballots().filter(|b| b.cached).count();
-        let abstentions: Vec<Value> = self
+        let abstentions = self
             .criteria
             .iter()
             .flat_map(|c| {
                 c.ballots.iter().filter_map(move |b| {
-                    b.abstained.map(|r| json!({"criterion": c.criterion, "judge": b.judge, "sample": b.sample, "reason": r.as_str()}))
+                    b.abstained.map(|r| AbstentionDoc {
+                        criterion: c.criterion.clone(),
+                        judge: b.judge.clone(),
+                        sample: b.sample,
+                        reason: r.into(),
+                    })
                 })
             })
             .collect();
-        json!({
-            "format": REPORT_FORMAT,
-            "case_id": self.case_id,
-            "rubric": self.rubric,
-            "simulated": self.simulated,
-            "degraded": self.degraded,
-            "score": report::example_json(&self.case_id, &self.score),
-            "tags": self.score.tags,
-            "criteria": self.criteria.iter().map(|c| json!({
-                "id": c.criterion,
-                "verdict": c.verdict.map(Verdict::to_json),
-                "consensus": c.kind.as_str(),
-                "agreement": c.agreement,
-                "ballots": c.ballots.iter().map(|b| json!({
-                    "judge": b.judge,
-                    "sample": b.sample,
-                    "escalation": b.escalation,
-                    "verdict": b.verdict.map(Verdict::to_json),
-                    "abstained": b.abstained.map(|r| r.as_str()),
-                    "explanation": b.explanation,
-                    "latency_ms": b.latency_ms,
-                    "input_tokens": b.input_tokens,
-                    "output_tokens": b.output_tokens,
-                    "cost_usd": b.cost_usd,
-                    "cached": b.cached,
-                    "template_hash": b.template_hash,
-                })).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "abstentions": abstentions,
-            "usage": {
-                "input_tokens": input,
-                "output_tokens": output,
-                "cost_usd": self.cost_usd(),
-                "upstream_calls": calls,
-                "cache_hits": hits,
+        GradeReportDoc {
+            format: ReportFormat::V1,
+            case_id: self.case_id.clone(),
+            rubric: self.rubric.clone(),
+            simulated: self.simulated,
+            degraded: self.degraded,
+            score: report::ExampleEntry::new(&self.case_id, &self.score),
+            tags: self.score.tags.clone(),
+            criteria: self
+                .criteria
+                .iter()
+                .map(|c| CriterionDoc {
+                    id: c.criterion.clone(),
+                    verdict: c.verdict.map(VerdictValue::from),
+                    consensus: c.kind.into(),
+                    agreement: c.agreement,
+                    ballots: c
+                        .ballots
+                        .iter()
+                        .map(|b| BallotDoc {
+                            judge: b.judge.clone(),
+                            sample: b.sample,
+                            escalation: b.escalation,
+                            verdict: b.verdict.map(VerdictValue::from),
+                            abstained: b.abstained.map(Into::into),
+                            explanation: b.explanation.clone(),
+                            latency_ms: b.latency_ms,
+                            input_tokens: b.input_tokens,
+                            output_tokens: b.output_tokens,
+                            cost_usd: b.cost_usd,
+                            cached: b.cached,
+                            template_hash: b.template_hash.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            abstentions,
+            usage: UsageDoc {
+                input_tokens: input,
+                output_tokens: output,
+                cost_usd: self.cost_usd(),
+                upstream_calls: calls as u64,
+                cache_hits: hits as u64,
             },
-            "elapsed_ms": u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX),
-        })
+            elapsed_ms: u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX),
+        }
     }
+
+    /// `to_doc` as JSON, for storage and line output.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.to_doc()).unwrap_or(Value::Null)
+    }
+}
+
+/// `grade_report.v1`: one graded item, every ballot, the consensus per criterion and
+/// the score. Stored as job results and returned by `POST /v1/grade`; other tools
+/// parse it: add fields, never rename or remove them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = GradeReport)]
+pub struct GradeReportDoc {
+    /// Always `grade_report.v1`.
+    pub format: ReportFormat,
+    pub case_id: String,
+    /// `id@version` of the rubric graded against.
+    pub rubric: String,
+    /// The committee is simulated: grades are not real judgements.
+    pub simulated: bool,
+    /// Some ballot abstained (the committee still met quorum where it could).
+    pub degraded: bool,
+    pub score: report::ExampleEntry,
+    /// The example's score under each tag it carries (case and criterion tags).
+    pub tags: std::collections::BTreeMap<String, f64>,
+    pub criteria: Vec<CriterionDoc>,
+    pub abstentions: Vec<AbstentionDoc>,
+    pub usage: UsageDoc,
+    pub elapsed_ms: u64,
+}
+
+/// The committee's consensus on one criterion and the ballots behind it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = CriterionResult)]
+pub struct CriterionDoc {
+    pub id: String,
+    /// Null when the criterion abstained (split or no quorum).
+    pub verdict: Option<VerdictValue>,
+    pub consensus: ConsensusName,
+    /// Share of judges agreeing with the consensus; null when abstained.
+    pub agreement: Option<f64>,
+    pub ballots: Vec<BallotDoc>,
+}
+
+/// One judge's answer on one criterion: a verdict or an abstention, never both.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = Ballot)]
+pub struct BallotDoc {
+    pub judge: String,
+    pub sample: u32,
+    /// Cast by the escalation judge after a split.
+    pub escalation: bool,
+    pub verdict: Option<VerdictValue>,
+    pub abstained: Option<AbstainReasonName>,
+    pub explanation: String,
+    pub latency_ms: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// Answered from the verdict cache (no judge call, no cost).
+    pub cached: bool,
+    pub template_hash: String,
+}
+
+/// A verdict: met / not met, or a credit or severity in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum VerdictValue {
+    Met(bool),
+    Graded(f64),
+}
+
+impl From<Verdict> for VerdictValue {
+    fn from(v: Verdict) -> Self {
+        match v.to_json() {
+            Value::Bool(b) => VerdictValue::Met(b),
+            other => VerdictValue::Graded(other.as_f64().unwrap_or(0.0)),
+        }
+    }
+}
+
+/// How a criterion's consensus was reached.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsensusName {
+    Decided,
+    Escalated,
+    Split,
+    NoQuorum,
+}
+
+impl From<ConsensusKind> for ConsensusName {
+    fn from(k: ConsensusKind) -> Self {
+        match k {
+            ConsensusKind::Decided => ConsensusName::Decided,
+            ConsensusKind::Escalated => ConsensusName::Escalated,
+            ConsensusKind::Split => ConsensusName::Split,
+            ConsensusKind::NoQuorum => ConsensusName::NoQuorum,
+        }
+    }
+}
+
+/// Why a ballot abstained.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AbstainReasonName {
+    Unparseable,
+    Refusal,
+    ClientError,
+    RetriesExhausted,
+    Timeout,
+    Cancelled,
+}
+
+impl From<crate::judge::AbstainReason> for AbstainReasonName {
+    fn from(r: crate::judge::AbstainReason) -> Self {
+        use crate::judge::AbstainReason as R;
+        match r {
+            R::Unparseable => AbstainReasonName::Unparseable,
+            R::Refusal => AbstainReasonName::Refusal,
+            R::ClientError => AbstainReasonName::ClientError,
+            R::RetriesExhausted => AbstainReasonName::RetriesExhausted,
+            R::Timeout => AbstainReasonName::Timeout,
+            R::Cancelled => AbstainReasonName::Cancelled,
+        }
+    }
+}
+
+/// One abstained ballot, listed for the report's reader.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = Abstention)]
+pub struct AbstentionDoc {
+    pub criterion: String,
+    pub judge: String,
+    pub sample: u32,
+    pub reason: AbstainReasonName,
+}
+
+/// What grading the item used.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = Usage)]
+pub struct UsageDoc {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// Judge calls made (cache hits and abstentions excluded).
+    pub upstream_calls: u64,
+    pub cache_hits: u64,
 }
 
 /// The result line of an item that could not be graded, in `tribunal grade` output and
@@ -121,9 +287,9 @@ struct StoredReport {
     tags: BTreeMap<String, f64>,
 }
 
-/// The only report format this build reads (the literal is `REPORT_FORMAT`).
-#[derive(Debug, Deserialize)]
-enum ReportFormat {
+/// The only report format this build writes and reads (the literal is `REPORT_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub enum ReportFormat {
     #[serde(rename = "grade_report.v1")]
     V1,
 }

@@ -17,7 +17,9 @@ use crate::rubric::{Criterion, CriterionId, OnAbstention, Policy, Rubric, Verdic
 /// Why a score could not be computed. Never NaN: an undefined score is `None` plus a reason.
 /// Its snake_case names are part of `grade_report.v1` (`score.undefined_reason`), written
 /// by `as_str` and read back by serde; a test keeps the two spellings equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Undefined {
     /// HealthBench: the criteria carry no positive points (zero denominator).

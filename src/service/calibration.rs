@@ -50,7 +50,9 @@ pub struct NewCalibrationSet {
 }
 
 /// Measurement scales of a set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ScaleName {
     Nominal,
@@ -124,6 +126,133 @@ enum RaterKindName {
     Judge,
 }
 
+/// A stored calibration set. Listings leave out the fields read from its document
+/// (`scale` to `runnable_items`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CalibrationSetDoc {
+    pub id: String,
+    pub name: String,
+    /// The API key that uploaded it; null without auth.
+    pub owner: Option<String>,
+    pub items: u64,
+    pub labels: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<String>>,
+    /// The category that means "criterion met" in binary sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raters: Option<Raters>,
+    /// Items with a task (conversation, response, criterion) a live run can judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runnable_items: Option<usize>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Raters {
+    pub humans: Vec<String>,
+    pub judges: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CalibrationSetList {
+    pub sets: Vec<CalibrationSetDoc>,
+}
+
+/// What a label write changed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LabelsWritten {
+    /// Labels new to the set.
+    pub added: usize,
+    /// Labels that corrected an earlier label of the same rater and kind.
+    pub replaced: usize,
+    pub set: CalibrationSetDoc,
+}
+
+/// One label write, as the history keeps it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LabelEventDoc {
+    pub item: String,
+    pub rater: String,
+    pub kind: String,
+    /// The value written (a category name or a number).
+    #[schema(value_type = Object)]
+    pub value: Value,
+    /// The value it replaced; null for a new label.
+    #[schema(value_type = Option<Object>)]
+    pub previous: Option<Value>,
+    /// The API key that wrote it; null without auth.
+    pub author: Option<String>,
+    /// Unix milliseconds.
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LabelHistory {
+    pub set: String,
+    pub item: Option<String>,
+    pub history: Vec<LabelEventDoc>,
+}
+
+/// A calibration run: its job and, once finished, the agreement report.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CalibrationRunDoc {
+    pub id: String,
+    /// The set's id.
+    pub set: String,
+    pub owner: Option<String>,
+    pub state: super::JobStateName,
+    pub job: super::JobStatus,
+    pub finished_at: Option<i64>,
+    /// The agreement report (see calibration/README.md); null until the run finishes.
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<Value>,
+}
+
+/// One item where the committee or a judge differs from the human majority.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Disagreement {
+    pub seq: u64,
+    pub item: String,
+    pub category: Option<String>,
+    pub criterion: Option<String>,
+    pub response: Option<String>,
+    pub human_majority: Option<String>,
+    pub humans: Vec<HumanLabel>,
+    pub committee: Option<String>,
+    pub judges: Vec<JudgeReading>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct HumanLabel {
+    pub rater: String,
+    #[schema(value_type = Object)]
+    pub label: Value,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct JudgeReading {
+    pub judge: String,
+    pub label: Option<String>,
+    pub agrees: Option<bool>,
+    pub explanations: Vec<String>,
+}
+
+/// A page of disagreements, in item order.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Disagreements {
+    pub run: String,
+    /// The set's categories were reduced to met / not met for the judges.
+    pub binarized: bool,
+    pub items: Vec<Disagreement>,
+    /// Cursor (`after`) for the next page; null on the last.
+    pub next: Option<u64>,
+}
+
 /// Importer errors (`line N: field: message`) as field errors under `field`.
 fn errors_under(field: &str, errors: Vec<String>) -> Error {
     Error::Invalid(Invalid(
@@ -134,25 +263,29 @@ fn errors_under(field: &str, errors: Vec<String>) -> Error {
     ))
 }
 
-fn set_json(rec: &CalibrationSetRecord, set: Option<&CalibrationSet>) -> Value {
-    let mut v = json!({
-        "id": rec.id,
-        "name": rec.name,
-        "owner": rec.owner,
-        "items": rec.items,
-        "labels": rec.labels,
-        "created_at": rec.created_at,
-        "updated_at": rec.updated_at,
-    });
-    if let Some(s) = set {
-        v["scale"] = json!(s.scale.as_str());
-        v["categories"] = json!(s.categories);
-        v["met"] = json!(s.met);
-        v["raters"] =
-            json!({"humans": s.raters(RaterKind::Human), "judges": s.raters(RaterKind::Judge)});
-        v["runnable_items"] = json!(s.items.iter().filter(|i| i.task.is_some()).count());
+fn set_doc(rec: &CalibrationSetRecord, set: Option<&CalibrationSet>) -> CalibrationSetDoc {
+    use crate::calibration::Scale;
+    CalibrationSetDoc {
+        id: rec.id.clone(),
+        name: rec.name.clone(),
+        owner: rec.owner.clone(),
+        items: rec.items,
+        labels: rec.labels,
+        created_at: rec.created_at,
+        updated_at: rec.updated_at,
+        scale: set.map(|s| match s.scale {
+            Scale::Nominal => ScaleName::Nominal,
+            Scale::Ordinal => ScaleName::Ordinal,
+            Scale::Interval => ScaleName::Interval,
+        }),
+        categories: set.map(|s| s.categories.clone()),
+        met: set.and_then(|s| s.met.clone()),
+        raters: set.map(|s| Raters {
+            humans: s.raters(RaterKind::Human),
+            judges: s.raters(RaterKind::Judge),
+        }),
+        runnable_items: set.map(|s| s.items.iter().filter(|i| i.task.is_some()).count()),
     }
-    v
 }
 
 fn label_count(set: &CalibrationSet) -> u64 {
@@ -180,16 +313,16 @@ fn current_label(set: &CalibrationSet, l: &NewLabel) -> Option<Value> {
     Some(label_value_json(set, &label.value))
 }
 
-fn event_json(e: &LabelEvent) -> Value {
-    json!({
-        "item": e.item,
-        "rater": e.rater,
-        "kind": e.kind,
-        "value": e.value,
-        "previous": e.previous,
-        "author": e.author,
-        "at": e.at,
-    })
+fn event_doc(e: &LabelEvent) -> LabelEventDoc {
+    LabelEventDoc {
+        item: e.item.clone(),
+        rater: e.rater.clone(),
+        kind: e.kind.clone(),
+        value: e.value.clone(),
+        previous: e.previous.clone(),
+        author: e.author.clone(),
+        at: e.at,
+    }
 }
 
 fn run_not_found(id: &str) -> Error {
@@ -205,7 +338,7 @@ impl Service {
         &self,
         caller: &Caller,
         new: &NewCalibrationSet,
-    ) -> Result<Value, Error> {
+    ) -> Result<CalibrationSetDoc, Error> {
         use crate::calibration::set;
         caller.require(Action::CreateCalibrationSet)?;
         let content = new.content.as_str();
@@ -262,7 +395,7 @@ impl Service {
             updated_at: now,
         };
         self.store.put_calibration_set(&rec).await?;
-        Ok(set_json(&rec, Some(&parsed)))
+        Ok(set_doc(&rec, Some(&parsed)))
     }
 
     /// A stored set the caller may see, parsed.
@@ -284,10 +417,14 @@ impl Service {
         Ok((rec, set))
     }
 
-    pub async fn calibration_set(&self, caller: &Caller, id: &str) -> Result<Value, Error> {
+    pub async fn calibration_set(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<CalibrationSetDoc, Error> {
         caller.require(Action::ReadCalibration)?;
         let (rec, set) = self.stored_set(caller, id).await?;
-        Ok(set_json(&rec, Some(&set)))
+        Ok(set_doc(&rec, Some(&set)))
     }
 
     /// The caller's sets (annotators and admins: every set, or `owner`'s).
@@ -295,14 +432,16 @@ impl Service {
         &self,
         caller: &Caller,
         owner: Option<&str>,
-    ) -> Result<Value, Error> {
+    ) -> Result<CalibrationSetList, Error> {
         caller.require(Action::ReadCalibration)?;
         let sets = match caller.list_filter(Owned::Calibration, owner) {
             ListFilter::Nothing => Vec::new(),
             ListFilter::All => self.store.list_calibration_sets(None).await?,
             ListFilter::Owner(o) => self.store.list_calibration_sets(Some(o)).await?,
         };
-        Ok(json!({"sets": sets.iter().map(|s| set_json(s, None)).collect::<Vec<_>>()}))
+        Ok(CalibrationSetList {
+            sets: sets.iter().map(|s| set_doc(s, None)).collect(),
+        })
     }
 
     /// Adds (or corrects) labels: `{"labels": [{"item", "rater", "kind", "value"}]}`.
@@ -313,7 +452,7 @@ impl Service {
         caller: &Caller,
         id: &str,
         doc: &Value,
-    ) -> Result<Value, Error> {
+    ) -> Result<LabelsWritten, Error> {
         use crate::calibration::set::parse_new_labels;
         caller.require(Action::AddLabels)?;
         let labels = parse_new_labels(doc).map_err(|e| errors_under("labels", e))?;
@@ -348,9 +487,11 @@ impl Service {
         self.store
             .update_calibration_set(id, &rec.document, rec.items, rec.labels, &history)
             .await?;
-        Ok(
-            json!({"added": added.added, "replaced": added.replaced, "set": set_json(&rec, Some(&set))}),
-        )
+        Ok(LabelsWritten {
+            added: added.added,
+            replaced: added.replaced,
+            set: set_doc(&rec, Some(&set)),
+        })
     }
 
     /// Every label written to a set through the API (one item's, when given), oldest
@@ -360,7 +501,7 @@ impl Service {
         caller: &Caller,
         id: &str,
         item: Option<&str>,
-    ) -> Result<Value, Error> {
+    ) -> Result<LabelHistory, Error> {
         caller.require(Action::ReadCalibration)?;
         let (_, set) = self.stored_set(caller, id).await?;
         if let Some(item) = item {
@@ -372,11 +513,11 @@ impl Service {
             }
         }
         let events = self.store.label_history(id, item).await?;
-        Ok(json!({
-            "set": id,
-            "item": item,
-            "history": events.iter().map(event_json).collect::<Vec<_>>(),
-        }))
+        Ok(LabelHistory {
+            set: id.to_owned(),
+            item: item.map(str::to_owned),
+            history: events.iter().map(event_doc).collect(),
+        })
     }
 
     /// Starts a calibration run over a stored set. The run is a job; its report is
@@ -385,7 +526,7 @@ impl Service {
         &self,
         caller: &Caller,
         new: &NewCalibrationRun,
-    ) -> Result<Value, Error> {
+    ) -> Result<CalibrationRunDoc, Error> {
         use crate::calibration::{ReportOptions, live, run::RunOptions};
         caller.require(Action::StartCalibrationRun)?;
         let set_id = new.set.as_str();
@@ -490,22 +631,28 @@ impl Service {
     }
 
     /// A run: its job's progress and, once finished, the agreement report.
-    pub async fn calibration_run(&self, caller: &Caller, id: &str) -> Result<Value, Error> {
+    pub async fn calibration_run(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<CalibrationRunDoc, Error> {
         let (run, job) = self.stored_run(caller, id).await?;
-        let report: Value = match &run.report {
-            Some(text) => serde_json::from_str(text)
-                .map_err(|e| corrupt(format_args!("report of calibration run {id}"), e))?,
-            None => Value::Null,
+        let report: Option<Value> = match &run.report {
+            Some(text) => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| corrupt(format_args!("report of calibration run {id}"), e))?,
+            ),
+            None => None,
         };
-        Ok(json!({
-            "id": run.id,
-            "set": run.set_id,
-            "owner": job.owner,
-            "state": job.state.as_str(),
-            "job": super::JobStatus::from(&job),
-            "finished_at": run.finished_at,
-            "report": report,
-        }))
+        Ok(CalibrationRunDoc {
+            id: run.id,
+            set: run.set_id,
+            owner: job.owner.clone(),
+            state: job.state.into(),
+            job: super::JobStatus::from(&job),
+            finished_at: run.finished_at,
+            report,
+        })
     }
 
     /// Items where the committee or a judge differs from the human majority, with the
@@ -516,7 +663,7 @@ impl Service {
         id: &str,
         after: Option<u64>,
         limit: u32,
-    ) -> Result<Value, Error> {
+    ) -> Result<Disagreements, Error> {
         use crate::calibration::{live, report::human_majority, run};
         let (rec, _) = self.stored_run(caller, id).await?;
         let opts: run::RunOptions = serde_json::from_str(&rec.options)
@@ -558,30 +705,44 @@ impl Service {
                 }
                 let it = &plan.set.items[i];
                 let committee = readings.iter().find(|r| r.rater == live::COMMITTEE);
-                items.push(json!({
-                    "seq": seq,
-                    "item": it.id,
-                    "category": it.category,
-                    "criterion": it.criterion,
-                    "response": it.task.as_ref().map(|t| t.response.as_str()),
-                    "human_majority": name(Some(majority)),
-                    "humans": it.labels.iter().filter(|l| l.kind == RaterKind::Human).map(|l| json!({
-                        "rater": l.rater,
-                        "label": label_value_json(&plan.set, &l.value),
-                    })).collect::<Vec<_>>(),
-                    "committee": committee.and_then(|r| name(r.category)),
-                    "judges": readings.iter().filter(|r| r.rater != live::COMMITTEE).map(|r| json!({
-                        "judge": r.rater,
-                        "label": name(r.category),
-                        "agrees": r.category.map(|c| c == majority),
-                        "explanations": r.explanations,
-                    })).collect::<Vec<_>>(),
-                }));
+                items.push(Disagreement {
+                    seq,
+                    item: it.id.clone(),
+                    category: it.category.clone(),
+                    criterion: it.criterion.clone(),
+                    response: it.task.as_ref().map(|t| t.response.clone()),
+                    human_majority: name(Some(majority)),
+                    humans: it
+                        .labels
+                        .iter()
+                        .filter(|l| l.kind == RaterKind::Human)
+                        .map(|l| HumanLabel {
+                            rater: l.rater.clone(),
+                            label: label_value_json(&plan.set, &l.value),
+                        })
+                        .collect(),
+                    committee: committee.and_then(|r| name(r.category)),
+                    judges: readings
+                        .iter()
+                        .filter(|r| r.rater != live::COMMITTEE)
+                        .map(|r| JudgeReading {
+                            judge: r.rater.clone(),
+                            label: name(r.category),
+                            agrees: r.category.map(|c| c == majority),
+                            explanations: r.explanations.clone(),
+                        })
+                        .collect(),
+                });
             }
             cursor = Some(last);
         }
         let next = if more { cursor } else { None };
-        Ok(json!({"run": id, "binarized": plan.binarized, "items": items, "next": next}))
+        Ok(Disagreements {
+            run: id.to_owned(),
+            binarized: plan.binarized,
+            items,
+            next,
+        })
     }
 }
 

@@ -1,72 +1,136 @@
 //! Grading one item and describing the committee. Must not touch jobs or storage
 //! beyond rubric resolution.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Action, Caller, Service};
 use crate::error::Error;
+use crate::grader::GradeReportDoc;
 use crate::item::parse_item;
 
 impl Service {
     /// Grades one item document; returns a `grade_report.v1`.
-    pub async fn grade(&self, caller: &Caller, doc: &Value) -> Result<Value, Error> {
+    pub async fn grade(&self, caller: &Caller, doc: &Value) -> Result<GradeReportDoc, Error> {
         caller.require(Action::Grade)?;
         let (_, item) = parse_item(doc)?;
         let rubric = self.grader.resolve(&item.rubric).await?;
         self.check_criteria(rubric.criteria.len(), "rubric.criteria")?;
-        Ok(self.grader.grade_with(&item, &rubric).await?.to_json())
+        Ok(self.grader.grade_with(&item, &rubric).await?.to_doc())
     }
 
     /// The committee, its limits and live per-judge counters.
-    pub fn judges(&self, caller: &Caller) -> Result<Value, Error> {
+    pub fn judges(&self, caller: &Caller) -> Result<Judges, Error> {
         use std::sync::atomic::Ordering::Relaxed;
         caller.require(Action::ReadJudges)?;
         let c = &self.grader.committee;
-        let judge = |j: &crate::judge::call::JudgeClient, role: &str, weight: Option<f64>| {
+        let judge = |j: &crate::judge::call::JudgeClient, role: JudgeRole, weight: Option<f64>| {
             let s = &j.stats;
-            json!({
-                "name": j.name(),
-                "role": role,
-                "weight": weight,
-                "model": j.cfg.model,
-                "simulated": j.simulated(),
-                "limits": {
-                    "requests_per_minute": j.cfg.limits.requests_per_minute,
-                    "tokens_per_minute": j.cfg.limits.tokens_per_minute,
-                    "max_concurrency": j.cfg.limits.max_concurrency,
-                    "timeout_ms": u64::try_from(j.cfg.timeout.as_millis()).unwrap_or(u64::MAX),
+            JudgeDoc {
+                name: j.name().to_owned(),
+                role,
+                weight,
+                model: j.cfg.model.clone(),
+                simulated: j.simulated(),
+                limits: JudgeLimits {
+                    requests_per_minute: j.cfg.limits.requests_per_minute,
+                    tokens_per_minute: j.cfg.limits.tokens_per_minute,
+                    max_concurrency: j.cfg.limits.max_concurrency,
+                    timeout_ms: u64::try_from(j.cfg.timeout.as_millis()).unwrap_or(u64::MAX),
                 },
-                "health": {
-                    "calls": s.calls.load(Relaxed),
-                    "retries": s.retries.load(Relaxed),
-                    "parse_retries": s.parse_retries.load(Relaxed),
-                    "limiter_waits": j.limiter.waits.load(Relaxed),
-                    "input_tokens": s.input_tokens.load(Relaxed),
-                    "output_tokens": s.output_tokens.load(Relaxed),
+                health: JudgeHealth {
+                    calls: s.calls.load(Relaxed),
+                    retries: s.retries.load(Relaxed),
+                    parse_retries: s.parse_retries.load(Relaxed),
+                    limiter_waits: j.limiter.waits.load(Relaxed),
+                    input_tokens: s.input_tokens.load(Relaxed),
+                    output_tokens: s.output_tokens.load(Relaxed),
                 },
-            })
+            }
         };
-        let mut judges: Vec<Value> = c
+        let mut judges: Vec<JudgeDoc> = c
             .members
             .iter()
-            .map(|m| judge(&m.client, "member", Some(m.weight)))
+            .map(|m| judge(&m.client, JudgeRole::Member, Some(m.weight)))
             .collect();
         if let Some(e) = &c.escalation {
-            judges.push(judge(e, "escalation", None));
+            judges.push(judge(e, JudgeRole::Escalation, None));
         }
-        Ok(json!({
-            "simulated": self.grader.simulated(),
-            "committee": {
-                "consensus": c.cfg.consensus.name(),
-                "veto_consensus": c.cfg.veto_consensus.name(),
-                "quorum": c.cfg.quorum,
-                "n_samples": c.cfg.n_samples,
-                "prompt_mode": match c.cfg.prompt_mode {
-                    crate::config::PromptMode::PerCriterion => "per_criterion",
-                    crate::config::PromptMode::Batched => "batched",
+        Ok(Judges {
+            simulated: self.grader.simulated(),
+            committee: CommitteeDoc {
+                consensus: c.cfg.consensus.name().to_owned(),
+                veto_consensus: c.cfg.veto_consensus.name().to_owned(),
+                quorum: c.cfg.quorum,
+                n_samples: c.cfg.n_samples,
+                prompt_mode: match c.cfg.prompt_mode {
+                    crate::config::PromptMode::PerCriterion => PromptModeName::PerCriterion,
+                    crate::config::PromptMode::Batched => PromptModeName::Batched,
                 },
             },
-            "judges": judges,
-        }))
+            judges,
+        })
     }
+}
+
+/// `GET /v1/judges`: the committee and each judge's limits and live counters.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Judges {
+    /// Every judge is simulated: grades are not real judgements.
+    pub simulated: bool,
+    pub committee: CommitteeDoc,
+    pub judges: Vec<JudgeDoc>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CommitteeDoc {
+    pub consensus: String,
+    pub veto_consensus: String,
+    pub quorum: usize,
+    pub n_samples: u32,
+    pub prompt_mode: PromptModeName,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptModeName {
+    PerCriterion,
+    Batched,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeRole {
+    Member,
+    Escalation,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct JudgeDoc {
+    pub name: String,
+    pub role: JudgeRole,
+    /// Vote weight (members only).
+    pub weight: Option<f64>,
+    pub model: String,
+    pub simulated: bool,
+    pub limits: JudgeLimits,
+    pub health: JudgeHealth,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct JudgeLimits {
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+    pub max_concurrency: usize,
+    pub timeout_ms: u64,
+}
+
+/// Counters since the server started.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct JudgeHealth {
+    pub calls: u64,
+    pub retries: u64,
+    pub parse_retries: u64,
+    pub limiter_waits: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::auth::ListFilter;
 use super::{Action, Caller, Owned, Service, corrupt, invalid};
@@ -261,7 +261,7 @@ impl Service {
     }
 
     /// The aggregate of a job's reports, in the shape of `tribunal score --format json`.
-    pub async fn summary(&self, caller: &Caller, id: &str) -> Result<Value, Error> {
+    pub async fn summary(&self, caller: &Caller, id: &str) -> Result<JobSummary, Error> {
         let job = self.own_job(caller, id).await?;
         let mut scores = Vec::new();
         let mut after = None;
@@ -286,14 +286,20 @@ impl Service {
         }
         let examples: Vec<_> = scores.iter().map(|(_, s)| s.clone()).collect();
         let summary = score::summarize(&examples, job.seed, DEFAULT_RESAMPLES);
-        let mut v = report::summary_json(
-            &summary,
-            scores.iter().map(|(id, s)| (id.as_str(), s)),
-            job.seed,
-            DEFAULT_RESAMPLES,
-        );
-        v["job"] = json!({"id": job.id, "state": job.state.as_str(), "failed": job.failed, "pending": job.pending()});
-        Ok(v)
+        Ok(JobSummary {
+            summary: report::summary_doc(
+                &summary,
+                scores.iter().map(|(id, s)| (id.as_str(), s)),
+                job.seed,
+                DEFAULT_RESAMPLES,
+            ),
+            job: SummaryJob {
+                id: job.id.clone(),
+                state: job.state.into(),
+                failed: job.failed,
+                pending: job.pending(),
+            },
+        })
     }
 }
 
@@ -430,6 +436,24 @@ impl From<&JobRecord> for JobStatus {
     fn from(j: &JobRecord) -> Self {
         JobStatus::at(j, now_ms())
     }
+}
+
+/// A job's summary: the figures over its finished items, and where the job stands.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct JobSummary {
+    #[serde(flatten)]
+    pub summary: report::SummaryDoc,
+    pub job: SummaryJob,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SummaryJob {
+    pub id: String,
+    pub state: JobStateName,
+    /// Items that failed (not in the figures).
+    pub failed: u64,
+    /// Items not graded yet (not in the figures).
+    pub pending: u64,
 }
 
 /// One page of jobs, newest first.

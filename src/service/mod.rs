@@ -8,7 +8,7 @@
 
 pub mod auth;
 pub mod calibration;
-mod grading;
+pub mod grading;
 mod jobs;
 mod rubrics;
 
@@ -24,7 +24,8 @@ pub use auth::{Action, Auth, Caller, Owned, Role};
 pub use calibration::{
     CsvUpload, NewCalibrationRun, NewCalibrationSet, NewLabels, ScaleName, SetFormat,
 };
-pub use jobs::{JobList, JobStateName, JobStatus, ResultPage, ResultRow};
+pub use jobs::{JobList, JobStateName, JobStatus, JobSummary, ResultPage, ResultRow, SummaryJob};
+pub use rubrics::{Problem, RubricList, RubricSummary, RubricValidation, RubricVersions};
 
 /// Limits applied at the edge of the domain.
 #[derive(Debug, Clone)]
@@ -120,10 +121,6 @@ impl Service {
 
 fn invalid(field: &str, message: impl Into<String>) -> Error {
     Error::Invalid(Invalid::one(field, message))
-}
-
-fn to_value<T: serde::Serialize>(t: &T) -> Result<serde_json::Value, Error> {
-    serde_json::to_value(t).map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// A stored document that does not decode: `internal` (the data needs looking at).

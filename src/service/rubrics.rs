@@ -1,13 +1,30 @@
 //! Rubric versions: store, validate, read, list. Rubrics are shared by every team
 //! (they hold criteria, not graded responses), so reads need only the role.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{Action, Caller, Service, to_value};
+use super::{Action, Caller, Service};
 use crate::error::Error;
-use crate::rubric::Invalid;
 use crate::rubric::schema::parse_rubric;
+use crate::rubric::{Invalid, RawRubric};
 use crate::store::RubricEntry;
+
+/// The answer of a rubric check.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RubricValidation {
+    pub valid: bool,
+    pub problems: Vec<Problem>,
+    /// The rubric in canonical form (derived criterion ids filled in), when valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rubric: Option<RawRubric>,
+}
+
+/// One problem, at a field path such as `criteria[2].points`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
 
 impl Service {
     /// Validates and stores a rubric version; `created` is false when identical
@@ -16,24 +33,35 @@ impl Service {
         &self,
         caller: &Caller,
         doc: &Value,
-    ) -> Result<(Value, bool), Error> {
+    ) -> Result<(RawRubric, bool), Error> {
         caller.require(Action::WriteRubrics)?;
         let rubric = parse_rubric(doc)?;
         self.check_criteria(rubric.criteria.len(), "criteria")?;
         let created = self.store.put_rubric(&rubric).await?;
-        Ok((to_value(&rubric.to_raw())?, created))
+        Ok((rubric.to_raw(), created))
     }
 
-    /// `Err(Error::Invalid)` carries the problems; other errors are the caller's.
-    pub fn validate_rubric(
-        &self,
-        caller: &Caller,
-        doc: &Value,
-    ) -> Result<Result<Value, Invalid>, Error> {
+    /// Checks a document as a rubric.v1 without storing it: an invalid rubric is an
+    /// answer (its problems), not an error.
+    pub fn validate_rubric(&self, caller: &Caller, doc: &Value) -> Result<RubricValidation, Error> {
         caller.require(Action::ReadRubrics)?;
         Ok(match parse_rubric(doc) {
-            Ok(rubric) => Ok(to_value(&rubric.to_raw())?),
-            Err(inv) => Err(inv),
+            Ok(rubric) => RubricValidation {
+                valid: true,
+                problems: Vec::new(),
+                rubric: Some(rubric.to_raw()),
+            },
+            Err(Invalid(problems)) => RubricValidation {
+                valid: false,
+                problems: problems
+                    .into_iter()
+                    .map(|p| Problem {
+                        field: p.field,
+                        message: p.message,
+                    })
+                    .collect(),
+                rubric: None,
+            },
         })
     }
 
@@ -42,7 +70,7 @@ impl Service {
         caller: &Caller,
         id: &str,
         version: Option<u32>,
-    ) -> Result<Value, Error> {
+    ) -> Result<RawRubric, Error> {
         caller.require(Action::ReadRubrics)?;
         let r = self
             .store
@@ -52,17 +80,21 @@ impl Service {
                 what: "rubric",
                 name: version.map_or_else(|| id.to_owned(), |v| format!("{id}@{v}")),
             })?;
-        to_value(&r.to_raw())
+        Ok(r.to_raw())
     }
 
-    pub async fn rubrics(&self, caller: &Caller) -> Result<Value, Error> {
+    pub async fn rubrics(&self, caller: &Caller) -> Result<RubricList, Error> {
         caller.require(Action::ReadRubrics)?;
-        Ok(
-            json!({"rubrics": self.store.list_rubrics().await?.iter().map(entry_json).collect::<Vec<_>>()}),
-        )
+        Ok(RubricList {
+            rubrics: self.store.list_rubrics().await?.iter().map(entry).collect(),
+        })
     }
 
-    pub async fn rubric_versions(&self, caller: &Caller, id: &str) -> Result<Value, Error> {
+    pub async fn rubric_versions(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<RubricVersions, Error> {
         caller.require(Action::ReadRubrics)?;
         let versions = self.store.rubric_versions(id).await?;
         if versions.is_empty() {
@@ -71,10 +103,44 @@ impl Service {
                 name: id.to_owned(),
             });
         }
-        Ok(json!({"id": id, "versions": versions.iter().map(entry_json).collect::<Vec<_>>()}))
+        Ok(RubricVersions {
+            id: id.to_owned(),
+            versions: versions.iter().map(entry).collect(),
+        })
     }
 }
 
-fn entry_json(e: &RubricEntry) -> Value {
-    json!({"id": e.id, "version": e.version, "title": e.title, "criteria": e.criteria, "created_at": e.created_at})
+fn entry(e: &RubricEntry) -> RubricSummary {
+    RubricSummary {
+        id: e.id.clone(),
+        version: e.version,
+        title: e.title.clone(),
+        criteria: e.criteria,
+        created_at: e.created_at,
+    }
+}
+
+/// A stored rubric version, summarised.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RubricSummary {
+    pub id: String,
+    pub version: u32,
+    pub title: String,
+    /// Number of criteria.
+    pub criteria: usize,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// The latest version of every stored rubric.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RubricList {
+    pub rubrics: Vec<RubricSummary>,
+}
+
+/// Every stored version of one rubric, oldest first.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RubricVersions {
+    pub id: String,
+    pub versions: Vec<RubricSummary>,
 }

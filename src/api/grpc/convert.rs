@@ -5,7 +5,6 @@ use serde_json::Value;
 
 use super::error::{invalid_field, status};
 use super::pb;
-use crate::rubric::Invalid;
 use crate::store::{JobRecord, now_ms};
 
 /// Reads a request field that carries a JSON document. A syntax error names the field.
@@ -25,12 +24,12 @@ pub fn parse_typed<T: serde::de::DeserializeOwned>(
 }
 
 /// Writes a document the service returned, compactly, as the HTTP API does.
-pub fn to_json(v: &Value) -> Result<String, tonic::Status> {
+pub fn to_json<T: serde::Serialize>(v: &T) -> Result<String, tonic::Status> {
     serde_json::to_string(v).map_err(|e| status(&crate::Error::Internal(e.to_string())))
 }
 
 /// A response carrying one JSON document.
-pub fn document(v: &Value) -> Result<pb::JsonDocument, tonic::Status> {
+pub fn document<T: serde::Serialize>(v: &T) -> Result<pb::JsonDocument, tonic::Status> {
     Ok(pb::JsonDocument { json: to_json(v)? })
 }
 
@@ -59,22 +58,17 @@ pub fn job_at(j: &JobRecord, now_ms: i64) -> pb::Job {
 }
 
 /// The answer of `ValidateRubric`: invalid rubrics are a normal answer, not an error.
-pub fn validation(result: Result<Value, Invalid>) -> pb::ValidateRubricResponse {
-    match result {
-        Ok(_) => pb::ValidateRubricResponse {
-            valid: true,
-            problems: Vec::new(),
-        },
-        Err(Invalid(errs)) => pb::ValidateRubricResponse {
-            valid: false,
-            problems: errs
-                .into_iter()
-                .map(|e| pb::FieldProblem {
-                    field: e.field,
-                    message: e.message,
-                })
-                .collect(),
-        },
+pub fn validation(result: crate::service::RubricValidation) -> pb::ValidateRubricResponse {
+    pb::ValidateRubricResponse {
+        valid: result.valid,
+        problems: result
+            .problems
+            .into_iter()
+            .map(|e| pb::FieldProblem {
+                field: e.field,
+                message: e.message,
+            })
+            .collect(),
     }
 }
 
@@ -86,7 +80,6 @@ pub fn rubric_version(v: u32) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rubric::FieldError;
     use crate::store::JobState;
 
     fn record() -> JobRecord {
@@ -168,12 +161,27 @@ mod tests {
 
     #[test]
     fn validation_lists_problems() {
-        let ok = validation(Ok(serde_json::json!({})));
+        use crate::service::{Problem, RubricValidation};
+        let ok = validation(RubricValidation {
+            valid: true,
+            problems: Vec::new(),
+            rubric: None,
+        });
         assert!(ok.valid && ok.problems.is_empty());
-        let bad = validation(Err(Invalid(vec![
-            FieldError::new("id", "missing"),
-            FieldError::new("criteria[1].points", "must be a number"),
-        ])));
+        let bad = validation(RubricValidation {
+            valid: false,
+            problems: vec![
+                Problem {
+                    field: "id".into(),
+                    message: "missing".into(),
+                },
+                Problem {
+                    field: "criteria[1].points".into(),
+                    message: "must be a number".into(),
+                },
+            ],
+            rubric: None,
+        });
         assert!(!bad.valid);
         assert_eq!(
             bad.problems,

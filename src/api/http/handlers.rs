@@ -17,14 +17,8 @@ use super::HttpState;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use crate::error::Error;
-use crate::rubric::Invalid;
+use crate::rubric::{Invalid, RawRubric};
 use crate::service::{Caller, JobList, JobStatus};
-
-/// Any JSON document in one of tribunal's documented formats (see README).
-#[derive(utoipa::ToSchema)]
-#[schema(value_type = Object)]
-#[expect(dead_code, reason = "documents the OpenAPI schema only")]
-pub struct JsonDoc(Value);
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -91,18 +85,20 @@ pub struct Object(Value);
 
 /// Grade one item (a HealthBench row plus `response`, or a case.v1 row).
 #[utoipa::path(post, path = "/v1/grade", request_body = crate::item::ItemSchema,
-    responses((status = 200, description = "grade_report.v1", body = JsonDoc),
-              (status = 400, description = "invalid input"), (status = 503, description = "judges unavailable")))]
+    responses((status = 200, description = "grade_report.v1", body = crate::grader::GradeReportDoc),
+              (status = 400, description = "invalid input"), (status = 404, description = "the referenced rubric does not exist"),
+              (status = 503, description = "judges unavailable (no quorum)"), (status = 504, description = "the grade's deadline passed")))]
 pub async fn grade(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::grader::GradeReportDoc>> {
     let doc = json_body(body)?;
     Ok(axum::Json(s.service.grade(&caller, &doc).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SubmitQuery {
     /// Bootstrap seed for the job summary.
     seed: Option<u64>,
@@ -188,6 +184,7 @@ pub async fn submit_job(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
@@ -245,6 +242,7 @@ pub async fn cancel_job(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ResultsQuery {
     /// Keep streaming results as they complete until the job ends.
     follow: Option<bool>,
@@ -289,18 +287,18 @@ pub async fn job_results(
 }
 
 /// The job's aggregate (shape of `tribunal score --format json`).
-#[utoipa::path(get, path = "/v1/jobs/{id}/summary", responses((status = 200, body = JsonDoc), (status = 404, description = "no such job")))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/summary", responses((status = 200, description = "the figures over the finished items", body = crate::service::JobSummary), (status = 404, description = "no such job")))]
 pub async fn job_summary(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::service::JobSummary>> {
     Ok(axum::Json(s.service.summary(&caller, &id).await?))
 }
 
 /// Validate and store an immutable rubric version (201; 200 when identical).
 #[utoipa::path(post, path = "/v1/rubrics", request_body = crate::rubric::RawRubric,
-    responses((status = 201, body = JsonDoc), (status = 200, description = "identical version already stored"),
+    responses((status = 201, description = "stored", body = RawRubric), (status = 200, description = "identical version already stored", body = RawRubric),
               (status = 400, description = "invalid rubric"), (status = 409, description = "version exists with other content")))]
 pub async fn create_rubric(
     State(s): State<HttpState>,
@@ -318,77 +316,80 @@ pub async fn create_rubric(
 }
 
 /// Latest version of every rubric.
-#[utoipa::path(get, path = "/v1/rubrics", responses((status = 200, body = JsonDoc)))]
+#[utoipa::path(get, path = "/v1/rubrics", responses((status = 200, description = "the latest version of every rubric", body = crate::service::RubricList)))]
 pub async fn list_rubrics(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::service::RubricList>> {
     Ok(axum::Json(s.service.rubrics(&caller).await?))
 }
 
 /// Validate a rubric without storing it: `{valid, problems, rubric}`.
-#[utoipa::path(post, path = "/v1/rubrics/validate", request_body(content = Object, description = "any JSON document: the answer lists its problems as a rubric.v1"), responses((status = 200, body = JsonDoc)))]
+#[utoipa::path(post, path = "/v1/rubrics/validate", request_body(content = Object, description = "any JSON object: the answer lists its problems as a rubric.v1"),
+    responses((status = 200, description = "valid, or every problem with its field", body = crate::service::RubricValidation)))]
 pub async fn validate_rubric(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::service::RubricValidation>> {
     let doc = json_body(body)?;
-    Ok(axum::Json(
-        match s.service.validate_rubric(&caller, &doc)? {
-            Ok(r) => json!({"valid": true, "problems": [], "rubric": r}),
-            Err(Invalid(p)) => {
-                json!({"valid": false, "problems": p.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>()})
-            }
-        },
-    ))
+    if !doc.is_object() {
+        return Err(ApiError(Error::Invalid(Invalid::one(
+            "",
+            format!(
+                "expected a JSON object (a rubric.v1 document), got {}",
+                crate::rubric::json_kind_of(&doc)
+            ),
+        ))));
+    }
+    Ok(axum::Json(s.service.validate_rubric(&caller, &doc)?))
 }
 
 /// The latest version of a rubric.
-#[utoipa::path(get, path = "/v1/rubrics/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such rubric")))]
+#[utoipa::path(get, path = "/v1/rubrics/{id}", responses((status = 200, description = "the latest version", body = RawRubric), (status = 404, description = "no such rubric")))]
 pub async fn get_rubric(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<RawRubric>> {
     Ok(axum::Json(s.service.rubric(&caller, &id, None).await?))
 }
 
 /// Every stored version of a rubric.
-#[utoipa::path(get, path = "/v1/rubrics/{id}/versions", responses((status = 200, body = JsonDoc), (status = 404, description = "no such rubric")))]
+#[utoipa::path(get, path = "/v1/rubrics/{id}/versions", responses((status = 200, description = "every version", body = crate::service::RubricVersions), (status = 404, description = "no such rubric")))]
 pub async fn rubric_versions(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::service::RubricVersions>> {
     Ok(axum::Json(s.service.rubric_versions(&caller, &id).await?))
 }
 
 /// One version of a rubric.
-#[utoipa::path(get, path = "/v1/rubrics/{id}/versions/{version}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such rubric version")))]
+#[utoipa::path(get, path = "/v1/rubrics/{id}/versions/{version}", responses((status = 200, description = "that version", body = RawRubric), (status = 404, description = "no such rubric version")))]
 pub async fn get_rubric_version(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiPath((id, version)): ApiPath<(String, u32)>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<RawRubric>> {
     Ok(axum::Json(
         s.service.rubric(&caller, &id, Some(version)).await?,
     ))
 }
 
 /// The committee, its limits and live per-judge counters.
-#[utoipa::path(get, path = "/v1/judges", responses((status = 200, body = JsonDoc)))]
+#[utoipa::path(get, path = "/v1/judges", responses((status = 200, description = "the committee", body = crate::service::grading::Judges)))]
 pub async fn judges(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::service::grading::Judges>> {
     Ok(axum::Json(s.service.judges(&caller)?))
 }
 
 /// Upload a calibration set (calibration.v1, K-QA CSV, HealthBench meta-eval or
 /// mapped CSV in `content`); it is stored as calibration.v1 (201).
 #[utoipa::path(post, path = "/v1/calibration/sets", request_body = crate::service::NewCalibrationSet,
-    responses((status = 201, description = "the stored set", body = JsonDoc), (status = 400, description = "invalid set; every problem listed"),
+    responses((status = 201, description = "the stored set", body = crate::service::calibration::CalibrationSetDoc), (status = 409, description = "a set with that name exists"), (status = 400, description = "invalid set; every problem listed"),
               (status = 413, description = "too large")))]
 pub async fn create_calibration_set(
     State(s): State<HttpState>,
@@ -401,18 +402,19 @@ pub async fn create_calibration_set(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OwnerQuery {
     /// Admins and annotators: list one owner's (API key name's) sets.
     owner: Option<String>,
 }
 
 /// Stored calibration sets, newest first.
-#[utoipa::path(get, path = "/v1/calibration/sets", params(OwnerQuery), responses((status = 200, description = "{sets}", body = JsonDoc)))]
+#[utoipa::path(get, path = "/v1/calibration/sets", params(OwnerQuery), responses((status = 200, description = "the sets the caller may see", body = crate::service::calibration::CalibrationSetList)))]
 pub async fn list_calibration_sets(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<OwnerQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::service::calibration::CalibrationSetList>> {
     Ok(axum::Json(
         s.service
             .calibration_sets(&caller, q.owner.as_deref())
@@ -421,16 +423,17 @@ pub async fn list_calibration_sets(
 }
 
 /// One set: scale, categories, raters, counts.
-#[utoipa::path(get, path = "/v1/calibration/sets/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such set")))]
+#[utoipa::path(get, path = "/v1/calibration/sets/{id}", responses((status = 200, description = "the set", body = crate::service::calibration::CalibrationSetDoc), (status = 404, description = "no such set")))]
 pub async fn get_calibration_set(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::service::calibration::CalibrationSetDoc>> {
     Ok(axum::Json(s.service.calibration_set(&caller, &id).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Only this item's labels.
     item: Option<String>,
@@ -439,13 +442,13 @@ pub struct HistoryQuery {
 /// The history of labels written to a set through the API (who, when, the value
 /// replaced), oldest first.
 #[utoipa::path(get, path = "/v1/calibration/sets/{id}/labels", params(HistoryQuery),
-    responses((status = 200, description = "{set, item, history}", body = JsonDoc), (status = 404, description = "no such set")))]
+    responses((status = 200, description = "the label writes, oldest first", body = crate::service::calibration::LabelHistory), (status = 404, description = "no such set")))]
 pub async fn label_history(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::service::calibration::LabelHistory>> {
     Ok(axum::Json(
         s.service
             .label_history(&caller, &id, q.item.as_deref())
@@ -455,14 +458,14 @@ pub async fn label_history(
 
 /// Add or correct labels: `{"labels": [{"item", "rater", "kind", "value"}]}`; all or nothing.
 #[utoipa::path(post, path = "/v1/calibration/sets/{id}/labels", request_body = crate::service::NewLabels,
-    responses((status = 200, description = "{added, replaced, set}", body = JsonDoc), (status = 400, description = "a label is invalid; nothing changed"),
+    responses((status = 200, description = "what changed", body = crate::service::calibration::LabelsWritten), (status = 400, description = "a label is invalid; nothing changed"),
               (status = 404, description = "no such set")))]
 pub async fn add_calibration_labels(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::service::calibration::LabelsWritten>> {
     let doc = json_body(body)?;
     Ok(axum::Json(
         s.service.add_calibration_labels(&caller, &id, &doc).await?,
@@ -471,7 +474,7 @@ pub async fn add_calibration_labels(
 
 /// Start a calibration run (a job over the set's items): `{"set", "seed"?, "resamples"?, "confidence"?}` (202).
 #[utoipa::path(post, path = "/v1/calibration/runs", request_body = crate::service::NewCalibrationRun,
-    responses((status = 202, description = "the run, queued", body = JsonDoc), (status = 400, description = "the set cannot be run"),
+    responses((status = 202, description = "the run, queued", body = crate::service::calibration::CalibrationRunDoc), (status = 400, description = "the set cannot be run"),
               (status = 404, description = "no such set"), (status = 429, description = "quota")))]
 pub async fn start_calibration_run(
     State(s): State<HttpState>,
@@ -484,16 +487,17 @@ pub async fn start_calibration_run(
 }
 
 /// A run's progress and, once finished, its agreement report.
-#[utoipa::path(get, path = "/v1/calibration/runs/{id}", responses((status = 200, body = JsonDoc), (status = 404, description = "no such run")))]
+#[utoipa::path(get, path = "/v1/calibration/runs/{id}", responses((status = 200, description = "the run", body = crate::service::calibration::CalibrationRunDoc), (status = 404, description = "no such run")))]
 pub async fn get_calibration_run(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::service::calibration::CalibrationRunDoc>> {
     Ok(axum::Json(s.service.calibration_run(&caller, &id).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DisagreementsQuery {
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
@@ -505,13 +509,13 @@ pub struct DisagreementsQuery {
 /// Items where the committee or a judge differs from the human majority, with the
 /// judges' explanations (paged).
 #[utoipa::path(get, path = "/v1/calibration/runs/{id}/disagreements", params(DisagreementsQuery),
-    responses((status = 200, description = "{items, next}", body = JsonDoc), (status = 404, description = "no such run")))]
+    responses((status = 200, description = "a page of disagreements", body = crate::service::calibration::Disagreements), (status = 404, description = "no such run")))]
 pub async fn calibration_disagreements(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DisagreementsQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<crate::service::calibration::Disagreements>> {
     Ok(axum::Json(
         s.service
             .calibration_disagreements(&caller, &id, q.after, q.limit.unwrap_or(50))
@@ -519,19 +523,33 @@ pub async fn calibration_disagreements(
     ))
 }
 
+/// `/healthz` and `/readyz` answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (alive) or `ready` (the store answers).
+    status: &'static str,
+    /// Readiness only: the committee is simulated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    simulated: Option<bool>,
+}
+
 /// Liveness.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
-pub async fn healthz() -> axum::Json<Value> {
-    axum::Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive", body = Health)))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok",
+        simulated: None,
+    })
 }
 
 /// Readiness: the store answers.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "store unavailable")))]
-pub async fn readyz(State(s): State<HttpState>) -> ApiResult<axum::Json<Value>> {
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready", body = Health), (status = 503, description = "store unavailable")))]
+pub async fn readyz(State(s): State<HttpState>) -> ApiResult<axum::Json<Health>> {
     let simulated = s.service.ready().await?;
-    Ok(axum::Json(
-        json!({"status": "ready", "simulated": simulated}),
-    ))
+    Ok(axum::Json(Health {
+        status: "ready",
+        simulated: Some(simulated),
+    }))
 }
 
 /// Prometheus text exposition.
