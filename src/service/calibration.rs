@@ -357,6 +357,13 @@ impl Service {
             }
         }
         .map_err(|e| errors_under("content", e))?;
+        // A set without items could be stored but not read back as calibration.v1.
+        if parsed.items.is_empty() {
+            return Err(invalid(
+                "content",
+                "the set has no items; send at least one item (one JSONL line or CSV row after the header)",
+            ));
+        }
         if let Some(name) = &new.name {
             if name.trim().is_empty() {
                 return Err(invalid("name", "must not be empty"));

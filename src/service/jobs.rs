@@ -40,6 +40,17 @@ pub struct ResultPage {
     pub rows: Vec<ResultRow>,
 }
 
+/// A job-list cursor, `<created_at>_<id>`: the exact rule of the `after` parameter's
+/// pattern in the OpenAPI document (`^(-?[0-9]{1,18}_[\s\S]*)?$`).
+fn parse_cursor(c: &str) -> Option<(i64, String)> {
+    let (t, id) = c.split_once('_')?;
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((t.parse().ok()?, id.to_owned()))
+}
+
 /// Page sizes: 1 to 500.
 pub(super) fn check_limit(limit: u32) -> Result<u32, Error> {
     if (1..=500).contains(&limit) {
@@ -172,13 +183,10 @@ impl Service {
         caller.require(Action::UseJobs)?;
         let before = match cursor {
             None | Some("") => None,
-            Some(c) => {
-                let (t, id) = c
-                    .split_once('_')
-                    .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id.to_owned())))
-                    .ok_or_else(|| invalid("after", "not a cursor from a previous page"))?;
-                Some((t, id))
-            }
+            Some(c) => Some(
+                parse_cursor(c)
+                    .ok_or_else(|| invalid("after", "not a cursor from a previous page"))?,
+            ),
         };
         let limit = check_limit(limit)?;
         let jobs = match caller.list_filter(Owned::Job, owner) {

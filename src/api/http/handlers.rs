@@ -190,6 +190,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// Cursor from the previous page's `next`.
+    #[param(pattern = r"^(-?[0-9]{1,18}_[\s\S]*)?$")]
     after: Option<String>,
     /// Admins only: list one owner's (API key name's) jobs.
     owner: Option<String>,
