@@ -54,6 +54,8 @@ pub fn job_at(j: &JobRecord, now_ms: i64) -> pb::Job {
         cost_usd: j.cost_usd,
         eta_seconds: j.eta_seconds(now_ms),
         created_at: j.created_at,
+        started_at: j.started_at,
+        finished_at: j.finished_at,
     }
 }
 
@@ -122,6 +124,8 @@ mod tests {
                 // 8 s for 4 finished items: 2 s per item, 6 pending.
                 eta_seconds: Some(12.0),
                 created_at: 1_000,
+                started_at: Some(1_000),
+                finished_at: None,
             }
         );
     }
