@@ -65,7 +65,7 @@ impl GradeReport {
                         criterion: c.criterion.clone(),
                         judge: b.judge.clone(),
                         sample: b.sample,
-                        reason: r.into(),
+                        reason: r,
                     })
                 })
             })
@@ -84,7 +84,7 @@ impl GradeReport {
                 .map(|c| CriterionDoc {
                     id: c.criterion.clone(),
                     verdict: c.verdict.map(VerdictValue::from),
-                    consensus: c.kind.into(),
+                    consensus: c.kind,
                     agreement: c.agreement,
                     ballots: c
                         .ballots
@@ -94,7 +94,7 @@ impl GradeReport {
                             sample: b.sample,
                             escalation: b.escalation,
                             verdict: b.verdict.map(VerdictValue::from),
-                            abstained: b.abstained.map(Into::into),
+                            abstained: b.abstained,
                             explanation: b.explanation.clone(),
                             latency_ms: b.latency_ms,
                             input_tokens: b.input_tokens,
@@ -155,7 +155,7 @@ pub struct CriterionDoc {
     pub id: String,
     /// Null when the criterion abstained (split or no quorum).
     pub verdict: Option<VerdictValue>,
-    pub consensus: ConsensusName,
+    pub consensus: ConsensusKind,
     /// Share of judges agreeing with the consensus; null when abstained.
     pub agreement: Option<f64>,
     pub ballots: Vec<BallotDoc>,
@@ -170,7 +170,7 @@ pub struct BallotDoc {
     /// Cast by the escalation judge after a split.
     pub escalation: bool,
     pub verdict: Option<VerdictValue>,
-    pub abstained: Option<AbstainReasonName>,
+    pub abstained: Option<crate::judge::AbstainReason>,
     pub explanation: String,
     pub latency_ms: u64,
     pub input_tokens: u64,
@@ -198,57 +198,6 @@ impl From<Verdict> for VerdictValue {
     }
 }
 
-/// How a criterion's consensus was reached.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsensusName {
-    Decided,
-    Escalated,
-    Split,
-    NoQuorum,
-}
-
-impl From<ConsensusKind> for ConsensusName {
-    fn from(k: ConsensusKind) -> Self {
-        match k {
-            ConsensusKind::Decided => ConsensusName::Decided,
-            ConsensusKind::Escalated => ConsensusName::Escalated,
-            ConsensusKind::Split => ConsensusName::Split,
-            ConsensusKind::NoQuorum => ConsensusName::NoQuorum,
-        }
-    }
-}
-
-/// Why a ballot abstained.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum AbstainReasonName {
-    Unparseable,
-    Refusal,
-    ClientError,
-    RetriesExhausted,
-    Timeout,
-    Cancelled,
-}
-
-impl From<crate::judge::AbstainReason> for AbstainReasonName {
-    fn from(r: crate::judge::AbstainReason) -> Self {
-        use crate::judge::AbstainReason as R;
-        match r {
-            R::Unparseable => AbstainReasonName::Unparseable,
-            R::Refusal => AbstainReasonName::Refusal,
-            R::ClientError => AbstainReasonName::ClientError,
-            R::RetriesExhausted => AbstainReasonName::RetriesExhausted,
-            R::Timeout => AbstainReasonName::Timeout,
-            R::Cancelled => AbstainReasonName::Cancelled,
-        }
-    }
-}
-
 /// One abstained ballot, listed for the report's reader.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[schema(as = Abstention)]
@@ -256,7 +205,7 @@ pub struct AbstentionDoc {
     pub criterion: String,
     pub judge: String,
     pub sample: u32,
-    pub reason: AbstainReasonName,
+    pub reason: crate::judge::AbstainReason,
 }
 
 /// What grading the item used.

@@ -35,8 +35,11 @@ pub struct Ballot {
     pub template_hash: String,
 }
 
-/// How the consensus on a criterion was reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the consensus on a criterion was reached (snake_case in `grade_report.v1`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum ConsensusKind {
     Decided,
     /// The committee split and the escalation judge decided.

@@ -50,7 +50,11 @@ impl Scale {
 }
 
 /// Why a ballot carries no verdict. An abstention is never turned into met / not met.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Its snake_case names are part of `grade_report.v1` and the metrics labels.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum AbstainReason {
     /// The answer could not be parsed after `max_parse_retries` re-asks.
     Unparseable,

@@ -205,7 +205,7 @@ pub struct CalibrationRunDoc {
     /// The set's id.
     pub set: String,
     pub owner: Option<String>,
-    pub state: super::JobStateName,
+    pub state: crate::store::JobState,
     pub job: super::JobStatus,
     pub finished_at: Option<i64>,
     /// The agreement report (see calibration/README.md); null until the run finishes.
@@ -655,7 +655,7 @@ impl Service {
             id: run.id,
             set: run.set_id,
             owner: job.owner.clone(),
-            state: job.state.into(),
+            state: job.state,
             job: super::JobStatus::from(&job),
             finished_at: run.finished_at,
             report,

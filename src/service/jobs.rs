@@ -17,7 +17,7 @@ use crate::grader::read_example_score;
 use crate::item::{RubricSource, parse_line};
 use crate::rubric::{FieldError, Invalid};
 use crate::score::{self, DEFAULT_RESAMPLES, report};
-use crate::store::{JobRecord, now_ms};
+use crate::store::{JobRecord, JobState, now_ms};
 
 /// Results read per store page while streaming.
 const RESULT_PAGE: u32 = 500;
@@ -303,7 +303,7 @@ impl Service {
             ),
             job: SummaryJob {
                 id: job.id.clone(),
-                state: job.state.into(),
+                state: job.state,
                 failed: job.failed,
                 pending: job.pending(),
             },
@@ -370,35 +370,11 @@ impl Follow {
     }
 }
 
-/// A job's state.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStateName {
-    Queued,
-    Running,
-    Done,
-    Cancelled,
-}
-
-impl From<crate::store::JobState> for JobStateName {
-    fn from(s: crate::store::JobState) -> Self {
-        use crate::store::JobState;
-        match s {
-            JobState::Queued => JobStateName::Queued,
-            JobState::Running => JobStateName::Running,
-            JobState::Done => JobStateName::Done,
-            JobState::Cancelled => JobStateName::Cancelled,
-        }
-    }
-}
-
 /// The job status document (`GET /v1/jobs/{id}`; gRPC `Job` carries the same fields).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct JobStatus {
     pub id: String,
-    pub state: JobStateName,
+    pub state: JobState,
     pub total: u64,
     pub done: u64,
     /// Items whose report has at least one abstained ballot.
@@ -422,7 +398,7 @@ impl JobStatus {
     pub fn at(j: &JobRecord, now_ms: i64) -> JobStatus {
         JobStatus {
             id: j.id.clone(),
-            state: j.state.into(),
+            state: j.state,
             total: j.total,
             done: j.done,
             abstained: j.abstained,
@@ -457,7 +433,7 @@ pub struct JobSummary {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SummaryJob {
     pub id: String,
-    pub state: JobStateName,
+    pub state: JobState,
     /// Items that failed (not in the figures).
     pub failed: u64,
     /// Items not graded yet (not in the figures).

@@ -38,24 +38,42 @@ pub fn job(j: &JobRecord) -> pb::Job {
     job_at(j, now_ms())
 }
 
-/// `job` with an explicit clock, so the ETA is testable.
+/// `job` with an explicit clock, so the ETA is testable: the fields of the typed
+/// job status, in the proto's shape.
 pub fn job_at(j: &JobRecord, now_ms: i64) -> pb::Job {
+    let crate::service::JobStatus {
+        id,
+        state,
+        total,
+        done,
+        abstained,
+        failed,
+        pending,
+        calls,
+        input_tokens,
+        output_tokens,
+        cost_usd,
+        eta_seconds,
+        created_at,
+        started_at,
+        finished_at,
+    } = crate::service::JobStatus::at(j, now_ms);
     pb::Job {
-        id: j.id.clone(),
-        state: j.state.as_str().to_owned(),
-        total: j.total,
-        done: j.done,
-        abstained: j.abstained,
-        failed: j.failed,
-        pending: j.pending(),
-        calls: j.calls,
-        input_tokens: j.input_tokens,
-        output_tokens: j.output_tokens,
-        cost_usd: j.cost_usd,
-        eta_seconds: j.eta_seconds(now_ms),
-        created_at: j.created_at,
-        started_at: j.started_at,
-        finished_at: j.finished_at,
+        id,
+        state: state.as_str().to_owned(),
+        total,
+        done,
+        abstained,
+        failed,
+        pending,
+        calls,
+        input_tokens,
+        output_tokens,
+        cost_usd,
+        eta_seconds,
+        created_at,
+        started_at,
+        finished_at,
     }
 }
 
