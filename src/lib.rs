@@ -14,7 +14,6 @@ pub mod app;
 pub mod cache;
 pub mod calibration;
 pub mod cli;
-mod cli_grade;
 pub mod committee;
 pub mod config;
 pub mod error;
