@@ -8,6 +8,7 @@ use std::path::Path;
 
 use clap::ValueEnum;
 
+use crate::app::LoadConfig as _;
 use crate::config::Config;
 use crate::rubric::Invalid;
 
