@@ -16,7 +16,7 @@ use crate::api::http::{HttpState, router};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG, LoadedFiles};
 use crate::error::Error;
 use crate::grader::Grader;
-use crate::jobs::Jobs;
+use crate::jobs::{JobFinished, Jobs};
 use crate::service::{Auth, Limits, Service};
 use crate::store::{SqliteStore, Store};
 
@@ -107,6 +107,26 @@ fn check_bind(cfg: &Config, addr: SocketAddr, what: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The jobs' on-finish hook: a finished job that is a calibration run gets its
+/// agreement report written (and the agreement gauges set) before it reads as done;
+/// any other job is left alone.
+struct CalibrationFinisher {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait::async_trait]
+impl JobFinished for CalibrationFinisher {
+    async fn finished(&self, id: &str) -> crate::Result<()> {
+        match crate::calibration::run::finish(&*self.store, id).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "calibration report failed; it is retried on restart");
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Opens the store, resumes unfinished jobs and serves HTTP (and gRPC when a listener
 /// is given) until `shutdown` is cancelled.
 pub async fn start(
@@ -131,12 +151,15 @@ pub async fn start(
     let grader = Arc::new(Grader::with_store(cfg, Arc::clone(&store))?);
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let jobs = Jobs::new(
+    let jobs = Jobs::with_on_finish(
         Arc::clone(&grader),
         Arc::clone(&store),
         tracker.clone(),
         shutdown.clone(),
         cfg.server.job_concurrency,
+        Arc::new(CalibrationFinisher {
+            store: Arc::clone(&store),
+        }),
     );
     let service = Arc::new(Service::new(
         grader,
