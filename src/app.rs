@@ -50,13 +50,13 @@ impl LoadConfig for Config {
         let files = LoadedFiles {
             reliability: named.reliability.map(|p| {
                 read_json(p).and_then(|doc| {
-                    crate::calibration::reliability::reliability_in(&doc)
+                    crate::calibration::agreement::reliability::reliability_in(&doc)
                         .map_err(|m| format!("{}: {m}", p.display()))
                 })
             }),
             weights_from: named.weights_from.map(|p| {
                 read_json(p).and_then(|doc| {
-                    crate::calibration::reliability::weights_in(&doc)
+                    crate::calibration::agreement::reliability::weights_in(&doc)
                         .map_err(|m| format!("{}: {m}", p.display()))
                 })
             }),

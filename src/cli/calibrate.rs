@@ -72,7 +72,9 @@ pub struct CalibrateArgs {
 }
 
 pub(crate) fn run(args: &CalibrateArgs) -> Result<(), Failure> {
-    use crate::calibration::{ReportOptions, agreement_report, report::report_table, set};
+    use crate::calibration::{
+        ReportOptions, agreement::report::report_table, agreement_report, set,
+    };
     let mut text = String::new();
     open(&args.file)?
         .read_to_string(&mut text)
