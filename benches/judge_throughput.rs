@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
+use tribunal::app::LoadConfig as _;
 use tribunal::config::Config;
 use tribunal::grader::Grader;
 use tribunal::item::{Item, parse_item};

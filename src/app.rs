@@ -1,9 +1,11 @@
 //! Builds everything from a `Config` (the one place that names concrete
 //! implementations: SQLite store, providers via `Grader`, axum, tonic) and runs the
 //! server with graceful shutdown: stop accepting, let job runners record the items in
-//! flight, close the store.
+//! flight, close the store. Also loads a `Config` from disk (`LoadConfig`): `config` is
+//! pure, so the config file and the files it names are read and interpreted here.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -11,12 +13,64 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::http::{HttpState, router};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG, LoadedFiles};
 use crate::error::Error;
 use crate::grader::Grader;
-use crate::jobs::Jobs;
+use crate::jobs::{JobFinished, Jobs};
 use crate::service::{Auth, Limits, Service};
 use crate::store::{SqliteStore, Store};
+
+/// Loading a `Config` from disk. A trait so callers keep writing `Config::load(..)`
+/// while `config` itself reads no files.
+pub trait LoadConfig: Sized {
+    /// Reads a TOML file (or takes the built-in default when `path` is None), applies
+    /// `TRIBUNAL__*` overrides from `env`, reads and interprets the files it names
+    /// (`committee.reliability`, `committee.weights_from`), and validates the whole,
+    /// every problem reported at once.
+    fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError>;
+}
+
+impl LoadConfig for Config {
+    fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Io {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })?,
+            None => DEFAULT_CONFIG.to_owned(),
+        };
+        let parsed = Config::parse(&text, env)?;
+        let named = parsed.files();
+        let files = LoadedFiles {
+            reliability: named.reliability.map(|p| {
+                read_json(p).and_then(|doc| {
+                    crate::calibration::agreement::reliability::reliability_in(&doc)
+                        .map_err(|m| format!("{}: {m}", p.display()))
+                })
+            }),
+            weights_from: named.weights_from.map(|p| {
+                read_json(p).and_then(|doc| {
+                    crate::calibration::agreement::reliability::weights_in(&doc)
+                        .map_err(|m| format!("{}: {m}", p.display()))
+                })
+            }),
+        };
+        parsed.validate(files)
+    }
+}
+
+/// A JSON file a config names, or the problem as a sentence naming the file.
+fn read_json(path: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))
+}
 
 /// A started server.
 pub struct Running {
@@ -53,6 +107,26 @@ fn check_bind(cfg: &Config, addr: SocketAddr, what: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The jobs' on-finish hook: a finished job that is a calibration run gets its
+/// agreement report written (and the agreement gauges set) before it reads as done;
+/// any other job is left alone.
+struct CalibrationFinisher {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait::async_trait]
+impl JobFinished for CalibrationFinisher {
+    async fn finished(&self, id: &str) -> crate::Result<()> {
+        match crate::calibration::run::finish(&*self.store, id).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "calibration report failed; it is retried on restart");
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Opens the store, resumes unfinished jobs and serves HTTP (and gRPC when a listener
 /// is given) until `shutdown` is cancelled.
 pub async fn start(
@@ -77,12 +151,15 @@ pub async fn start(
     let grader = Arc::new(Grader::with_store(cfg, Arc::clone(&store))?);
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let jobs = Jobs::new(
+    let jobs = Jobs::with_on_finish(
         Arc::clone(&grader),
         Arc::clone(&store),
         tracker.clone(),
         shutdown.clone(),
         cfg.server.job_concurrency,
+        Arc::new(CalibrationFinisher {
+            store: Arc::clone(&store),
+        }),
     );
     let service = Arc::new(Service::new(
         grader,

@@ -3,6 +3,9 @@
 //! outcome once. After a crash, `resume` restarts every unfinished job: finished items
 //! are skipped, pending ones are graded (their judge calls hit the persistent cache).
 //! Every runner is a tracked task with a cancellation token (graceful shutdown, cancel).
+//! What else a finished job needs (a calibration run's report) is an on-finish hook
+//! (`JobFinished`) given by `app`: this module must not know calibration or any other
+//! kind of job.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +21,18 @@ use crate::store::{ItemOutcome, JobState, Store};
 /// Items graded concurrently per job.
 const PAGE: u32 = 256;
 
+/// Work to do when a job's last item is recorded, before the job reads as done.
+#[async_trait::async_trait]
+pub trait JobFinished: Send + Sync {
+    /// Called once per completed (not cancelled) run of job `id`, after every item is
+    /// recorded and before the job is marked done, so whatever it writes is there when
+    /// a client sees "done". It may be called again for the same job (a runner
+    /// restarted after a crash or a failure), so it must be idempotent. An error keeps
+    /// the job from reading as done: the runner stops and `resume` retries on restart.
+    /// Implementations log their own failure with its context.
+    async fn finished(&self, id: &str) -> crate::Result<()>;
+}
+
 pub struct Jobs {
     grader: Arc<Grader>,
     store: Arc<dyn Store>,
@@ -27,15 +42,49 @@ pub struct Jobs {
     /// Bumped after every finished item, so followers wake up.
     progress: tokio::sync::watch::Sender<u64>,
     concurrency: usize,
+    on_finish: Option<Arc<dyn JobFinished>>,
 }
 
 impl Jobs {
+    /// Runners with nothing to do when a job finishes beyond marking it done (no
+    /// calibration runs: a server uses `with_on_finish`).
     pub fn new(
         grader: Arc<Grader>,
         store: Arc<dyn Store>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
         concurrency: usize,
+    ) -> Arc<Jobs> {
+        Self::build(grader, store, tracker, shutdown, concurrency, None)
+    }
+
+    /// Runners that call `on_finish` when a job's items are all recorded, before the
+    /// job reads as done.
+    pub fn with_on_finish(
+        grader: Arc<Grader>,
+        store: Arc<dyn Store>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+        concurrency: usize,
+        on_finish: Arc<dyn JobFinished>,
+    ) -> Arc<Jobs> {
+        Self::build(
+            grader,
+            store,
+            tracker,
+            shutdown,
+            concurrency,
+            Some(on_finish),
+        )
+    }
+
+    fn build(
+        grader: Arc<Grader>,
+        store: Arc<dyn Store>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+        concurrency: usize,
+        on_finish: Option<Arc<dyn JobFinished>>,
     ) -> Arc<Jobs> {
         Arc::new(Jobs {
             grader,
@@ -45,6 +94,7 @@ impl Jobs {
             running: Mutex::new(HashMap::new()),
             progress: tokio::sync::watch::channel(0).0,
             concurrency: concurrency.max(1),
+            on_finish,
         })
     }
 
@@ -129,11 +179,10 @@ impl Jobs {
             }
         }
         if !token.is_cancelled() {
-            // A calibration run's report is written before its job reads as done, so a
-            // client that sees "done" finds the report.
-            if let Err(e) = crate::calibration::run::finish(&*self.store, id).await {
-                tracing::error!(job = %id, error = %e, "calibration report failed; it is retried on restart");
-                return Err(e);
+            // The hook runs before the job reads as done, so a client that sees "done"
+            // finds what it wrote (a calibration run's report).
+            if let Some(hook) = &self.on_finish {
+                hook.finished(id).await?;
             }
             self.store.set_job_state(id, JobState::Done).await?;
             self.progress.send_modify(|n| *n += 1);
@@ -174,5 +223,80 @@ impl Jobs {
             }
             Err(e) => failed(&item.case.id, &e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::SqliteStore;
+
+    const ITEM: &str = r#"{"format": "case.v1", "case_id": "c1", "conversation": [{"role": "user", "content": "Hi"}], "response": "Hello", "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t", "scoring": {"policy": "weighted"}, "criteria": [{"id": "greets", "text": "Greets the user.", "points": 1}]}}"#;
+
+    /// Records the job's state when the hook runs; fails when asked to.
+    struct Probe {
+        store: Arc<dyn Store>,
+        fail: bool,
+        seen: Mutex<Vec<(String, Option<JobState>)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl JobFinished for Probe {
+        async fn finished(&self, id: &str) -> crate::Result<()> {
+            let state = self.store.job(id).await?.map(|j| j.state);
+            self.seen.lock().unwrap().push((id.to_owned(), state));
+            if self.fail {
+                return Err(crate::Error::Internal("probe failed".into()));
+            }
+            Ok(())
+        }
+    }
+
+    /// Runs one single-item job to its end; returns what the hook saw and the final state.
+    async fn run_job(fail: bool) -> (Vec<(String, Option<JobState>)>, JobState) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let cfg = Config::default_simulated().unwrap();
+        let grader = Arc::new(Grader::with_store(&cfg, Arc::clone(&store)).unwrap());
+        let probe = Arc::new(Probe {
+            store: Arc::clone(&store),
+            fail,
+            seen: Mutex::new(Vec::new()),
+        });
+        let tracker = TaskTracker::new();
+        let jobs = Jobs::with_on_finish(
+            grader,
+            Arc::clone(&store),
+            tracker.clone(),
+            CancellationToken::new(),
+            2,
+            Arc::clone(&probe) as Arc<dyn JobFinished>,
+        );
+        store
+            .create_job("j1", 0, None, &[("c1".to_owned(), ITEM.to_owned())])
+            .await
+            .unwrap();
+        jobs.start("j1");
+        tracker.close();
+        tracker.wait().await;
+        let state = store.job("j1").await.unwrap().unwrap().state;
+        let seen = probe.seen.lock().unwrap().clone();
+        (seen, state)
+    }
+
+    #[tokio::test]
+    async fn the_hook_runs_before_the_job_reads_as_done() {
+        let (seen, state) = run_job(false).await;
+        assert_eq!(seen, [("j1".to_owned(), Some(JobState::Running))]);
+        assert_eq!(state, JobState::Done);
+    }
+
+    #[tokio::test]
+    async fn a_failed_hook_keeps_the_job_from_reading_as_done() {
+        let (seen, state) = run_job(true).await;
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(state, JobState::Running, "resumed on restart");
     }
 }

@@ -6,7 +6,12 @@
 //! - [`score`]: scoring policies, vetoes, abstentions, batch statistics (pure).
 //! - [`judge`]: judge trait, prompts, answer parsing, providers.
 //! - [`committee`]: fan-out, quorum, consensus.
-//! - [`cli`]: the command line.
+//! - [`calibration`]: calibration sets and judge-human agreement (pure `set` and
+//!   `agreement`), and the live-run side that uses them (`live`, `run`).
+//! - [`config`]: `RawConfig` -> validated `Config` from text handed in (pure, no files).
+//! - [`jobs`]: durable batch-job runners, with an on-finish hook.
+//! - [`app`]: builds everything from a `Config`, loads it from disk, wires the hooks.
+//! - [`cli`]: the command line, one file per command.
 //! - [`error`]: the crate error vocabulary.
 
 pub mod api;
@@ -14,7 +19,6 @@ pub mod app;
 pub mod cache;
 pub mod calibration;
 pub mod cli;
-mod cli_grade;
 pub mod committee;
 pub mod config;
 pub mod error;

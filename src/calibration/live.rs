@@ -1,7 +1,8 @@
-//! Live calibration runs, the pure part: turns a calibration set's items into
-//! gradable `case.v1` rows (one criterion each), and the committee's grade reports back
-//! into judge labels on the set's scale. Pure: no IO, no async; must not call judges
-//! or stores (the CLI and `calibration::run` do that).
+//! Live calibration runs, the translation half of the run side: turns a calibration
+//! set's items into gradable `case.v1` rows (one criterion each), and the committee's
+//! grade reports back into judge labels on the set's scale, for `agreement` to score.
+//! No IO, no async; must not call judges or stores (the CLI and `calibration::run` do
+//! that), and `agreement` must not use it.
 //!
 //! A judge answers on its criterion's scale: met / not met for points criteria, three
 //! levels for tiered ones. How that becomes a category of the set:
@@ -21,8 +22,8 @@ use super::set::{CalItem, CalibrationSet, Label, LabelValue, RaterKind, TaskCrit
 use crate::judge::Scale as JudgeScale;
 use crate::rubric::{Rubric, Verdict};
 
-/// The rater name of the committee's consensus in live reports.
-pub const COMMITTEE: &str = "committee";
+// Also named here, where live runs write it (`live::COMMITTEE` is used by `src/service`).
+pub use super::agreement::COMMITTEE;
 
 /// How a verdict becomes a category index of the (possibly binarized) set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,7 +256,7 @@ pub fn plan(
             "rubric": rubric,
         });
         if reference {
-            let verdict = super::report::human_majority(&out, i)
+            let verdict = super::agreement::majority::human_majority(&out, i)
                 .and_then(|c| map.verdict(c, *scale))
                 .map(Verdict::to_json);
             let id = rubric["criteria"][0]["id"].clone();

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::agreement::{ReportOptions, agreement_report};
 use super::live::{self, LabelMap};
-use super::report::{ReportOptions, agreement_report};
 use super::set::{CalibrationSet, parse_set};
 use crate::error::Error;
 use crate::store::Store;

@@ -1,17 +1,22 @@
 //! Configuration: `RawConfig` (TOML, strict, `deny_unknown_fields`) + env overrides
 //! `TRIBUNAL__SECTION__KEY` -> validated `Config`, with every problem reported at once.
 //! The file names the env var that holds an API key, never the key; keys are `secrecy`
-//! types. Must not build judges or open connections (that is `app`'s job).
+//! types. Pure: parses the text and values handed to it and validates. Must not read
+//! files (the caller reads the config file and the files it names, see
+//! `app::LoadConfig`, and hands in their text and interpreted values), depend on
+//! `calibration`, build judges or open connections (that is `app`'s job).
 
 mod raw;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 pub use raw::{RawApiKey, RawCommittee, RawConfig, RawJudge, RawServer, RawSim};
 
+use crate::committee::dawid_skene::Reliability;
 use crate::committee::vote::{Rule, TieRule};
 use crate::rubric::{FieldError, Invalid};
 
@@ -147,9 +152,9 @@ pub struct CommitteeConfig {
     /// Custom template directory; `None` = built-in `judge-prompts/v1`.
     pub prompts_dir: Option<std::path::PathBuf>,
     /// Judge confusion matrices for `dawid_skene` (`reliability = "FILE"`: a saved
-    /// agreement report, calibration run or reliability object), read and validated at
-    /// load time.
-    pub reliability: Option<std::sync::Arc<crate::committee::dawid_skene::Reliability>>,
+    /// agreement report, calibration run or reliability object), read and interpreted by
+    /// the loader at load time (`LoadedFiles`).
+    pub reliability: Option<std::sync::Arc<Reliability>>,
     /// The report member weights were taken from (`weights_from = "FILE"`), if any; the
     /// weights themselves are already in `members`.
     pub weights_from: Option<std::path::PathBuf>,
@@ -237,34 +242,80 @@ impl Config {
             .chain(self.committee.escalation.iter())
             .all(|n| self.judges.get(n).is_some_and(JudgeConfig::simulated))
     }
-
-    /// Loads a TOML file (or the built-in default when `path` is None), applies
-    /// `TRIBUNAL__*` overrides from `env`, and validates.
-    pub fn load(
-        path: Option<&std::path::Path>,
+    /// Parses TOML text and applies `TRIBUNAL__*` overrides from `env`; the result
+    /// names the files its validation needs (`ParsedConfig::files`). Reads no file.
+    pub fn parse(
+        text: &str,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
-        let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Io {
-                path: p.display().to_string(),
-                message: e.to_string(),
-            })?,
-            None => DEFAULT_CONFIG.to_owned(),
-        };
-        let mut doc: toml::Table = toml::from_str(&text)
+    ) -> Result<ParsedConfig, ConfigError> {
+        let mut doc: toml::Table = toml::from_str(text)
             .map_err(|e| ConfigError::Invalid(Invalid::one("", format!("not valid TOML: {e}"))))?;
         // One environment for everything: overrides and the secrets named by
         // `api_key_env` / `key_env` (callers pass `std::env::vars()`).
-        let vars: std::collections::HashMap<String, String> = env.into_iter().collect();
+        let vars: HashMap<String, String> = env.into_iter().collect();
         raw::apply_env_overrides(&mut doc, vars.clone()).map_err(ConfigError::Invalid)?;
         let raw: RawConfig = raw::decode(doc).map_err(ConfigError::Invalid)?;
-        raw.validate(&|name| vars.get(name).cloned())
-            .map_err(ConfigError::Invalid)
+        Ok(ParsedConfig { raw, vars })
     }
 
     /// The built-in configuration: a committee of three simulated judges.
     pub fn default_simulated() -> Result<Config, ConfigError> {
-        Config::load(None, std::iter::empty())
+        Config::parse(DEFAULT_CONFIG, std::iter::empty())?.validate(LoadedFiles::default())
+    }
+}
+
+/// A config decoded strictly from TOML with its overrides applied, not yet validated.
+/// Validation needs the files it names read and interpreted by the caller first, so
+/// that `config` itself never touches the file system.
+pub struct ParsedConfig {
+    raw: RawConfig,
+    /// The whole environment, secrets included: never printed (no derived `Debug`).
+    vars: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for ParsedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedConfig")
+            .field("raw", &self.raw)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The files a config names (after env overrides), for the caller to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NamedFiles<'a> {
+    /// `committee.reliability`: judge confusion matrices for `dawid_skene`.
+    pub reliability: Option<&'a Path>,
+    /// `committee.weights_from`: a report whose suggested weights set member weights.
+    pub weights_from: Option<&'a Path>,
+}
+
+/// What the caller made of the files a config names: each one's interpreted value, or
+/// its problem as a full sentence naming the file (reported at the field that names
+/// it, with every other problem). `None` for a file the config does not name.
+#[derive(Debug, Default)]
+pub struct LoadedFiles {
+    pub reliability: Option<Result<Reliability, String>>,
+    /// Weights by judge name.
+    pub weights_from: Option<Result<BTreeMap<String, f64>, String>>,
+}
+
+impl ParsedConfig {
+    pub fn files(&self) -> NamedFiles<'_> {
+        let committee = self.raw.committee.as_ref();
+        NamedFiles {
+            reliability: committee.and_then(|c| c.reliability.as_deref()),
+            weights_from: committee.and_then(|c| c.weights_from.as_deref()),
+        }
+    }
+
+    /// Validates the whole config with the files it names already interpreted,
+    /// reporting every problem at once.
+    pub fn validate(self, files: LoadedFiles) -> Result<Config, ConfigError> {
+        let vars = self.vars;
+        self.raw
+            .validate(&|name| vars.get(name).cloned(), files)
+            .map_err(ConfigError::Invalid)
     }
 }
 

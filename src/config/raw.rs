@@ -7,9 +7,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    ApiKeyConfig, CacheConfig, CommitteeConfig, Config, JudgeConfig, LimitsConfig, LogFormat,
-    OpenAiConfig, PromptMode, ProviderConfig, RetryConfig, Sampling, ServerConfig, SimConfig,
-    rule_from,
+    ApiKeyConfig, CacheConfig, CommitteeConfig, Config, JudgeConfig, LimitsConfig, LoadedFiles,
+    LogFormat, OpenAiConfig, PromptMode, ProviderConfig, RetryConfig, Sampling, ServerConfig,
+    SimConfig, rule_from,
 };
 use crate::committee::vote::{Rule, TieRule};
 use crate::rubric::{FieldError, Invalid};
@@ -220,7 +220,13 @@ fn unit(v: Option<f64>, default: f64, field: &str, errs: &mut Vec<FieldError>) -
 }
 
 impl RawConfig {
-    pub fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
+    /// Validates against `env` (the lookup of the env vars named by `api_key_env` /
+    /// `key_env`) and the files this config names, already interpreted by the caller.
+    pub fn validate(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+        files: LoadedFiles,
+    ) -> Result<Config, Invalid> {
         let mut errs = Vec::new();
         let mut judges = BTreeMap::new();
         let defined: std::collections::BTreeSet<String> = self.judges.keys().cloned().collect();
@@ -243,7 +249,7 @@ impl RawConfig {
                 ));
                 None
             }
-            Some(c) => validate_committee(c, &judges, &defined, &mut errs),
+            Some(c) => validate_committee(c, &judges, &defined, files, &mut errs),
         };
         let server = validate_server(self.server, env, &mut errs);
         let cache = CacheConfig {
@@ -556,6 +562,7 @@ fn validate_committee(
     c: RawCommittee,
     judges: &BTreeMap<String, JudgeConfig>,
     defined: &std::collections::BTreeSet<String>,
+    files: LoadedFiles,
     errs: &mut Vec<FieldError>,
 ) -> Option<CommitteeConfig> {
     let before = errs.len();
@@ -606,47 +613,28 @@ fn validate_committee(
         "committee.veto_consensus",
         errs,
     );
-    let read_json = |path: &std::path::Path, key: &str, errs: &mut Vec<FieldError>| {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))
-            .and_then(|t| {
-                serde_json::from_str::<serde_json::Value>(&t)
-                    .map_err(|e| format!("{} is not JSON: {e}", path.display()))
-            });
-        text.map_err(|m| errs.push(FieldError::new(key, m))).ok()
-    };
-    let reliability = c.reliability.as_deref().and_then(|path| {
-        let doc = read_json(path, "committee.reliability", errs)?;
-        crate::calibration::reliability::reliability_in(&doc)
-            .map_err(|m| {
-                errs.push(FieldError::new(
-                    "committee.reliability",
-                    format!("{}: {m}", path.display()),
-                ));
-            })
-            .ok()
-            .map(std::sync::Arc::new)
-    });
-    if let Some(path) = c.weights_from.as_deref() {
-        if !matches!(consensus, Some(Rule::Weighted { .. })) {
-            errs.push(FieldError::new(
-                "committee.weights_from",
-                "derived weights are only used by the weighted consensus; set consensus = \"weighted\"",
-            ));
-        }
-        if let Some(doc) = read_json(path, "committee.weights_from", errs) {
-            match crate::calibration::reliability::weights_in(&doc) {
-                Ok(w) => {
-                    for (name, weight) in &mut members {
-                        if let Some(x) = w.get(name.as_str()) {
-                            *weight = *x;
-                        }
-                    }
-                }
-                Err(m) => errs.push(FieldError::new(
-                    "committee.weights_from",
-                    format!("{}: {m}", path.display()),
-                )),
+    let reliability = interpreted(
+        c.reliability.as_deref(),
+        files.reliability,
+        "committee.reliability",
+        errs,
+    )
+    .map(std::sync::Arc::new);
+    if c.weights_from.is_some() && !matches!(consensus, Some(Rule::Weighted { .. })) {
+        errs.push(FieldError::new(
+            "committee.weights_from",
+            "derived weights are only used by the weighted consensus; set consensus = \"weighted\"",
+        ));
+    }
+    if let Some(w) = interpreted(
+        c.weights_from.as_deref(),
+        files.weights_from,
+        "committee.weights_from",
+        errs,
+    ) {
+        for (name, weight) in &mut members {
+            if let Some(x) = w.get(name.as_str()) {
+                *weight = *x;
             }
         }
     }
@@ -747,4 +735,30 @@ fn validate_committee(
         reliability,
         weights_from: c.weights_from,
     })
+}
+
+/// The value the caller made of the file a config field names, or its problem reported
+/// at `field`. A named file the caller did not hand in is a problem too (a loader
+/// bug), never silently ignored.
+fn interpreted<T>(
+    named: Option<&std::path::Path>,
+    loaded: Option<Result<T, String>>,
+    field: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<T> {
+    let path = named?;
+    match loaded {
+        Some(Ok(v)) => Some(v),
+        Some(Err(m)) => {
+            errs.push(FieldError::new(field, m));
+            None
+        }
+        None => {
+            errs.push(FieldError::new(
+                field,
+                format!("{}: the file was not read", path.display()),
+            ));
+            None
+        }
+    }
 }

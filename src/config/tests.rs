@@ -1,15 +1,14 @@
 //! Table-driven tests for config loading: TOML -> env overrides -> strict decode -> validate.
 //!
-//! `Config::load` reads API keys from the real process env, so tests never set process
+//! Callers pass the real process env (`std::env::vars()`), so tests never set process
 //! env vars (they run in parallel); the key lookup is tested through `RawConfig::validate`
-//! with an injected lookup instead.
+//! with an injected lookup instead. Config reads no files: tests hand it TOML text.
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use secrecy::ExposeSecret as _;
 
-use super::{Config, ConfigError, ProviderConfig, RawConfig};
+use super::{Config, ConfigError, LoadedFiles, ProviderConfig, RawConfig};
 use crate::committee::vote::{Rule, TieRule};
 
 /// The example configuration from the issue: three OpenAI-compatible judges.
@@ -81,19 +80,24 @@ escalation = "b"
 request_timeout_ms = 60000
 "#;
 
-/// Writes `text` to a temp file and loads it with the given override env.
+/// Parses and validates `text` (naming no files) with the given override env.
+fn parse(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    Config::parse(text, env)?.validate(LoadedFiles::default())
+}
+
+/// Parses and validates `text` with the given override env.
 fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(text.as_bytes()).unwrap();
-    file.flush().unwrap();
     let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
-    Config::load(Some(file.path()), env)
+    parse(text, env)
 }
 
 fn load_ok(name: &str, text: Option<&str>, env: &[(&str, &str)]) -> Config {
     let res = match text {
         Some(t) => load_text(t, env),
-        None => Config::load(None, env.iter().map(|(k, v)| ((*k).into(), (*v).into()))),
+        None => load_text(super::DEFAULT_CONFIG, env),
     };
     match res {
         Ok(cfg) => cfg,
@@ -539,7 +543,7 @@ members = ["o"]
     ];
     for (name, text, env, key) in cases {
         let raw: RawConfig = toml::from_str(text).unwrap();
-        let cfg = match raw.validate(env) {
+        let cfg = match raw.validate(env, LoadedFiles::default()) {
             Ok(cfg) => cfg,
             Err(e) => panic!("{name}: {e}"),
         };
@@ -557,16 +561,8 @@ members = ["o"]
 
 #[test]
 fn an_invalid_member_is_not_also_reported_as_undefined() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.toml");
-    std::fs::write(
-        &path,
-        "[judges.GPT]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"m\"\ntemperature = 3.0\n\n[committee]\nmembers = [\"GPT\"]\nquorum = 1\n",
-    )
-    .unwrap();
-    let problems = Config::load(Some(&path), std::iter::empty())
-        .unwrap_err()
-        .problems();
+    let text = "[judges.GPT]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"m\"\ntemperature = 3.0\n\n[committee]\nmembers = [\"GPT\"]\nquorum = 1\n";
+    let problems = parse(text, std::iter::empty()).unwrap_err().problems();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
         problems[0].starts_with("judges.GPT.temperature"),
@@ -577,6 +573,102 @@ fn an_invalid_member_is_not_also_reported_as_undefined() {
         "TRIBUNAL__JUDGES__GPT__TEMPERATURE".to_owned(),
         "0.5".to_owned(),
     )];
-    let cfg = Config::load(Some(&path), env).unwrap();
+    let cfg = parse(text, env).unwrap();
     assert_eq!(cfg.judges["GPT"].sampling.temperature, Some(0.5));
+}
+
+/// The files a config names are the caller's to read: config reports their paths (after
+/// env overrides), takes their interpreted values, and reports their problems at the
+/// field that names them, beside every other problem.
+#[test]
+fn named_files_are_handed_in_already_interpreted() {
+    let text = format!(
+        "{}reliability = \"rel.json\"\nweights_from = \"w.json\"\n",
+        super::DEFAULT_CONFIG
+    );
+    let parsed = Config::parse(&text, std::iter::empty()).unwrap();
+    let named = parsed.files();
+    assert_eq!(named.reliability, Some(std::path::Path::new("rel.json")));
+    assert_eq!(named.weights_from, Some(std::path::Path::new("w.json")));
+    let env = [(
+        "TRIBUNAL__COMMITTEE__WEIGHTS_FROM".to_owned(),
+        "\"other.json\"".to_owned(),
+    )];
+    let overridden = Config::parse(&text, env).unwrap();
+    assert_eq!(
+        overridden.files().weights_from,
+        Some(std::path::Path::new("other.json"))
+    );
+    assert_eq!(
+        Config::parse(super::DEFAULT_CONFIG, std::iter::empty())
+            .unwrap()
+            .files(),
+        super::NamedFiles::default()
+    );
+
+    // Problems keep the caller's sentence, at the naming field.
+    let problems = parsed
+        .validate(LoadedFiles {
+            reliability: Some(Err("cannot read rel.json: gone".into())),
+            weights_from: Some(Err("w.json: no suggested_weights found".into())),
+        })
+        .unwrap_err()
+        .problems();
+    assert_problems(
+        "bad files",
+        &problems,
+        &[
+            ("committee.reliability", "cannot read rel.json: gone"),
+            (
+                "committee.weights_from",
+                "only used by the weighted consensus",
+            ),
+            (
+                "committee.weights_from",
+                "w.json: no suggested_weights found",
+            ),
+        ],
+    );
+
+    // A named file that was not handed in is a problem, never silently ignored.
+    let problems = Config::parse(&text, std::iter::empty())
+        .unwrap()
+        .validate(LoadedFiles::default())
+        .unwrap_err()
+        .problems();
+    assert_problems(
+        "not read",
+        &problems,
+        &[
+            ("committee.reliability", "rel.json: the file was not read"),
+            ("committee.weights_from", "w.json: the file was not read"),
+        ],
+    );
+
+    // Weights from the file replace the members' weights, by judge name.
+    let weighted = text.replace("consensus = \"majority\"", "consensus = \"weighted\"");
+    let weights = [("sim-a".to_owned(), 2.5), ("nobody".to_owned(), 9.0)];
+    let cfg = Config::parse(&weighted, std::iter::empty())
+        .unwrap()
+        .validate(LoadedFiles {
+            reliability: Some(Err("unused".into())),
+            weights_from: Some(Ok(weights.into_iter().collect())),
+        });
+    let problems = cfg.unwrap_err().problems();
+    assert_eq!(problems, ["committee.reliability: unused"], "{problems:?}");
+    let cfg = Config::parse(&weighted.replace("reliability = \"rel.json\"\n", ""), [])
+        .unwrap()
+        .validate(LoadedFiles {
+            reliability: None,
+            weights_from: Some(Ok([("sim-a".to_owned(), 2.5)].into_iter().collect())),
+        })
+        .unwrap();
+    assert_eq!(
+        cfg.committee.members,
+        [
+            ("sim-a".to_owned(), 2.5),
+            ("sim-b".to_owned(), 1.0),
+            ("sim-c".to_owned(), 1.0)
+        ]
+    );
 }

@@ -35,13 +35,11 @@ pub struct RawCase {
     /// Offline scoring: a verdict (true, false, a number in [0, 1]) or null (abstained)
     /// per criterion id.
     #[serde(default)]
-    #[schema(value_type = Option<BTreeMap<String, Object>>)]
     verdicts: Option<BTreeMap<String, Value>>,
     #[serde(default)]
     reference_responses: Vec<String>,
     /// Free-form caller data, carried but never interpreted.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     #[expect(
         dead_code,
         reason = "accepted so callers can attach their own bookkeeping"

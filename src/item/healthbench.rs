@@ -50,7 +50,6 @@ pub struct HbCriterion {
     tags: Vec<String>,
     /// Missing stays `None`; an explicit null becomes `Some(Value::Null)` (abstained).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
     criteria_met: Option<Value>,
 }
 

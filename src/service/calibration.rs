@@ -114,7 +114,6 @@ struct NewLabelSchema {
     rater: String,
     kind: RaterKindName,
     /// A category name, `true`/`false` for binary sets, or a number on interval scales.
-    #[schema(value_type = Object)]
     value: Value,
 }
 
@@ -180,10 +179,8 @@ pub struct LabelEventDoc {
     pub rater: String,
     pub kind: String,
     /// The value written (a category name or a number).
-    #[schema(value_type = Object)]
     pub value: Value,
     /// The value it replaced; null for a new label.
-    #[schema(value_type = Option<Object>)]
     pub previous: Option<Value>,
     /// The API key that wrote it; null without auth.
     pub author: Option<String>,
@@ -230,7 +227,6 @@ pub struct Disagreement {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct HumanLabel {
     pub rater: String,
-    #[schema(value_type = Object)]
     pub label: Value,
 }
 

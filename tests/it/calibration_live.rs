@@ -465,7 +465,9 @@ async fn a_run_report_is_written_once_from_stored_results() {
         .items
         .iter()
         .enumerate()
-        .filter(|(i, _)| tribunal::calibration::report::human_majority(&set, *i) == Some(1))
+        .filter(|(i, _)| {
+            tribunal::calibration::agreement::majority::human_majority(&set, *i) == Some(1)
+        })
         .count() as f64;
     let agreement = judge(&stored, "j")["vs_human_majority"]["percent_agreement"]["value"]
         .as_f64()

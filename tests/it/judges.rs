@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tribunal::app::LoadConfig as _;
 use tribunal::config::Config;
 use tribunal::grader::{GradeReport, Grader};
 use tribunal::item::{Item, parse_item};

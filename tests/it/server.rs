@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tribunal::app::{Running, start};
+use tribunal::app::{LoadConfig as _, Running, start};
 use tribunal::config::Config;
 
 pub struct TestApp {

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::live::COMMITTEE;
-use super::report::human_majority;
-use super::set::{CalibrationSet, LabelValue, RaterKind, Scale};
+use super::COMMITTEE;
+use super::majority::human_majority;
+use crate::calibration::set::{CalibrationSet, LabelValue, RaterKind, Scale};
 use crate::committee::dawid_skene::{self, EmOptions, Reliability};
 
 /// Smoothing of the seed counts (add-one: a judge never seen saying a class still may).

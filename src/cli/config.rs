@@ -1,0 +1,64 @@
+//! `tribunal config check`: validates a configuration (every problem listed) and prints
+//! it resolved, secrets masked. Must not build judges or open connections.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+
+use super::shared::{Failure, load_config};
+use crate::config::ProviderConfig;
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration (all problems listed) and print it resolved, secrets masked.
+    Check {
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+}
+
+pub(crate) fn run(command: &ConfigCommand) -> Result<(), Failure> {
+    match command {
+        ConfigCommand::Check { config } => check(config.as_deref()),
+    }
+}
+
+fn check(path: Option<&Path>) -> Result<(), Failure> {
+    let cfg = load_config(path)?;
+    let mut out = String::new();
+    for (name, j) in &cfg.judges {
+        let provider = match &j.provider {
+            ProviderConfig::OpenAi(o) => format!(
+                "openai base_url={} api_key={} (from {})",
+                o.base_url,
+                if o.api_key.is_some() { "****" } else { "none" },
+                o.api_key_env.as_deref().unwrap_or("-")
+            ),
+            ProviderConfig::Sim(s) => format!("sim (SIMULATED) {s:?}"),
+        };
+        out.push_str(&format!(
+            "judge {name}: model={} {provider} timeout={:?} limits={:?} retry={:?} sampling={:?}\n",
+            j.model, j.timeout, j.limits, j.retry, j.sampling
+        ));
+    }
+    let c = &cfg.committee;
+    out.push_str(&format!(
+        "committee: members={:?} n_samples={} consensus={:?} veto_consensus={:?} quorum={} escalation={:?} min_agreement={} prompt_mode={:?} request_timeout={:?}\ncache: {:?}\n",
+        c.members, c.n_samples, c.consensus, c.veto_consensus, c.quorum, c.escalation, c.min_agreement, c.prompt_mode, c.request_timeout, cfg.cache
+    ));
+    if let Some(p) = &c.weights_from {
+        out.push_str(&format!("committee weights from: {}\n", p.display()));
+    }
+    if let Some(r) = &c.reliability {
+        out.push_str(&format!(
+            "committee reliability (dawid_skene): {} classes, judges {:?}\n",
+            r.classes,
+            r.confusion.keys().collect::<Vec<_>>()
+        ));
+    }
+    if cfg.simulated() {
+        out.push_str("NOTE: every judge is simulated; grades are not real.\n");
+    }
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! `tribunal grade`: checks every input line before spending a judge call, grades
+//! items concurrently (in input order) with a progress bar on a terminal, writes one
+//! GradeReport per line (resumable), then the summary in the shape of
+//! `tribunal score --format json`. Must not touch a store or start a server.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use clap::Parser;
+use futures::StreamExt;
+
+use super::shared::{Failure, for_each_line, invalid_lines, load_config, runtime};
+use crate::grader::{Grader, read_example_score};
+use crate::item::{Item, parse_line};
+use crate::score::{self, DEFAULT_RESAMPLES, ExampleScore, report};
+
+#[derive(Debug, Parser)]
+pub struct GradeArgs {
+    /// JSON Lines input: HealthBench rows plus `response`, or case.v1 rows.
+    pub input: PathBuf,
+    /// TOML configuration; without it, the built-in simulated committee is used.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Where to write GradeReports (JSONL); default standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Skip items whose case id already has a report in OUTPUT.
+    #[arg(long, requires = "output")]
+    pub resume: bool,
+    /// Write the summary here instead of standard output (standard error when the
+    /// reports themselves go to standard output).
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// For rows without `response`, grade the first reference answer (HealthBench
+    /// ideal completion); rows with neither are skipped and counted.
+    #[arg(long)]
+    pub use_reference: bool,
+    /// Items graded concurrently.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Seed for the summary's bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Case ids that already have a report in `path` (error lines do not count).
+fn done_ids(path: &Path) -> Result<(HashSet<String>, Vec<(String, ExampleScore)>), Failure> {
+    let mut ids = HashSet::new();
+    let mut scores = Vec::new();
+    if !path.exists() {
+        return Ok((ids, scores));
+    }
+    let mut problems = Vec::new();
+    for_each_line(path, |n, text| {
+        let parsed = text
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+        match parsed {
+            Some(v) if v.get("error").is_some() => {}
+            Some(v) => match read_example_score(&v) {
+                Ok((id, s)) => {
+                    ids.insert(id.clone());
+                    scores.push((id, s));
+                }
+                Err(e) => problems.push(format!(
+                    "{}: line {n}: not a GradeReport: {e}",
+                    path.display()
+                )),
+            },
+            None => problems.push(format!(
+                "{}: line {n}: not JSON (a truncated last line from a crash?); remove it and resume again",
+                path.display()
+            )),
+        }
+    })?;
+    if problems.is_empty() {
+        Ok((ids, scores))
+    } else {
+        Err(Failure::Invalid(problems))
+    }
+}
+
+pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
+    let cfg = load_config(args.config.as_deref())?;
+    // Check every line before any judge is called.
+    let mut errors = Vec::new();
+    let mut total = 0usize;
+    for_each_line(&args.input, |n, text| match text.map(parse_line) {
+        Err(e) => errors.push(e),
+        Ok(Ok(_)) => total += 1,
+        Ok(Err(inv)) => errors.extend(invalid_lines(n, &inv)),
+    })?;
+    if !errors.is_empty() {
+        return Err(Failure::Invalid(errors));
+    }
+    let (done, mut scores) = match (&args.output, args.resume) {
+        (Some(out), true) => done_ids(out)?,
+        _ => (HashSet::new(), Vec::new()),
+    };
+    let grader =
+        Arc::new(Grader::from_config(&cfg).map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?);
+    let mut err = std::io::stderr().lock();
+    let names: Vec<&str> = cfg
+        .committee
+        .members
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if grader.simulated() {
+        let _ = writeln!(
+            err,
+            "tribunal: committee [{}] is SIMULATED: grades are not real judgements",
+            names.join(", ")
+        );
+    } else {
+        let _ = writeln!(err, "tribunal: committee [{}]", names.join(", "));
+    }
+    drop(err);
+    let runtime = runtime()?;
+    runtime.block_on(grade_all(args, grader, total, done, &mut scores))?;
+    let examples: Vec<ExampleScore> = scores.iter().map(|(_, s)| s.clone()).collect();
+    let summary = score::summarize(&examples, args.seed, DEFAULT_RESAMPLES);
+    let text = format!(
+        "{}\n",
+        report::summary_json(
+            &summary,
+            scores.iter().map(|(id, s)| (id.as_str(), s)),
+            args.seed,
+            DEFAULT_RESAMPLES
+        )
+    );
+    let write = match (&args.summary, &args.output) {
+        (Some(p), _) => {
+            std::fs::write(p, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))
+        }
+        (None, Some(_)) => std::io::stdout()
+            .write_all(text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{e}")),
+        (None, None) => std::io::stderr()
+            .write_all(text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{e}")),
+    };
+    write.map_err(Failure::Runtime)
+}
+
+async fn grade_all(
+    args: &GradeArgs,
+    grader: Arc<Grader>,
+    total: usize,
+    done: HashSet<String>,
+    scores: &mut Vec<(String, ExampleScore)>,
+) -> Result<(), Failure> {
+    // Second pass: collect the items still to grade (parsed items are held in memory;
+    // streaming them for very large files is future work).
+    let mut items: Vec<Item> = Vec::new();
+    let mut skipped_no_response = 0usize;
+    let mut skipped_done = 0usize;
+    for_each_line(&args.input, |_, text| {
+        if let Ok(Ok((_, mut item))) = text.map(parse_line) {
+            if done.contains(&item.case.id) {
+                skipped_done += 1;
+                return;
+            }
+            if item.response.is_none() && args.use_reference {
+                item.response = item.case.reference_responses.first().cloned();
+            }
+            if item.response.is_none() {
+                skipped_no_response += 1;
+                return;
+            }
+            items.push(item);
+        }
+    })?;
+    let mut out: Box<dyn Write + Send> = match &args.output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdout()),
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(items.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} items  {msg}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let mut failed = 0usize;
+    let mut abstentions = 0usize;
+    let concurrency = args.concurrency.max(1);
+    let mut stream = futures::stream::iter(items.into_iter().map(|item| {
+        let grader = Arc::clone(&grader);
+        async move {
+            let r = grader.grade(&item).await;
+            (item.case.id, r)
+        }
+    }))
+    .buffered(concurrency);
+    while let Some((id, result)) = stream.next().await {
+        let line = match result {
+            Ok(report) => {
+                abstentions += report
+                    .criteria
+                    .iter()
+                    .flat_map(|c| c.ballots.iter())
+                    .filter(|b| b.abstained.is_some())
+                    .count();
+                scores.push((id, report.score.clone()));
+                report.to_json()
+            }
+            Err(e) => {
+                failed += 1;
+                crate::grader::failed_item_json(&id, &e)
+            }
+        };
+        writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;
+        bar.inc(1);
+        let (calls, tokens, cost) = grader.committee.members.iter().fold((0, 0, 0), |acc, m| {
+            let s = &m.client.stats;
+            (
+                acc.0 + s.calls.load(Ordering::Relaxed),
+                acc.1
+                    + s.input_tokens.load(Ordering::Relaxed)
+                    + s.output_tokens.load(Ordering::Relaxed),
+                acc.2 + s.cost_micro_usd.load(Ordering::Relaxed),
+            )
+        });
+        let hits = grader
+            .committee
+            .cache
+            .stats
+            .memory_hits
+            .load(Ordering::Relaxed);
+        #[expect(clippy::cast_precision_loss, reason = "display only")]
+        let rate = calls as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        #[expect(clippy::cast_precision_loss, reason = "display only")]
+        let usd = cost as f64 / 1e6;
+        bar.set_message(format!(
+            "{rate:.0} calls/s  {hits} cache hits  {abstentions} abstentions  {tokens} tokens  ${usd:.4}"
+        ));
+    }
+    out.flush()
+        .map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;
+    bar.finish_and_clear();
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "tribunal: {total} items: {} graded, {failed} failed, {skipped_done} already done, {skipped_no_response} skipped without a response, {abstentions} abstained ballots, {:.1}s",
+        scores.len() - skipped_done.min(scores.len()),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

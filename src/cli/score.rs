@@ -1,0 +1,121 @@
+//! `tribunal score`: scores verdicts already in the file (no judges) and prints the
+//! aggregate and per-example scores. Must not call judges or load a config.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::shared::{Failure, Format, for_each_line, invalid_lines};
+use crate::item::{Item, parse_line};
+use crate::rubric::{Invalid, Policy, Rubric};
+use crate::score::{self, DEFAULT_RESAMPLES, ExampleScore, report};
+
+#[derive(Debug, Parser)]
+pub struct ScoreArgs {
+    /// JSON Lines file to score; `-` reads standard input.
+    pub file: PathBuf,
+    /// Score every row with this policy instead of the rubric's own.
+    #[arg(long, value_parser = ["healthbench", "quarkmed", "weighted"])]
+    pub policy: Option<String>,
+    /// Seed for the bootstrap resampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Bootstrap resamples per figure.
+    #[arg(long, default_value_t = DEFAULT_RESAMPLES)]
+    pub resamples: usize,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+}
+
+pub(crate) fn run(args: &ScoreArgs) -> Result<(), Failure> {
+    let policy = args
+        .policy
+        .as_deref()
+        .map(|p| {
+            Policy::by_name(p)
+                .ok_or_else(|| Failure::Invalid(vec![format!("--policy: unknown policy \"{p}\"")]))
+        })
+        .transpose()?;
+    let mut errors = Vec::new();
+    let mut scored: Vec<(String, ExampleScore)> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    let mut duplicates = 0usize;
+    for_each_line(&args.file, |n, text| {
+        match text.map(|t| score_line(t, policy.as_ref())) {
+            Err(e) => errors.push(e),
+            Ok(Ok((id, s))) => {
+                if seen.insert(id.clone(), n).is_some() {
+                    duplicates += 1;
+                }
+                scored.push((id, s));
+            }
+            Ok(Err(inv)) => errors.extend(invalid_lines(n, &inv)),
+        }
+    })?;
+    if !errors.is_empty() {
+        return Err(Failure::Invalid(errors));
+    }
+    if scored.is_empty() {
+        return Err(Failure::Invalid(vec![format!(
+            "{}: no rows to score (the file is empty)",
+            args.file.display()
+        )]));
+    }
+    if duplicates > 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: {duplicates} rows repeat an earlier prompt_id; each row counts as its own example"
+        );
+    }
+    let examples: Vec<ExampleScore> = scored.iter().map(|(_, s)| s.clone()).collect();
+    let summary = score::summarize(&examples, args.seed, args.resamples);
+    let mut out = std::io::stdout().lock();
+    let text = match args.format {
+        Format::Json => {
+            let v = report::summary_json(
+                &summary,
+                scored.iter().map(|(id, s)| (id.as_str(), s)),
+                args.seed,
+                args.resamples,
+            );
+            format!("{v}\n")
+        }
+        Format::Table => {
+            let note = match &args.policy {
+                Some(p) => format!("policy {p} (forced)"),
+                None => "policy from each rubric".to_owned(),
+            };
+            report::summary_table(&summary, &note, args.seed)
+        }
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing output: {e}"))?;
+    Ok(())
+}
+
+fn score_line(text: &str, policy: Option<&Policy>) -> Result<(String, ExampleScore), Invalid> {
+    let (_, item) = parse_line(text)?;
+    let rubric = rubric_for(&item, policy)?;
+    let verdicts = item.aligned_verdicts(&rubric)?;
+    let s = score::score_example(&rubric, &verdicts, &item.case.tags);
+    Ok((item.case.id, s))
+}
+
+fn rubric_for(item: &Item, policy: Option<&Policy>) -> Result<Rubric, Invalid> {
+    let rubric = item.inline_rubric()?;
+    match policy {
+        None => Ok((**rubric).clone()),
+        Some(p) => rubric.with_policy(p.clone()).map_err(|inv| {
+            Invalid(
+                inv.0
+                    .into_iter()
+                    .map(|mut e| {
+                        e.message = format!("{} (with --policy {})", e.message, p.name());
+                        e
+                    })
+                    .collect(),
+            )
+        }),
+    }
+}

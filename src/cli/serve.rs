@@ -1,0 +1,122 @@
+//! `tribunal serve`: resolves the config (CLI flags over env over file), binds the
+//! HTTP and gRPC listeners, starts the server through `app` and stops it gracefully
+//! on Ctrl-C or SIGTERM. Must not build the store, judges or routers itself (`app`
+//! does).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::shared::{Failure, load_config_with, runtime};
+
+#[derive(Debug, Parser)]
+pub struct ServeArgs {
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub http_addr: Option<String>,
+    /// gRPC listen address (default 127.0.0.1:50051).
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
+    /// Database URL (default sqlite://tribunal.db).
+    #[arg(long)]
+    pub database: Option<String>,
+}
+
+pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    // CLI flags win over the file and the environment.
+    for (key, value) in [
+        ("TRIBUNAL__SERVER__HTTP_ADDR", &args.http_addr),
+        ("TRIBUNAL__SERVER__GRPC_ADDR", &args.grpc_addr),
+        ("TRIBUNAL__SERVER__DATABASE_URL", &args.database),
+    ] {
+        if let Some(v) = value {
+            env.push((key.to_owned(), format!("\"{}\"", v.replace('"', ""))));
+        }
+    }
+    let cfg = load_config_with(args.config.as_deref(), env)?;
+    crate::telemetry::init(cfg.server.log_format);
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let http = tokio::net::TcpListener::bind(cfg.server.http_addr)
+            .await
+            .map_err(|e| {
+                Failure::Runtime(anyhow::anyhow!(
+                    "cannot listen on {} (server.http_addr): {e}",
+                    cfg.server.http_addr
+                ))
+            })?;
+        let grpc = tokio::net::TcpListener::bind(cfg.server.grpc_addr)
+            .await
+            .map_err(|e| {
+                Failure::Runtime(anyhow::anyhow!(
+                    "cannot listen on {} (server.grpc_addr): {e}",
+                    cfg.server.grpc_addr
+                ))
+            })?;
+        let running = crate::app::start(&cfg, http, Some(grpc))
+            .await
+            .map_err(|e| match e {
+                crate::Error::Invalid(inv) => {
+                    Failure::Invalid(inv.0.iter().map(|p| format!("config: {p}")).collect())
+                }
+                other => Failure::Runtime(anyhow::anyhow!("{other}")),
+            })?;
+        let names: Vec<&str> = cfg
+            .committee
+            .members
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "tribunal serving HTTP on http://{} and gRPC on {}; store {}; committee [{}]{}",
+            running.http_addr,
+            running
+                .grpc_addr
+                .map_or_else(|| "-".to_owned(), |a| a.to_string()),
+            cfg.server.database_url,
+            names.join(", "),
+            if cfg.simulated() {
+                " is SIMULATED: grades are not real judgements (configure judges with --config)"
+            } else {
+                ""
+            }
+        );
+        drop(err);
+        tracing::info!(http = %running.http_addr, simulated = cfg.simulated(), "tribunal started");
+        let token = running.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new requests; recording in-flight job items");
+            token.cancel();
+        });
+        running.wait().await;
+        Ok::<(), Failure>(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

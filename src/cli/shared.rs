@@ -1,0 +1,91 @@
+//! Helpers every command shares: how a command fails (`Failure`), reading JSON Lines
+//! and whole inputs (`-` is standard input), loading the config with every problem
+//! listed, and starting the async runtime. Must not know any command: command files
+//! use this, never each other.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use clap::ValueEnum;
+
+use crate::app::LoadConfig as _;
+use crate::config::Config;
+use crate::rubric::Invalid;
+
+/// Output format of `score` and `calibrate`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+/// How a command failed: bad data (every problem listed) or a runtime failure.
+pub(crate) enum Failure {
+    Invalid(Vec<String>),
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+pub(crate) fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    let f = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    Ok(Box::new(BufReader::new(f)))
+}
+
+/// Reads JSON Lines, calling `f(line_number, text)` for each non-blank line. Lines
+/// that are not UTF-8 are passed on as errors, not skipped.
+pub(crate) fn for_each_line(
+    path: &Path,
+    mut f: impl FnMut(usize, Result<&str, String>),
+) -> anyhow::Result<()> {
+    let reader = open(path)?;
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let n = i + 1;
+        let bytes =
+            line.map_err(|e| anyhow::anyhow!("reading {} line {n}: {e}", path.display()))?;
+        match std::str::from_utf8(&bytes) {
+            Ok(text) if text.trim().is_empty() => {}
+            Ok(text) => f(n, Ok(text)),
+            Err(e) => f(n, Err(format!("line {n}: not UTF-8 text ({e})"))),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn invalid_lines(n: usize, inv: &Invalid) -> impl Iterator<Item = String> + '_ {
+    inv.0.iter().map(move |e| format!("line {n}: {e}"))
+}
+
+pub(crate) fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
+    load_config_with(path, std::env::vars())
+}
+
+/// Loads and validates the config against `env`, listing every problem.
+pub(crate) fn load_config_with(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, Failure> {
+    Config::load(path, env).map_err(|e| {
+        Failure::Invalid(
+            e.problems()
+                .into_iter()
+                .map(|p| format!("config: {p}"))
+                .collect(),
+        )
+    })
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}")))
+}
