@@ -94,7 +94,7 @@ impl Service {
         caller: &Caller,
         lines: Vec<String>,
         seed: u64,
-    ) -> Result<JobRecord, Error> {
+    ) -> Result<JobStatus, Error> {
         caller.require(Action::SubmitJob)?;
         if lines.is_empty() {
             return Err(invalid("items", "a job needs at least one item"));
@@ -165,11 +165,11 @@ impl Service {
             .create_job(&id, seed, caller.owner(), &rows)
             .await?;
         self.jobs.start(&id);
-        self.job_record(&id).await
+        Ok(JobStatus::from(&self.job_record(&id).await?))
     }
 
-    pub async fn job(&self, caller: &Caller, id: &str) -> Result<JobRecord, Error> {
-        self.own_job(caller, id).await
+    pub async fn job(&self, caller: &Caller, id: &str) -> Result<JobStatus, Error> {
+        Ok(JobStatus::from(&self.own_job(caller, id).await?))
     }
 
     /// The caller's jobs newest first (an admin's: everyone's, or `owner`'s).
@@ -179,7 +179,7 @@ impl Service {
         cursor: Option<&str>,
         limit: u32,
         owner: Option<&str>,
-    ) -> Result<(Vec<JobRecord>, Option<String>), Error> {
+    ) -> Result<JobList, Error> {
         caller.require(Action::UseJobs)?;
         let before = match cursor {
             None | Some("") => None,
@@ -197,15 +197,18 @@ impl Service {
         let next = (jobs.len() == limit as usize)
             .then(|| jobs.last().map(|j| format!("{}_{}", j.created_at, j.id)))
             .flatten();
-        Ok((jobs, next))
+        Ok(JobList {
+            jobs: jobs.iter().map(JobStatus::from).collect(),
+            next,
+        })
     }
 
-    pub async fn cancel_job(&self, caller: &Caller, id: &str) -> Result<JobRecord, Error> {
+    pub async fn cancel_job(&self, caller: &Caller, id: &str) -> Result<JobStatus, Error> {
         let job = self.own_job(caller, id).await?;
         if !job.state.is_final() {
             self.jobs.cancel(id).await?;
         }
-        self.job_record(id).await
+        Ok(JobStatus::from(&self.job_record(id).await?))
     }
 
     /// Finished results after `after` (completion order).
@@ -446,4 +449,56 @@ pub struct JobList {
     pub jobs: Vec<JobStatus>,
     /// Cursor for the next page (`after`); null on the last page.
     pub next: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> JobRecord {
+        JobRecord {
+            id: "j1".into(),
+            state: JobState::Running,
+            total: 10,
+            seed: 7,
+            owner: None,
+            created_at: 1_000,
+            started_at: Some(1_000),
+            finished_at: None,
+            done: 3,
+            failed: 1,
+            abstained: 2,
+            calls: 40,
+            input_tokens: 1_234,
+            output_tokens: 56,
+            cost_usd: 0.25,
+        }
+    }
+
+    #[test]
+    fn status_counts_pending_and_eta() {
+        let s = JobStatus::at(&record(), 9_000);
+        assert_eq!(s.pending, 6);
+        // 8 s for 4 finished items: 2 s per item, 6 pending.
+        assert_eq!(s.eta_seconds, Some(12.0));
+        let mut done = record();
+        done.state = JobState::Done;
+        assert_eq!(JobStatus::at(&done, 9_000).eta_seconds, None);
+    }
+
+    #[test]
+    fn cursors_follow_the_documented_pattern() {
+        for (c, ok) in [
+            ("1700000000000_01a2", true),
+            ("-5_x", true),
+            ("5_", true),
+            ("+5_x", false),
+            ("5", false),
+            ("_x", false),
+            ("1234567890123456789_x", false),
+            ("12a_x", false),
+        ] {
+            assert_eq!(parse_cursor(c).is_some(), ok, "{c}");
+        }
+    }
 }

@@ -20,6 +20,8 @@ use crate::jobs::Jobs;
 use crate::rubric::Invalid;
 use crate::store::Store;
 
+pub use crate::grader::GradeReportDoc;
+pub use crate::store::JobState;
 pub use auth::{Action, Auth, Caller, Owned, Role};
 pub use calibration::{
     CsvUpload, NewCalibrationRun, NewCalibrationSet, NewLabels, ScaleName, SetFormat,

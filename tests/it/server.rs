@@ -611,7 +611,7 @@ async fn graceful_shutdown_records_in_flight_items_and_the_job_resumes() {
     }
     let done = second.service.job(&admin, &job.id).await.unwrap();
     assert_eq!(
-        (done.done, done.failed, done.pending()),
+        (done.done, done.failed, done.pending),
         (40, 0, 0),
         "{done:?}"
     );

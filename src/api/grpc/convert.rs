@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::error::{invalid_field, status};
 use super::pb;
-use crate::store::{JobRecord, now_ms};
+use crate::service::JobStatus;
 
 /// Reads a request field that carries a JSON document. A syntax error names the field.
 pub fn parse_json(field: &str, text: &str) -> Result<Value, tonic::Status> {
@@ -33,15 +33,9 @@ pub fn document<T: serde::Serialize>(v: &T) -> Result<pb::JsonDocument, tonic::S
     Ok(pb::JsonDocument { json: to_json(v)? })
 }
 
-/// The job status message; the same fields, in the same units, as `service::job_json`.
-pub fn job(j: &JobRecord) -> pb::Job {
-    job_at(j, now_ms())
-}
-
-/// `job` with an explicit clock, so the ETA is testable: the fields of the typed
-/// job status, in the proto's shape.
-pub fn job_at(j: &JobRecord, now_ms: i64) -> pb::Job {
-    let crate::service::JobStatus {
+/// The job status message: the typed job status, in the proto's shape.
+pub fn job(status: JobStatus) -> pb::Job {
+    let JobStatus {
         id,
         state,
         total,
@@ -57,7 +51,7 @@ pub fn job_at(j: &JobRecord, now_ms: i64) -> pb::Job {
         created_at,
         started_at,
         finished_at,
-    } = crate::service::JobStatus::at(j, now_ms);
+    } = status;
     pb::Job {
         id,
         state: state.as_str().to_owned(),
@@ -100,33 +94,28 @@ pub fn rubric_version(v: u32) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::JobState;
 
-    fn record() -> JobRecord {
-        JobRecord {
+    #[test]
+    fn job_carries_every_field() {
+        let status = JobStatus {
             id: "j1".into(),
-            state: JobState::Running,
+            state: crate::service::JobState::Running,
             total: 10,
-            seed: 7,
-            owner: None,
-            created_at: 1_000,
-            started_at: Some(1_000),
-            finished_at: None,
             done: 3,
-            failed: 1,
             abstained: 2,
+            failed: 1,
+            pending: 6,
             calls: 40,
             input_tokens: 1_234,
             output_tokens: 56,
             cost_usd: 0.25,
-        }
-    }
-
-    #[test]
-    fn job_carries_every_field() {
-        let j = job_at(&record(), 9_000);
+            eta_seconds: Some(12.0),
+            created_at: 1_000,
+            started_at: Some(1_000),
+            finished_at: None,
+        };
         assert_eq!(
-            j,
+            job(status),
             pb::Job {
                 id: "j1".into(),
                 state: "running".into(),
@@ -139,21 +128,12 @@ mod tests {
                 input_tokens: 1_234,
                 output_tokens: 56,
                 cost_usd: 0.25,
-                // 8 s for 4 finished items: 2 s per item, 6 pending.
                 eta_seconds: Some(12.0),
                 created_at: 1_000,
                 started_at: Some(1_000),
                 finished_at: None,
             }
         );
-    }
-
-    #[test]
-    fn final_job_has_no_eta() {
-        let mut r = record();
-        r.state = JobState::Done;
-        assert_eq!(job_at(&r, 9_000).eta_seconds, None);
-        assert_eq!(job_at(&r, 9_000).state, "done");
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
             .submit_job(&caller, req.items_json, req.seed)
             .await
             .map_err(|e| fail("SubmitJob", &e))?;
-        Ok(Response::new(convert::job(&job)))
+        Ok(Response::new(convert::job(job)))
     }
 
     async fn get_job(
@@ -138,7 +138,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
             .job(&caller(&request)?, &request.get_ref().id)
             .await
             .map_err(|e| fail("GetJob", &e))?;
-        Ok(Response::new(convert::job(&job)))
+        Ok(Response::new(convert::job(job)))
     }
 
     async fn list_jobs(
@@ -151,7 +151,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         } else {
             req.limit
         };
-        let (jobs, next) = self
+        let page = self
             .service
             .list_jobs(
                 &caller(&request)?,
@@ -162,8 +162,8 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
             .await
             .map_err(|e| fail("ListJobs", &e))?;
         Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.iter().map(convert::job).collect(),
-            next: next.unwrap_or_default(),
+            jobs: page.jobs.into_iter().map(convert::job).collect(),
+            next: page.next.unwrap_or_default(),
         }))
     }
 
@@ -176,7 +176,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
             .cancel_job(&caller(&request)?, &request.get_ref().id)
             .await
             .map_err(|e| fail("CancelJob", &e))?;
-        Ok(Response::new(convert::job(&job)))
+        Ok(Response::new(convert::job(job)))
     }
 
     type StreamJobResultsStream = BoxStream<'static, Result<pb::JobResult, Status>>;
@@ -457,55 +457,28 @@ mod tests {
 
         use super::super::*;
         use crate::config::Config;
-        use crate::grader::Grader;
-        use crate::jobs::Jobs;
-        use crate::service::Limits;
-        use crate::store::SqliteStore;
         use pb::tribunal_client::TribunalClient;
         use std::time::Duration;
-        use tokio_util::sync::CancellationToken;
-        use tokio_util::task::TaskTracker;
 
         const ITEMS: &str = include_str!("../../../tests/fixtures/grade-small.jsonl");
 
         struct TestServer {
             client: TribunalClient<tonic::transport::Channel>,
             channel: tonic::transport::Channel,
-            stop: CancellationToken,
+            running: crate::app::Running,
             _dir: tempfile::TempDir,
         }
 
+        /// The whole server as `app::start` builds it (the transport builds nothing).
         async fn spawn() -> TestServer {
             let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}", dir.path().join("t.db").display());
-            let store: Arc<dyn crate::store::Store> =
-                Arc::new(SqliteStore::open(&url).await.unwrap());
-            let cfg = Config::default_simulated().unwrap();
-            let grader = Arc::new(Grader::with_store(&cfg, Arc::clone(&store)).unwrap());
-            let stop = CancellationToken::new();
-            let jobs = Jobs::new(
-                Arc::clone(&grader),
-                Arc::clone(&store),
-                TaskTracker::new(),
-                stop.clone(),
-                4,
-            );
-            let service = Arc::new(Service::new(
-                grader,
-                store,
-                jobs,
-                crate::service::Auth::new(&[]),
-                Limits {
-                    max_items_per_job: 10,
-                    max_criteria_per_rubric: 50,
-                },
-            ));
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let token = stop.clone();
-            tokio::spawn(serve_with_incoming(listener, service, async move {
-                token.cancelled().await;
-            }));
+            let mut cfg = Config::default_simulated().unwrap();
+            cfg.server.database_url = format!("sqlite://{}", dir.path().join("t.db").display());
+            cfg.server.max_items_per_job = 10;
+            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let running = crate::app::start(&cfg, http, Some(grpc)).await.unwrap();
+            let addr = running.grpc_addr.unwrap();
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
                 .unwrap()
                 .connect()
@@ -514,7 +487,7 @@ mod tests {
             TestServer {
                 client: TribunalClient::new(channel.clone()),
                 channel,
-                stop,
+                running,
                 _dir: dir,
             }
         }
@@ -646,7 +619,7 @@ mod tests {
                 served.status,
                 tonic_health::pb::health_check_response::ServingStatus::Serving as i32
             );
-            t.stop.cancel();
+            t.running.stop().await;
         }
     }
 }

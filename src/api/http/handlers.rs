@@ -85,14 +85,14 @@ pub struct Object(Value);
 
 /// Grade one item (a HealthBench row plus `response`, or a case.v1 row).
 #[utoipa::path(post, path = "/v1/grade", request_body = crate::item::ItemSchema,
-    responses((status = 200, description = "grade_report.v1", body = crate::grader::GradeReportDoc),
+    responses((status = 200, description = "grade_report.v1", body = crate::service::GradeReportDoc),
               (status = 400, description = "invalid input"), (status = 404, description = "the referenced rubric does not exist"),
               (status = 503, description = "judges unavailable (no quorum)"), (status = 504, description = "the grade's deadline passed")))]
 pub async fn grade(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<axum::Json<crate::grader::GradeReportDoc>> {
+) -> ApiResult<axum::Json<crate::service::GradeReportDoc>> {
     let doc = json_body(body)?;
     Ok(axum::Json(s.service.grade(&caller, &doc).await?))
 }
@@ -180,7 +180,7 @@ pub async fn submit_job(
         .service
         .submit_job(&caller, lines, q.seed.or(seed).unwrap_or(0))
         .await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(JobStatus::from(&job))).into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(job)).into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -203,7 +203,7 @@ pub async fn list_jobs(
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<axum::Json<JobList>> {
-    let (jobs, next) = s
+    let jobs = s
         .service
         .list_jobs(
             &caller,
@@ -212,10 +212,7 @@ pub async fn list_jobs(
             q.owner.as_deref(),
         )
         .await?;
-    Ok(axum::Json(JobList {
-        jobs: jobs.iter().map(JobStatus::from).collect(),
-        next,
-    }))
+    Ok(axum::Json(jobs))
 }
 
 /// Job state, counts, usage and ETA.
@@ -225,9 +222,7 @@ pub async fn get_job(
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<axum::Json<JobStatus>> {
-    Ok(axum::Json(JobStatus::from(
-        &s.service.job(&caller, &id).await?,
-    )))
+    Ok(axum::Json(s.service.job(&caller, &id).await?))
 }
 
 /// Cancel a job: no new items start; finished results stay.
@@ -237,9 +232,7 @@ pub async fn cancel_job(
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<axum::Json<JobStatus>> {
-    Ok(axum::Json(JobStatus::from(
-        &s.service.cancel_job(&caller, &id).await?,
-    )))
+    Ok(axum::Json(s.service.cancel_job(&caller, &id).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
