@@ -83,7 +83,7 @@ impl GradeReport {
                 .iter()
                 .map(|c| CriterionDoc {
                     id: c.criterion.clone(),
-                    verdict: c.verdict.map(VerdictValue::from),
+                    verdict: c.verdict,
                     consensus: c.kind,
                     agreement: c.agreement,
                     ballots: c
@@ -93,7 +93,7 @@ impl GradeReport {
                             judge: b.judge.clone(),
                             sample: b.sample,
                             escalation: b.escalation,
-                            verdict: b.verdict.map(VerdictValue::from),
+                            verdict: b.verdict,
                             abstained: b.abstained,
                             explanation: b.explanation.clone(),
                             latency_ms: b.latency_ms,
@@ -154,7 +154,7 @@ pub struct GradeReportDoc {
 pub struct CriterionDoc {
     pub id: String,
     /// Null when the criterion abstained (split or no quorum).
-    pub verdict: Option<VerdictValue>,
+    pub verdict: Option<Verdict>,
     pub consensus: ConsensusKind,
     /// Share of judges agreeing with the consensus; null when abstained.
     pub agreement: Option<f64>,
@@ -169,7 +169,7 @@ pub struct BallotDoc {
     pub sample: u32,
     /// Cast by the escalation judge after a split.
     pub escalation: bool,
-    pub verdict: Option<VerdictValue>,
+    pub verdict: Option<Verdict>,
     pub abstained: Option<crate::judge::AbstainReason>,
     pub explanation: String,
     pub latency_ms: u64,
@@ -179,23 +179,6 @@ pub struct BallotDoc {
     /// Answered from the verdict cache (no judge call, no cost).
     pub cached: bool,
     pub template_hash: String,
-}
-
-/// A verdict: met / not met, or a credit or severity in [0, 1].
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum VerdictValue {
-    Met(bool),
-    Graded(f64),
-}
-
-impl From<Verdict> for VerdictValue {
-    fn from(v: Verdict) -> Self {
-        match v.to_json() {
-            Value::Bool(b) => VerdictValue::Met(b),
-            other => VerdictValue::Graded(other.as_f64().unwrap_or(0.0)),
-        }
-    }
 }
 
 /// One abstained ballot, listed for the report's reader.

@@ -300,30 +300,70 @@ pub struct Reading {
     pub explanations: Vec<String>,
 }
 
-/// The committee's and every judge's category for the item's single criterion, read
-/// from a `grade_report.v1`. Abstentions give no label (never a guessed one).
-pub fn readings(report: &Value, map: LabelMap) -> Vec<Reading> {
-    let Some(criterion) = report["criteria"].get(0) else {
+/// The part of a `grade_report.v1` a calibration run reads: the one criterion's
+/// consensus and its ballots. Built from an in-process report without serialising it
+/// (`From<&GradeReportDoc>`), or read from a stored one with serde (other fields are
+/// not needed here and are ignored).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ReportView {
+    pub criteria: Vec<CriterionView>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct CriterionView {
+    pub verdict: Option<Verdict>,
+    pub ballots: Vec<BallotView>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct BallotView {
+    pub judge: String,
+    pub verdict: Option<Verdict>,
+    #[serde(default)]
+    pub explanation: String,
+}
+
+impl From<&crate::grader::GradeReportDoc> for ReportView {
+    fn from(r: &crate::grader::GradeReportDoc) -> Self {
+        ReportView {
+            criteria: r
+                .criteria
+                .iter()
+                .map(|c| CriterionView {
+                    verdict: c.verdict,
+                    ballots: c
+                        .ballots
+                        .iter()
+                        .map(|b| BallotView {
+                            judge: b.judge.clone(),
+                            verdict: b.verdict,
+                            explanation: b.explanation.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The committee's and each judge's label on a report's (only) criterion.
+pub fn readings(report: &ReportView, map: LabelMap) -> Vec<Reading> {
+    let Some(criterion) = report.criteria.first() else {
         return Vec::new();
     };
     let mut by_judge: BTreeMap<String, (Vec<Verdict>, Vec<String>)> = BTreeMap::new();
-    for b in criterion["ballots"].as_array().into_iter().flatten() {
-        let Some(judge) = b["judge"].as_str() else {
-            continue;
-        };
-        let entry = by_judge.entry(judge.to_owned()).or_default();
-        if let Ok(v) = Verdict::from_json(&b["verdict"]) {
+    for b in &criterion.ballots {
+        let entry = by_judge.entry(b.judge.clone()).or_default();
+        if let Some(v) = b.verdict {
             entry.0.push(v);
         }
-        if let Some(e) = b["explanation"].as_str().filter(|e| !e.is_empty()) {
-            entry.1.push(e.to_owned());
+        if !b.explanation.is_empty() {
+            entry.1.push(b.explanation.clone());
         }
     }
     let mut out = vec![Reading {
         rater: COMMITTEE.to_owned(),
-        category: Verdict::from_json(&criterion["verdict"])
-            .ok()
-            .and_then(|v| map.category(v)),
+        category: criterion.verdict.and_then(|v| map.category(v)),
         explanations: Vec::new(),
     }];
     out.extend(
@@ -341,7 +381,7 @@ pub fn readings(report: &Value, map: LabelMap) -> Vec<Reading> {
 /// Adds the run's judge labels (from `(seq, report)` results) to the plan's set.
 pub fn labelled_set(
     plan: &Plan,
-    results: impl IntoIterator<Item = (u64, Value)>,
+    results: impl IntoIterator<Item = (u64, ReportView)>,
 ) -> CalibrationSet {
     let mut set = plan.set.clone();
     for (seq, report) in results {
@@ -372,8 +412,11 @@ mod tests {
 {"id": "c", "labels": [{"rater": "h1", "kind": "human", "value": "no"}]}
 "#;
 
-    fn report(committee: Value, ballots: Value) -> Value {
-        json!({"criteria": [{"id": "criterion", "verdict": committee, "ballots": ballots}]})
+    fn report(committee: Value, ballots: Value) -> ReportView {
+        serde_json::from_value(
+            json!({"criteria": [{"id": "criterion", "verdict": committee, "ballots": ballots}]}),
+        )
+        .unwrap()
     }
 
     #[test]

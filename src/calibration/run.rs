@@ -86,7 +86,7 @@ pub fn stored_plan(set: &CalibrationSet, opts: &RunOptions) -> Result<live::Plan
 }
 
 /// Reads every result of a run's job, in item order.
-pub async fn results(store: &dyn Store, id: &str) -> Result<Vec<(u64, Value)>, Error> {
+pub async fn results(store: &dyn Store, id: &str) -> Result<Vec<(u64, live::ReportView)>, Error> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
@@ -96,11 +96,24 @@ pub async fn results(store: &dyn Store, id: &str) -> Result<Vec<(u64, Value)>, E
         };
         after = Some(last);
         for (seq, text) in page {
-            let v: Value = serde_json::from_str(&text).map_err(|e| corrupt("job result", e))?;
-            out.push((seq, v));
+            out.extend(
+                stored_report(&text)
+                    .map_err(|e| corrupt("job result", e))?
+                    .map(|r| (seq, r)),
+            );
         }
     }
     Ok(out)
+}
+
+/// A stored result line read for a calibration run: `None` for a failed item's line
+/// (`{"case_id", "error"}`), the report's view otherwise; anything else is an error.
+pub fn stored_report(text: &str) -> Result<Option<live::ReportView>, serde_json::Error> {
+    let v: Value = serde_json::from_str(text)?;
+    if v.get("error").is_some() {
+        return Ok(None);
+    }
+    live::ReportView::deserialize(&v).map(Some)
 }
 
 /// Computes, stores and publishes the report of a finished calibration run. Returns

@@ -198,7 +198,7 @@ fn run_live(
     );
     let runtime = runtime()?;
     let (results, failed) = runtime.block_on(async {
-        let graded: Vec<(u64, Result<serde_json::Value, String>)> =
+        let graded: Vec<(u64, Result<live::ReportView, String>)> =
             futures::stream::iter(plan.rows.iter().enumerate())
                 .map(|(seq, (_, line))| {
                     let grader = Arc::clone(&grader);
@@ -207,7 +207,7 @@ fn run_live(
                             Ok((_, item)) => grader
                                 .grade(&item)
                                 .await
-                                .map(|r| r.to_json())
+                                .map(|r| live::ReportView::from(&r.to_doc()))
                                 .map_err(|e| e.to_string()),
                             Err(inv) => Err(inv.to_string()),
                         };

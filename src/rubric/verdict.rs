@@ -89,6 +89,48 @@ impl Verdict {
     }
 }
 
+/// Written and read in the canonical JSON form (`to_json` / `from_json`), so
+/// `grade_report.v1` carries verdicts exactly as input files and judges spell them.
+impl serde::Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&self.to_json(), s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Verdict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
+        Verdict::from_json(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for Verdict {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .description(Some("met / not met")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .enum_values(Some([0.0, 0.5, 1.0]))
+                    .description(Some("credit on a positive tier")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["none", "minor", "major"]))
+                    .description(Some("severity of a pitfall")),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Verdict {}
+
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -142,5 +184,23 @@ mod tests {
         for bad in [json!(0.7), json!("maybe"), json!([true]), json!({})] {
             assert!(Verdict::from_json(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn serde_writes_and_reads_the_canonical_form() {
+        for (v, text) in [
+            (Verdict::Met(true), "true"),
+            (Verdict::Met(false), "false"),
+            (Verdict::Credit(Credit::None), "0.0"),
+            (Verdict::Credit(Credit::Partial), "0.5"),
+            (Verdict::Credit(Credit::Full), "1.0"),
+            (Verdict::Severity(Severity::None), "\"none\""),
+            (Verdict::Severity(Severity::Minor), "\"minor\""),
+            (Verdict::Severity(Severity::Major), "\"major\""),
+        ] {
+            assert_eq!(serde_json::to_string(&v).unwrap(), text, "{v:?}");
+            assert_eq!(serde_json::from_str::<Verdict>(text).unwrap(), v, "{text}");
+        }
+        assert!(serde_json::from_str::<Verdict>("0.7").is_err());
     }
 }

@@ -694,8 +694,11 @@ impl Service {
                 let Some(&i) = usize::try_from(seq).ok().and_then(|s| plan.items.get(s)) else {
                     continue;
                 };
-                let report: Value = serde_json::from_str(&text)
-                    .map_err(|e| corrupt(format_args!("calibration run {id} result {seq}"), e))?;
+                let Some(report) = run::stored_report(&text)
+                    .map_err(|e| corrupt(format_args!("calibration run {id} result {seq}"), e))?
+                else {
+                    continue;
+                };
                 let Some(majority) = human_majority(&plan.set, i) else {
                     continue;
                 };
