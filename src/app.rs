@@ -151,7 +151,7 @@ pub async fn start(
     let grader = Arc::new(Grader::with_store(cfg, Arc::clone(&store))?);
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let jobs = Jobs::with_on_finish(
+    let jobs = Jobs::new(
         Arc::clone(&grader),
         Arc::clone(&store),
         tracker.clone(),

@@ -42,25 +42,13 @@ pub struct Jobs {
     /// Bumped after every finished item, so followers wake up.
     progress: tokio::sync::watch::Sender<u64>,
     concurrency: usize,
-    on_finish: Option<Arc<dyn JobFinished>>,
+    on_finish: Arc<dyn JobFinished>,
 }
 
 impl Jobs {
-    /// Runners with nothing to do when a job finishes beyond marking it done (no
-    /// calibration runs: a server uses `with_on_finish`).
-    pub fn new(
-        grader: Arc<Grader>,
-        store: Arc<dyn Store>,
-        tracker: TaskTracker,
-        shutdown: CancellationToken,
-        concurrency: usize,
-    ) -> Arc<Jobs> {
-        Self::build(grader, store, tracker, shutdown, concurrency, None)
-    }
-
     /// Runners that call `on_finish` when a job's items are all recorded, before the
     /// job reads as done.
-    pub fn with_on_finish(
+    pub fn new(
         grader: Arc<Grader>,
         store: Arc<dyn Store>,
         tracker: TaskTracker,
@@ -68,14 +56,7 @@ impl Jobs {
         concurrency: usize,
         on_finish: Arc<dyn JobFinished>,
     ) -> Arc<Jobs> {
-        Self::build(
-            grader,
-            store,
-            tracker,
-            shutdown,
-            concurrency,
-            Some(on_finish),
-        )
+        Self::build(grader, store, tracker, shutdown, concurrency, on_finish)
     }
 
     fn build(
@@ -84,7 +65,7 @@ impl Jobs {
         tracker: TaskTracker,
         shutdown: CancellationToken,
         concurrency: usize,
-        on_finish: Option<Arc<dyn JobFinished>>,
+        on_finish: Arc<dyn JobFinished>,
     ) -> Arc<Jobs> {
         Arc::new(Jobs {
             grader,
@@ -181,9 +162,7 @@ impl Jobs {
         if !token.is_cancelled() {
             // The hook runs before the job reads as done, so a client that sees "done"
             // finds what it wrote (a calibration run's report).
-            if let Some(hook) = &self.on_finish {
-                hook.finished(id).await?;
-            }
+            self.on_finish.finished(id).await?;
             self.store.set_job_state(id, JobState::Done).await?;
             self.progress.send_modify(|n| *n += 1);
         }
@@ -266,7 +245,7 @@ mod tests {
             seen: Mutex::new(Vec::new()),
         });
         let tracker = TaskTracker::new();
-        let jobs = Jobs::with_on_finish(
+        let jobs = Jobs::new(
             grader,
             Arc::clone(&store),
             tracker.clone(),
