@@ -179,15 +179,10 @@ fn run_live(
     }
     let plan = live::plan(set, &std::collections::BTreeMap::new(), grader.simulated())
         .map_err(Failure::Invalid)?;
-    let names: Vec<&str> = cfg
-        .committee
-        .members
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .collect();
+    let names = super::shared::member_names(&cfg);
     eprintln!(
         "tribunal: calibrating committee [{}]{} on {} items ({} without a case, response and criterion skipped)",
-        names.join(", "),
+        names,
         if grader.simulated() {
             " (SIMULATED: each judge is handed the human majority as its reference label)"
         } else {

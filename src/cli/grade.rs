@@ -103,20 +103,15 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
     let grader =
         Arc::new(Grader::from_config(&cfg).map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?);
     let mut err = std::io::stderr().lock();
-    let names: Vec<&str> = cfg
-        .committee
-        .members
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .collect();
+    let names = super::shared::member_names(&cfg);
     if grader.simulated() {
         let _ = writeln!(
             err,
             "tribunal: committee [{}] is SIMULATED: grades are not real judgements",
-            names.join(", ")
+            names
         );
     } else {
-        let _ = writeln!(err, "tribunal: committee [{}]", names.join(", "));
+        let _ = writeln!(err, "tribunal: committee [{}]", names);
     }
     drop(err);
     let runtime = runtime()?;

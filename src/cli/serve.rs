@@ -65,12 +65,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
                 }
                 other => Failure::Runtime(anyhow::anyhow!("{other}")),
             })?;
-        let names: Vec<&str> = cfg
-            .committee
-            .members
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect();
+        let names = super::shared::member_names(&cfg);
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
@@ -80,7 +75,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
                 .grpc_addr
                 .map_or_else(|| "-".to_owned(), |a| a.to_string()),
             cfg.server.database_url,
-            names.join(", "),
+            names,
             if cfg.simulated() {
                 " is SIMULATED: grades are not real judgements (configure judges with --config)"
             } else {

@@ -89,3 +89,13 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .build()
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}")))
 }
+
+/// The committee's member names, for start-up lines.
+pub fn member_names(cfg: &crate::config::Config) -> String {
+    cfg.committee
+        .members
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -172,27 +172,11 @@ pub struct LabelsWritten {
     pub set: CalibrationSetDoc,
 }
 
-/// One label write, as the history keeps it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct LabelEventDoc {
-    pub item: String,
-    pub rater: String,
-    pub kind: String,
-    /// The value written (a category name or a number).
-    pub value: Value,
-    /// The value it replaced; null for a new label.
-    pub previous: Option<Value>,
-    /// The API key that wrote it; null without auth.
-    pub author: Option<String>,
-    /// Unix milliseconds.
-    pub at: i64,
-}
-
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct LabelHistory {
     pub set: String,
     pub item: Option<String>,
-    pub history: Vec<LabelEventDoc>,
+    pub history: Vec<LabelEvent>,
 }
 
 /// A calibration run: its job and, once finished, the agreement report.
@@ -307,18 +291,6 @@ fn current_label(set: &CalibrationSet, l: &NewLabel) -> Option<Value> {
         .iter()
         .find(|x| x.rater == l.rater && x.kind == l.kind)?;
     Some(label_value_json(set, &label.value))
-}
-
-fn event_doc(e: &LabelEvent) -> LabelEventDoc {
-    LabelEventDoc {
-        item: e.item.clone(),
-        rater: e.rater.clone(),
-        kind: e.kind.clone(),
-        value: e.value.clone(),
-        previous: e.previous.clone(),
-        author: e.author.clone(),
-        at: e.at,
-    }
 }
 
 fn run_not_found(id: &str) -> Error {
@@ -519,7 +491,7 @@ impl Service {
         Ok(LabelHistory {
             set: id.to_owned(),
             item: item.map(str::to_owned),
-            history: events.iter().map(event_doc).collect(),
+            history: events,
         })
     }
 

@@ -140,8 +140,9 @@ pub struct CalibrationSetRecord {
     pub updated_at: i64,
 }
 
-/// One label written through the API, as the label history keeps it.
-#[derive(Debug, Clone, PartialEq)]
+/// One label written through the API, as the label history keeps it (and as
+/// `GET /v1/calibration/sets/{id}/labels` shows it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct LabelEvent {
     pub item: String,
     pub rater: String,
