@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::agreement::{ReportOptions, agreement_report};
+use super::agreement::ReportOptions;
+use super::agreement::report::{AgreementReport, RunInfo, agreement_report_doc};
 use super::live::{self, LabelMap};
 use super::set::{CalibrationSet, parse_set};
 use crate::error::Error;
@@ -139,20 +140,22 @@ pub async fn finish(store: &dyn Store, id: &str) -> Result<bool, Error> {
     // The report is CPU work (bootstrap CIs); keep it off the async workers.
     let report = tokio::task::spawn_blocking(move || {
         let set = live::labelled_set(&plan, results);
-        let mut report = agreement_report(&set, &report_opts);
-        report["run"] = serde_json::json!({
-            "id": run_id,
-            "items_run": plan.items.len(),
-            "items_skipped": plan.skipped,
-            "binarized": plan.binarized,
+        let mut report = agreement_report_doc(&set, &report_opts);
+        report.run = Some(RunInfo {
+            id: Some(run_id),
+            items_run: plan.items.len(),
+            items_skipped: plan.skipped,
+            items_failed: None,
+            binarized: plan.binarized,
+            simulated: None,
         });
         report
     })
     .await
     .map_err(|e| Error::Internal(format!("calibration report task: {e}")))?;
-    let written = store
-        .finish_calibration_run(id, &report.to_string())
-        .await?;
+    let text = serde_json::to_string(&report)
+        .map_err(|e| Error::Internal(format!("calibration report: {e}")))?;
+    let written = store.finish_calibration_run(id, &text).await?;
     if written {
         publish(&record.name, &report);
     }
@@ -161,28 +164,26 @@ pub async fn finish(store: &dyn Store, id: &str) -> Result<bool, Error> {
 
 /// Sets the agreement gauges from a report: each judge's (and the committee's) kappa
 /// against the human majority, the humans' Fleiss kappa and Krippendorff alpha.
-pub fn publish(set: &str, report: &Value) {
+pub fn publish(set: &str, report: &AgreementReport) {
     use crate::metrics::{Agreement, agreement};
     agreement(
         Agreement::Kappa,
         set,
         "humans",
-        report["humans"]["fleiss_kappa"]["value"].as_f64(),
+        report.humans.fleiss_kappa.estimate.value,
     );
     agreement(
         Agreement::Alpha,
         set,
         "humans",
-        report["humans"]["krippendorff_alpha"]["value"].as_f64(),
+        report.humans.krippendorff_alpha.value,
     );
-    for j in report["judges"].as_array().into_iter().flatten() {
-        if let Some(name) = j["judge"].as_str() {
-            agreement(
-                Agreement::Kappa,
-                set,
-                name,
-                j["vs_human_majority"]["cohen_kappa"]["value"].as_f64(),
-            );
-        }
+    for j in &report.judges {
+        agreement(
+            Agreement::Kappa,
+            set,
+            &j.judge,
+            j.vs_human_majority.cohen_kappa.value,
+        );
     }
 }

@@ -73,7 +73,9 @@ pub struct CalibrateArgs {
 
 pub(crate) fn run(args: &CalibrateArgs) -> Result<(), Failure> {
     use crate::calibration::{
-        ReportOptions, agreement::report::report_table, agreement_report, set,
+        ReportOptions,
+        agreement::report::{agreement_report_doc, report_table},
+        set,
     };
     let mut text = String::new();
     open(&args.file)?
@@ -140,12 +142,15 @@ pub(crate) fn run(args: &CalibrateArgs) -> Result<(), Failure> {
         ..ReportOptions::default()
     };
     let report = if args.offline {
-        agreement_report(&set, &opts)
+        agreement_report_doc(&set, &opts)
     } else {
         run_live(&set, args.config.as_deref(), args.concurrency, &opts)?
     };
     let text = match args.format {
-        Format::Json => format!("{report}\n"),
+        Format::Json => format!(
+            "{}\n",
+            serde_json::to_string(&report).map_err(|e| anyhow::anyhow!("report: {e}"))?
+        ),
         Format::Table => report_table(&report),
     };
     std::io::stdout()
@@ -162,8 +167,8 @@ fn run_live(
     config: Option<&Path>,
     concurrency: usize,
     opts: &crate::calibration::ReportOptions,
-) -> Result<serde_json::Value, Failure> {
-    use crate::calibration::{agreement_report, live};
+) -> Result<crate::calibration::report::AgreementReport, Failure> {
+    use crate::calibration::{live, report};
     let cfg = load_config(config)?;
     let grader =
         Arc::new(Grader::from_config(&cfg).map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?);
@@ -230,13 +235,14 @@ fn run_live(
         eprintln!("tribunal: item {id} was not graded: {e}");
     }
     let labelled = live::labelled_set(&plan, results);
-    let mut report = agreement_report(&labelled, opts);
-    report["run"] = serde_json::json!({
-        "items_run": plan.rows.len(),
-        "items_skipped": plan.skipped,
-        "items_failed": failed.len(),
-        "binarized": plan.binarized,
-        "simulated": grader.simulated(),
+    let mut doc = report::agreement_report_doc(&labelled, opts);
+    doc.run = Some(report::RunInfo {
+        id: None,
+        items_run: plan.rows.len(),
+        items_skipped: plan.skipped,
+        items_failed: Some(failed.len()),
+        binarized: plan.binarized,
+        simulated: Some(grader.simulated()),
     });
-    Ok(report)
+    Ok(doc)
 }

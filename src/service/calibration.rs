@@ -190,8 +190,7 @@ pub struct CalibrationRunDoc {
     pub job: super::JobStatus,
     pub finished_at: Option<i64>,
     /// The agreement report (see calibration/README.md); null until the run finishes.
-    #[schema(value_type = Option<Object>)]
-    pub report: Option<Value>,
+    pub report: Option<crate::calibration::report::AgreementReport>,
 }
 
 /// One item where the committee or a judge differs from the human majority.
@@ -612,7 +611,7 @@ impl Service {
         id: &str,
     ) -> Result<CalibrationRunDoc, Error> {
         let (run, job) = self.stored_run(caller, id).await?;
-        let report: Option<Value> = match &run.report {
+        let report: Option<crate::calibration::report::AgreementReport> = match &run.report {
             Some(text) => Some(
                 serde_json::from_str(text)
                     .map_err(|e| corrupt(format_args!("report of calibration run {id}"), e))?,

@@ -11,7 +11,7 @@ pub mod reliability;
 pub mod report;
 pub mod stats;
 
-pub use report::{ReportOptions, agreement_report};
+pub use report::{AgreementReport, ReportOptions, RunInfo, agreement_report, agreement_report_doc};
 
 /// The rater name of the committee's consensus among a set's judge labels: live runs
 /// label items with it, and reliability leaves it out (the committee is not a judge).

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::COMMITTEE;
 use super::majority::human_majority;
@@ -40,12 +42,93 @@ fn category(v: LabelValue) -> Option<usize> {
     }
 }
 
-/// The `dawid_skene` and `suggested_weights` sections for a set with judge labels.
+/// The report's `dawid_skene` section: the estimate, or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum DawidSkene {
+    Estimated(DawidSkeneEstimate),
+    Undefined(DawidSkeneUndefined),
+}
+
+/// Dawid-Skene EM over every item, seeded from the judges' agreement with the humans.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DawidSkeneEstimate {
+    /// Class names, from 0 (not met) to the highest presence.
+    pub classes: Vec<String>,
+    pub seeded_from: SeededFrom,
+    pub items: usize,
+    pub iterations: usize,
+    pub converged: bool,
+    pub log_likelihood: f64,
+    /// Each judge's estimated accuracy, by judge name.
+    pub accuracy: BTreeMap<String, f64>,
+    /// The estimated reliability, as the committee config reads it back.
+    #[schema(value_type = Object)]
+    pub reliability: Reliability,
+}
+
+/// What the EM started from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SeededFrom {
+    HumanMajority,
+    MajorityVote,
+}
+
+/// No estimate: `reliability` is always null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DawidSkeneUndefined {
+    #[schema(value_type = Option<Object>)]
+    pub reliability: NoReliability,
+    pub reason: ReliabilityUndefined,
+}
+
+/// A JSON null: the reliability of a set that has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoReliability;
+
+/// Why a set has no Dawid-Skene estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReliabilityUndefined {
+    /// The categories are neither two with `met` nor three ordinal ones.
+    CategoriesNotAJudgeScale,
+    NoJudges,
+}
+
+/// A judge's suggested committee weight and the counts it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SuggestedWeight {
+    pub weight: f64,
+    pub correct: u64,
+    pub n: u64,
+}
+
+/// [`reliability_sections`] as JSON values.
 pub fn sections(set: &CalibrationSet) -> (Value, Value) {
-    let undefined = |reason: &str| json!({"reliability": null, "reason": reason});
-    let classes = match class_map(set) {
-        Ok(c) => c,
-        Err(reason) => return (undefined(reason), json!({})),
+    let (ds, weights) = reliability_sections(set);
+    // Neither can fail to serialise: every map key is a string.
+    (
+        serde_json::to_value(ds).unwrap_or_default(),
+        serde_json::to_value(weights).unwrap_or_default(),
+    )
+}
+
+/// The `dawid_skene` and `suggested_weights` sections for a set with judge labels.
+pub fn reliability_sections(
+    set: &CalibrationSet,
+) -> (DawidSkene, BTreeMap<String, SuggestedWeight>) {
+    let undefined = |reason| {
+        DawidSkene::Undefined(DawidSkeneUndefined {
+            reliability: NoReliability,
+            reason,
+        })
+    };
+    let Ok(classes) = class_map(set) else {
+        return (
+            undefined(ReliabilityUndefined::CategoriesNotAJudgeScale),
+            BTreeMap::new(),
+        );
     };
     let k = classes.iter().max().map_or(0, |m| m + 1);
     let judges: Vec<String> = set
@@ -54,7 +137,7 @@ pub fn sections(set: &CalibrationSet) -> (Value, Value) {
         .filter(|j| j != COMMITTEE)
         .collect();
     if judges.is_empty() {
-        return (undefined("no_judges"), json!({}));
+        return (undefined(ReliabilityUndefined::NoJudges), BTreeMap::new());
     }
     let index: BTreeMap<&str, usize> = judges
         .iter()
@@ -108,7 +191,7 @@ pub fn sections(set: &CalibrationSet) -> (Value, Value) {
                 .map_or("", String::as_str)
         })
         .collect();
-    let accuracy: BTreeMap<&str, f64> = em
+    let accuracy: BTreeMap<String, f64> = em
         .reliability
         .confusion
         .iter()
@@ -116,29 +199,37 @@ pub fn sections(set: &CalibrationSet) -> (Value, Value) {
             let acc = (0..k)
                 .map(|c| em.reliability.prior.get(c).copied().unwrap_or(0.0) * m[c][c])
                 .sum::<f64>();
-            (j.as_str(), acc)
+            (j.clone(), acc)
         })
         .collect();
-    let section = json!({
-        "classes": names,
-        "seeded_from": if seeded { "human_majority" } else { "majority_vote" },
-        "items": items.len(),
-        "iterations": em.iterations,
-        "converged": em.converged,
-        "log_likelihood": em.log_likelihood,
-        "accuracy": accuracy,
-        "reliability": em.reliability,
+    let section = DawidSkene::Estimated(DawidSkeneEstimate {
+        classes: names.into_iter().map(str::to_owned).collect(),
+        seeded_from: if seeded {
+            SeededFrom::HumanMajority
+        } else {
+            SeededFrom::MajorityVote
+        },
+        items: items.len(),
+        iterations: em.iterations,
+        converged: em.converged,
+        log_likelihood: em.log_likelihood,
+        accuracy,
+        reliability: em.reliability,
     });
-    let weights: BTreeMap<&str, Value> = correct
+    let weights = correct
         .iter()
         .map(|(j, (c, n))| {
             (
-                *j,
-                json!({"weight": dawid_skene::log_odds_weight(*c, *n), "correct": c, "n": n}),
+                (*j).to_owned(),
+                SuggestedWeight {
+                    weight: dawid_skene::log_odds_weight(*c, *n),
+                    correct: *c,
+                    n: *n,
+                },
             )
         })
         .collect();
-    (section, json!(weights))
+    (section, weights)
 }
 
 /// The reliability in a saved document: a `Reliability` itself, an agreement report
@@ -181,6 +272,7 @@ pub fn weights_in(doc: &Value) -> Result<BTreeMap<String, f64>, String> {
 mod tests {
     use super::*;
     use crate::calibration::set::parse_set;
+    use serde_json::json;
 
     /// Humans agree; judge `good` matches them, `bad` says the opposite on every item.
     fn set() -> CalibrationSet {

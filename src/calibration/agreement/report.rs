@@ -16,6 +16,10 @@
 //! items (see [`agreement_report_with`]) and how many items they hold, left out so that a set
 //! with thousands of one-item criteria stays small and fast.
 //!
+//! The report is a typed document, [`AgreementReport`] (format
+//! [`AGREEMENT_REPORT_FORMAT`]): its field order is the JSON key order, so the types must
+//! not be reordered; `tests/fixtures/agreement-report-*.json` pin the serialised form.
+//!
 //! Cost: labels are read once into a dense item x rater [`Grid`]; every section then indexes
 //! it. Each bootstrap resamples the counts of distinct item patterns (contingency cells,
 //! Fleiss count rows, alpha units) rather than the items, see [`stats::bootstrap_ci_counts`],
@@ -23,9 +27,15 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::majority::{cat, majority_of};
+pub use super::reliability::{
+    DawidSkene, DawidSkeneEstimate, DawidSkeneUndefined, NoReliability, ReliabilityUndefined,
+    SeededFrom, SuggestedWeight,
+};
 // The old path of `majority::human_majority`, kept for `src/service` (owned elsewhere).
 pub use super::majority::human_majority;
 use super::stats::{self, Level, Stat, Weights};
@@ -52,18 +62,312 @@ impl Default for ReportOptions {
 /// [`agreement_report`].
 pub const DEFAULT_MIN_CRITERION_ITEMS: usize = 20;
 
+/// The version of the agreement report format these types describe. It is not a key of
+/// the JSON (adding one would change every stored report); a breaking change to the
+/// types below must bump it and say so in calibration/README.md.
+pub const AGREEMENT_REPORT_FORMAT: &str = "agreement_report.v1";
+
+/// The agreement report of a calibration set (see the module docs for the stable paths).
+/// Serialised once, when it is printed or stored; the field order is the JSON key order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgreementReport {
+    /// The set's name.
+    pub set: String,
+    pub scale: ReportScale,
+    /// The set's declared categories, in label-index order.
+    pub categories: Vec<String>,
+    /// Items in the set.
+    pub items: usize,
+    /// Bootstrap seed, resamples per coefficient and CI level.
+    pub seed: u64,
+    pub resamples: usize,
+    pub confidence: f64,
+    pub humans: HumansSection,
+    pub judges: Vec<JudgeSection>,
+    /// Per item category, in category order.
+    pub by_category: BTreeMap<String, Breakdown>,
+    /// Per criterion with enough items, in criterion order.
+    pub by_criterion: BTreeMap<String, Breakdown>,
+    pub by_criterion_skipped: SkippedCriteria,
+    pub dawid_skene: DawidSkene,
+    /// Log-odds committee weights by judge name, in name order.
+    pub suggested_weights: BTreeMap<String, SuggestedWeight>,
+    /// How a live or server run produced the judge labels; absent for an offline report.
+    /// Last, so that a report without it serialises as it always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunInfo>,
+}
+
+/// The set's measurement scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportScale {
+    Nominal,
+    Ordinal,
+    Interval,
+}
+
+impl ReportScale {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        Scale::from(self).as_str()
+    }
+}
+
+impl From<ReportScale> for Scale {
+    fn from(s: ReportScale) -> Self {
+        match s {
+            ReportScale::Nominal => Self::Nominal,
+            ReportScale::Ordinal => Self::Ordinal,
+            ReportScale::Interval => Self::Interval,
+        }
+    }
+}
+
+impl From<Scale> for ReportScale {
+    fn from(s: Scale) -> Self {
+        match s {
+            Scale::Nominal => Self::Nominal,
+            Scale::Ordinal => Self::Ordinal,
+            Scale::Interval => Self::Interval,
+        }
+    }
+}
+
+/// One coefficient: its value or the reason it is undefined, its bootstrap CI and `n`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Estimate {
+    /// Null when undefined (then `reason` says why).
+    pub value: Option<f64>,
+    pub reason: Option<UndefinedReason>,
+    /// Null when undefined or when the bootstrap has no interval (no resamples).
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub n: usize,
+}
+
+/// Why a coefficient has no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UndefinedReason {
+    TooFewItems,
+    OneCategory,
+    ZeroVariance,
+    UnequalRaters,
+    NoPairs,
+    /// The formula gave an infinite or NaN value.
+    NotFinite,
+}
+
+impl UndefinedReason {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooFewItems => "too_few_items",
+            Self::OneCategory => "one_category",
+            Self::ZeroVariance => "zero_variance",
+            Self::UnequalRaters => "unequal_raters",
+            Self::NoPairs => "no_pairs",
+            Self::NotFinite => "not_finite",
+        }
+    }
+}
+
+impl From<stats::Undefined> for UndefinedReason {
+    fn from(u: stats::Undefined) -> Self {
+        match u {
+            stats::Undefined::TooFewItems => Self::TooFewItems,
+            stats::Undefined::OneCategory => Self::OneCategory,
+            stats::Undefined::ZeroVariance => Self::ZeroVariance,
+            stats::Undefined::UnequalRaters => Self::UnequalRaters,
+            stats::Undefined::NoPairs => Self::NoPairs,
+        }
+    }
+}
+
+/// Fleiss' kappa, with the number of raters per item it was computed over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FleissEstimate {
+    #[serde(flatten)]
+    pub estimate: Estimate,
+    pub raters_per_item: u64,
+}
+
+/// The humans among themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HumansSection {
+    /// Human rater names, sorted.
+    pub raters: Vec<String>,
+    pub fleiss_kappa: FleissEstimate,
+    pub krippendorff_alpha: Estimate,
+    pub pairwise: Vec<HumanPair>,
+    /// The range of the pairwise Cohen's kappas.
+    pub band: Band,
+    pub majority: MajorityCoverage,
+}
+
+/// Two humans' agreement over the items both labelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HumanPair {
+    pub a: String,
+    pub b: String,
+    pub n: usize,
+    pub cohen_kappa: Estimate,
+    pub percent_agreement: Estimate,
+    /// Ordinal sets only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted_kappa_linear: Option<Estimate>,
+    /// Ordinal sets only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted_kappa_quadratic: Option<Estimate>,
+}
+
+/// The lowest and highest defined human-pair Cohen's kappa; null without one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Band {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// How many items have a human majority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MajorityCoverage {
+    pub items: usize,
+    pub excluded_no_majority: usize,
+}
+
+/// One judge against the human majority, each human and every human label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JudgeSection {
+    pub judge: String,
+    pub vs_human_majority: VsHumanMajority,
+    pub vs_each_human: Vec<VsHuman>,
+    pub vs_human_labels: VsHumanLabels,
+    pub human_band_position: BandPosition,
+}
+
+/// The judge against the human majority, over the items with one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VsHumanMajority {
+    pub n: usize,
+    pub cohen_kappa: Estimate,
+    pub percent_agreement: Estimate,
+    pub macro_f1: Estimate,
+    pub classes: Vec<ClassFigures>,
+    /// Rows are the human majority's category, columns the judge's, both in
+    /// `confusion_labels` order.
+    pub confusion: Vec<Vec<u64>>,
+    pub confusion_labels: Vec<String>,
+}
+
+/// One class's precision, recall and F1; null where the ratio is 0/0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClassFigures {
+    /// The category name; null when the class index has no declared category.
+    pub class: Option<String>,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    pub f1: Option<f64>,
+    pub support: u64,
+}
+
+/// The judge against one human, over the items both labelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VsHuman {
+    pub human: String,
+    pub n: usize,
+    pub cohen_kappa: Estimate,
+    pub percent_agreement: Estimate,
+    pub macro_f1: Estimate,
+}
+
+/// The judge against every human label in turn (the HealthBench meta-eval figure).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VsHumanLabels {
+    /// Label pairs.
+    pub n: usize,
+    /// Items with at least one pair.
+    pub items: usize,
+    pub percent_agreement: Estimate,
+    pub macro_f1: Estimate,
+    pub classes: Vec<ClassFigures>,
+}
+
+/// Where the judge's kappa against the human majority falls relative to the human band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BandPosition {
+    Below,
+    Within,
+    Above,
+    /// The judge's kappa or the band is undefined.
+    Undefined,
+}
+
+impl BandPosition {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Below => "below",
+            Self::Within => "within",
+            Self::Above => "above",
+            Self::Undefined => "undefined",
+        }
+    }
+}
+
+/// A `by_category` or `by_criterion` entry: the humans and judges over its items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Breakdown {
+    pub items: usize,
+    pub humans: HumansSection,
+    pub judges: Vec<JudgeSection>,
+}
+
+/// The criteria left out of `by_criterion` for having too few items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SkippedCriteria {
+    pub criteria: usize,
+    pub items: usize,
+}
+
+/// How the judge labels of a live (CLI) or server run were produced. The server writes
+/// `id`; the CLI writes `items_failed` and `simulated`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunInfo {
+    /// The run's id (server runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub items_run: usize,
+    pub items_skipped: usize,
+    /// Items whose grading failed (CLI runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_failed: Option<usize>,
+    pub binarized: bool,
+    /// Whether the judges were simulated (CLI runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulated: Option<bool>,
+}
+
 /// One coefficient: value or the reason it is undefined, its CI and `n`.
-fn estimate(n: usize, point: Stat, ci: Option<(f64, f64)>) -> Value {
+fn estimate(n: usize, point: Stat, ci: Option<(f64, f64)>) -> Estimate {
+    let undefined = |reason| Estimate {
+        value: None,
+        reason: Some(reason),
+        ci_low: None,
+        ci_high: None,
+        n,
+    };
     match point {
-        Ok(v) if v.is_finite() => {
-            json!({"value": v, "reason": null, "ci_low": ci.map(|c| c.0), "ci_high": ci.map(|c| c.1), "n": n})
-        }
-        Ok(_) => {
-            json!({"value": null, "reason": "not_finite", "ci_low": null, "ci_high": null, "n": n})
-        }
-        Err(u) => {
-            json!({"value": null, "reason": u.as_str(), "ci_low": null, "ci_high": null, "n": n})
-        }
+        Ok(v) if v.is_finite() => Estimate {
+            value: Some(v),
+            reason: None,
+            ci_low: ci.map(|c| c.0),
+            ci_high: ci.map(|c| c.1),
+            n,
+        },
+        Ok(_) => undefined(UndefinedReason::NotFinite),
+        Err(u) => undefined(u.into()),
     }
 }
 
@@ -130,7 +434,7 @@ fn table_estimate(
     salt: &str,
     f: impl Fn(&[u64], usize) -> Stat,
     mut refill: impl FnMut(&[u64], &mut [u64]),
-) -> Value {
+) -> Estimate {
     let point = f(cells, k);
     let ci = if point.is_ok() {
         let mut table = vec![0u64; cells.len()];
@@ -156,7 +460,7 @@ fn paired(
     opts: &ReportOptions,
     salt: &str,
     f: impl Fn(&[u64], usize) -> Stat,
-) -> Value {
+) -> Estimate {
     // Every occupied cell is rewritten on each resample and the others stay 0.
     table_estimate(
         &t.cells,
@@ -226,7 +530,7 @@ impl PooledTable {
         opts: &ReportOptions,
         salt: &str,
         f: impl Fn(&[u64], usize) -> Stat,
-    ) -> Value {
+    ) -> Estimate {
         table_estimate(
             &self.cells,
             self.k,
@@ -368,7 +672,7 @@ fn fleiss(
     items: &[usize],
     opts: &ReportOptions,
     salt: &str,
-) -> Value {
+) -> FleissEstimate {
     let k = grid.k;
     let all: Vec<Vec<u64>> = items
         .iter()
@@ -412,9 +716,10 @@ fn fleiss(
             |w| stats::fleiss_kappa_from_patterns(&distinct, w),
         )
     });
-    let mut v = estimate(rows.len(), point, ci);
-    v["raters_per_item"] = json!(raters);
-    v
+    FleissEstimate {
+        estimate: estimate(rows.len(), point, ci),
+        raters_per_item: raters,
+    }
 }
 
 /// Krippendorff's alpha over the humans' values, with a CI that resamples the distinct units.
@@ -424,7 +729,7 @@ fn alpha(
     items: &[usize],
     opts: &ReportOptions,
     salt: &str,
-) -> Value {
+) -> Estimate {
     let units: Vec<Vec<Option<f64>>> = items
         .iter()
         .map(|&i| grid.human_row(i).iter().map(|v| v.map(value_f64)).collect())
@@ -471,7 +776,7 @@ fn humans_section(
     items: &[usize],
     opts: &ReportOptions,
     salt: &str,
-) -> (Value, Vec<f64>) {
+) -> (HumansSection, Vec<f64>) {
     let humans = &grid.humans;
     let mut pairwise = Vec::new();
     let mut band = Vec::new();
@@ -485,25 +790,32 @@ fn humans_section(
                 &format!("{salt}{a}|{b}"),
                 stats::cohen_kappa_from_table,
             );
-            if let Some(v) = kappa["value"].as_f64() {
+            if let Some(v) = kappa.value {
                 band.push(v);
             }
-            let mut entry = json!({
-                "a": a, "b": b, "n": t.n,
-                "cohen_kappa": kappa,
-                "percent_agreement": paired(&t, opts, &format!("{salt}{a}|{b}|pa"), stats::percent_agreement_from_table),
+            let percent_agreement = paired(
+                &t,
+                opts,
+                &format!("{salt}{a}|{b}|pa"),
+                stats::percent_agreement_from_table,
+            );
+            let ordinal = set.scale == Scale::Ordinal;
+            let weighted = |suffix: &str, w: Weights| {
+                ordinal.then(|| {
+                    paired(&t, opts, &format!("{salt}{a}|{b}|{suffix}"), |c, k| {
+                        stats::weighted_kappa_from_table(c, k, w)
+                    })
+                })
+            };
+            pairwise.push(HumanPair {
+                a: a.clone(),
+                b: b.clone(),
+                n: t.n,
+                cohen_kappa: kappa,
+                percent_agreement,
+                weighted_kappa_linear: weighted("lin", Weights::Linear),
+                weighted_kappa_quadratic: weighted("quad", Weights::Quadratic),
             });
-            if set.scale == Scale::Ordinal {
-                entry["weighted_kappa_linear"] =
-                    paired(&t, opts, &format!("{salt}{a}|{b}|lin"), |c, k| {
-                        stats::weighted_kappa_from_table(c, k, Weights::Linear)
-                    });
-                entry["weighted_kappa_quadratic"] =
-                    paired(&t, opts, &format!("{salt}{a}|{b}|quad"), |c, k| {
-                        stats::weighted_kappa_from_table(c, k, Weights::Quadratic)
-                    });
-            }
-            pairwise.push(entry);
         }
     }
     let with_majority = items
@@ -511,17 +823,20 @@ fn humans_section(
         .filter(|&&i| grid.majority[i].is_some())
         .count();
     (
-        json!({
-            "raters": humans,
-            "fleiss_kappa": fleiss(set, grid, items, opts, salt),
-            "krippendorff_alpha": alpha(set, grid, items, opts, salt),
-            "pairwise": pairwise,
-            "band": {
-                "min": band.iter().copied().reduce(f64::min),
-                "max": band.iter().copied().reduce(f64::max),
+        HumansSection {
+            raters: humans.clone(),
+            fleiss_kappa: fleiss(set, grid, items, opts, salt),
+            krippendorff_alpha: alpha(set, grid, items, opts, salt),
+            pairwise,
+            band: Band {
+                min: band.iter().copied().reduce(f64::min),
+                max: band.iter().copied().reduce(f64::max),
             },
-            "majority": {"items": with_majority, "excluded_no_majority": items.len() - with_majority},
-        }),
+            majority: MajorityCoverage {
+                items: with_majority,
+                excluded_no_majority: items.len() - with_majority,
+            },
+        },
         band,
     )
 }
@@ -533,69 +848,125 @@ fn judges_section(
     band: &[f64],
     opts: &ReportOptions,
     salt: &str,
-) -> Vec<Value> {
+) -> Vec<JudgeSection> {
     let k = grid.k;
+    let class_figures = |scores: &[stats::ClassScore]| -> Vec<ClassFigures> {
+        scores
+            .iter()
+            .map(|c| ClassFigures {
+                class: set.categories.get(c.class).cloned(),
+                precision: c.precision,
+                recall: c.recall,
+                f1: c.f1,
+                support: c.support,
+            })
+            .collect()
+    };
     grid.judges
         .iter()
         .enumerate()
         .map(|(jx, j)| {
             let (truth, pred): (Vec<usize>, Vec<usize>) = items
                 .iter()
-                .filter_map(|&i| Some((grid.majority[i]?, grid.label(i, Rater::Judge(jx)).and_then(cat)?)))
+                .filter_map(|&i| {
+                    Some((
+                        grid.majority[i]?,
+                        grid.label(i, Rater::Judge(jx)).and_then(cat)?,
+                    ))
+                })
                 .unzip();
             let t = PairTable::new(&truth, &pred, k);
-            let kappa = paired(&t, opts, &format!("{salt}{j}|maj"), stats::cohen_kappa_from_table);
+            let kappa = paired(
+                &t,
+                opts,
+                &format!("{salt}{j}|maj"),
+                stats::cohen_kappa_from_table,
+            );
             let classes = stats::class_scores_from_table(&t.cells, t.k);
-            let macro_f1 = paired(&t, opts, &format!("{salt}{j}|f1"), |c, k| stats::macro_f1(&stats::class_scores_from_table(c, k)));
-            let position = match (kappa["value"].as_f64(), band.iter().copied().reduce(f64::min), band.iter().copied().reduce(f64::max)) {
-                (Some(v), Some(lo), Some(_)) if v < lo => "below",
-                (Some(v), Some(_), Some(hi)) if v > hi => "above",
-                (Some(_), Some(_), Some(_)) => "within",
-                _ => "undefined",
+            let macro_f1 = paired(&t, opts, &format!("{salt}{j}|f1"), |c, k| {
+                stats::macro_f1(&stats::class_scores_from_table(c, k))
+            });
+            let position = match (
+                kappa.value,
+                band.iter().copied().reduce(f64::min),
+                band.iter().copied().reduce(f64::max),
+            ) {
+                (Some(v), Some(lo), Some(_)) if v < lo => BandPosition::Below,
+                (Some(v), Some(_), Some(hi)) if v > hi => BandPosition::Above,
+                (Some(_), Some(_), Some(_)) => BandPosition::Within,
+                _ => BandPosition::Undefined,
             };
-            let each: Vec<Value> = grid.humans
+            let each: Vec<VsHuman> = grid
+                .humans
                 .iter()
                 .enumerate()
                 .map(|(hx, h)| {
                     let (a, b) = pairs(grid, items, Rater::Human(hx), Rater::Judge(jx));
                     let t = PairTable::new(&a, &b, k);
-                    json!({
-                        "human": h, "n": t.n,
-                        "cohen_kappa": paired(&t, opts, &format!("{salt}{j}|{h}"), stats::cohen_kappa_from_table),
-                        "percent_agreement": paired(&t, opts, &format!("{salt}{j}|{h}|pa"), stats::percent_agreement_from_table),
-                        "macro_f1": paired(&t, opts, &format!("{salt}{j}|{h}|f1"), |c, k| stats::macro_f1(&stats::class_scores_from_table(c, k))),
-                    })
+                    VsHuman {
+                        human: h.clone(),
+                        n: t.n,
+                        cohen_kappa: paired(
+                            &t,
+                            opts,
+                            &format!("{salt}{j}|{h}"),
+                            stats::cohen_kappa_from_table,
+                        ),
+                        percent_agreement: paired(
+                            &t,
+                            opts,
+                            &format!("{salt}{j}|{h}|pa"),
+                            stats::percent_agreement_from_table,
+                        ),
+                        macro_f1: paired(&t, opts, &format!("{salt}{j}|{h}|f1"), |c, k| {
+                            stats::macro_f1(&stats::class_scores_from_table(c, k))
+                        }),
+                    }
                 })
                 .collect();
             // The HealthBench meta-eval figure: the judge against every human label in
             // turn (one pair per item and human), per-class precision / recall / F1 and
             // their macro average. Its CI resamples items, each with all of its pairs.
             let pooled = PooledTable::new(grid, items, jx);
-            json!({
-                "judge": j,
-                "vs_human_majority": {
-                    "n": t.n,
-                    "cohen_kappa": kappa,
-                    "percent_agreement": paired(&t, opts, &format!("{salt}{j}|pa"), stats::percent_agreement_from_table),
-                    "macro_f1": macro_f1,
-                    "classes": classes.iter().map(|c| json!({
-                        "class": set.categories.get(c.class), "precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support,
-                    })).collect::<Vec<_>>(),
-                    "confusion": t.rows(),
-                    "confusion_labels": (0..t.k).map(|c| set.categories.get(c).cloned().unwrap_or_else(|| c.to_string())).collect::<Vec<_>>(),
+            JudgeSection {
+                judge: j.clone(),
+                vs_human_majority: VsHumanMajority {
+                    n: t.n,
+                    percent_agreement: paired(
+                        &t,
+                        opts,
+                        &format!("{salt}{j}|pa"),
+                        stats::percent_agreement_from_table,
+                    ),
+                    cohen_kappa: kappa,
+                    macro_f1,
+                    classes: class_figures(&classes),
+                    confusion: t.rows().into_iter().map(<[u64]>::to_vec).collect(),
+                    confusion_labels: (0..t.k)
+                        .map(|c| {
+                            set.categories
+                                .get(c)
+                                .cloned()
+                                .unwrap_or_else(|| c.to_string())
+                        })
+                        .collect(),
                 },
-                "vs_each_human": each,
-                "vs_human_labels": {
-                    "n": pooled.n,
-                    "items": pooled.items,
-                    "percent_agreement": pooled.estimate(opts, &format!("{salt}{j}|pooled|pa"), stats::percent_agreement_from_table),
-                    "macro_f1": pooled.estimate(opts, &format!("{salt}{j}|pooled|f1"), |c, k| stats::macro_f1(&stats::class_scores_from_table(c, k))),
-                    "classes": stats::class_scores_from_table(&pooled.cells, k).iter().map(|c| json!({
-                        "class": set.categories.get(c.class), "precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support,
-                    })).collect::<Vec<_>>(),
+                vs_each_human: each,
+                vs_human_labels: VsHumanLabels {
+                    n: pooled.n,
+                    items: pooled.items,
+                    percent_agreement: pooled.estimate(
+                        opts,
+                        &format!("{salt}{j}|pooled|pa"),
+                        stats::percent_agreement_from_table,
+                    ),
+                    macro_f1: pooled.estimate(opts, &format!("{salt}{j}|pooled|f1"), |c, k| {
+                        stats::macro_f1(&stats::class_scores_from_table(c, k))
+                    }),
+                    classes: class_figures(&stats::class_scores_from_table(&pooled.cells, k)),
                 },
-                "human_band_position": position,
-            })
+                human_band_position: position,
+            }
         })
         .collect()
 }
@@ -608,10 +979,14 @@ fn breakdown(
     items: &[usize],
     opts: &ReportOptions,
     salt: &str,
-) -> Value {
+) -> Breakdown {
     let (humans, band) = humans_section(set, grid, items, opts, salt);
     let judges = judges_section(set, grid, items, &band, opts, salt);
-    json!({"items": items.len(), "humans": humans, "judges": judges})
+    Breakdown {
+        items: items.len(),
+        humans,
+        judges,
+    }
 }
 
 /// Item indices grouped by a key, in key order; items without a key are left out.
@@ -627,26 +1002,42 @@ fn group_by<'a>(keys: impl Iterator<Item = Option<&'a str>>) -> BTreeMap<&'a str
 
 /// The full report (see the module docs for the stable paths), with a `by_criterion` entry
 /// for every criterion that has at least [`DEFAULT_MIN_CRITERION_ITEMS`] items.
+pub fn agreement_report_doc(set: &CalibrationSet, opts: &ReportOptions) -> AgreementReport {
+    agreement_report_doc_with(set, opts, DEFAULT_MIN_CRITERION_ITEMS)
+}
+
+/// [`agreement_report_doc`] as a JSON value.
 pub fn agreement_report(set: &CalibrationSet, opts: &ReportOptions) -> Value {
     agreement_report_with(set, opts, DEFAULT_MIN_CRITERION_ITEMS)
 }
 
-/// [`agreement_report`] with `by_criterion` entries for criteria with at least
-/// `min_criterion_items` items; smaller criteria are only counted in `by_criterion_skipped`.
+/// [`agreement_report_doc_with`] as a JSON value.
 pub fn agreement_report_with(
     set: &CalibrationSet,
     opts: &ReportOptions,
     min_criterion_items: usize,
 ) -> Value {
+    // Cannot fail: every map key is a string and no type has a fallible serialiser.
+    serde_json::to_value(agreement_report_doc_with(set, opts, min_criterion_items))
+        .unwrap_or_default()
+}
+
+/// [`agreement_report_doc`] with `by_criterion` entries for criteria with at least
+/// `min_criterion_items` items; smaller criteria are only counted in `by_criterion_skipped`.
+pub fn agreement_report_doc_with(
+    set: &CalibrationSet,
+    opts: &ReportOptions,
+    min_criterion_items: usize,
+) -> AgreementReport {
     let grid = Grid::new(set);
     let all: Vec<usize> = (0..set.items.len()).collect();
     let (humans, band) = humans_section(set, &grid, &all, opts, "");
     let judges = judges_section(set, &grid, &all, &band, opts, "");
-    let mut by_category = serde_json::Map::new();
+    let mut by_category = BTreeMap::new();
     for (c, idx) in group_by(set.items.iter().map(|it| it.category.as_deref())) {
         by_category.insert(c.to_owned(), breakdown(set, &grid, &idx, opts, c));
     }
-    let mut by_criterion = serde_json::Map::new();
+    let mut by_criterion = BTreeMap::new();
     let (mut skipped_criteria, mut skipped_items) = (0usize, 0usize);
     for (c, idx) in group_by(set.items.iter().map(|it| it.criterion.as_deref())) {
         if idx.len() < min_criterion_items {
@@ -658,32 +1049,36 @@ pub fn agreement_report_with(
         let salt = format!("criterion\u{1f}{c}\u{1f}");
         by_criterion.insert(c.to_owned(), breakdown(set, &grid, &idx, opts, &salt));
     }
-    let (dawid_skene, suggested_weights) = super::reliability::sections(set);
-    json!({
-        "set": set.name,
-        "scale": set.scale.as_str(),
-        "categories": set.categories,
-        "items": set.items.len(),
-        "seed": opts.seed,
-        "resamples": opts.resamples,
-        "confidence": opts.confidence,
-        "humans": humans,
-        "judges": judges,
-        "by_category": by_category,
-        "by_criterion": by_criterion,
-        "by_criterion_skipped": {"criteria": skipped_criteria, "items": skipped_items},
-        "dawid_skene": dawid_skene,
-        "suggested_weights": suggested_weights,
-    })
+    let (dawid_skene, suggested_weights) = super::reliability::reliability_sections(set);
+    AgreementReport {
+        set: set.name.clone(),
+        scale: set.scale.into(),
+        categories: set.categories.clone(),
+        items: set.items.len(),
+        seed: opts.seed,
+        resamples: opts.resamples,
+        confidence: opts.confidence,
+        humans,
+        judges,
+        by_category,
+        by_criterion,
+        by_criterion_skipped: SkippedCriteria {
+            criteria: skipped_criteria,
+            items: skipped_items,
+        },
+        dawid_skene,
+        suggested_weights,
+        run: None,
+    }
 }
 
 /// A human-readable summary of the report.
-pub fn report_table(r: &Value) -> String {
+pub fn report_table(r: &AgreementReport) -> String {
     use std::fmt::Write as _;
-    let f = |v: &Value| {
-        v["value"].as_f64().map_or_else(
-            || format!("- ({})", v["reason"].as_str().unwrap_or("")),
-            |x| match (v["ci_low"].as_f64(), v["ci_high"].as_f64()) {
+    let f = |v: &Estimate| {
+        v.value.map_or_else(
+            || format!("- ({})", v.reason.map_or("", UndefinedReason::as_str)),
+            |x| match (v.ci_low, v.ci_high) {
                 (Some(lo), Some(hi)) => format!("{x:.3} [{lo:.3}, {hi:.3}]"),
                 _ => format!("{x:.3}"),
             },
@@ -693,50 +1088,45 @@ pub fn report_table(r: &Value) -> String {
     let _ = writeln!(
         out,
         "set {} ({} items, {} scale)",
-        r["set"].as_str().unwrap_or(""),
-        r["items"],
-        r["scale"].as_str().unwrap_or("")
+        r.set,
+        r.items,
+        r.scale.as_str()
     );
     let _ = writeln!(
         out,
         "humans: Fleiss kappa {}  Krippendorff alpha {}",
-        f(&r["humans"]["fleiss_kappa"]),
-        f(&r["humans"]["krippendorff_alpha"])
+        f(&r.humans.fleiss_kappa.estimate),
+        f(&r.humans.krippendorff_alpha)
     );
-    for p in r["humans"]["pairwise"].as_array().into_iter().flatten() {
+    for p in &r.humans.pairwise {
         let _ = writeln!(
             out,
             "  {} vs {}: Cohen kappa {}  n {}",
-            p["a"].as_str().unwrap_or(""),
-            p["b"].as_str().unwrap_or(""),
-            f(&p["cohen_kappa"]),
-            p["n"]
+            p.a,
+            p.b,
+            f(&p.cohen_kappa),
+            p.n
         );
     }
-    for j in r["judges"].as_array().into_iter().flatten() {
-        let m = &j["vs_human_majority"];
+    for j in &r.judges {
+        let m = &j.vs_human_majority;
         let _ = writeln!(
             out,
             "judge {}: vs human majority kappa {}  agreement {}  macro-F1 {}  n {}  ({} the human band)",
-            j["judge"].as_str().unwrap_or(""),
-            f(&m["cohen_kappa"]),
-            f(&m["percent_agreement"]),
-            f(&m["macro_f1"]),
-            m["n"],
-            j["human_band_position"].as_str().unwrap_or("")
+            j.judge,
+            f(&m.cohen_kappa),
+            f(&m.percent_agreement),
+            f(&m.macro_f1),
+            m.n,
+            j.human_band_position.as_str()
         );
     }
-    let (reported, skipped) = (
-        r["by_criterion"]
-            .as_object()
-            .map_or(0, serde_json::Map::len),
-        &r["by_criterion_skipped"],
-    );
-    if reported > 0 || skipped["criteria"].as_u64().unwrap_or(0) > 0 {
+    let (reported, skipped) = (r.by_criterion.len(), &r.by_criterion_skipped);
+    if reported > 0 || skipped.criteria > 0 {
         let _ = writeln!(
             out,
             "by criterion: {reported} criteria reported, {} with too few items skipped ({} items)",
-            skipped["criteria"], skipped["items"]
+            skipped.criteria, skipped.items
         );
     }
     out
@@ -746,6 +1136,7 @@ pub fn report_table(r: &Value) -> String {
 mod tests {
     use super::*;
     use crate::calibration::set::{CalItem, Label};
+    use serde_json::json;
 
     /// An item with a category, a criterion and `(rater, kind, category index)` labels.
     fn item(
@@ -1020,7 +1411,7 @@ mod tests {
             agreement_report(&s, &opts),
             agreement_report_with(&s, &opts, DEFAULT_MIN_CRITERION_ITEMS)
         );
-        let text = report_table(&agreement_report_with(&s, &opts, 2));
+        let text = report_table(&agreement_report_doc_with(&s, &opts, 2));
         assert!(
             text.contains(
                 "by criterion: 2 criteria reported, 1 with too few items skipped (1 items)"
@@ -1049,5 +1440,278 @@ mod tests {
         assert_eq!(r, agreement_report(&s, &opts));
         assert!(r["humans"]["pairwise"][0]["cohen_kappa"]["ci_low"].is_f64());
         assert_ne!(r, agreement_report(&s, &ReportOptions { seed: 10, ..opts }));
+    }
+
+    /// Every report the tests build, by fixture name: the example sets (JSONL and, through
+    /// the importer, CSV), the sets of the tests above and of `reliability`'s tests, and an
+    /// interval set, each with the options its test uses.
+    fn fixture_cases() -> Vec<(String, CalibrationSet, ReportOptions, usize)> {
+        use crate::calibration::set::{Label, import_csv, parse_csv_mapping, parse_set};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let examples = root.join("calibration/examples");
+        let triage =
+            parse_set(&std::fs::read_to_string(examples.join("triage-small.jsonl")).unwrap())
+                .unwrap();
+        let mut m = parse_csv_mapping(
+            "id=row_id,category=topic,criterion=claim,case=question,response=answer,human:alice=label_a,human:bob=label_b,judge:gpt4=gpt_label",
+        )
+        .unwrap();
+        m.categories = Some(vec!["no".into(), "partly".into(), "yes".into()]);
+        m.scale = Scale::Ordinal;
+        m.met = Some("yes".into());
+        m.name = "sleep-advice".into();
+        let sleep = import_csv(
+            &std::fs::read_to_string(examples.join("sleep-advice.csv")).unwrap(),
+            &m,
+        )
+        .unwrap();
+        let d = ReportOptions::default();
+        let with = |resamples: usize, seed: u64| ReportOptions {
+            resamples,
+            seed,
+            ..ReportOptions::default()
+        };
+        let mut out = vec![
+            (
+                "triage-small".to_owned(),
+                triage.clone(),
+                d.clone(),
+                DEFAULT_MIN_CRITERION_ITEMS,
+            ),
+            (
+                "triage-small-by-criterion".to_owned(),
+                triage,
+                with(200, 3),
+                1,
+            ),
+            (
+                "sleep-advice".to_owned(),
+                sleep.clone(),
+                d.clone(),
+                DEFAULT_MIN_CRITERION_ITEMS,
+            ),
+            (
+                "sleep-advice-by-criterion".to_owned(),
+                sleep,
+                with(100, 5),
+                1,
+            ),
+        ];
+        // pooled_human_labels_figure
+        let labels = [(1, 1, 1), (1, 0, 1), (0, 0, 1), (0, 0, 0)];
+        let mut s = set(labels
+            .iter()
+            .map(|&(a, b, j)| item(None, None, &[("h1", H, a), ("h2", H, b), ("j", J, j)]))
+            .collect());
+        s.categories = vec!["no".into(), "yes".into()];
+        out.push(("pooled".into(), s, with(0, 0), DEFAULT_MIN_CRITERION_ITEMS));
+        // pooled_ci_resamples_items_not_pairs
+        let mut s = set(vec![item(
+            None,
+            None,
+            &[("h1", H, 1), ("h2", H, 1), ("h3", H, 0), ("j", J, 1)],
+        )]);
+        s.categories = vec!["no".into(), "yes".into()];
+        out.push((
+            "pooled-one-item".into(),
+            s,
+            d.clone(),
+            DEFAULT_MIN_CRITERION_ITEMS,
+        ));
+        // fleiss_uses_the_most_common_rater_count
+        let mut items: Vec<CalItem> = (0..6)
+            .map(|i| {
+                item(
+                    None,
+                    None,
+                    &[("a", H, i % 2), ("b", H, i % 2), ("c", H, (i / 2) % 2)],
+                )
+            })
+            .collect();
+        out.push((
+            "fleiss-full".into(),
+            set(items.clone()),
+            d.clone(),
+            DEFAULT_MIN_CRITERION_ITEMS,
+        ));
+        items[0].labels.push(Label {
+            rater: "d".into(),
+            kind: H,
+            value: LabelValue::Category(0),
+        });
+        out.push((
+            "fleiss-extra".into(),
+            set(items),
+            d.clone(),
+            DEFAULT_MIN_CRITERION_ITEMS,
+        ));
+        // confusion_rows_are_the_majority_and_columns_the_judge
+        let rows: [(usize, usize, usize, &str); 5] = [
+            (2, 2, 2, "x"),
+            (2, 2, 0, "x"),
+            (0, 0, 0, "y"),
+            (1, 1, 2, "y"),
+            (0, 2, 1, "y"),
+        ];
+        let s = set(rows
+            .iter()
+            .map(|&(a, b, j, c)| item(Some(c), None, &[("a", H, a), ("b", H, b), ("j", J, j)]))
+            .collect());
+        out.push((
+            "confusion".into(),
+            s,
+            with(20, 0),
+            DEFAULT_MIN_CRITERION_ITEMS,
+        ));
+        // by_criterion_keeps_criteria_with_enough_items
+        let mut items = Vec::new();
+        for (crit, n) in [
+            (Some("big"), 4),
+            (Some("mid"), 2),
+            (Some("tiny"), 1),
+            (None, 1),
+        ] {
+            for i in 0..n {
+                items.push(item(
+                    None,
+                    crit,
+                    &[("a", H, i % 2), ("b", H, 0), ("j", J, i % 2)],
+                ));
+            }
+        }
+        for min in [1, 2, 4, DEFAULT_MIN_CRITERION_ITEMS] {
+            out.push((
+                format!("by-criterion-min-{min}"),
+                set(items.clone()),
+                with(10, 0),
+                min,
+            ));
+        }
+        // same_seed_same_report
+        let s = set((0..30)
+            .map(|i| {
+                item(
+                    None,
+                    None,
+                    &[("a", H, i % 3), ("b", H, (i / 2) % 3), ("j", J, i % 3)],
+                )
+            })
+            .collect());
+        out.push((
+            "seed-9".into(),
+            s.clone(),
+            with(200, 9),
+            DEFAULT_MIN_CRITERION_ITEMS,
+        ));
+        out.push((
+            "seed-10".into(),
+            s,
+            with(200, 10),
+            DEFAULT_MIN_CRITERION_ITEMS,
+        ));
+        // reliability's tests: a binary set with `met`, two judges and the committee.
+        let mut text = String::from(
+            r#"{"format": "calibration.v1", "name": "t", "scale": "nominal", "categories": ["no", "yes"], "met": "yes"}"#,
+        );
+        for i in 0..40 {
+            let truth = if i % 3 == 0 { "yes" } else { "no" };
+            let other = if truth == "yes" { "no" } else { "yes" };
+            let good = if i % 10 == 0 { other } else { truth };
+            text.push_str(&format!(
+                "\n{{\"id\": \"i{i}\", \"labels\": [{{\"rater\": \"h1\", \"kind\": \"human\", \"value\": \"{truth}\"}}, {{\"rater\": \"h2\", \"kind\": \"human\", \"value\": \"{truth}\"}}, {{\"rater\": \"good\", \"kind\": \"judge\", \"value\": \"{good}\"}}, {{\"rater\": \"bad\", \"kind\": \"judge\", \"value\": \"{other}\"}}, {{\"rater\": \"committee\", \"kind\": \"judge\", \"value\": \"{truth}\"}}]}}"
+            ));
+        }
+        out.push((
+            "reliability".into(),
+            parse_set(&text).unwrap(),
+            d.clone(),
+            DEFAULT_MIN_CRITERION_ITEMS,
+        ));
+        // An interval set: numbers, no categories, three humans and a judge.
+        let mut s = set((0..12)
+            .map(|i| {
+                let mut it = item(Some(if i % 2 == 0 { "even" } else { "odd" }), None, &[]);
+                let x = (i % 5) as f64 * 0.5;
+                for (r, kind, v) in [
+                    ("a", H, x),
+                    ("b", H, x + 0.25),
+                    ("c", H, 2.0 - x),
+                    ("j", J, x),
+                ] {
+                    it.labels.push(Label {
+                        rater: r.into(),
+                        kind,
+                        value: LabelValue::Number(v),
+                    });
+                }
+                it
+            })
+            .collect());
+        s.scale = Scale::Interval;
+        s.categories = Vec::new();
+        out.push((
+            "interval".into(),
+            s,
+            with(50, 1),
+            DEFAULT_MIN_CRITERION_ITEMS,
+        ));
+        out
+    }
+
+    fn fixture_path(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/fixtures/agreement-report-{name}.json"))
+    }
+
+    /// The typed report serialises to exactly the JSON the `json!`-built report gave
+    /// (the fixtures were written by that code before the types existed), and reads back
+    /// to itself, as the server does with a stored report.
+    #[test]
+    fn typed_report_matches_the_json_built_report() {
+        let cases = fixture_cases();
+        assert!(cases.len() >= 17);
+        for (name, s, opts, min) in cases {
+            let want = std::fs::read_to_string(fixture_path(&name)).unwrap();
+            let doc = agreement_report_doc_with(&s, &opts, min);
+            let got = format!("{}\n", serde_json::to_string(&doc).unwrap());
+            assert!(got == want, "{name}: typed report differs from its fixture");
+            let back: AgreementReport = serde_json::from_str(&want).unwrap();
+            assert_eq!(back, doc, "{name}: fixture reads back to the report");
+            assert_eq!(
+                format!("{}\n", agreement_report_with(&s, &opts, min)),
+                want,
+                "{name}: Value wrapper"
+            );
+        }
+    }
+
+    /// A run's `run` section serialises last, as `report["run"] = ...` appended it.
+    #[test]
+    fn run_info_is_the_last_key() {
+        let (_, s, opts, min) = fixture_cases().swap_remove(0);
+        let mut old = agreement_report_with(&s, &opts, min);
+        old["run"] = json!({"id": "r1", "items_run": 3, "items_skipped": 1, "binarized": true});
+        let mut doc = agreement_report_doc_with(&s, &opts, min);
+        doc.run = Some(RunInfo {
+            id: Some("r1".into()),
+            items_run: 3,
+            items_skipped: 1,
+            items_failed: None,
+            binarized: true,
+            simulated: None,
+        });
+        assert_eq!(serde_json::to_string(&doc).unwrap(), old.to_string());
+        old["run"] = json!({"items_run": 3, "items_skipped": 1, "items_failed": 0, "binarized": false, "simulated": true});
+        doc.run = Some(RunInfo {
+            id: None,
+            items_run: 3,
+            items_skipped: 1,
+            items_failed: Some(0),
+            binarized: false,
+            simulated: Some(true),
+        });
+        assert_eq!(serde_json::to_string(&doc).unwrap(), old.to_string());
+        let back: AgreementReport = serde_json::from_str(&old.to_string()).unwrap();
+        assert_eq!(back, doc);
     }
 }
