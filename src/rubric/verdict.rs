@@ -114,10 +114,13 @@ impl utoipa::PartialSchema for Verdict {
                     .description(Some("met / not met")),
             )
             .item(
+                // 0, 0.5 or 1; stated as a range because client generators (such as
+                // openapi-python-client) cannot read numeric enums.
                 ObjectBuilder::new()
                     .schema_type(Type::Number)
-                    .enum_values(Some([0.0, 0.5, 1.0]))
-                    .description(Some("credit on a positive tier")),
+                    .minimum(Some(0.0))
+                    .maximum(Some(1.0))
+                    .description(Some("credit on a positive tier: 0, 0.5 or 1")),
             )
             .item(
                 ObjectBuilder::new()
