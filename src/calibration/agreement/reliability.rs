@@ -269,13 +269,14 @@ pub fn weights_in(doc: &Value) -> Result<BTreeMap<String, f64>, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::calibration::set::parse_set;
     use serde_json::json;
 
     /// Humans agree; judge `good` matches them, `bad` says the opposite on every item.
-    fn set() -> CalibrationSet {
+    /// (The report's fixture tests reuse it.)
+    pub(crate) fn set() -> CalibrationSet {
         let mut text = String::from(
             r#"{"format": "calibration.v1", "name": "t", "scale": "nominal", "categories": ["no", "yes"], "met": "yes"}"#,
         );

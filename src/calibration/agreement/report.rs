@@ -146,44 +146,8 @@ pub struct Estimate {
     pub n: usize,
 }
 
-/// Why a coefficient has no value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum UndefinedReason {
-    TooFewItems,
-    OneCategory,
-    ZeroVariance,
-    UnequalRaters,
-    NoPairs,
-    /// The formula gave an infinite or NaN value.
-    NotFinite,
-}
-
-impl UndefinedReason {
-    /// The JSON spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TooFewItems => "too_few_items",
-            Self::OneCategory => "one_category",
-            Self::ZeroVariance => "zero_variance",
-            Self::UnequalRaters => "unequal_raters",
-            Self::NoPairs => "no_pairs",
-            Self::NotFinite => "not_finite",
-        }
-    }
-}
-
-impl From<stats::Undefined> for UndefinedReason {
-    fn from(u: stats::Undefined) -> Self {
-        match u {
-            stats::Undefined::TooFewItems => Self::TooFewItems,
-            stats::Undefined::OneCategory => Self::OneCategory,
-            stats::Undefined::ZeroVariance => Self::ZeroVariance,
-            stats::Undefined::UnequalRaters => Self::UnequalRaters,
-            stats::Undefined::NoPairs => Self::NoPairs,
-        }
-    }
-}
+/// Why a coefficient has no value: the statistics' own reasons (and `not_finite`).
+pub use stats::Undefined as UndefinedReason;
 
 /// Fleiss' kappa, with the number of raters per item it was computed over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -367,7 +331,7 @@ fn estimate(n: usize, point: Stat, ci: Option<(f64, f64)>) -> Estimate {
             n,
         },
         Ok(_) => undefined(UndefinedReason::NotFinite),
-        Err(u) => undefined(u.into()),
+        Err(u) => undefined(u),
     }
 }
 
@@ -1610,20 +1574,9 @@ mod tests {
             DEFAULT_MIN_CRITERION_ITEMS,
         ));
         // reliability's tests: a binary set with `met`, two judges and the committee.
-        let mut text = String::from(
-            r#"{"format": "calibration.v1", "name": "t", "scale": "nominal", "categories": ["no", "yes"], "met": "yes"}"#,
-        );
-        for i in 0..40 {
-            let truth = if i % 3 == 0 { "yes" } else { "no" };
-            let other = if truth == "yes" { "no" } else { "yes" };
-            let good = if i % 10 == 0 { other } else { truth };
-            text.push_str(&format!(
-                "\n{{\"id\": \"i{i}\", \"labels\": [{{\"rater\": \"h1\", \"kind\": \"human\", \"value\": \"{truth}\"}}, {{\"rater\": \"h2\", \"kind\": \"human\", \"value\": \"{truth}\"}}, {{\"rater\": \"good\", \"kind\": \"judge\", \"value\": \"{good}\"}}, {{\"rater\": \"bad\", \"kind\": \"judge\", \"value\": \"{other}\"}}, {{\"rater\": \"committee\", \"kind\": \"judge\", \"value\": \"{truth}\"}}]}}"
-            ));
-        }
         out.push((
             "reliability".into(),
-            parse_set(&text).unwrap(),
+            super::super::reliability::tests::set(),
             d.clone(),
             DEFAULT_MIN_CRITERION_ITEMS,
         ));

@@ -14,7 +14,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution};
 
 /// Why a coefficient is undefined. Never NaN/inf: callers serialise `null` + reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Its snake_case names are the `reason` of the agreement report's estimates.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = UndefinedReason)]
 pub enum Undefined {
     /// Fewer items than the statistic needs (usually two).
     TooFewItems,
@@ -27,6 +32,9 @@ pub enum Undefined {
     /// Nothing could be paired: mismatched or empty label lists, fewer than two raters, or
     /// (for the binary indices) labels that are not 0/1.
     NoPairs,
+    /// A formula gave an infinite or NaN value (the report's guard; the functions
+    /// here return one of the reasons above instead).
+    NotFinite,
 }
 
 impl Undefined {
@@ -38,6 +46,7 @@ impl Undefined {
             Self::ZeroVariance => "zero_variance",
             Self::UnequalRaters => "unequal_raters",
             Self::NoPairs => "no_pairs",
+            Self::NotFinite => "not_finite",
         }
     }
 }
@@ -814,9 +823,11 @@ mod tests {
             (ZeroVariance, "zero_variance"),
             (UnequalRaters, "unequal_raters"),
             (NoPairs, "no_pairs"),
+            (Undefined::NotFinite, "not_finite"),
         ];
         for (reason, text) in table {
             assert_eq!(reason.as_str(), text);
+            assert_eq!(serde_json::to_value(reason).unwrap(), text);
         }
     }
 
