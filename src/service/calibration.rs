@@ -282,9 +282,22 @@ fn label_value_json(set: &CalibrationSet, v: &LabelValue) -> Value {
     }
 }
 
+/// Item positions by id, so each label finds its item without a scan of the set.
+fn item_index(set: &CalibrationSet) -> std::collections::HashMap<String, usize> {
+    set.items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.id.clone(), i))
+        .collect()
+}
+
 /// The current value of `(item, rater, kind)` in a set, as the API shows it.
-fn current_label(set: &CalibrationSet, l: &NewLabel) -> Option<Value> {
-    let item = set.items.iter().find(|it| it.id == l.item)?;
+fn current_label(
+    set: &CalibrationSet,
+    index: &std::collections::HashMap<String, usize>,
+    l: &NewLabel,
+) -> Option<Value> {
+    let item = set.items.get(*index.get(&l.item)?)?;
     let label = item
         .labels
         .iter()
@@ -433,7 +446,12 @@ impl Service {
         // Read-modify-write of one set at a time, so two annotators never lose a label.
         let _guard = self.calibration_lock.lock().await;
         let (rec, mut set) = self.stored_set(caller, id).await?;
-        let previous: Vec<Option<Value>> = labels.iter().map(|l| current_label(&set, l)).collect();
+        // Adding labels never adds or moves items, so one index serves before and after.
+        let index = item_index(&set);
+        let previous: Vec<Option<Value>> = labels
+            .iter()
+            .map(|l| current_label(&set, &index, l))
+            .collect();
         let added = set
             .add_labels(&labels)
             .map_err(|e| errors_under("labels", e))?;
@@ -445,7 +463,7 @@ impl Service {
                 item: l.item.clone(),
                 rater: l.rater.clone(),
                 kind: l.kind.as_str().to_owned(),
-                value: current_label(&set, l).unwrap_or(Value::Null),
+                value: current_label(&set, &index, l).unwrap_or(Value::Null),
                 previous,
                 author: caller.owner().map(str::to_owned),
                 at,
