@@ -219,6 +219,29 @@ struct StoredReport {
     tags: BTreeMap<String, f64>,
 }
 
+/// The score facts of a report: the part `read_example_score` reads, as stored with a
+/// job's item so a summary never parses whole reports. Same field names as the report.
+#[derive(serde::Serialize)]
+struct ScoreFacts<'a> {
+    format: ReportFormat,
+    case_id: &'a str,
+    score: &'a report::ExampleEntry,
+    tags: &'a BTreeMap<String, f64>,
+}
+
+impl GradeReportDoc {
+    /// `{format, case_id, score, tags}` as JSON: what summaries read of this report.
+    pub fn score_facts_json(&self) -> String {
+        serde_json::to_string(&ScoreFacts {
+            format: self.format,
+            case_id: &self.case_id,
+            score: &self.score,
+            tags: &self.tags,
+        })
+        .unwrap_or_default()
+    }
+}
+
 /// The only report format this build writes and reads (the literal is `REPORT_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 pub enum ReportFormat {

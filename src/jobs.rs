@@ -105,8 +105,17 @@ impl Jobs {
         });
     }
 
-    /// Resumes every job left queued or running by a previous process.
+    /// Removes submissions a previous process was still receiving (all-or-nothing:
+    /// their clients never got a job id), then resumes every job left queued or
+    /// running.
     pub async fn resume(self: &Arc<Self>) -> crate::Result<usize> {
+        let cut_off = self.store.discard_staged_jobs().await?;
+        if cut_off > 0 {
+            tracing::warn!(
+                submissions = cut_off,
+                "removed job submissions cut off by the previous process"
+            );
+        }
         let ids = self.store.unfinished_jobs().await?;
         for id in &ids {
             tracing::info!(job = %id, "resuming job");
@@ -172,7 +181,8 @@ impl Jobs {
     async fn grade_one(&self, input: &str) -> ItemOutcome {
         let failed = |case_id: &str, e: &crate::Error| ItemOutcome {
             failed: true,
-            result: crate::grader::failed_item_json(case_id, e),
+            result: crate::grader::failed_item_json(case_id, e).to_string(),
+            facts: None,
             abstained: false,
             calls: 0,
             input_tokens: 0,
@@ -185,19 +195,27 @@ impl Jobs {
         };
         match self.grader.grade(&item).await {
             Ok(report) => {
-                let json = report.to_json();
-                let usage = &json["usage"];
+                // The report is serialised once, here, for storage; the counters and
+                // the score facts come from the typed document, not from its JSON.
+                let doc = report.to_doc();
+                let result = match serde_json::to_string(&doc) {
+                    Ok(json) => json,
+                    Err(e) => {
+                        return failed(
+                            &item.case.id,
+                            &crate::Error::Internal(format!("report serialisation: {e}")),
+                        );
+                    }
+                };
                 ItemOutcome {
                     failed: false,
-                    abstained: report
-                        .criteria
-                        .iter()
-                        .any(|c| c.ballots.iter().any(|b| b.abstained.is_some())),
-                    calls: usage["upstream_calls"].as_u64().unwrap_or(0),
-                    input_tokens: usage["input_tokens"].as_u64().unwrap_or(0),
-                    output_tokens: usage["output_tokens"].as_u64().unwrap_or(0),
-                    cost_usd: usage["cost_usd"].as_f64().unwrap_or(0.0),
-                    result: json,
+                    abstained: !doc.abstentions.is_empty(),
+                    calls: doc.usage.upstream_calls,
+                    input_tokens: doc.usage.input_tokens,
+                    output_tokens: doc.usage.output_tokens,
+                    cost_usd: doc.usage.cost_usd,
+                    facts: Some(doc.score_facts_json()),
+                    result,
                 }
             }
             Err(e) => failed(&item.case.id, &e),

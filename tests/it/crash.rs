@@ -96,6 +96,9 @@ async fn a_job_resumes_after_kill_9_without_loss_or_duplicates() {
         .map(|r| r["case_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), total);
+    // The job's counters, kept in its row, survived the crash exactly: no item counted
+    // twice, none missed.
+    crate::server::assert_counters_match(&state, &after);
     // Items finished before the crash keep their original report (not re-judged).
     for r in &before {
         let same = after.iter().find(|a| a["case_id"] == r["case_id"]).unwrap();

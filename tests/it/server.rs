@@ -237,6 +237,117 @@ async fn rubric_routes_store_immutable_versions() {
     app.running.unwrap().stop().await;
 }
 
+/// A job's counters (status document) equal the sums over its result lines: every
+/// count exact, the cost to rounding.
+pub fn assert_counters_match(status: &Value, results: &[Value]) {
+    let failed = results.iter().filter(|r| r.get("error").is_some()).count() as u64;
+    let done = results.len() as u64 - failed;
+    let abstained = results
+        .iter()
+        .filter(|r| r["abstentions"].as_array().is_some_and(|a| !a.is_empty()))
+        .count() as u64;
+    let sum = |k: &str| -> u64 {
+        results
+            .iter()
+            .map(|r| r["usage"][k].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let cost: f64 = results
+        .iter()
+        .map(|r| r["usage"]["cost_usd"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert_eq!(status["done"], done, "{status}");
+    assert_eq!(status["failed"], failed, "{status}");
+    assert_eq!(status["abstained"], abstained, "{status}");
+    assert_eq!(status["calls"], sum("upstream_calls"), "{status}");
+    assert_eq!(status["input_tokens"], sum("input_tokens"), "{status}");
+    assert_eq!(status["output_tokens"], sum("output_tokens"), "{status}");
+    let counted = status["cost_usd"].as_f64().unwrap();
+    assert!(
+        (counted - cost).abs() <= 1e-9 * cost.max(1.0),
+        "cost {counted} vs {cost}"
+    );
+    assert_eq!(
+        status["pending"].as_u64().unwrap(),
+        status["total"].as_u64().unwrap() - done - failed,
+        "{status}"
+    );
+}
+
+/// Every result line of a finished job (no follow).
+pub async fn all_results(http: &reqwest::Client, base: &str, id: &str) -> Vec<Value> {
+    let text = http
+        .get(format!("{base}/v1/jobs/{id}/results"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_counters_stay_exact_under_concurrent_completion_and_faults() {
+    // Jittered latency so items finish out of order, and faults so some ballots
+    // abstain and some items fail outright (an unknown rubric reference cannot
+    // happen at submission, so failures come from lost quorums).
+    let base = tribunal::config::DEFAULT_CONFIG
+        .replace("seed = 1\n", "seed = 1\nlatency_ms = 6\nlatency_jitter_ms = 5\nrate_malformed = 0.3\nrate_500 = 0.2\n")
+        .replace("seed = 2\n", "seed = 2\nlatency_ms = 6\nlatency_jitter_ms = 5\nrate_refusal = 0.3\n")
+        .replace("seed = 3\n", "seed = 3\nlatency_ms = 6\nlatency_jitter_ms = 5\nrate_malformed = 0.4\n")
+        .replace("provider = \"sim\"\n", "provider = \"sim\"\nprice_input_per_mtok = 2.0\nprice_output_per_mtok = 8.0\n");
+    let app = TestApp::spawn_with(&base, "[server]\njob_concurrency = 32\n", &[]).await;
+    let items: Vec<Value> = (0..240)
+        .map(|i| case(&format!("c{i}"), &format!("concurrent answer {i}")))
+        .collect();
+    let (code, job) = app.post("/v1/jobs", &Value::Array(items)).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    // Status read while items complete is consistent at every read.
+    let mut polls = 0;
+    loop {
+        let (_, st) = app.get(&format!("/v1/jobs/{id}")).await;
+        let (d, f, p, t) = (
+            st["done"].as_u64().unwrap(),
+            st["failed"].as_u64().unwrap(),
+            st["pending"].as_u64().unwrap(),
+            st["total"].as_u64().unwrap(),
+        );
+        assert_eq!(d + f + p, t, "{st}");
+        polls += 1;
+        if st["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = app.wait_job(&id).await;
+    let results = all_results(&app.http, &app.url, &id).await;
+    assert_eq!(results.len(), 240);
+    assert!(
+        status["abstained"].as_u64().unwrap() > 0,
+        "the faults produce abstentions: {status}"
+    );
+    assert!(status["cost_usd"].as_f64().unwrap() > 0.0, "{status}");
+    assert_counters_match(&status, &results);
+    // The list shows the same counters as the job itself.
+    let (_, list) = app.get("/v1/jobs").await;
+    let listed = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    for k in ["done", "failed", "abstained", "calls", "input_tokens", "cost_usd"] {
+        assert_eq!(listed[k], status[k], "{k}");
+    }
+    assert!(polls > 1);
+    app.running.unwrap().stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_run_stream_summarise_and_cancel() {
     let app = TestApp::spawn("").await;
@@ -347,6 +458,8 @@ async fn cancel_stops_a_slow_job() {
     let (_, after) = app.get(&format!("/v1/jobs/{id}")).await;
     assert!(after["done"].as_u64().unwrap() < 40, "{after}");
     assert!(after["pending"].as_u64().unwrap() > 0);
+    // Items in flight at the cancel were recorded, and counted exactly once.
+    assert_counters_match(&after, &all_results(&app.http, &app.url, id).await);
     app.running.unwrap().stop().await;
 }
 

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::HttpState;
+use super::{HttpState, body};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use crate::error::Error;
@@ -170,16 +170,23 @@ pub async fn submit_job(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<SubmitQuery>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<Response> {
-    let bytes = body_bytes(body)?;
-    let (lines, seed) = job_items(&bytes)?;
-    // The split lines are all that is needed from here on.
-    drop(bytes);
-    let job = s
-        .service
-        .submit_job(&caller, lines, q.seed.or(seed).unwrap_or(0))
-        .await?;
+    let job = match body::read_submission(body, s.max_body_bytes).await? {
+        body::Submission::Whole(bytes) => {
+            let (lines, seed) = job_items(&bytes)?;
+            // The split lines are all that is needed from here on.
+            drop(bytes);
+            s.service
+                .submit_job(&caller, lines, q.seed.or(seed).unwrap_or(0))
+                .await?
+        }
+        body::Submission::Lines(lines) => {
+            s.service
+                .submit_job_stream(&caller, lines.into_stream(), q.seed.unwrap_or(0))
+                .await?
+        }
+    };
     Ok((StatusCode::ACCEPTED, axum::Json(job)).into_response())
 }
 
