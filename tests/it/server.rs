@@ -775,3 +775,99 @@ async fn job_summary_keeps_the_undefined_reason() {
     assert_eq!(summary["excluded"]["undefined"], 1, "{summary}");
     app.running.unwrap().stop().await;
 }
+
+/// Rows in the server's store: (jobs, job items).
+async fn stored_rows(app: &TestApp) -> (i64, i64) {
+    let url = format!("sqlite://{}", app.db_path().display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    (jobs, items)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_submissions_stream_past_the_body_limit_and_stay_all_or_nothing() {
+    let slow = tribunal::config::DEFAULT_CONFIG.replace("seed = 1\n", "seed = 1\nlatency_ms = 50\n");
+    let app = TestApp::spawn_with(
+        &slow,
+        "[server]\nmax_body_bytes = 4096\nmax_items_per_job = 3000\njob_concurrency = 2\n",
+        &[],
+    )
+    .await;
+    let (code, _) = app.post("/v1/rubrics", &case("r", "r")["rubric"]).await;
+    assert_eq!(code, 201);
+    let line = |i: usize| {
+        json!({"case_id": format!("n{i}"), "conversation": [{"role": "user", "content": "q"}],
+               "response": format!("answer {i}"), "rubric": "fever@1"})
+        .to_string()
+    };
+    let ndjson = |n: usize, bad: Option<usize>| -> String {
+        (0..n)
+            .map(|i| {
+                if Some(i) == bad {
+                    json!({"case_id": format!("n{i}"), "conversation": [], "rubric": "fever@1"})
+                        .to_string()
+                        + "\n"
+                } else {
+                    line(i) + "\n"
+                }
+            })
+            .collect()
+    };
+
+    // 2,500 items, ~60 times the body limit: NDJSON has no size limit, only an item
+    // count; the items land in two staged batches and then become one job.
+    let body = ndjson(2500, None);
+    assert!(body.len() > 40 * 4096);
+    let (code, job) = app.post_raw("/v1/jobs", body).await;
+    assert_eq!(code, 202, "{job}");
+    assert_eq!(job["total"], 2500);
+    assert_eq!(job["state"], "queued");
+    let id = job["id"].as_str().unwrap().to_owned();
+    app.http
+        .delete(format!("{}/v1/jobs/{id}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored_rows(&app).await, (1, 2500));
+
+    // An invalid item after 2,000 stored ones: 400 naming it, and no trace of the
+    // submission in the store or in the job list.
+    let (code, body) = app.post_raw("/v1/jobs", ndjson(2400, Some(2300))).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"]["field"], "items[2300].conversation", "{body}");
+    assert_eq!(stored_rows(&app).await, (1, 2500));
+    let (_, list) = app.get("/v1/jobs").await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
+
+    // More items than server.max_items_per_job: 413 naming the setting, nothing kept.
+    let (code, body) = app.post_raw("/v1/jobs", ndjson(3001, None)).await;
+    assert_eq!(code, 413, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_items_per_job"),
+        "{body}"
+    );
+    assert_eq!(stored_rows(&app).await, (1, 2500));
+
+    // One document (a JSON array) is still read whole, so the byte limit holds, and
+    // the error says how to send a large job.
+    let array = format!("[{}]", (0..100).map(line).collect::<Vec<_>>().join(","));
+    let (code, body) = app.post_raw("/v1/jobs", array).await;
+    assert_eq!(code, 413, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("NDJSON"),
+        "{body}"
+    );
+    assert_eq!(stored_rows(&app).await, (1, 2500));
+    app.running.unwrap().stop().await;
+}

@@ -49,7 +49,7 @@ pub async fn read_submission(body: Body, max_bytes: usize) -> Result<Submission,
                 break;
             }
         }
-        if head.len() > max_bytes {
+        if head.len() > max_bytes && !head.contains(&b'\n') {
             return Err(too_large(format!(
                 "the first line is over server.max_body_bytes ({max_bytes}); send NDJSON, one item per line"
             )));
