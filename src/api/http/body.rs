@@ -104,6 +104,16 @@ pub struct LineStream {
 }
 
 impl LineStream {
+    /// Item `n` is over the line limit: the stream ends with this error.
+    fn too_long(&mut self, n: usize) -> Error {
+        self.ended = true;
+        self.buf.clear();
+        too_large(format!(
+            "item {n} is longer than server.max_body_bytes ({})",
+            self.max_line
+        ))
+    }
+
     pub fn into_stream(self) -> impl Stream<Item = Result<String, Error>> + Send {
         futures::stream::unfold((self, 0usize), |(mut st, n)| async move {
             loop {
@@ -112,15 +122,13 @@ impl LineStream {
                     if line.trim_ascii().is_empty() {
                         continue;
                     }
+                    if line.len() > st.max_line {
+                        return Some((Err(st.too_long(n)), (st, n + 1)));
+                    }
                     return Some((to_text(&line, n), (st, n + 1)));
                 }
                 if st.buf.len() > st.max_line {
-                    st.ended = true;
-                    st.buf.clear();
-                    let e = too_large(format!(
-                        "item {n} is longer than server.max_body_bytes ({})",
-                        st.max_line
-                    ));
+                    let e = st.too_long(n);
                     return Some((Err(e), (st, n + 1)));
                 }
                 if st.ended {
