@@ -35,8 +35,10 @@ struct Intake {
     /// Criteria per stored rubric reference, resolved once per job, not per item.
     referenced: HashMap<(String, Option<u32>), Result<usize, String>>,
 }
-/// Longest wait for a progress notification before a follower looks again anyway.
-const FOLLOW_POLL: Duration = Duration::from_secs(1);
+/// Longest wait for a progress notification before a follower looks again anyway: a
+/// safety net only, since every finished item and state change of a job wakes its
+/// followers.
+const FOLLOW_POLL: Duration = Duration::from_secs(5);
 
 /// One finished item of a job.
 #[derive(Debug, Clone, PartialEq)]
@@ -339,7 +341,7 @@ impl Service {
         let state = Follow {
             // Subscribing before the first read means a result finished between a
             // read and the wait still wakes the follower.
-            progress: self.jobs.subscribe(),
+            progress: self.jobs.subscribe(id),
             service: Arc::clone(self),
             id: id.to_owned(),
             follow,
