@@ -111,8 +111,12 @@ impl Service {
         lines: Vec<String>,
         seed: u64,
     ) -> Result<JobStatus, Error> {
-        self.submit_job_stream(caller, futures::stream::iter(lines.into_iter().map(Ok)), seed)
-            .await
+        self.submit_job_stream(
+            caller,
+            futures::stream::iter(lines.into_iter().map(Ok)),
+            seed,
+        )
+        .await
     }
 
     /// Stores and starts a job from a stream of item lines, validating and storing

@@ -226,7 +226,8 @@ fn calibration_set_from(
 
 /// A job's row, counters included: no item is read. Staging jobs (submissions still
 /// arriving) are invisible.
-const JOB_SELECT: &str = "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
+const JOB_SELECT: &str =
+    "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
     j.done, j.failed, j.abstained, j.calls, j.input_tokens, j.output_tokens, j.cost_usd
     FROM jobs j WHERE j.state != 'staging'";
 
@@ -498,7 +499,9 @@ impl Store for SqliteStore {
         if r.rows_affected() == 1 {
             Ok(())
         } else {
-            Err(StoreError::Corrupt(format!("job {id} is not a staging job")))
+            Err(StoreError::Corrupt(format!(
+                "job {id} is not a staging job"
+            )))
         }
     }
 
@@ -766,10 +769,11 @@ impl Store for SqliteStore {
     }
 
     async fn job_counts(&self) -> StoreResult<(Vec<(JobState, i64)>, i64)> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM jobs WHERE state != 'staging' GROUP BY state")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM jobs WHERE state != 'staging' GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let by_state = JobState::ALL
             .into_iter()
             .map(|st| {

@@ -268,6 +268,7 @@ fn grpc_table() -> Vec<(&'static str, Op)> {
     vec![
         ("Grade", Op::ClientOnly),
         ("SubmitJob", Op::ClientOnly),
+        ("SubmitJobStream", Op::ClientOnly),
         ("GetJob", Op::OwnJob),
         ("ListJobs", Op::JobList),
         ("CancelJob", Op::OwnJob),
@@ -323,6 +324,16 @@ async fn grpc_call(
                     items_json: vec![case(&format!("rj{n}"), "Rest.").to_string()],
                     seed: 0,
                 },
+                who,
+            ))
+            .await
+            .map(drop),
+        "SubmitJobStream" => c
+            .submit_job_stream(with_key(
+                futures::stream::iter(vec![pb::SubmitJobChunk {
+                    items_json: vec![case(&format!("rs{n}"), "Rest.").to_string()],
+                    seed: 0,
+                }]),
                 who,
             ))
             .await

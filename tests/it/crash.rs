@@ -100,11 +100,10 @@ async fn a_job_resumes_after_kill_9_without_loss_or_duplicates() {
     // twice, none missed.
     crate::server::assert_counters_match(&state, &after);
     // gRPC reads the same row.
-    let mut grpc = tribunal::api::grpc::pb::tribunal_client::TribunalClient::connect(
-        second.grpc_url.clone(),
-    )
-    .await
-    .unwrap();
+    let mut grpc =
+        tribunal::api::grpc::pb::tribunal_client::TribunalClient::connect(second.grpc_url.clone())
+            .await
+            .unwrap();
     let job = grpc
         .get_job(tribunal::api::grpc::pb::GetJobRequest { id: id.clone() })
         .await

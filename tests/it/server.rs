@@ -341,7 +341,14 @@ async fn job_counters_stay_exact_under_concurrent_completion_and_faults() {
         .find(|j| j["id"] == id.as_str())
         .unwrap()
         .clone();
-    for k in ["done", "failed", "abstained", "calls", "input_tokens", "cost_usd"] {
+    for k in [
+        "done",
+        "failed",
+        "abstained",
+        "calls",
+        "input_tokens",
+        "cost_usd",
+    ] {
         assert_eq!(listed[k], status[k], "{k}");
     }
     assert!(polls > 1);
@@ -794,7 +801,8 @@ async fn stored_rows(app: &TestApp) -> (i64, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ndjson_submissions_stream_past_the_body_limit_and_stay_all_or_nothing() {
-    let slow = tribunal::config::DEFAULT_CONFIG.replace("seed = 1\n", "seed = 1\nlatency_ms = 50\n");
+    let slow =
+        tribunal::config::DEFAULT_CONFIG.replace("seed = 1\n", "seed = 1\nlatency_ms = 50\n");
     let app = TestApp::spawn_with(
         &slow,
         "[server]\nmax_body_bytes = 4096\nmax_items_per_job = 3000\njob_concurrency = 2\n",
@@ -865,9 +873,46 @@ async fn ndjson_submissions_stream_past_the_body_limit_and_stay_all_or_nothing()
     let (code, body) = app.post_raw("/v1/jobs", array).await;
     assert_eq!(code, 413, "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("NDJSON"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NDJSON"),
         "{body}"
     );
     assert_eq!(stored_rows(&app).await, (1, 2500));
+
+    // gRPC's client-streaming SubmitJobStream: the same intake, chunk by chunk.
+    use tribunal::api::grpc::pb;
+    let mut grpc = pb::tribunal_client::TribunalClient::connect(app.grpc_url.clone())
+        .await
+        .unwrap();
+    let chunks = |bad: Option<usize>| {
+        let lines: Vec<String> = ndjson(2400, bad).lines().map(str::to_owned).collect();
+        let chunks: Vec<pb::SubmitJobChunk> = lines
+            .chunks(1000)
+            .map(|c| pb::SubmitJobChunk {
+                items_json: c.to_vec(),
+                seed: 9,
+            })
+            .collect();
+        futures::stream::iter(chunks)
+    };
+    let job = grpc
+        .submit_job_stream(chunks(None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((job.total, job.state.as_str()), (2400, "queued"));
+    grpc.cancel_job(pb::CancelJobRequest { id: job.id })
+        .await
+        .unwrap();
+    assert_eq!(stored_rows(&app).await, (2, 4900));
+    let e = grpc
+        .submit_job_stream(chunks(Some(2100)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("items[2100].conversation"), "{e:?}");
+    assert_eq!(stored_rows(&app).await, (2, 4900));
     app.running.unwrap().stop().await;
 }

@@ -90,7 +90,10 @@ fn is_single_item(line: &[u8]) -> bool {
     struct Probe {
         items: Option<serde::de::IgnoredAny>,
     }
-    matches!(serde_json::from_slice::<Probe>(trimmed), Ok(Probe { items: None }))
+    matches!(
+        serde_json::from_slice::<Probe>(trimmed),
+        Ok(Probe { items: None })
+    )
 }
 
 /// NDJSON lines of a body as they arrive: blank lines skipped, each line UTF-8 and at

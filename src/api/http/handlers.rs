@@ -13,9 +13,9 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{HttpState, body};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
+use super::{HttpState, body};
 use crate::error::Error;
 use crate::rubric::{Invalid, RawRubric};
 use crate::service::{Caller, JobList, JobStatus};

@@ -4,8 +4,8 @@
 //! (`service::auth`, the same check gRPC makes), body size limit, a JSON 404 for
 //! unknown routes. Handlers only translate.
 
-pub mod error;
 mod body;
+pub mod error;
 mod extract;
 mod handlers;
 mod openapi;
