@@ -97,7 +97,8 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<(), Failure> {
         let _ = writeln!(
             std::io::stderr(),
             "warning: on_abstention = as_not_met: {} abstained criteria in {} rows counted as not met",
-            summary.as_not_met_criteria, summary.as_not_met_examples
+            summary.as_not_met_criteria,
+            summary.as_not_met_examples
         );
     }
     let mut out = std::io::stdout().lock();

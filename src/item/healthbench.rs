@@ -188,12 +188,11 @@ pub(super) fn parse_professional(doc: &Value) -> Result<Item, Invalid> {
         &mut errs,
     );
     let mut tags = Vec::new();
-    for (field, value) in PRO_TAG_FIELDS.into_iter().zip([
-        &row.use_case,
-        &row.kind,
-        &row.difficulty,
-        &row.specialty,
-    ]) {
+    for (field, value) in
+        PRO_TAG_FIELDS
+            .into_iter()
+            .zip([&row.use_case, &row.kind, &row.difficulty, &row.specialty])
+    {
         match value.as_deref() {
             None => {}
             Some(v) if v.trim().is_empty() => {

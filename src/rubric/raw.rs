@@ -815,6 +815,148 @@ mod tests {
         }
     }
 
+    fn scoring(json: serde_json::Value) -> Result<Scoring, Vec<String>> {
+        let mut r = rubric(vec![RawCriterion {
+            points: None,
+            tier: Some("essential".into()),
+            ..crit("x", 1.0)
+        }]);
+        r.scoring = serde_json::from_value(json).map_err(|e| vec![e.to_string()])?;
+        r.validate("criteria")
+            .map(|r| r.scoring)
+            .map_err(|Invalid(es)| es.into_iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn quarkmed_saturation_keys() {
+        use serde_json::json;
+        let params = |j| match scoring(j) {
+            Ok(Scoring {
+                policy: Policy::QuarkMed(p),
+                ..
+            }) => Ok((p.saturation, p.saturation_factor, p.tag_cap)),
+            Ok(other) => Err(vec![format!("not quarkmed: {other:?}")]),
+            Err(e) => Err(e),
+        };
+        let table = [
+            // The published rule is the default.
+            (
+                json!({"policy": "quarkmed"}),
+                Ok((Saturation::EarnedEssential, 2.0, None)),
+            ),
+            (
+                json!({"policy": "quarkmed", "saturation": "essential_max"}),
+                Ok((Saturation::EssentialMax, 1.0, None)),
+            ),
+            (
+                json!({"policy": "quarkmed", "saturation_factor": 3, "tag_cap": 1.5}),
+                Ok((Saturation::EarnedEssential, 3.0, Some(1.5))),
+            ),
+            // Documents written before the report keep their meaning.
+            (
+                json!({"policy": "quarkmed", "bonus_cap": 1.0}),
+                Ok((Saturation::EssentialMax, 1.0, None)),
+            ),
+            (
+                json!({"policy": "quarkmed", "bonus_cap": 1.0, "saturation": "essential_max"}),
+                Err(vec![
+                    "scoring.bonus_cap: give either `bonus_cap` (legacy: essential_max with that factor) or `saturation`, not both".to_owned(),
+                ]),
+            ),
+            (
+                json!({"policy": "quarkmed", "saturation": "twice"}),
+                Err(vec![
+                    "scoring.saturation: unknown rule \"twice\"; use \"earned_essential\" (published) or \"essential_max\"".to_owned(),
+                ]),
+            ),
+            (
+                json!({"policy": "quarkmed", "tag_cap": -1}),
+                Err(vec!["scoring.tag_cap: -1 must be a number >= 0".to_owned()]),
+            ),
+        ];
+        for (input, expected) in table {
+            assert_eq!(params(input.clone()), expected, "{input}");
+        }
+        assert_eq!(
+            scoring(json!({"policy": "weighted", "tag_cap": 1})).unwrap_err(),
+            vec![
+                "scoring.tag_cap: only applies to the quarkmed policy; remove it or set scoring.policy = \"quarkmed\""
+            ]
+        );
+    }
+
+    #[test]
+    fn length_adjustment_and_as_not_met_keys() {
+        use serde_json::json;
+        let r = |j: serde_json::Value| {
+            let mut r = rubric(vec![crit("x", 3.0)]);
+            r.scoring = serde_json::from_value(j)?;
+            Ok::<_, serde_json::Error>(r.validate("criteria"))
+        };
+        let s = r(json!({"length_adjustment": {"center": 2000, "penalty_per_500_chars": 0.0147}, "on_abstention": "as_not_met", "policy": "livemedbench"}))
+            .unwrap()
+            .unwrap()
+            .scoring;
+        assert_eq!(s.length_adjustment, Some(LengthAdjustment::PROFESSIONAL));
+        assert_eq!(s.on_abstention, OnAbstention::AsNotMet);
+        assert_eq!(s.policy, Policy::LiveMedBench);
+        // Both constants or neither.
+        let missing = r(json!({"length_adjustment": {"center": 2000}})).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .contains("missing field `penalty_per_500_chars`"),
+            "{missing}"
+        );
+        let negative =
+            r(json!({"length_adjustment": {"center": 2000, "penalty_per_500_chars": -1}}))
+                .unwrap()
+                .unwrap_err();
+        assert_eq!(
+            negative.to_string(),
+            "scoring.length_adjustment: penalty_per_500_chars -1 must be a finite number >= 0"
+        );
+        // Default: off, and abstentions make the example incomplete.
+        let d = r(json!({})).unwrap().unwrap().scoring;
+        assert_eq!(d.length_adjustment, None);
+        assert_eq!(d.on_abstention, OnAbstention::Incomplete);
+        // LiveMedBench scores points, not tiers.
+        let mut tiers = rubric(vec![RawCriterion {
+            points: None,
+            tier: Some("essential".into()),
+            ..crit("x", 1.0)
+        }]);
+        tiers.scoring.policy = Some("livemedbench".into());
+        assert_eq!(
+            fields(&tiers),
+            vec![
+                "criteria[0].tier: the livemedbench policy scores `points`; give points or use scoring.policy \"quarkmed\" or \"weighted\""
+            ]
+        );
+    }
+
+    #[test]
+    fn to_raw_round_trips_new_parameters() {
+        let mut raw = rubric(vec![RawCriterion {
+            points: None,
+            tier: Some("essential".into()),
+            tags: vec!["t".into()],
+            ..crit("x", 1.0)
+        }]);
+        raw.scoring.policy = Some("quarkmed".into());
+        raw.scoring.tag_cap = Some(1.5);
+        raw.scoring.on_abstention = Some("as_not_met".into());
+        raw.scoring.length_adjustment = Some(LengthAdjustment::PROFESSIONAL);
+        let r = raw.validate("criteria").unwrap();
+        assert_eq!(r.to_raw().validate("criteria").unwrap(), r);
+        let legacy = {
+            let mut l = raw.clone();
+            l.scoring.bonus_cap = Some(1.0);
+            l.validate("criteria").unwrap()
+        };
+        assert_eq!(legacy.to_raw().validate("criteria").unwrap(), legacy);
+    }
+
     #[test]
     fn to_raw_round_trips() {
         let mut raw = rubric(vec![crit("x", 3.0), crit("y", -2.0)]);
