@@ -96,7 +96,7 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<(), Failure> {
     if summary.as_not_met_criteria > 0 {
         let _ = writeln!(
             std::io::stderr(),
-            "warning: on_abstention = as_not_met: {} abstained criteria in {} rows counted as not met",
+            "warning: on_abstention = as_not_met: {} abstained criteria counted as not met ({} rows scored under it)",
             summary.as_not_met_criteria,
             summary.as_not_met_examples
         );

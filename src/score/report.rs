@@ -296,7 +296,7 @@ pub fn summary_table(summary: &Summary, policy_note: &str, seed: u64) -> String 
     if summary.as_not_met_examples > 0 {
         let _ = writeln!(
             out,
-            "WARNING: on_abstention = as_not_met: {} abstained criteria in {} examples counted as not met",
+            "WARNING: on_abstention = as_not_met: {} abstained criteria counted as not met ({} examples scored under it)",
             summary.as_not_met_criteria, summary.as_not_met_examples
         );
     }
