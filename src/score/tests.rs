@@ -361,7 +361,7 @@ fn quarkmed_essential_max_rule_is_unchanged() {
             vec![(E, half), (P, major)],
             Some(0.0),
         ),
-        // Saturation: 6 important+highlight credits capped at bonus_cap * w_E * E* = 1 * 2 * 1.
+        // Saturation: 6 important+highlight credits capped at factor * w_E * E* = 1 * 2 * 1.
         (
             "cap",
             d.clone(),

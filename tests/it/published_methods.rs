@@ -202,3 +202,42 @@ fn livemedbench_matches_the_reference() {
     assert!(f(&default["excluded"]["incomplete"]) > 0.0);
     assert_eq!(default["abstentions_as_not_met"]["criteria"], 0);
 }
+
+/// Jobs get the rubric's length adjustment and abstention rule with no extra option:
+/// the per-example inputs live in each stored report's `score` object, which the job
+/// summary reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_summaries_carry_the_rubric_parameters() {
+    let app = crate::server::TestApp::spawn("").await;
+    let responses = ["See a doctor.", "Drink fluids and see a clinician \u{1f642}."];
+    let items: Vec<Value> = responses
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut c = crate::server::case(&format!("la{i}"), r);
+            c["rubric"]["id"] = serde_json::json!("fever-professional");
+            c["rubric"]["scoring"] = serde_json::json!({
+                "length_adjustment": {"center": 2000, "penalty_per_500_chars": 0.0147},
+                "on_abstention": "as_not_met"
+            });
+            c
+        })
+        .collect();
+    let (code, job) = app.post("/v1/jobs?seed=3", &Value::Array(items)).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    app.wait_job(&id).await;
+    let (code, summary) = app.get(&format!("/v1/jobs/{id}/summary")).await;
+    assert_eq!(code, 200, "{summary}");
+    let adjusted = &summary["overall_length_adjusted"];
+    assert_eq!(adjusted["n"], summary["overall"]["n"], "{summary}");
+    // Every example records its length in code points and the adjusted score.
+    for (i, r) in responses.iter().enumerate() {
+        let e = crate::summary_example(&summary, &format!("la{i}"));
+        let chars = r.chars().count() as f64;
+        assert_eq!(f(&e["response_chars"]), chars);
+        assert!(e["abstentions_as_not_met"] == true, "{e}");
+        let want = f(&e["final_score"]) - 0.0147 * (chars - 2000.0) / 500.0;
+        assert!((f(&e["length_adjusted_score"]) - want).abs() < 1e-12, "{e}");
+    }
+}
