@@ -638,7 +638,7 @@ fn length_adjusted_figures_sit_beside_the_raw_ones() {
     // ... and a mean above 1 is clipped.
     let short = professional(&[(5, true)], "", &[]);
     assert!(close(short.length_adjusted_score(), Some(1.0588)));
-    let s = summarize(&[short.clone()], 0, 10);
+    let s = summarize(std::slice::from_ref(&short), 0, 10);
     assert!(close(s.overall_length_adjusted.unwrap().score, Some(1.0)));
     let s = summarize(&[short, long], 0, 10);
     assert!(close(
@@ -651,7 +651,7 @@ fn length_adjusted_figures_sit_beside_the_raw_ones() {
     let (r, v) = hb(&[(5, Some(true))]);
     let plain = score_response(&r, &v, &[], Some("abc"));
     assert_eq!(
-        summarize(&[plain.clone()], 0, 10).overall_length_adjusted,
+        summarize(std::slice::from_ref(&plain), 0, 10).overall_length_adjusted,
         None
     );
     let mut unknown = plain;

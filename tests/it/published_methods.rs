@@ -209,7 +209,10 @@ fn livemedbench_matches_the_reference() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_summaries_carry_the_rubric_parameters() {
     let app = crate::server::TestApp::spawn("").await;
-    let responses = ["See a doctor.", "Drink fluids and see a clinician \u{1f642}."];
+    let responses = [
+        "See a doctor.",
+        "Drink fluids and see a clinician \u{1f642}.",
+    ];
     let items: Vec<Value> = responses
         .iter()
         .enumerate()
