@@ -426,7 +426,7 @@ impl Grader {
             )));
         }
         let verdicts: Vec<Option<Verdict>> = criteria.iter().map(|c| c.verdict).collect();
-        let score = score::score_example(rubric, &verdicts, &item.case.tags);
+        let score = score::score_response(rubric, &verdicts, &item.case.tags, Some(response));
         if !score.vetoed_by.is_empty() {
             crate::metrics::veto(rubric.scoring.policy.name());
         }
@@ -533,6 +533,9 @@ mod tests {
                 incomplete: true,
                 abstained: vec![CriterionId("a".into()), CriterionId("b".into())],
                 tags: BTreeMap::new(),
+                response_chars: Some(2500),
+                length_adjustment: Some(crate::rubric::LengthAdjustment::PROFESSIONAL),
+                abstentions_as_not_met: true,
             },
             Some(Undefined::NoPositiveTiers),
         );

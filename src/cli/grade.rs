@@ -44,6 +44,10 @@ pub struct GradeArgs {
     /// Seed for the summary's bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Report length-adjusted figures in the summary: `professional` (HealthBench
+    /// Professional) or CENTER,PENALTY; replaces any adjustment the rubrics set.
+    #[arg(long, value_parser = crate::rubric::LengthAdjustment::parse)]
+    pub length_adjustment: Option<crate::rubric::LengthAdjustment>,
 }
 
 /// Case ids that already have a report in `path` (error lines do not count).
@@ -116,6 +120,11 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
     drop(err);
     let runtime = runtime()?;
     runtime.block_on(grade_all(args, grader, total, done, &mut scores))?;
+    if let Some(la) = args.length_adjustment {
+        for (_, s) in &mut scores {
+            s.length_adjustment = Some(la);
+        }
+    }
     let examples: Vec<ExampleScore> = scores.iter().map(|(_, s)| s.clone()).collect();
     let summary = score::summarize(&examples, args.seed, DEFAULT_RESAMPLES);
     let text = format!(
