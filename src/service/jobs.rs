@@ -362,10 +362,27 @@ impl Service {
         )))
     }
 
-    /// The aggregate of a job's reports, in the shape of `tribunal score --format json`.
-    pub async fn summary(&self, caller: &Caller, id: &str) -> Result<JobSummary, Error> {
+    /// The aggregate of a job's reports, in the shape of `tribunal score --format json`,
+    /// read from the items' score facts (never whole reports). `length_adjustment`
+    /// (`professional` or `CENTER,PENALTY`) reports length-adjusted figures beside
+    /// the raw ones, replacing any adjustment the rubrics set, like `score
+    /// --length-adjustment`.
+    pub async fn summary(
+        &self,
+        caller: &Caller,
+        id: &str,
+        length_adjustment: Option<&str>,
+    ) -> Result<JobSummary, Error> {
+        let adjustment = match length_adjustment {
+            None | Some("") => None,
+            Some(text) => Some(
+                crate::rubric::LengthAdjustment::parse(text)
+                    .map_err(|e| invalid("length_adjustment", e))?,
+            ),
+        };
         let job = self.own_job(caller, id).await?;
-        let mut scores = Vec::new();
+        let mut ids = Vec::new();
+        let mut examples = Vec::new();
         let mut after = None;
         loop {
             let page = self.store.score_facts(id, after, 5000).await?;
@@ -376,22 +393,22 @@ impl Service {
             for (seq, text) in page {
                 let v: Value = serde_json::from_str(&text)
                     .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
-                // A failed item's line (`{"case_id", "error"}`) has no score; any
-                // other line that does not read back is damaged data, not a gap.
-                if v.get("error").is_some() {
-                    continue;
-                }
-                let s = read_example_score(&v)
+                // Only done items are read, so anything that does not read back as
+                // a report's score is damaged data, not a gap.
+                let (case_id, example) = read_example_score(&v)
                     .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
-                scores.push(s);
+                ids.push(case_id);
+                examples.push(example);
             }
         }
-        let examples: Vec<_> = scores.iter().map(|(_, s)| s.clone()).collect();
+        if let Some(la) = adjustment {
+            score::apply_length_adjustment(&mut examples, la);
+        }
         let summary = score::summarize(&examples, job.seed, DEFAULT_RESAMPLES);
         Ok(JobSummary {
             summary: report::summary_doc(
                 &summary,
-                scores.iter().map(|(id, s)| (id.as_str(), s)),
+                ids.iter().map(String::as_str).zip(&examples),
                 job.seed,
                 DEFAULT_RESAMPLES,
             ),

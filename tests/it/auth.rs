@@ -367,7 +367,13 @@ async fn grpc_call(
             Ok(())
         }
         "GetJobSummary" => c
-            .get_job_summary(with_key(pb::GetJobRequest { id: fx.job.clone() }, who))
+            .get_job_summary(with_key(
+                pb::GetJobSummaryRequest {
+                    id: fx.job.clone(),
+                    length_adjustment: String::new(),
+                },
+                who,
+            ))
             .await
             .map(drop),
         "CreateRubric" => c

@@ -397,6 +397,50 @@ async fn jobs_run_stream_summarise_and_cancel() {
     );
     assert_eq!(summary["seed"], 3);
     assert!(summary["tags"]["theme:demo"]["n"].as_u64().is_some());
+    // The job summary takes the same length adjustment as `score`, on both
+    // transports; the raw figures do not change.
+    assert!(summary["overall_length_adjusted"].is_null(), "{summary}");
+    let (code, adjusted) = app
+        .get(&format!(
+            "/v1/jobs/{id}/summary?length_adjustment=professional"
+        ))
+        .await;
+    assert_eq!(code, 200, "{adjusted}");
+    assert_eq!(adjusted["overall"], summary["overall"]);
+    assert_eq!(
+        adjusted["overall_length_adjusted"]["n"], summary["overall"]["n"],
+        "{adjusted}"
+    );
+    // Short answers ("answer N") gain under the two-sided adjustment.
+    assert!(
+        adjusted["overall_length_adjusted"]["score"]
+            .as_f64()
+            .unwrap()
+            >= summary["overall"]["score"].as_f64().unwrap(),
+        "{adjusted}"
+    );
+    let (code, bad) = app
+        .get(&format!("/v1/jobs/{id}/summary?length_adjustment=long"))
+        .await;
+    assert_eq!(code, 400, "{bad}");
+    assert_eq!(bad["error"]["field"], "length_adjustment");
+    let mut grpc =
+        tribunal::api::grpc::pb::tribunal_client::TribunalClient::connect(app.grpc_url.clone())
+            .await
+            .unwrap();
+    let doc = grpc
+        .get_job_summary(tribunal::api::grpc::pb::GetJobSummaryRequest {
+            id: id.clone(),
+            length_adjustment: "professional".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let over_grpc: Value = serde_json::from_str(&doc.json).unwrap();
+    assert_eq!(
+        over_grpc["overall_length_adjusted"],
+        adjusted["overall_length_adjusted"]
+    );
 
     // NDJSON body and the {rubric, items} form.
     app.post("/v1/rubrics", &items[0]["rubric"]).await;

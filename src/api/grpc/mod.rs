@@ -251,11 +251,16 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
 
     async fn get_job_summary(
         &self,
-        request: Request<pb::GetJobRequest>,
+        request: Request<pb::GetJobSummaryRequest>,
     ) -> Result<Response<pb::JsonDocument>, Status> {
+        let req = request.get_ref();
         let summary = self
             .service
-            .summary(&caller(&request)?, &request.get_ref().id)
+            .summary(
+                &caller(&request)?,
+                &req.id,
+                Some(req.length_adjustment.as_str()),
+            )
             .await
             .map_err(|e| fail("GetJobSummary", &e))?;
         Ok(Response::new(convert::document(&summary)?))

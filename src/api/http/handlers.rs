@@ -287,14 +287,27 @@ pub async fn job_results(
         .map_err(|e| ApiError(Error::Internal(e.to_string())))
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// Length-adjusted figures beside the raw ones: `professional` (HealthBench
+    /// Professional) or `CENTER,PENALTY`; replaces the rubrics' own adjustment.
+    length_adjustment: Option<String>,
+}
+
 /// The job's aggregate (shape of `tribunal score --format json`).
-#[utoipa::path(get, path = "/v1/jobs/{id}/summary", responses((status = 200, description = "the figures over the finished items", body = crate::service::JobSummary), (status = 404, description = "no such job")))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/summary", params(SummaryQuery), responses((status = 200, description = "the figures over the finished items", body = crate::service::JobSummary), (status = 400, description = "a bad length_adjustment"), (status = 404, description = "no such job")))]
 pub async fn job_summary(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> ApiResult<axum::Json<crate::service::JobSummary>> {
-    Ok(axum::Json(s.service.summary(&caller, &id).await?))
+    Ok(axum::Json(
+        s.service
+            .summary(&caller, &id, q.length_adjustment.as_deref())
+            .await?,
+    ))
 }
 
 /// Validate and store an immutable rubric version (201; 200 when identical).
