@@ -254,12 +254,22 @@ pub enum ReportFormat {
 /// that is not such a report (a failed item's line, a missing or unknown field) is an
 /// error naming the problem, never a default.
 pub fn read_example_score(v: &Value) -> Result<(String, ExampleScore), String> {
+    example_score_of(StoredReport::deserialize(v).map_err(|e| e.to_string())?)
+}
+
+/// `read_example_score` straight from a report's (or its score facts') text, without
+/// building a JSON tree first: what job summaries use on every item.
+pub fn read_example_score_text(text: &str) -> Result<(String, ExampleScore), String> {
+    example_score_of(serde_json::from_str(text).map_err(|e| e.to_string())?)
+}
+
+fn example_score_of(report: StoredReport) -> Result<(String, ExampleScore), String> {
     let StoredReport {
         format: ReportFormat::V1,
         case_id,
         score,
         tags,
-    } = StoredReport::deserialize(v).map_err(|e| e.to_string())?;
+    } = report;
     if score.prompt_id != case_id {
         return Err(format!(
             "score.prompt_id \"{}\" differs from case_id \"{case_id}\"",

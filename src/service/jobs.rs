@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use serde_json::Value;
 
 use super::auth::ListFilter;
 use super::{Action, Caller, Owned, Service, corrupt, invalid};
 use crate::error::Error;
-use crate::grader::read_example_score;
+use crate::grader::read_example_score_text;
 use crate::item::{RubricSource, parse_line};
 use crate::rubric::{FieldError, Invalid};
 use crate::score::{self, DEFAULT_RESAMPLES, report};
@@ -391,11 +390,9 @@ impl Service {
             };
             after = Some(last);
             for (seq, text) in page {
-                let v: Value = serde_json::from_str(&text)
-                    .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
                 // Only done items are read, so anything that does not read back as
                 // a report's score is damaged data, not a gap.
-                let (case_id, example) = read_example_score(&v)
+                let (case_id, example) = read_example_score_text(&text)
                     .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
                 ids.push(case_id);
                 examples.push(example);
