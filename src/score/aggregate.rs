@@ -109,77 +109,115 @@ fn figure(values: &[f64], seed: u64, name: &str, resamples: usize) -> Figure {
 
 /// Aggregates examples: only included examples (`ExampleScore::is_included`) count.
 pub fn summarize(examples: &[ExampleScore], seed: u64, resamples: usize) -> Summary {
-    let mut overall = Vec::with_capacity(examples.len());
-    let mut by_tag: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut excluded_incomplete = 0;
-    let mut excluded_undefined = 0;
-    let mut adjusted = Vec::new();
-    let mut adjusted_by_tag: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut any_adjustment = false;
-    let mut constants: Vec<LengthAdjustment> = Vec::new();
-    let mut missing_response_length = 0;
-    let mut as_not_met_examples = 0;
-    let mut as_not_met_criteria = 0;
+    let mut b = SummaryBuilder::default();
     for e in examples {
+        b.push(e);
+    }
+    b.finish(seed, resamples)
+}
+
+/// `summarize` one example at a time: keeps only the per-figure values (8 bytes per
+/// example and figure), so a summary of a million stored examples never holds them
+/// all. `summarize` is this, so both give identical figures.
+#[derive(Debug, Default)]
+pub struct SummaryBuilder {
+    examples: usize,
+    overall: Vec<f64>,
+    by_tag: BTreeMap<String, Vec<f64>>,
+    excluded_incomplete: usize,
+    excluded_undefined: usize,
+    adjusted: Vec<f64>,
+    adjusted_by_tag: BTreeMap<String, Vec<f64>>,
+    any_adjustment: bool,
+    constants: Vec<LengthAdjustment>,
+    missing_response_length: usize,
+    as_not_met_examples: usize,
+    as_not_met_criteria: usize,
+}
+
+/// Appends `v` to `tag`'s values, allocating the tag's name only the first time.
+fn push_tag(map: &mut BTreeMap<String, Vec<f64>>, tag: &str, v: f64) {
+    if let Some(values) = map.get_mut(tag) {
+        values.push(v);
+    } else {
+        map.insert(tag.to_owned(), vec![v]);
+    }
+}
+
+impl SummaryBuilder {
+    pub fn push(&mut self, e: &ExampleScore) {
+        self.examples += 1;
         if e.incomplete {
-            excluded_incomplete += 1;
-            continue;
+            self.excluded_incomplete += 1;
+            return;
         }
         let Some(f) = e.final_score else {
-            excluded_undefined += 1;
-            continue;
+            self.excluded_undefined += 1;
+            return;
         };
-        overall.push(f);
+        self.overall.push(f);
         for (tag, v) in &e.tags {
-            by_tag.entry(tag.as_str()).or_default().push(*v);
+            push_tag(&mut self.by_tag, tag, *v);
         }
         if e.abstentions_as_not_met {
-            as_not_met_examples += 1;
-            as_not_met_criteria += e.abstained.len();
+            self.as_not_met_examples += 1;
+            self.as_not_met_criteria += e.abstained.len();
         }
         if let Some(la) = e.length_adjustment {
-            any_adjustment = true;
-            if !constants.contains(&la) {
-                constants.push(la);
+            self.any_adjustment = true;
+            if !self.constants.contains(&la) {
+                self.constants.push(la);
             }
             match e.length_shift() {
                 Some(shift) => {
-                    adjusted.push(f - shift);
+                    self.adjusted.push(f - shift);
                     for (tag, v) in &e.tags {
-                        adjusted_by_tag
-                            .entry(tag.as_str())
-                            .or_default()
-                            .push(v - shift);
+                        push_tag(&mut self.adjusted_by_tag, tag, v - shift);
                     }
                 }
-                None => missing_response_length += 1,
+                None => self.missing_response_length += 1,
             }
         }
     }
-    Summary {
-        overall: figure(&overall, seed, "overall", resamples),
-        tags: by_tag
-            .into_iter()
-            .map(|(t, v)| (t.to_owned(), figure(&v, seed, t, resamples)))
-            .collect(),
-        examples: examples.len(),
-        excluded_incomplete,
-        excluded_undefined,
-        overall_length_adjusted: any_adjustment
-            .then(|| figure(&adjusted, seed, "overall\u{1f}length_adjusted", resamples)),
-        tags_length_adjusted: adjusted_by_tag
-            .into_iter()
-            .map(|(t, v)| {
-                let name = format!("{t}\u{1f}length_adjusted");
-                (t.to_owned(), figure(&v, seed, &name, resamples))
-            })
-            .collect(),
-        length_adjustment: match constants.as_slice() {
-            [one] => Some(*one),
-            _ => None,
-        },
-        missing_response_length,
-        as_not_met_examples,
-        as_not_met_criteria,
+
+    pub fn finish(self, seed: u64, resamples: usize) -> Summary {
+        Summary {
+            overall: figure(&self.overall, seed, "overall", resamples),
+            tags: self
+                .by_tag
+                .into_iter()
+                .map(|(t, v)| {
+                    let f = figure(&v, seed, &t, resamples);
+                    (t, f)
+                })
+                .collect(),
+            examples: self.examples,
+            excluded_incomplete: self.excluded_incomplete,
+            excluded_undefined: self.excluded_undefined,
+            overall_length_adjusted: self.any_adjustment.then(|| {
+                figure(
+                    &self.adjusted,
+                    seed,
+                    "overall\u{1f}length_adjusted",
+                    resamples,
+                )
+            }),
+            tags_length_adjusted: self
+                .adjusted_by_tag
+                .into_iter()
+                .map(|(t, v)| {
+                    let name = format!("{t}\u{1f}length_adjusted");
+                    let f = figure(&v, seed, &name, resamples);
+                    (t, f)
+                })
+                .collect(),
+            length_adjustment: match self.constants.as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            },
+            missing_response_length: self.missing_response_length,
+            as_not_met_examples: self.as_not_met_examples,
+            as_not_met_criteria: self.as_not_met_criteria,
+        }
     }
 }

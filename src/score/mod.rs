@@ -10,7 +10,9 @@ mod weighted;
 
 use std::collections::BTreeMap;
 
-pub use aggregate::{DEFAULT_RESAMPLES, Figure, Summary, bootstrap_std, clipped_mean, summarize};
+pub use aggregate::{
+    DEFAULT_RESAMPLES, Figure, Summary, SummaryBuilder, bootstrap_std, clipped_mean, summarize,
+};
 
 use crate::rubric::{
     Credit, Criterion, CriterionId, CriterionKind, LengthAdjustment, OnAbstention, Policy, Rubric,

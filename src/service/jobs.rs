@@ -22,6 +22,8 @@ use crate::store::{JobRecord, JobState, now_ms};
 /// Results read per store page while streaming: large pages, so the per-page cost
 /// (a query, a wake-up, one body chunk) is spread over many rows.
 const RESULT_PAGE: u32 = 2_000;
+/// Score facts read per store page by summaries.
+const SUMMARY_PAGE: u32 = 5_000;
 /// Items stored per transaction while a submission streams in.
 const STAGE_BATCH: usize = 2_000;
 
@@ -362,16 +364,37 @@ impl Service {
     }
 
     /// The aggregate of a job's reports, in the shape of `tribunal score --format json`,
-    /// read from the items' score facts (never whole reports). `length_adjustment`
-    /// (`professional` or `CENTER,PENALTY`) reports length-adjusted figures beside
-    /// the raw ones, replacing any adjustment the rubrics set, like `score
-    /// --length-adjustment`.
+    /// whole (gRPC's document). See `summary_parts`.
     pub async fn summary(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         id: &str,
         length_adjustment: Option<&str>,
     ) -> Result<JobSummary, Error> {
+        let SummaryParts { mut head, examples } =
+            self.summary_parts(caller, id, length_adjustment).await?;
+        let mut examples = std::pin::pin!(examples);
+        while let Some(page) = examples.next().await {
+            head.summary.examples.extend(page?);
+        }
+        Ok(head)
+    }
+
+    /// A job's summary as its figures (`head`, with no `examples`) and a stream of the
+    /// per-example entries in item order, so a transport can write a million-item
+    /// summary without holding it. Both come from the items' score facts (never
+    /// whole reports) of one snapshot: the items finished when the summary started,
+    /// which `head.job` describes. The figures are computed in one pass that keeps
+    /// only the values each figure needs; the entries are read again for the stream.
+    /// `length_adjustment` (`professional` or `CENTER,PENALTY`) reports length-adjusted
+    /// figures beside the raw ones, replacing any adjustment the rubrics set, like
+    /// `score --length-adjustment`.
+    pub async fn summary_parts(
+        self: &Arc<Self>,
+        caller: &Caller,
+        id: &str,
+        length_adjustment: Option<&str>,
+    ) -> Result<SummaryParts, Error> {
         let adjustment = match length_adjustment {
             None | Some("") => None,
             Some(text) => Some(
@@ -380,43 +403,89 @@ impl Service {
             ),
         };
         let job = self.own_job(caller, id).await?;
-        let mut ids = Vec::new();
-        let mut examples = Vec::new();
+        let upto = job.done + job.failed;
+        let mut builder = score::SummaryBuilder::default();
         let mut after = None;
         loop {
-            let page = self.store.score_facts(id, after, 5000).await?;
-            let Some(last) = page.last().map(|(s, _)| *s) else {
+            let page = self.fact_page(id, after, upto, adjustment).await?;
+            let Some(last) = page.last().map(|(s, _, _)| *s) else {
                 break;
             };
             after = Some(last);
-            for (seq, text) in page {
-                // Only done items are read, so anything that does not read back as
-                // a report's score is damaged data, not a gap.
-                let (case_id, example) = read_example_score_text(&text)
-                    .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
-                ids.push(case_id);
-                examples.push(example);
+            for (_, _, example) in &page {
+                builder.push(example);
             }
         }
-        if let Some(la) = adjustment {
-            score::apply_length_adjustment(&mut examples, la);
-        }
-        let summary = score::summarize(&examples, job.seed, DEFAULT_RESAMPLES);
-        Ok(JobSummary {
-            summary: report::summary_doc(
-                &summary,
-                ids.iter().map(String::as_str).zip(&examples),
-                job.seed,
-                DEFAULT_RESAMPLES,
-            ),
+        let summary = builder.finish(job.seed, DEFAULT_RESAMPLES);
+        let head = JobSummary {
+            summary: report::summary_doc(&summary, [], job.seed, DEFAULT_RESAMPLES),
             job: SummaryJob {
                 id: job.id.clone(),
                 state: job.state,
                 failed: job.failed,
                 pending: job.pending(),
             },
+        };
+        let service = Arc::clone(self);
+        let id = id.to_owned();
+        let examples = futures::stream::try_unfold(Some(None), move |cursor| {
+            let service = Arc::clone(&service);
+            let id = id.clone();
+            async move {
+                let Some(after) = cursor else {
+                    return Ok(None);
+                };
+                let page = service.fact_page(&id, after, upto, adjustment).await?;
+                let next = page.last().map(|(s, _, _)| Some(*s));
+                if next.is_none() {
+                    return Ok(None);
+                }
+                let entries = page
+                    .iter()
+                    .map(|(_, case_id, e)| report::ExampleEntry::new(case_id, e))
+                    .collect();
+                Ok(Some((entries, next)))
+            }
+        });
+        Ok(SummaryParts {
+            head,
+            examples: Box::pin(examples),
         })
     }
+
+    /// One page of done items' scores: `(seq, case_id, score)`.
+    async fn fact_page(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        upto: u64,
+        adjustment: Option<crate::rubric::LengthAdjustment>,
+    ) -> Result<Vec<(u64, String, score::ExampleScore)>, Error> {
+        let page = self
+            .store
+            .score_facts(id, after, upto, SUMMARY_PAGE)
+            .await?;
+        page.into_iter()
+            .map(|(seq, text)| {
+                // Only done items are read, so anything that does not read back as
+                // a report's score is damaged data, not a gap.
+                let (case_id, mut example) = read_example_score_text(&text)
+                    .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
+                if let Some(la) = adjustment {
+                    example.length_adjustment = Some(la);
+                }
+                Ok((seq, case_id, example))
+            })
+            .collect()
+    }
+}
+
+/// A summary's figures and its per-example entries as a stream (`summary_parts`).
+pub struct SummaryParts {
+    /// The summary with `examples` empty.
+    pub head: JobSummary,
+    /// The per-example entries in item order, page by page.
+    pub examples: BoxStream<'static, Result<Vec<report::ExampleEntry>, Error>>,
 }
 
 /// The state of one results stream.

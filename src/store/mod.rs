@@ -253,13 +253,15 @@ pub trait Store: Send + Sync {
         after: u64,
         limit: u32,
     ) -> StoreResult<Vec<(u64, u64, String)>>;
-    /// Done items' score facts in item order (for summaries), paged by `seq`:
-    /// `(seq, facts_json)`; an item recorded before facts were kept gives its whole
-    /// report, which reads the same way.
+    /// Done items' score facts in item order (for summaries), paged by `seq`, among
+    /// the first `upto` items to finish (a snapshot: read `done + failed` once, and
+    /// every page agrees with it): `(seq, facts_json)`. An item recorded before facts
+    /// were kept gives its whole report, which reads the same way.
     async fn score_facts(
         &self,
         job: &str,
         after: Option<u64>,
+        upto: u64,
         limit: u32,
     ) -> StoreResult<Vec<(u64, String)>>;
     /// Done items' whole reports in item order (calibration runs read the ballots),

@@ -537,13 +537,16 @@ impl Store for SqliteStore {
         &self,
         job: &str,
         after: Option<u64>,
+        upto: u64,
         limit: u32,
     ) -> StoreResult<Vec<(u64, String)>> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT seq, COALESCE(facts, result) FROM job_items WHERE job_id = ? AND state = 'done' AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, COALESCE(facts, result) FROM job_items
+             WHERE job_id = ? AND state = 'done' AND seq > ? AND finished_seq <= ? ORDER BY seq LIMIT ?",
         )
         .bind(job)
         .bind(after.map_or(-1, i64_of))
+        .bind(i64_of(upto))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;

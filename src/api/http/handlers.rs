@@ -302,12 +302,48 @@ pub async fn job_summary(
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SummaryQuery>,
-) -> ApiResult<axum::Json<crate::service::JobSummary>> {
-    Ok(axum::Json(
-        s.service
-            .summary(&caller, &id, q.length_adjustment.as_deref())
-            .await?,
-    ))
+) -> ApiResult<Response> {
+    let parts = s
+        .service
+        .summary_parts(&caller, &id, q.length_adjustment.as_deref())
+        .await?;
+    // The figures are written first, then the per-example entries as they are read,
+    // so a million-item summary is never held whole. The document is the same JSON
+    // as the typed `JobSummary` (only its key order differs).
+    let internal = |e: serde_json::Error| ApiError(Error::Internal(e.to_string()));
+    let Value::Object(mut head) = serde_json::to_value(&parts.head).map_err(internal)? else {
+        return Err(ApiError(Error::Internal("summary is not an object".into())));
+    };
+    head.remove("examples");
+    let mut prefix = serde_json::to_string(&Value::Object(head)).map_err(internal)?;
+    prefix.pop();
+    if prefix.len() > 1 {
+        prefix.push(',');
+    }
+    prefix.push_str("\"examples\":[");
+    let mut first = true;
+    let entries = parts.examples.map(move |page| {
+        let page = page?;
+        let mut chunk = Vec::with_capacity(page.len() * 160);
+        for e in &page {
+            if !std::mem::take(&mut first) {
+                chunk.push(b',');
+            }
+            serde_json::to_writer(&mut chunk, e).map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        Ok::<_, Error>(Bytes::from(chunk))
+    });
+    // An error after the first byte cannot become an error body: the stream ends
+    // with it, so the client sees a cut-off document, never a valid partial one.
+    let body = futures::stream::once(std::future::ready(Ok(Bytes::from(prefix))))
+        .chain(entries)
+        .chain(futures::stream::once(std::future::ready(Ok(
+            Bytes::from_static(b"]}"),
+        ))));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(body))
+        .map_err(|e| ApiError(Error::Internal(e.to_string())))
 }
 
 /// Validate and store an immutable rubric version (201; 200 when identical).
