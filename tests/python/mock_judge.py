@@ -18,8 +18,11 @@ from typing import Any, Dict, Tuple
 
 def verdict(prompt: str) -> Tuple[str, Any]:
     """("refusal", text) or ("met", bool) for one rendered user prompt."""
-    response, _, criterion = prompt.partition("# Criterion")
+    response, _, after = prompt.partition("# Criterion")
     response = response.partition("# Response under evaluation")[2]
+    # The criterion is the first non-empty line under its heading ("[+5] text");
+    # the template's closing instruction follows it.
+    criterion = next((line for line in after.splitlines() if line.strip()), "")
     if "UNJUDGEABLE" in criterion:
         return "refusal", "I can't help with that."
     words = re.findall(r"[a-z]+", criterion.lower())

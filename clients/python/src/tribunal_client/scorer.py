@@ -6,53 +6,27 @@ the eval log can be traced to the report and its ballots on the server.
 
 Abstentions are not zeros. When tribunal cannot score an item (an abstained criterion
 makes it `incomplete`, a rubric may leave the score undefined, or the item failed),
-the Score's value is NaN and `metadata["status"]` says which. NaN was chosen over a
-string such as Inspect's NOANSWER because Inspect's stock `mean()` maps NOANSWER to 0;
-this scorer's metrics (`tribunal_mean`, `excluded`) skip NaN the way tribunal's own
-summaries exclude such items, and a NaN left in any other metric poisons it visibly
-instead of lowering it quietly.
+the Score's value is NaN and `metadata["status"]` says which. NaN is Inspect's own
+"unscored" sentinel: it leaves such samples out of every metric and counts them in the
+log's `unscored_samples`, the way tribunal's summaries exclude them. A string such as
+Inspect's NOANSWER was rejected because its `value_to_float` turns NOANSWER into 0.
 """
 
 from __future__ import annotations
 
-import math
+import re
 from typing import Any, Dict, List, Optional, Union, cast
 
-from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
+from inspect_ai.scorer import Score, Scorer, Target, mean, scorer, stderr
 from inspect_ai.solver import TaskState
 
 from . import models as m
 from ._client import AsyncClient
 from .errors import TribunalError
 
-__all__ = ["tribunal_scorer", "tribunal_mean", "excluded"]
+__all__ = ["tribunal_scorer", "score_from_report", "case_id"]
 
 _ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-
-
-@metric
-def tribunal_mean() -> Metric:
-    """Mean of the scored samples; NaN (abstained, incomplete, undefined, failed) is left out."""
-
-    def compute(scores: List[SampleScore]) -> float:
-        values = [float(cast(float, s.score.value)) for s in scores if _is_number(s.score.value)]
-        return sum(values) / len(values) if values else float("nan")
-
-    return compute
-
-
-@metric
-def excluded() -> Metric:
-    """How many samples tribunal could not score (their value is NaN)."""
-
-    def compute(scores: List[SampleScore]) -> int:
-        return sum(1 for s in scores if not _is_number(s.score.value))
-
-    return compute
 
 
 def _conversation(state: TaskState) -> List[m.Message]:
@@ -67,6 +41,16 @@ def _conversation(state: TaskState) -> List[m.Message]:
         if role is not None:
             turns.append({"role": cast(m.MessageRole, role), "content": msg.text})
     return turns
+
+
+def case_id(sample_id: Union[str, int], epoch: int) -> str:
+    """A tribunal case id for a sample and epoch: `<sample id>:<epoch>`.
+
+    Case ids allow letters, digits and `._:-` (at most 128), so any other character of
+    the sample id becomes `_`; the Score's metadata keeps the exact case id used.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", str(sample_id))[:100] or "sample"
+    return f"{safe}:{epoch}"
 
 
 def _explanation(report: m.GradeReport) -> str:
@@ -108,7 +92,7 @@ def score_from_report(report: m.GradeReport, job_id: str) -> Score:
     return Score(value=value, answer=None, explanation=_explanation(report), metadata=metadata)
 
 
-@scorer(metrics=[tribunal_mean(), excluded()])
+@scorer(metrics=[mean(), stderr()])
 def tribunal_scorer(
     rubric: Union[m.Rubric, str, None] = None,
     url: Optional[str] = None,
@@ -133,7 +117,7 @@ def tribunal_scorer(
             )
         item: m.CaseRow = {
             "format": "case.v1",
-            "case_id": f"{state.sample_id}#{state.epoch}",
+            "case_id": case_id(state.sample_id, state.epoch),
             "conversation": _conversation(state),
             "response": state.output.completion if state.output else "",
             "rubric": cast(Union[m.Rubric, str], chosen),
