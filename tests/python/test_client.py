@@ -167,11 +167,11 @@ def test_typed_errors_carry_kind_field_and_request_id(keyed, admin: tc.Client) -
 def test_calibration_upload_labels_run_and_report(keyed) -> None:
     with tc.Client(keyed.url, keyed.keys["PYTEST_CLIENT_KEY"]) as client:
         uploaded = conforms(
-            client.upload_calibration_set(path=ROOT / "calibration/examples/triage-live.jsonl"),
+            client.upload_calibration_set(path=ROOT / "calibration/examples/triage-live.jsonl", name="py-triage"),
             m.CalibrationSetDoc,
         )
         set_id = uploaded["id"]
-        assert conforms(client.calibration_set(set_id), m.CalibrationSetDoc)["name"] == "triage-live"
+        assert conforms(client.calibration_set(set_id), m.CalibrationSetDoc)["name"] == "py-triage"
         assert set_id in [s["id"] for s in conforms(client.calibration_sets(), m.CalibrationSetList)["sets"]]
         from_text = client.upload_calibration_set(
             (ROOT / "calibration/examples/sleep-advice.csv").read_text(),

@@ -19,7 +19,9 @@ from typing import Any, Dict, List
 
 import pytest
 
-inspect_ai = pytest.importorskip("inspect_ai", reason="pip install 'tribunal-client[inspect]'")
+from conftest import need
+
+need("inspect_ai", "'./clients/python[inspect]'")
 
 from inspect_ai import Task, eval as inspect_eval  # noqa: E402
 from inspect_ai.dataset import Sample  # noqa: E402

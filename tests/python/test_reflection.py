@@ -13,7 +13,9 @@ from typing import List
 
 import pytest
 
-grpc = pytest.importorskip("grpc", reason="pip install grpcio grpcio-reflection")
+from conftest import need
+
+grpc = need("grpc", "grpcio grpcio-reflection")
 from google.protobuf.descriptor_pool import DescriptorPool  # noqa: E402
 from grpc_reflection.v1alpha import reflection_pb2  # noqa: E402
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (  # noqa: E402
