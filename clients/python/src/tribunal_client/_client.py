@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 from typing import (
     Any,
     AsyncIterator,
@@ -32,7 +33,7 @@ from typing import (
 import httpx
 
 from . import models as m
-from .errors import RateLimited, error_from_response, retry_after_seconds
+from .errors import error_from_response, retry_after_seconds
 
 __all__ = ["Client", "AsyncClient", "FailedResult", "ResultLine", "DEFAULT_URL"]
 
@@ -78,8 +79,6 @@ def _params(**kw: Any) -> Dict[str, Any]:
 
 def _segment(value: Union[str, int]) -> str:
     # Ids travel in the path, so one with a slash or a space must be escaped, not split.
-    from urllib.parse import quote
-
     return quote(str(value), safe="")
 
 
@@ -251,8 +250,8 @@ class _Base:
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
         self.timeout = timeout
+        # How many 429 answers this client has waited out and retried (for monitoring).
         self.retries = 0
-        """How many 429 answers this client has waited out and retried (for monitoring)."""
 
     def _headers(self) -> Dict[str, str]:
         headers = {"accept": "application/json, application/x-ndjson"}
@@ -369,8 +368,15 @@ class Client(_Base):
             time.sleep(poll)
 
     def results(self, job_id: str, follow: bool = False) -> Iterator[ResultLine]:
-        """The job's results in completion order; with `follow`, waits for the rest until the job ends."""
-        response = self._send(_Ops.results(job_id, follow), stream=True)
+        """The job's results in completion order; with `follow`, waits for the rest until the job ends.
+
+        The request is sent here, so an unknown job raises `NotFound` at the call, not
+        at the first `next()`.
+        """
+        return self._lines(self._send(_Ops.results(job_id, follow), stream=True))
+
+    @staticmethod
+    def _lines(response: httpx.Response) -> Iterator[ResultLine]:
         try:
             for line in response.iter_lines():
                 if line.strip():

@@ -14,6 +14,7 @@ Inspect's NOANSWER was rejected because its `value_to_float` turns NOANSWER into
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any, Dict, List, Optional, Union, cast
 
@@ -21,7 +22,7 @@ from inspect_ai.scorer import Score, Scorer, Target, mean, scorer, stderr
 from inspect_ai.solver import TaskState
 
 from . import models as m
-from ._client import AsyncClient
+from ._client import AsyncClient, ResultLine
 from .errors import TribunalError
 
 __all__ = ["tribunal_scorer", "score_from_report", "case_id"]
@@ -41,6 +42,11 @@ def _conversation(state: TaskState) -> List[m.Message]:
         if role is not None:
             turns.append({"role": cast(m.MessageRole, role), "content": msg.text})
     return turns
+
+
+async def _collect(client: AsyncClient, job_id: str) -> List[ResultLine]:
+    """The job's results, streamed until it ends (one line per item)."""
+    return [line async for line in client.results(job_id, follow=True)]
 
 
 def case_id(sample_id: Union[str, int], epoch: int) -> str:
@@ -127,13 +133,19 @@ def tribunal_scorer(
         async with AsyncClient(url=url, api_key=api_key) as client:
             try:
                 job = await client.submit_job([item])
-                await client.wait(job["id"], timeout=timeout)
-                lines = [line async for line in client.results(job["id"])]
+                lines = await asyncio.wait_for(_collect(client, job["id"]), timeout)
             except TribunalError as e:
                 return Score(
                     value=float("nan"),
                     explanation=str(e),
                     metadata={"status": "failed", "kind": e.kind, "field": e.field, "request_id": e.request_id},
+                )
+            except asyncio.TimeoutError:
+                # The job stays on the server and may still finish; this sample is unscored.
+                return Score(
+                    value=float("nan"),
+                    explanation=f"job {job['id']} did not finish within {timeout}s",
+                    metadata={"status": "failed", "kind": "timeout", "job_id": job["id"]},
                 )
         if len(lines) != 1:
             return Score(
