@@ -115,16 +115,20 @@ def _start(workdir: Path, config: str, env: Dict[str, str]) -> Iterator[Server]:
     try:
         http = grpc = None
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (http is None or grpc is None):
+        while time.monotonic() < deadline and http is None:
             log = (workdir / "err.log").read_text()
-            http = http or _find(r"^tribunal serving HTTP on (\S+)", log)
-            grpc = grpc or _find(r"gRPC on ([^\s;]+)", log)
+            # The whole pattern, up to the `;` after the gRPC address, so a line read
+            # while the server is still writing it cannot yield a truncated address.
+            found = re.search(r"^tribunal serving HTTP on (\S+) and gRPC on ([^\s;]+);", log, re.MULTILINE)
+            if found:
+                http, grpc = found.group(1), found.group(2)
+                break
             if proc.poll() is not None:
                 pytest.fail(f"tribunal serve exited {proc.returncode}:\n{log}")
             time.sleep(0.05)
         if http is None or grpc is None:
             pytest.fail(f"tribunal serve did not start in 30s:\n{(workdir / 'err.log').read_text()}")
-        yield Server(url=http, grpc=re.sub(r"^https?://", "", grpc), keys=env)
+        yield Server(url=http, grpc=grpc, keys=env)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -133,11 +137,6 @@ def _start(workdir: Path, config: str, env: Dict[str, str]) -> Iterator[Server]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         err.close()
-
-
-def _find(pattern: str, text: str) -> "str | None":
-    match = re.search(pattern, text, re.MULTILINE)
-    return match.group(1) if match else None
 
 
 @pytest.fixture(scope="session")
