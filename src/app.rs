@@ -177,8 +177,9 @@ pub async fn start(
     }
     let state = HttpState {
         service: Arc::clone(&service),
+        max_body_bytes: cfg.server.max_body_bytes,
     };
-    let app = router(state, cfg.server.max_body_bytes);
+    let app = router(state);
     let http_token = shutdown.clone();
     let http_task = tokio::spawn(async move {
         let served = axum::serve(http, app)

@@ -219,6 +219,29 @@ struct StoredReport {
     tags: BTreeMap<String, f64>,
 }
 
+/// The score facts of a report: the part `read_example_score` reads, as stored with a
+/// job's item so a summary never parses whole reports. Same field names as the report.
+#[derive(serde::Serialize)]
+struct ScoreFacts<'a> {
+    format: ReportFormat,
+    case_id: &'a str,
+    score: &'a report::ExampleEntry,
+    tags: &'a BTreeMap<String, f64>,
+}
+
+impl GradeReportDoc {
+    /// `{format, case_id, score, tags}` as JSON: what summaries read of this report.
+    pub fn score_facts_json(&self) -> String {
+        serde_json::to_string(&ScoreFacts {
+            format: self.format,
+            case_id: &self.case_id,
+            score: &self.score,
+            tags: &self.tags,
+        })
+        .unwrap_or_default()
+    }
+}
+
 /// The only report format this build writes and reads (the literal is `REPORT_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 pub enum ReportFormat {
@@ -231,12 +254,22 @@ pub enum ReportFormat {
 /// that is not such a report (a failed item's line, a missing or unknown field) is an
 /// error naming the problem, never a default.
 pub fn read_example_score(v: &Value) -> Result<(String, ExampleScore), String> {
+    example_score_of(StoredReport::deserialize(v).map_err(|e| e.to_string())?)
+}
+
+/// `read_example_score` straight from a report's (or its score facts') text, without
+/// building a JSON tree first: what job summaries use on every item.
+pub fn read_example_score_text(text: &str) -> Result<(String, ExampleScore), String> {
+    example_score_of(serde_json::from_str(text).map_err(|e| e.to_string())?)
+}
+
+fn example_score_of(report: StoredReport) -> Result<(String, ExampleScore), String> {
     let StoredReport {
         format: ReportFormat::V1,
         case_id,
         score,
         tags,
-    } = StoredReport::deserialize(v).map_err(|e| e.to_string())?;
+    } = report;
     if score.prompt_id != case_id {
         return Err(format!(
             "score.prompt_id \"{}\" differs from case_id \"{case_id}\"",
@@ -403,7 +436,7 @@ impl Grader {
             )));
         }
         let verdicts: Vec<Option<Verdict>> = criteria.iter().map(|c| c.verdict).collect();
-        let score = score::score_example(rubric, &verdicts, &item.case.tags);
+        let score = score::score_response(rubric, &verdicts, &item.case.tags, Some(response));
         if !score.vetoed_by.is_empty() {
             crate::metrics::veto(rubric.scoring.policy.name());
         }
@@ -510,6 +543,9 @@ mod tests {
                 incomplete: true,
                 abstained: vec![CriterionId("a".into()), CriterionId("b".into())],
                 tags: BTreeMap::new(),
+                response_chars: Some(2500),
+                length_adjustment: Some(crate::rubric::LengthAdjustment::PROFESSIONAL),
+                abstentions_as_not_met: true,
             },
             Some(Undefined::NoPositiveTiers),
         );

@@ -39,8 +39,10 @@ pub struct Jobs {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     running: Mutex<HashMap<String, CancellationToken>>,
-    /// Bumped after every finished item, so followers wake up.
-    progress: tokio::sync::watch::Sender<u64>,
+    /// Per job, bumped after each of its finished items and when it becomes final,
+    /// so a follower wakes for its own job only, and only when there is something
+    /// new to read. Entries exist while a job runs or someone follows it.
+    progress: Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>,
     concurrency: usize,
     on_finish: Arc<dyn JobFinished>,
 }
@@ -73,15 +75,40 @@ impl Jobs {
             tracker,
             shutdown,
             running: Mutex::new(HashMap::new()),
-            progress: tokio::sync::watch::channel(0).0,
+            progress: Mutex::new(HashMap::new()),
             concurrency: concurrency.max(1),
             on_finish,
         })
     }
 
-    /// A receiver that changes whenever any job item finishes.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.progress.subscribe()
+    /// A receiver that changes whenever an item of job `id` finishes, or the job
+    /// becomes final. Subscribe before reading, so nothing recorded in between is
+    /// missed.
+    pub fn subscribe(&self, id: &str) -> tokio::sync::watch::Receiver<u64> {
+        let Ok(mut map) = self.progress.lock() else {
+            // A poisoned map only loses wake-ups: followers fall back to polling.
+            return tokio::sync::watch::channel(0).1;
+        };
+        // Entries nobody follows for jobs that no longer run are dropped here, so
+        // the map stays as small as the set of running or followed jobs.
+        let running: Vec<String> = self
+            .running
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        map.retain(|job, tx| tx.receiver_count() > 0 || running.contains(job));
+        map.entry(id.to_owned())
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Wakes job `id`'s followers.
+    fn bump(&self, id: &str) {
+        if let Ok(map) = self.progress.lock() {
+            if let Some(tx) = map.get(id) {
+                tx.send_modify(|n| *n += 1);
+            }
+        }
     }
 
     /// Starts (or restarts) the runner of a stored job.
@@ -105,8 +132,17 @@ impl Jobs {
         });
     }
 
-    /// Resumes every job left queued or running by a previous process.
+    /// Removes submissions a previous process was still receiving (all-or-nothing:
+    /// their clients never got a job id), then resumes every job left queued or
+    /// running.
     pub async fn resume(self: &Arc<Self>) -> crate::Result<usize> {
+        let cut_off = self.store.discard_staged_jobs().await?;
+        if cut_off > 0 {
+            tracing::warn!(
+                submissions = cut_off,
+                "removed job submissions cut off by the previous process"
+            );
+        }
         let ids = self.store.unfinished_jobs().await?;
         for id in &ids {
             tracing::info!(job = %id, "resuming job");
@@ -123,7 +159,7 @@ impl Jobs {
                 t.cancel();
             }
         }
-        self.progress.send_modify(|n| *n += 1);
+        self.bump(id);
         Ok(())
     }
 
@@ -149,7 +185,7 @@ impl Jobs {
                 .map(|(seq, input)| async move {
                     let outcome = self.grade_one(&input).await;
                     self.store.finish_item(id, seq, &outcome).await?;
-                    self.progress.send_modify(|n| *n += 1);
+                    self.bump(id);
                     Ok(())
                 })
                 .buffer_unordered(self.concurrency)
@@ -164,7 +200,7 @@ impl Jobs {
             // finds what it wrote (a calibration run's report).
             self.on_finish.finished(id).await?;
             self.store.set_job_state(id, JobState::Done).await?;
-            self.progress.send_modify(|n| *n += 1);
+            self.bump(id);
         }
         Ok(())
     }
@@ -172,7 +208,8 @@ impl Jobs {
     async fn grade_one(&self, input: &str) -> ItemOutcome {
         let failed = |case_id: &str, e: &crate::Error| ItemOutcome {
             failed: true,
-            result: crate::grader::failed_item_json(case_id, e),
+            result: crate::grader::failed_item_json(case_id, e).to_string(),
+            facts: None,
             abstained: false,
             calls: 0,
             input_tokens: 0,
@@ -185,19 +222,27 @@ impl Jobs {
         };
         match self.grader.grade(&item).await {
             Ok(report) => {
-                let json = report.to_json();
-                let usage = &json["usage"];
+                // The report is serialised once, here, for storage; the counters and
+                // the score facts come from the typed document, not from its JSON.
+                let doc = report.to_doc();
+                let result = match serde_json::to_string(&doc) {
+                    Ok(json) => json,
+                    Err(e) => {
+                        return failed(
+                            &item.case.id,
+                            &crate::Error::Internal(format!("report serialisation: {e}")),
+                        );
+                    }
+                };
                 ItemOutcome {
                     failed: false,
-                    abstained: report
-                        .criteria
-                        .iter()
-                        .any(|c| c.ballots.iter().any(|b| b.abstained.is_some())),
-                    calls: usage["upstream_calls"].as_u64().unwrap_or(0),
-                    input_tokens: usage["input_tokens"].as_u64().unwrap_or(0),
-                    output_tokens: usage["output_tokens"].as_u64().unwrap_or(0),
-                    cost_usd: usage["cost_usd"].as_f64().unwrap_or(0.0),
-                    result: json,
+                    abstained: !doc.abstentions.is_empty(),
+                    calls: doc.usage.upstream_calls,
+                    input_tokens: doc.usage.input_tokens,
+                    output_tokens: doc.usage.output_tokens,
+                    cost_usd: doc.usage.cost_usd,
+                    facts: Some(doc.score_facts_json()),
+                    result,
                 }
             }
             Err(e) => failed(&item.case.id, &e),

@@ -50,6 +50,10 @@ pub struct GradeArgs {
     /// The summary's format; default: a table when it goes to a terminal, else JSON.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Report length-adjusted figures in the summary: `professional` (HealthBench
+    /// Professional) or CENTER,PENALTY; replaces any adjustment the rubrics set.
+    #[arg(long, value_parser = crate::rubric::LengthAdjustment::parse)]
+    pub length_adjustment: Option<crate::rubric::LengthAdjustment>,
 }
 
 /// Case ids that already have a report in `path` (error lines do not count).
@@ -128,6 +132,11 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
         done,
         &mut scores,
     ))?;
+    if let Some(la) = args.length_adjustment {
+        for (_, s) in &mut scores {
+            s.length_adjustment = Some(la);
+        }
+    }
     let examples: Vec<ExampleScore> = scores.iter().map(|(_, s)| s.clone()).collect();
     let summary = score::summarize(&examples, args.seed, DEFAULT_RESAMPLES);
     // The summary goes to --summary, else stdout when the reports go to a file, else

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use super::shared::{Failure, Format, for_each_line, invalid_lines};
 use crate::item::{Item, parse_line};
-use crate::rubric::{Invalid, Policy, Rubric};
+use crate::rubric::{Invalid, LengthAdjustment, OnAbstention, Policy, Rubric};
 use crate::score::{self, DEFAULT_RESAMPLES, ExampleScore, report};
 
 #[derive(Debug, Parser)]
@@ -16,8 +16,18 @@ pub struct ScoreArgs {
     /// JSON Lines file to score; `-` reads standard input.
     pub file: PathBuf,
     /// Score every row with this policy instead of the rubric's own.
-    #[arg(long, value_parser = ["healthbench", "quarkmed", "weighted"])]
+    #[arg(long, value_parser = ["healthbench", "livemedbench", "quarkmed", "weighted"])]
     pub policy: Option<String>,
+    /// Report length-adjusted figures beside the raw ones: `professional` (HealthBench
+    /// Professional: center 2000, penalty 0.0147 per 500 chars) or CENTER,PENALTY.
+    /// Replaces any adjustment the rubrics set.
+    #[arg(long, value_parser = LengthAdjustment::parse)]
+    pub length_adjustment: Option<LengthAdjustment>,
+    /// Treat abstentions this way on every row instead of the rubric's own rule;
+    /// `as_not_met` reproduces LiveMedBench's published figures and is flagged in the
+    /// output.
+    #[arg(long, value_parser = ["incomplete", "renormalize", "as_not_met"])]
+    pub on_abstention: Option<String>,
     /// Seed for the bootstrap resampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -37,12 +47,13 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<(), Failure> {
                 .ok_or_else(|| Failure::Invalid(vec![format!("--policy: unknown policy \"{p}\"")]))
         })
         .transpose()?;
+    let on_abstention = args.on_abstention.as_deref().and_then(OnAbstention::parse);
     let mut errors = Vec::new();
     let mut scored: Vec<(String, ExampleScore)> = Vec::new();
     let mut seen = std::collections::HashMap::new();
     let mut duplicates = 0usize;
     for_each_line(&args.file, |n, text| {
-        match text.map(|t| score_line(t, policy.as_ref())) {
+        match text.map(|t| score_line(t, policy.as_ref(), on_abstention)) {
             Err(e) => errors.push(e),
             Ok(Ok((id, s))) => {
                 if seen.insert(id.clone(), n).is_some() {
@@ -68,8 +79,28 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<(), Failure> {
             "warning: {duplicates} rows repeat an earlier prompt_id; each row counts as its own example"
         );
     }
+    if let Some(la) = args.length_adjustment {
+        for (_, s) in &mut scored {
+            s.length_adjustment = Some(la);
+        }
+    }
     let examples: Vec<ExampleScore> = scored.iter().map(|(_, s)| s.clone()).collect();
     let summary = score::summarize(&examples, args.seed, args.resamples);
+    if summary.missing_response_length > 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: {} rows have no `response`, so their length is unknown; they are left out of the length-adjusted figures",
+            summary.missing_response_length
+        );
+    }
+    if summary.as_not_met_criteria > 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: on_abstention = as_not_met: {} abstained criteria counted as not met ({} rows scored under it)",
+            summary.as_not_met_criteria,
+            summary.as_not_met_examples
+        );
+    }
     let mut out = std::io::stdout().lock();
     let text = match args.format {
         Format::Json => {
@@ -94,11 +125,23 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn score_line(text: &str, policy: Option<&Policy>) -> Result<(String, ExampleScore), Invalid> {
+fn score_line(
+    text: &str,
+    policy: Option<&Policy>,
+    on_abstention: Option<OnAbstention>,
+) -> Result<(String, ExampleScore), Invalid> {
     let (_, item) = parse_line(text)?;
-    let rubric = rubric_for(&item, policy)?;
+    let mut rubric = rubric_for(&item, policy)?;
+    if let Some(o) = on_abstention {
+        rubric.scoring.on_abstention = o;
+    }
     let verdicts = item.aligned_verdicts(&rubric)?;
-    let s = score::score_example(&rubric, &verdicts, &item.case.tags);
+    let s = score::score_response(
+        &rubric,
+        &verdicts,
+        &item.case.tags,
+        item.response.as_deref(),
+    );
     Ok((item.case.id, s))
 }
 

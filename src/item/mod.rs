@@ -16,7 +16,7 @@ use crate::rubric::{FieldError, Invalid, Rubric, Verdict};
 
 pub(crate) use case_v1::parse_reference as parse_rubric_reference;
 pub use case_v1::{CASE_FORMAT, RawCase};
-pub use healthbench::{HbCriterion, HbIdeal, HbRow};
+pub use healthbench::{HbCriterion, HbIdeal, HbProConversation, HbProCriterion, HbProRow, HbRow};
 
 /// Who said a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,12 +105,14 @@ pub fn parse_item(doc: &Value) -> Result<(Shape, Item), Invalid> {
     };
     if map.contains_key("rubrics") {
         healthbench::parse(doc).map(|i| (Shape::HealthBench, i))
+    } else if map.contains_key("rubric_items") {
+        healthbench::parse_professional(doc).map(|i| (Shape::HealthBench, i))
     } else if map.contains_key("rubric") || map.contains_key("format") {
         case_v1::parse(doc).map(|i| (Shape::CaseV1, i))
     } else {
         Err(Invalid::one(
             "",
-            "unrecognised row: expected a HealthBench row (with `prompt` and `rubrics`) or a case.v1 row (with `rubric`)",
+            "unrecognised row: expected a HealthBench row (with `prompt` and `rubrics`), a HealthBench Professional row (with `conversation` and `rubric_items`) or a case.v1 row (with `rubric`)",
         ))
     }
 }
@@ -231,13 +233,15 @@ pub enum MessageRole {
 
 /// One item to grade, in either accepted shape (the schema of `POST /v1/grade` and of
 /// each job item). Decoding goes through `parse_item`, which picks the shape by its
-/// keys (`rubrics`: HealthBench; `rubric` or `format`: case.v1).
+/// keys (`rubrics`: HealthBench; `rubric_items`: HealthBench Professional; `rubric` or
+/// `format`: case.v1).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 #[schema(as = Item)]
 pub enum ItemSchema {
     Case(RawCase),
     HealthBench(HbRow),
+    HealthBenchProfessional(HbProRow),
 }
 
 fn convert_messages(raw: Vec<RawMessage>, field: &str, errs: &mut Vec<FieldError>) -> Vec<Message> {

@@ -199,3 +199,103 @@ fn unrecognised_and_non_json_lines() {
     let e = parse_line("{\"hello\": 1}").unwrap_err();
     assert!(e.0[0].message.starts_with("unrecognised row"), "{e}");
 }
+
+fn pro_row() -> Value {
+    json!({
+        "id": "pro-1",
+        "conversation": {"messages": [
+            {"role": "user", "content": "Dose adjustment for apixaban in CKD?"},
+            {"role": "assistant", "content": "What is the creatinine clearance?"},
+            {"role": "user", "content": "About 25 mL/min."}
+        ]},
+        "rubric_items": [
+            {"criterion_text": "States the dose criteria correctly.", "points": 8},
+            {"criterion_text": "Recommends a contraindicated dose.", "points": -6}
+        ],
+        "physician_response": "Use 2.5 mg twice daily only if two of the three criteria apply.",
+        "canary_string": "x",
+        "use_case": "clinical_decision_support",
+        "type": "question",
+        "difficulty": "hard",
+        "specialty": "nephrology"
+    })
+}
+
+#[test]
+fn healthbench_professional_rows_parse_as_published() {
+    let (shape, item) = parse_item(&pro_row()).unwrap();
+    assert_eq!(shape, Shape::HealthBench);
+    assert_eq!(item.case.id, "pro-1");
+    assert_eq!(item.case.conversation.len(), 3);
+    assert_eq!(
+        item.case.tags,
+        vec![
+            "use_case:clinical_decision_support",
+            "type:question",
+            "difficulty:hard",
+            "specialty:nephrology"
+        ]
+    );
+    assert_eq!(
+        item.case.reference_responses,
+        vec!["Use 2.5 mg twice daily only if two of the three criteria apply."]
+    );
+    let rubric = item.inline_rubric().unwrap();
+    assert_eq!(rubric.reference(), "healthbench-professional:pro-1@1");
+    assert_eq!(rubric.scoring.policy, crate::rubric::Policy::HealthBench);
+    // Off by default: the adjustment is chosen when scoring.
+    assert_eq!(rubric.scoring.length_adjustment, None);
+    assert!(rubric.criteria.iter().all(|c| c.tags.is_empty()));
+    assert!(item.verdicts.is_none() && item.response.is_none());
+
+    let mut row = pro_row();
+    row["rubric_items"][0]["criteria_met"] = json!(true);
+    row["rubric_items"][1]["criteria_met"] = Value::Null;
+    row["response"] = json!("Check the criteria.");
+    let (_, item) = parse_item(&row).unwrap();
+    let rubric = item.inline_rubric().unwrap().clone();
+    assert_eq!(
+        item.aligned_verdicts(&rubric).unwrap(),
+        vec![Some(Verdict::Met(true)), None]
+    );
+    assert_eq!(item.response.as_deref(), Some("Check the criteria."));
+}
+
+#[test]
+fn healthbench_professional_errors_name_the_row_fields() {
+    let table: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        (
+            Box::new(|r| r["rubric_items"][1]["points"] = json!(12)),
+            "rubric_items[1].points: 12 is outside [-10, 10]",
+        ),
+        (
+            Box::new(|r| r["rubric_items"][0]["criterion_text"] = json!("")),
+            "rubric_items[0].criterion_text: must not be empty",
+        ),
+        (
+            Box::new(|r| r["conversation"]["messages"][0]["role"] = json!("robot")),
+            "conversation.messages[0].role: unknown role \"robot\"; use system, developer, user or assistant",
+        ),
+        (
+            Box::new(|r| r["rubric_items"][0]["criteria_met"] = json!(true)),
+            "rubric_items[1].criteria_met: missing while other rubric items have one; use true, false, or null (abstained)",
+        ),
+        (
+            Box::new(|r| r["specialty"] = json!(" ")),
+            "specialty: must not be empty when given",
+        ),
+        (Box::new(|r| r["id"] = json!("")), "id: must not be empty"),
+    ];
+    for (edit, expected) in table {
+        let mut row = pro_row();
+        edit(&mut row);
+        let errs = errors(&row);
+        assert!(errs.contains(&expected.to_owned()), "{expected}: {errs:?}");
+    }
+    let mut row = pro_row();
+    row.as_object_mut().map(|o| o.remove("conversation"));
+    assert_eq!(
+        errors(&row),
+        vec!["conversation: missing field `conversation`"]
+    );
+}

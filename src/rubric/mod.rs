@@ -241,6 +241,9 @@ impl Criterion {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Policy {
     HealthBench,
+    /// LiveMedBench (`evaluate/metric_calc.py`): HealthBench's per-case formula, but a
+    /// case without positive points scores 0 instead of being undefined.
+    LiveMedBench,
     QuarkMed(QuarkMedParams),
     Weighted,
 }
@@ -249,6 +252,7 @@ impl Policy {
     pub fn name(&self) -> &'static str {
         match self {
             Policy::HealthBench => "healthbench",
+            Policy::LiveMedBench => "livemedbench",
             Policy::QuarkMed(_) => "quarkmed",
             Policy::Weighted => "weighted",
         }
@@ -258,30 +262,73 @@ impl Policy {
     pub fn by_name(name: &str) -> Option<Policy> {
         match name {
             "healthbench" => Some(Policy::HealthBench),
+            "livemedbench" => Some(Policy::LiveMedBench),
             "quarkmed" => Some(Policy::QuarkMed(QuarkMedParams::default())),
             "weighted" => Some(Policy::Weighted),
             _ => None,
         }
     }
+
+    /// Scores signed `points` criteria (HealthBench-style rubrics), as opposed to tiers.
+    pub fn scores_points(&self) -> bool {
+        matches!(self, Policy::HealthBench | Policy::LiveMedBench)
+    }
 }
 
-pub const POLICY_NAMES: [&str; 3] = ["healthbench", "quarkmed", "weighted"];
+pub const POLICY_NAMES: [&str; 4] = ["healthbench", "livemedbench", "quarkmed", "weighted"];
 
-/// Parameters of the QuarkMedBench-style policy. The paper fixes the weights
-/// (2:1:1:2) but not the gate ratios or the saturation constant; see README.
+/// How the bonus (important + highlight credit) of a QuarkMed score saturates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saturation {
+    /// QuarkMedBench report Eq. 4 (published): the bonus counts at most `factor` x the
+    /// *earned* essential credit (factor 2 in the report).
+    EarnedEssential,
+    /// tribunal's rule before the report was available: the bonus counts at most
+    /// `factor` x the *weighted essential maximum* (factor 1), and a rubric without
+    /// essentials has no cap.
+    EssentialMax,
+}
+
+impl Saturation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Saturation::EarnedEssential => "earned_essential",
+            Saturation::EssentialMax => "essential_max",
+        }
+    }
+
+    /// The factor each rule uses when the rubric gives none.
+    pub fn default_factor(self) -> f64 {
+        match self {
+            Saturation::EarnedEssential => 2.0,
+            Saturation::EssentialMax => 1.0,
+        }
+    }
+}
+
+/// Parameters of the QuarkMedBench policy (technical report section 2.2, Eq. 1-4). The
+/// report publishes the weights (2:1:1:2, Table 3) and the saturation rule (twice the
+/// earned essential score); the hard-rejection ratios and the per-tag cap `L` are not
+/// published and keep tribunal's documented defaults (see README "Scoring").
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuarkMedParams {
     pub w_essential: f64,
     pub w_important: f64,
     pub w_highlight: f64,
     pub w_pitfall: f64,
-    /// Important + highlight credit is zeroed when essential earned < r_essential x essential max.
+    /// Eq. 3: important + highlight credit is zeroed when essential earned <
+    /// r_essential x essential max ...
     pub r_essential: f64,
     /// ... or when pitfall earned > r_pitfall x pitfall max.
     pub r_pitfall: f64,
-    /// Saturation cap L: weighted important + highlight credit counts at most
-    /// `bonus_cap` x the weighted essential maximum.
-    pub bonus_cap: f64,
+    /// Eq. 4's outer cap.
+    pub saturation: Saturation,
+    /// The multiple of the saturation base (earned essential credit, or the weighted
+    /// essential maximum for `EssentialMax`).
+    pub saturation_factor: f64,
+    /// Eq. 4's per-tag cap `L` on each tag's weighted important + highlight credit, in
+    /// tribunal credit units (a fully met criterion of weight 1 earns 1); `None` = no cap.
+    pub tag_cap: Option<f64>,
 }
 
 impl Default for QuarkMedParams {
@@ -293,7 +340,9 @@ impl Default for QuarkMedParams {
             w_pitfall: 2.0,
             r_essential: 0.5,
             r_pitfall: 0.0,
-            bonus_cap: 1.0,
+            saturation: Saturation::EarnedEssential,
+            saturation_factor: Saturation::EarnedEssential.default_factor(),
+            tag_cap: None,
         }
     }
 }
@@ -306,15 +355,109 @@ pub enum OnAbstention {
     Incomplete,
     /// Drop abstained criteria from numerator and denominator and keep the example.
     Renormalize,
+    /// Count an abstained criterion as not met (a pitfall as absent), as LiveMedBench's
+    /// evaluation code does with a failed judge call. Opt-in only, to reproduce published
+    /// figures; every report and summary that uses it says so.
+    AsNotMet,
 }
 
 impl OnAbstention {
+    pub const NAMES: [&'static str; 3] = ["incomplete", "renormalize", "as_not_met"];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OnAbstention::Incomplete => "incomplete",
             OnAbstention::Renormalize => "renormalize",
+            OnAbstention::AsNotMet => "as_not_met",
         }
     }
+
+    pub fn parse(s: &str) -> Option<OnAbstention> {
+        match s {
+            "incomplete" => Some(OnAbstention::Incomplete),
+            "renormalize" => Some(OnAbstention::Renormalize),
+            "as_not_met" => Some(OnAbstention::AsNotMet),
+            _ => None,
+        }
+    }
+}
+
+/// HealthBench Professional's length adjustment (simple-evals
+/// `calculate_length_adjusted_score`): `adjusted = score - penalty_per_500_chars x
+/// (chars - center) / 500`, where `chars` counts Unicode code points of the response.
+/// Two-sided (shorter answers gain) and never clipped per example.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LengthAdjustment {
+    /// Response length (Unicode code points) at which the adjustment is zero.
+    #[schema(minimum = 0)]
+    pub center: f64,
+    /// Score change per 500 code points away from `center`.
+    #[schema(minimum = 0)]
+    pub penalty_per_500_chars: f64,
+}
+
+impl LengthAdjustment {
+    /// The published HealthBench Professional constants (simple-evals
+    /// `--healthbench-professional-mode`; paper arXiv 2604.27470 section 4.1).
+    pub const PROFESSIONAL: LengthAdjustment = LengthAdjustment {
+        center: 2000.0,
+        penalty_per_500_chars: 0.0147,
+    };
+
+    /// Checks both constants (finite, >= 0); the message names the fix.
+    pub fn new(center: f64, penalty_per_500_chars: f64) -> Result<LengthAdjustment, String> {
+        for (name, v) in [
+            ("center", center),
+            ("penalty_per_500_chars", penalty_per_500_chars),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name} {v} must be a finite number >= 0"));
+            }
+        }
+        Ok(LengthAdjustment {
+            center,
+            penalty_per_500_chars,
+        })
+    }
+
+    /// By preset name (`professional`) or as `CENTER,PENALTY_PER_500_CHARS`.
+    pub fn parse(s: &str) -> Result<LengthAdjustment, String> {
+        if s == "professional" {
+            return Ok(LengthAdjustment::PROFESSIONAL);
+        }
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let [c, p] = parts.as_slice() else {
+            return Err(format!(
+                "\"{s}\" is not a length adjustment; use \"professional\" or CENTER,PENALTY_PER_500_CHARS (e.g. 2000,0.0147)"
+            ));
+        };
+        let num = |v: &str, name: &str| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{name} \"{v}\" is not a number"))
+        };
+        LengthAdjustment::new(num(c, "center")?, num(p, "penalty_per_500_chars")?)
+    }
+
+    /// The amount subtracted from a score for a response of `chars` code points.
+    pub fn shift(&self, chars: u64) -> f64 {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "response lengths are far below 2^52 code points"
+        )]
+        let n = chars as f64;
+        self.penalty_per_500_chars * ((n - self.center) / 500.0)
+    }
+
+    pub fn adjust(&self, score: f64, chars: u64) -> f64 {
+        score - self.shift(chars)
+    }
+}
+
+/// The length of a response as the length adjustment counts it: Unicode code points
+/// (Python's `len(str)`), not bytes.
+pub fn response_chars(response: &str) -> u64 {
+    u64::try_from(response.chars().count()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -323,6 +466,8 @@ pub struct Scoring {
     /// Final score of an example on which a veto criterion is violated.
     pub veto_score: f64,
     pub on_abstention: OnAbstention,
+    /// Length adjustment reported beside the raw figures; off (`None`) by default.
+    pub length_adjustment: Option<LengthAdjustment>,
 }
 
 impl Default for Scoring {
@@ -331,6 +476,7 @@ impl Default for Scoring {
             policy: Policy::HealthBench,
             veto_score: 0.0,
             on_abstention: OnAbstention::Incomplete,
+            length_adjustment: None,
         }
     }
 }

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     CONSENSUS_RULES, ConsensusSpec, Criterion, CriterionId, CriterionKind, FieldError, Invalid,
-    OnAbstention, Policy, QuarkMedParams, RUBRIC_FORMAT, Rubric, Scoring, TIE_RULES, Tier,
-    valid_identifier,
+    LengthAdjustment, OnAbstention, Policy, QuarkMedParams, RUBRIC_FORMAT, Rubric, Saturation,
+    Scoring, TIE_RULES, Tier, valid_identifier,
 };
 
 /// A `rubric.v1` document before validation. The OpenAPI schema derived here states
@@ -75,8 +75,18 @@ pub enum TieRuleName {
 #[expect(dead_code, reason = "documents the OpenAPI schema only")]
 pub enum PolicyName {
     Healthbench,
+    Livemedbench,
     Quarkmed,
     Weighted,
+}
+
+/// QuarkMed saturation rules (`Saturation`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[expect(dead_code, reason = "documents the OpenAPI schema only")]
+pub enum SaturationName {
+    EarnedEssential,
+    EssentialMax,
 }
 
 /// What an abstained criterion does to the example.
@@ -86,6 +96,7 @@ pub enum PolicyName {
 pub enum OnAbstentionName {
     Incomplete,
     Renormalize,
+    AsNotMet,
 }
 
 /// QuarkMed tier names.
@@ -149,15 +160,32 @@ pub struct RawScoring {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 1)]
     pub r_pitfall: Option<f64>,
+    /// Legacy spelling of `saturation = "essential_max"` with this factor (documents
+    /// written before the QuarkMedBench report keep their meaning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0)]
     pub bonus_cap: Option<f64>,
+    /// QuarkMed Eq. 4 outer cap: `earned_essential` (published, default) or `essential_max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<SaturationName>)]
+    pub saturation: Option<String>,
+    /// Multiple of the saturation base (default 2 for earned_essential, 1 for essential_max).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub saturation_factor: Option<f64>,
+    /// QuarkMed Eq. 4 per-tag cap L in tribunal credit units (default: no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub tag_cap: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 1)]
     pub veto_score: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<OnAbstentionName>)]
     pub on_abstention: Option<String>,
+    /// HealthBench Professional length adjustment; both keys or neither. Off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_adjustment: Option<LengthAdjustment>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
@@ -293,6 +321,9 @@ fn validate_scoring(raw: &RawScoring, errs: &mut Vec<FieldError>) -> Scoring {
         ("r_essential", raw.r_essential.is_some()),
         ("r_pitfall", raw.r_pitfall.is_some()),
         ("bonus_cap", raw.bonus_cap.is_some()),
+        ("saturation", raw.saturation.is_some()),
+        ("saturation_factor", raw.saturation_factor.is_some()),
+        ("tag_cap", raw.tag_cap.is_some()),
     ];
     if let Policy::QuarkMed(params) = &mut scoring.policy {
         let w = raw.weights.clone().unwrap_or_default();
@@ -325,16 +356,7 @@ fn validate_scoring(raw: &RawScoring, errs: &mut Vec<FieldError>) -> Scoring {
             &mut params.r_pitfall,
             errs,
         );
-        if let Some(v) = raw.bonus_cap {
-            if v.is_finite() && v >= 0.0 {
-                params.bonus_cap = v;
-            } else {
-                errs.push(FieldError::new(
-                    "scoring.bonus_cap",
-                    format!("{v} must be a number >= 0"),
-                ));
-            }
-        }
+        validate_saturation(raw, params, errs);
     } else {
         for (field, present) in quark_only {
             if present {
@@ -345,6 +367,12 @@ fn validate_scoring(raw: &RawScoring, errs: &mut Vec<FieldError>) -> Scoring {
             }
         }
     }
+    if let Some(la) = raw.length_adjustment {
+        match LengthAdjustment::new(la.center, la.penalty_per_500_chars) {
+            Ok(la) => scoring.length_adjustment = Some(la),
+            Err(m) => errs.push(FieldError::new("scoring.length_adjustment", m)),
+        }
+    }
     set_unit(
         raw.veto_score,
         "scoring.veto_score",
@@ -352,14 +380,76 @@ fn validate_scoring(raw: &RawScoring, errs: &mut Vec<FieldError>) -> Scoring {
         errs,
     );
     match raw.on_abstention.as_deref() {
-        None | Some("incomplete") => {}
-        Some("renormalize") => scoring.on_abstention = OnAbstention::Renormalize,
-        Some(other) => errs.push(FieldError::new(
-            "scoring.on_abstention",
-            format!("unknown value \"{other}\"; use \"incomplete\" or \"renormalize\""),
-        )),
+        None => {}
+        Some(name) => match OnAbstention::parse(name) {
+            Some(o) => scoring.on_abstention = o,
+            None => errs.push(FieldError::new(
+                "scoring.on_abstention",
+                format!(
+                    "unknown value \"{name}\"; use \"incomplete\", \"renormalize\" or \"as_not_met\""
+                ),
+            )),
+        },
     }
     scoring
+}
+
+/// QuarkMed Eq. 4: the saturation rule, its factor and the per-tag cap. The legacy key
+/// `bonus_cap` means tribunal's earlier rule (`essential_max`) with that factor, so
+/// documents written before the report keep their meaning.
+fn validate_saturation(raw: &RawScoring, params: &mut QuarkMedParams, errs: &mut Vec<FieldError>) {
+    let rule = match (raw.bonus_cap, raw.saturation.as_deref()) {
+        (Some(_), Some(_)) => {
+            errs.push(FieldError::new(
+                "scoring.bonus_cap",
+                "give either `bonus_cap` (legacy: essential_max with that factor) or `saturation`, not both",
+            ));
+            return;
+        }
+        (Some(_), None) => Saturation::EssentialMax,
+        (None, None | Some("earned_essential")) => Saturation::EarnedEssential,
+        (None, Some("essential_max")) => Saturation::EssentialMax,
+        (None, Some(other)) => {
+            errs.push(FieldError::new(
+                "scoring.saturation",
+                format!(
+                    "unknown rule \"{other}\"; use \"earned_essential\" (published) or \"essential_max\""
+                ),
+            ));
+            return;
+        }
+    };
+    if raw.bonus_cap.is_some() && raw.saturation_factor.is_some() {
+        errs.push(FieldError::new(
+            "scoring.saturation_factor",
+            "`bonus_cap` already is the factor; remove one of them",
+        ));
+        return;
+    }
+    params.saturation = rule;
+    params.saturation_factor = rule.default_factor();
+    for (field, value) in [
+        ("scoring.bonus_cap", raw.bonus_cap),
+        ("scoring.saturation_factor", raw.saturation_factor),
+    ] {
+        if let Some(v) = value {
+            if v.is_finite() && v >= 0.0 {
+                params.saturation_factor = v;
+            } else {
+                errs.push(FieldError::new(field, format!("{v} must be a number >= 0")));
+            }
+        }
+    }
+    if let Some(l) = raw.tag_cap {
+        if l.is_finite() && l >= 0.0 {
+            params.tag_cap = Some(l);
+        } else {
+            errs.push(FieldError::new(
+                "scoring.tag_cap",
+                format!("{l} must be a number >= 0"),
+            ));
+        }
+    }
 }
 
 fn validate_consensus(c: &RawConsensus, errs: &mut Vec<FieldError>) -> ConsensusSpec {
@@ -469,9 +559,12 @@ fn validate_criterion(
         },
     };
     match (&scoring.policy, kind) {
-        (Policy::HealthBench, Some(CriterionKind::Tier(_))) => errs.push(FieldError::new(
+        (p, Some(CriterionKind::Tier(_))) if p.scores_points() => errs.push(FieldError::new(
             format!("{at}.tier"),
-            "the healthbench policy scores `points`; give points or use scoring.policy \"quarkmed\" or \"weighted\"",
+            format!(
+                "the {} policy scores `points`; give points or use scoring.policy \"quarkmed\" or \"weighted\"",
+                p.name()
+            ),
         )),
         (Policy::QuarkMed(_), Some(CriterionKind::Points(_))) => errs.push(FieldError::new(
             format!("{at}.points"),
@@ -542,44 +635,44 @@ pub(crate) fn check_points(p: f64, field: &str, errs: &mut Vec<FieldError>) -> O
 impl Rubric {
     /// The canonical `rubric.v1` document for this rubric, with every id filled in.
     pub fn to_raw(&self) -> RawRubric {
-        let (policy, weights, r_essential, r_pitfall, bonus_cap) = match &self.scoring.policy {
-            Policy::QuarkMed(QuarkMedParams {
-                w_essential,
-                w_important,
-                w_highlight,
-                w_pitfall,
-                r_essential,
-                r_pitfall,
-                bonus_cap,
-            }) => (
-                "quarkmed",
-                Some(super::raw::RawWeights {
-                    essential: Some(*w_essential),
-                    important: Some(*w_important),
-                    highlight: Some(*w_highlight),
-                    pitfall: Some(*w_pitfall),
-                }),
-                Some(*r_essential),
-                Some(*r_pitfall),
-                Some(*bonus_cap),
-            ),
-            other => (other.name(), None, None, None, None),
+        let mut scoring = RawScoring {
+            policy: Some(self.scoring.policy.name().to_owned()),
+            veto_score: Some(self.scoring.veto_score),
+            on_abstention: Some(self.scoring.on_abstention.as_str().to_owned()),
+            length_adjustment: self.scoring.length_adjustment,
+            ..RawScoring::default()
         };
+        if let Policy::QuarkMed(QuarkMedParams {
+            w_essential,
+            w_important,
+            w_highlight,
+            w_pitfall,
+            r_essential,
+            r_pitfall,
+            saturation,
+            saturation_factor,
+            tag_cap,
+        }) = &self.scoring.policy
+        {
+            scoring.weights = Some(super::raw::RawWeights {
+                essential: Some(*w_essential),
+                important: Some(*w_important),
+                highlight: Some(*w_highlight),
+                pitfall: Some(*w_pitfall),
+            });
+            scoring.r_essential = Some(*r_essential);
+            scoring.r_pitfall = Some(*r_pitfall);
+            scoring.saturation = Some(saturation.as_str().to_owned());
+            scoring.saturation_factor = Some(*saturation_factor);
+            scoring.tag_cap = *tag_cap;
+        }
         RawRubric {
             format: RUBRIC_FORMAT.to_owned(),
             id: self.id.clone(),
             version: self.version,
             title: self.title.clone(),
             description: None,
-            scoring: RawScoring {
-                policy: Some(policy.to_owned()),
-                weights,
-                r_essential,
-                r_pitfall,
-                bonus_cap,
-                veto_score: Some(self.scoring.veto_score),
-                on_abstention: Some(self.scoring.on_abstention.as_str().to_owned()),
-            },
+            scoring,
             consensus: self.consensus.as_ref().map(|c| RawConsensus {
                 rule: c.rule.map(str::to_owned),
                 tie: Some(c.tie.to_owned()),
@@ -618,6 +711,9 @@ impl Rubric {
             raw.scoring.r_essential = None;
             raw.scoring.r_pitfall = None;
             raw.scoring.bonus_cap = None;
+            raw.scoring.saturation = None;
+            raw.scoring.saturation_factor = None;
+            raw.scoring.tag_cap = None;
         }
         raw.validate("criteria")
     }
@@ -717,6 +813,148 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(fields(&input), expected);
         }
+    }
+
+    fn scoring(json: serde_json::Value) -> Result<Scoring, Vec<String>> {
+        let mut r = rubric(vec![RawCriterion {
+            points: None,
+            tier: Some("essential".into()),
+            ..crit("x", 1.0)
+        }]);
+        r.scoring = serde_json::from_value(json).map_err(|e| vec![e.to_string()])?;
+        r.validate("criteria")
+            .map(|r| r.scoring)
+            .map_err(|Invalid(es)| es.into_iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn quarkmed_saturation_keys() {
+        use serde_json::json;
+        let params = |j| match scoring(j) {
+            Ok(Scoring {
+                policy: Policy::QuarkMed(p),
+                ..
+            }) => Ok((p.saturation, p.saturation_factor, p.tag_cap)),
+            Ok(other) => Err(vec![format!("not quarkmed: {other:?}")]),
+            Err(e) => Err(e),
+        };
+        let table = [
+            // The published rule is the default.
+            (
+                json!({"policy": "quarkmed"}),
+                Ok((Saturation::EarnedEssential, 2.0, None)),
+            ),
+            (
+                json!({"policy": "quarkmed", "saturation": "essential_max"}),
+                Ok((Saturation::EssentialMax, 1.0, None)),
+            ),
+            (
+                json!({"policy": "quarkmed", "saturation_factor": 3, "tag_cap": 1.5}),
+                Ok((Saturation::EarnedEssential, 3.0, Some(1.5))),
+            ),
+            // Documents written before the report keep their meaning.
+            (
+                json!({"policy": "quarkmed", "bonus_cap": 1.0}),
+                Ok((Saturation::EssentialMax, 1.0, None)),
+            ),
+            (
+                json!({"policy": "quarkmed", "bonus_cap": 1.0, "saturation": "essential_max"}),
+                Err(vec![
+                    "scoring.bonus_cap: give either `bonus_cap` (legacy: essential_max with that factor) or `saturation`, not both".to_owned(),
+                ]),
+            ),
+            (
+                json!({"policy": "quarkmed", "saturation": "twice"}),
+                Err(vec![
+                    "scoring.saturation: unknown rule \"twice\"; use \"earned_essential\" (published) or \"essential_max\"".to_owned(),
+                ]),
+            ),
+            (
+                json!({"policy": "quarkmed", "tag_cap": -1}),
+                Err(vec!["scoring.tag_cap: -1 must be a number >= 0".to_owned()]),
+            ),
+        ];
+        for (input, expected) in table {
+            assert_eq!(params(input.clone()), expected, "{input}");
+        }
+        assert_eq!(
+            scoring(json!({"policy": "weighted", "tag_cap": 1})).unwrap_err(),
+            vec![
+                "scoring.tag_cap: only applies to the quarkmed policy; remove it or set scoring.policy = \"quarkmed\""
+            ]
+        );
+    }
+
+    #[test]
+    fn length_adjustment_and_as_not_met_keys() {
+        use serde_json::json;
+        let r = |j: serde_json::Value| {
+            let mut r = rubric(vec![crit("x", 3.0)]);
+            r.scoring = serde_json::from_value(j)?;
+            Ok::<_, serde_json::Error>(r.validate("criteria"))
+        };
+        let s = r(json!({"length_adjustment": {"center": 2000, "penalty_per_500_chars": 0.0147}, "on_abstention": "as_not_met", "policy": "livemedbench"}))
+            .unwrap()
+            .unwrap()
+            .scoring;
+        assert_eq!(s.length_adjustment, Some(LengthAdjustment::PROFESSIONAL));
+        assert_eq!(s.on_abstention, OnAbstention::AsNotMet);
+        assert_eq!(s.policy, Policy::LiveMedBench);
+        // Both constants or neither.
+        let missing = r(json!({"length_adjustment": {"center": 2000}})).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .contains("missing field `penalty_per_500_chars`"),
+            "{missing}"
+        );
+        let negative =
+            r(json!({"length_adjustment": {"center": 2000, "penalty_per_500_chars": -1}}))
+                .unwrap()
+                .unwrap_err();
+        assert_eq!(
+            negative.to_string(),
+            "scoring.length_adjustment: penalty_per_500_chars -1 must be a finite number >= 0"
+        );
+        // Default: off, and abstentions make the example incomplete.
+        let d = r(json!({})).unwrap().unwrap().scoring;
+        assert_eq!(d.length_adjustment, None);
+        assert_eq!(d.on_abstention, OnAbstention::Incomplete);
+        // LiveMedBench scores points, not tiers.
+        let mut tiers = rubric(vec![RawCriterion {
+            points: None,
+            tier: Some("essential".into()),
+            ..crit("x", 1.0)
+        }]);
+        tiers.scoring.policy = Some("livemedbench".into());
+        assert_eq!(
+            fields(&tiers),
+            vec![
+                "criteria[0].tier: the livemedbench policy scores `points`; give points or use scoring.policy \"quarkmed\" or \"weighted\""
+            ]
+        );
+    }
+
+    #[test]
+    fn to_raw_round_trips_new_parameters() {
+        let mut raw = rubric(vec![RawCriterion {
+            points: None,
+            tier: Some("essential".into()),
+            tags: vec!["t".into()],
+            ..crit("x", 1.0)
+        }]);
+        raw.scoring.policy = Some("quarkmed".into());
+        raw.scoring.tag_cap = Some(1.5);
+        raw.scoring.on_abstention = Some("as_not_met".into());
+        raw.scoring.length_adjustment = Some(LengthAdjustment::PROFESSIONAL);
+        let r = raw.validate("criteria").unwrap();
+        assert_eq!(r.to_raw().validate("criteria").unwrap(), r);
+        let legacy = {
+            let mut l = raw.clone();
+            l.scoring.bonus_cap = Some(1.0);
+            l.validate("criteria").unwrap()
+        };
+        assert_eq!(legacy.to_raw().validate("criteria").unwrap(), legacy);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! `resamples` resamples (with replacement) of the per-example values. Every figure
 //! reports its `n`. The RNG is ChaCha8 seeded per figure from (seed, figure name), so
 //! results are reproducible and adding a tag never changes another tag's figure.
+//! Length-adjusted figures (HealthBench Professional) are the same statistics over the
+//! per-example adjusted values, reported beside the raw ones, never instead of them.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +12,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::ExampleScore;
+use crate::rubric::LengthAdjustment;
 
 pub const DEFAULT_RESAMPLES: usize = 1000;
 
@@ -31,6 +34,20 @@ pub struct Summary {
     pub excluded_incomplete: usize,
     /// Excluded because the score is undefined (e.g. no positive points) and not vetoed.
     pub excluded_undefined: usize,
+    /// The mean of the length-adjusted example scores (clipped like `overall`); `None`
+    /// when no included example has a length adjustment.
+    pub overall_length_adjusted: Option<Figure>,
+    /// Length-adjusted figures per tag: each tag value minus its example's shift.
+    pub tags_length_adjusted: BTreeMap<String, Figure>,
+    /// The adjustment's constants when every adjusted example used the same ones.
+    pub length_adjustment: Option<LengthAdjustment>,
+    /// Included examples with an adjustment but no known response length, left out of
+    /// the length-adjusted figures (their `n` says so too).
+    pub missing_response_length: usize,
+    /// Included examples scored under `on_abstention = "as_not_met"` ...
+    pub as_not_met_examples: usize,
+    /// ... and the abstained criteria those examples counted as not met.
+    pub as_not_met_criteria: usize,
 }
 
 /// Mean clipped to [0, 1]; `None` for no values.
@@ -96,6 +113,13 @@ pub fn summarize(examples: &[ExampleScore], seed: u64, resamples: usize) -> Summ
     let mut by_tag: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut excluded_incomplete = 0;
     let mut excluded_undefined = 0;
+    let mut adjusted = Vec::new();
+    let mut adjusted_by_tag: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut any_adjustment = false;
+    let mut constants: Vec<LengthAdjustment> = Vec::new();
+    let mut missing_response_length = 0;
+    let mut as_not_met_examples = 0;
+    let mut as_not_met_criteria = 0;
     for e in examples {
         if e.incomplete {
             excluded_incomplete += 1;
@@ -109,6 +133,28 @@ pub fn summarize(examples: &[ExampleScore], seed: u64, resamples: usize) -> Summ
         for (tag, v) in &e.tags {
             by_tag.entry(tag.as_str()).or_default().push(*v);
         }
+        if e.abstentions_as_not_met {
+            as_not_met_examples += 1;
+            as_not_met_criteria += e.abstained.len();
+        }
+        if let Some(la) = e.length_adjustment {
+            any_adjustment = true;
+            if !constants.contains(&la) {
+                constants.push(la);
+            }
+            match e.length_shift() {
+                Some(shift) => {
+                    adjusted.push(f - shift);
+                    for (tag, v) in &e.tags {
+                        adjusted_by_tag
+                            .entry(tag.as_str())
+                            .or_default()
+                            .push(v - shift);
+                    }
+                }
+                None => missing_response_length += 1,
+            }
+        }
     }
     Summary {
         overall: figure(&overall, seed, "overall", resamples),
@@ -119,5 +165,21 @@ pub fn summarize(examples: &[ExampleScore], seed: u64, resamples: usize) -> Summ
         examples: examples.len(),
         excluded_incomplete,
         excluded_undefined,
+        overall_length_adjusted: any_adjustment
+            .then(|| figure(&adjusted, seed, "overall\u{1f}length_adjusted", resamples)),
+        tags_length_adjusted: adjusted_by_tag
+            .into_iter()
+            .map(|(t, v)| {
+                let name = format!("{t}\u{1f}length_adjusted");
+                (t.to_owned(), figure(&v, seed, &name, resamples))
+            })
+            .collect(),
+        length_adjustment: match constants.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        },
+        missing_response_length,
+        as_not_met_examples,
+        as_not_met_criteria,
     }
 }

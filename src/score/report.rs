@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ExampleScore, Figure, Summary, Undefined};
-use crate::rubric::CriterionId;
+use crate::rubric::{CriterionId, LengthAdjustment};
 
 /// One figure of a summary: the clipped mean, its bootstrap standard deviation and the
 /// number of examples it covers.
@@ -53,6 +53,33 @@ pub struct SummaryDoc {
     /// Bootstrap seed.
     pub seed: u64,
     pub resamples: usize,
+    /// The mean of the length-adjusted example scores, beside the unchanged raw
+    /// `overall`; null when no length adjustment applies.
+    #[serde(default)]
+    pub overall_length_adjusted: Option<FigureEntry>,
+    /// Length-adjusted figures by tag (empty when no length adjustment applies).
+    #[serde(default)]
+    pub tags_length_adjusted: BTreeMap<String, FigureEntry>,
+    /// The adjustment's constants, when every adjusted example used the same ones.
+    #[serde(default)]
+    pub length_adjustment: Option<LengthAdjustment>,
+    /// Included examples with a length adjustment but no known response length, left out
+    /// of the length-adjusted figures.
+    #[serde(default)]
+    pub missing_response_length: usize,
+    /// Abstentions counted as not met (`on_abstention = "as_not_met"`, opt-in only).
+    #[serde(default)]
+    pub abstentions_as_not_met: AsNotMetCount,
+}
+
+/// How much of a summary rests on abstentions counted as not met.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AsNotMetCount {
+    /// Included examples scored under `on_abstention = "as_not_met"`.
+    pub examples: usize,
+    /// Abstained criteria those examples counted as not met.
+    pub criteria: usize,
 }
 
 /// The per-example entry; `prompt_id` carries the case id for case.v1 rows too.
@@ -60,11 +87,13 @@ pub fn example_json(id: &str, e: &ExampleScore) -> Value {
     serde_json::to_value(ExampleEntry::new(id, e)).unwrap_or(Value::Null)
 }
 
-/// An `example_json` object read back. Every key is required (an absent `Option` is an
-/// error, not `None`) and an unknown key or `undefined_reason` is an error, so a stored
-/// entry that does not match the writer fails loudly instead of becoming a different
-/// score. A key added to `example_json` must be added here too (the round-trip test in
-/// `grader` fails until it is).
+/// An `example_json` object read back. Every original key is required (an absent
+/// `Option` is an error, not `None`) and an unknown key or `undefined_reason` is an
+/// error, so a stored entry that does not match the writer fails loudly instead of
+/// becoming a different score. Keys added later (`response_chars`, `length_adjustment`,
+/// `length_adjusted_score`, `abstentions_as_not_met`) default when absent, so reports
+/// stored before them still read. A key added to `example_json` must be added here too
+/// (the round-trip test in `grader` fails until it is).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = ExampleScore)]
@@ -85,6 +114,21 @@ pub struct ExampleEntry {
     pub abstained: Vec<CriterionId>,
     #[serde(deserialize_with = "Option::deserialize")]
     pub undefined_reason: Option<Undefined>,
+    /// The graded response's length in Unicode code points (what the length adjustment
+    /// counts); null when the response is unknown.
+    #[serde(default)]
+    pub response_chars: Option<u64>,
+    /// The rubric's length adjustment (null: none).
+    #[serde(default)]
+    pub length_adjustment: Option<LengthAdjustment>,
+    /// `final_score` after the length adjustment, not clipped; derived from the fields
+    /// above (null without an adjustment or a response length).
+    #[serde(default)]
+    pub length_adjusted_score: Option<f64>,
+    /// Scored under `on_abstention = "as_not_met"`: the `abstained` criteria counted as
+    /// not met (LiveMedBench's convention, never the default).
+    #[serde(default)]
+    pub abstentions_as_not_met: bool,
 }
 
 impl ExampleEntry {
@@ -97,6 +141,10 @@ impl ExampleEntry {
             incomplete: e.incomplete,
             abstained: e.abstained.clone(),
             undefined_reason: e.undefined,
+            response_chars: e.response_chars,
+            length_adjustment: e.length_adjustment,
+            length_adjusted_score: e.length_adjusted_score(),
+            abstentions_as_not_met: e.abstentions_as_not_met,
         }
     }
 
@@ -112,6 +160,11 @@ impl ExampleEntry {
             incomplete,
             abstained,
             undefined_reason,
+            response_chars,
+            length_adjustment,
+            // Derived from the other fields; recomputed by `ExampleScore`.
+            length_adjusted_score: _,
+            abstentions_as_not_met,
         } = self;
         if score.is_some() == undefined_reason.is_some() {
             return Err(format!(
@@ -127,6 +180,9 @@ impl ExampleEntry {
             incomplete,
             abstained,
             tags,
+            response_chars,
+            length_adjustment,
+            abstentions_as_not_met,
         })
     }
 }
@@ -155,6 +211,18 @@ pub fn summary_doc<'a>(
         },
         seed,
         resamples,
+        overall_length_adjusted: summary.overall_length_adjusted.as_ref().map(Into::into),
+        tags_length_adjusted: summary
+            .tags_length_adjusted
+            .iter()
+            .map(|(t, f)| (t.clone(), f.into()))
+            .collect(),
+        length_adjustment: summary.length_adjustment,
+        missing_response_length: summary.missing_response_length,
+        abstentions_as_not_met: AsNotMetCount {
+            examples: summary.as_not_met_examples,
+            criteria: summary.as_not_met_criteria,
+        },
     }
 }
 
@@ -193,8 +261,8 @@ pub fn summary_table(summary: &Summary, policy_note: &str, seed: u64) -> String 
         "{:<width$}  {:>7}  {:>7}  {:>6}",
         "figure", "score", "std", "n"
     );
-    let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |x| format!("{x:.4}"));
-    let mut row = |name: &str, f: &Figure| {
+    let row = |out: &mut String, name: &str, f: &Figure| {
+        let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |x| format!("{x:.4}"));
         let _ = writeln!(
             out,
             "{name:<width$}  {:>7}  {:>7}  {:>6}",
@@ -203,9 +271,34 @@ pub fn summary_table(summary: &Summary, policy_note: &str, seed: u64) -> String 
             f.n
         );
     };
-    row("overall", &summary.overall);
+    row(&mut out, "overall", &summary.overall);
     for (t, f) in &summary.tags {
-        row(t, f);
+        row(&mut out, t, f);
+    }
+    if let Some(f) = &summary.overall_length_adjusted {
+        let _ = writeln!(
+            out,
+            "length-adjusted ({}); missing response length: {}",
+            summary.length_adjustment.map_or_else(
+                || "mixed constants".to_owned(),
+                |la| format!(
+                    "center {}, penalty {} per 500 chars",
+                    la.center, la.penalty_per_500_chars
+                )
+            ),
+            summary.missing_response_length
+        );
+        row(&mut out, "overall", f);
+        for (t, f) in &summary.tags_length_adjusted {
+            row(&mut out, t, f);
+        }
+    }
+    if summary.as_not_met_examples > 0 {
+        let _ = writeln!(
+            out,
+            "WARNING: on_abstention = as_not_met: {} abstained criteria counted as not met ({} examples scored under it)",
+            summary.as_not_met_criteria, summary.as_not_met_examples
+        );
     }
     out
 }

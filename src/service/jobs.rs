@@ -7,22 +7,37 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use serde_json::Value;
 
 use super::auth::ListFilter;
 use super::{Action, Caller, Owned, Service, corrupt, invalid};
 use crate::error::Error;
-use crate::grader::read_example_score;
+use crate::grader::read_example_score_text;
 use crate::item::{RubricSource, parse_line};
 use crate::rubric::{FieldError, Invalid};
 use crate::score::{self, DEFAULT_RESAMPLES, report};
 use crate::store::{JobRecord, JobState, now_ms};
 
-/// Results read per store page while streaming.
-const RESULT_PAGE: u32 = 500;
-/// Longest wait for a progress notification before a follower looks again anyway.
-const FOLLOW_POLL: Duration = Duration::from_secs(1);
+/// Results read per store page while streaming: large pages, so the per-page cost
+/// (a query, a wake-up, one body chunk) is spread over many rows.
+const RESULT_PAGE: u32 = 2_000;
+/// Items stored per transaction while a submission streams in.
+const STAGE_BATCH: usize = 2_000;
+
+/// What a submission's validation remembers between items.
+#[derive(Default)]
+struct Intake {
+    /// Items read so far.
+    seen: usize,
+    errs: Vec<FieldError>,
+    /// Criteria per stored rubric reference, resolved once per job, not per item.
+    referenced: HashMap<(String, Option<u32>), Result<usize, String>>,
+}
+/// Longest wait for a progress notification before a follower looks again anyway: a
+/// safety net only, since every finished item and state change of a job wakes its
+/// followers.
+const FOLLOW_POLL: Duration = Duration::from_secs(5);
 
 /// One finished item of a job.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,77 +110,152 @@ impl Service {
         lines: Vec<String>,
         seed: u64,
     ) -> Result<JobStatus, Error> {
+        self.submit_job_stream(
+            caller,
+            futures::stream::iter(lines.into_iter().map(Ok)),
+            seed,
+        )
+        .await
+    }
+
+    /// Stores and starts a job from a stream of item lines, validating and storing
+    /// them as they arrive, so memory stays bounded whatever the job's size. The
+    /// submission is still all-or-nothing: items go into a hidden staging job, which
+    /// becomes queued only when every item is stored and valid, and is removed
+    /// otherwise (an invalid item, a read error, more than `max_items_per_job`
+    /// items). A stream error (`Err` item, e.g. a body cut off) fails the whole
+    /// submission.
+    pub async fn submit_job_stream<S>(
+        &self,
+        caller: &Caller,
+        lines: S,
+        seed: u64,
+    ) -> Result<JobStatus, Error>
+    where
+        S: futures::Stream<Item = Result<String, Error>> + Send,
+    {
         caller.require(Action::SubmitJob)?;
-        if lines.is_empty() {
-            return Err(invalid("items", "a job needs at least one item"));
-        }
-        if lines.len() > self.limits.max_items_per_job {
-            return Err(Error::TooLarge {
-                what: "job",
-                detail: format!(
-                    "{} items; the limit is {} (server.max_items_per_job)",
-                    lines.len(),
-                    self.limits.max_items_per_job
-                ),
-                field: Some("items".into()),
-            });
-        }
         self.check_job_quota(caller).await?;
-        let mut errs = Vec::new();
-        let mut rows = Vec::with_capacity(lines.len());
-        // Criteria per stored rubric reference, resolved once per job, not per item.
-        let mut referenced: HashMap<(String, Option<u32>), Result<usize, String>> = HashMap::new();
-        for (i, line) in lines.into_iter().enumerate() {
-            match parse_line(&line) {
-                Ok((_, item)) => {
-                    let criteria = match &item.rubric {
-                        RubricSource::Inline(r) => Ok(r.criteria.len()),
-                        RubricSource::Reference { id, version } => {
-                            let key = (id.clone(), *version);
-                            if let Some(known) = referenced.get(&key) {
-                                known.clone()
-                            } else {
-                                let found = match self.grader.resolve(&item.rubric).await {
-                                    Ok(r) => Ok(r.criteria.len()),
-                                    Err(e @ Error::NotFound { .. }) => Err(e.to_string()),
-                                    Err(e) => return Err(e),
-                                };
-                                referenced.insert(key, found.clone());
-                                found
-                            }
-                        }
-                    };
-                    match criteria {
-                        Err(message) => {
-                            errs.push(FieldError::new(format!("items[{i}].rubric"), message));
-                            continue;
-                        }
-                        Ok(n) => self.check_criteria(n, &format!("items[{i}].rubric.criteria"))?,
-                    }
-                    if item.response.is_none() {
-                        errs.push(FieldError::new(
-                            format!("items[{i}].response"),
-                            "missing: the text to grade goes in `response`",
-                        ));
-                        continue;
-                    }
-                    rows.push((item.case.id, line));
-                }
-                Err(inv) => errs.extend(inv.under(&format!("items[{i}]")).0),
+        let id = uuid::Uuid::now_v7().to_string();
+        self.store.stage_job(&id, seed, caller.owner()).await?;
+        match self.stage_items(&id, lines).await {
+            Ok(total) => {
+                self.store.commit_staged_job(&id, total).await?;
+                self.jobs.start(&id);
+                Ok(JobStatus::from(&self.job_record(&id).await?))
             }
-            if errs.len() >= 100 {
+            Err(e) => {
+                if let Err(cleanup) = self.store.discard_staged_job(&id).await {
+                    // The next start-up removes it (`Jobs::resume`); it is never run.
+                    tracing::warn!(job = %id, error = %cleanup, "could not remove a failed submission");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Validates and stores a submission's items in batches; returns how many.
+    async fn stage_items<S>(&self, id: &str, lines: S) -> Result<u64, Error>
+    where
+        S: futures::Stream<Item = Result<String, Error>> + Send,
+    {
+        let mut lines = std::pin::pin!(lines);
+        let mut intake = Intake::default();
+        let mut batch = Vec::with_capacity(STAGE_BATCH);
+        let mut stored = 0u64;
+        while let Some(line) = lines.next().await {
+            let line = line?;
+            let i = intake.seen;
+            intake.seen += 1;
+            if intake.seen > self.limits.max_items_per_job {
+                return Err(Error::TooLarge {
+                    what: "job",
+                    detail: format!(
+                        "more than {} items (server.max_items_per_job); split the job or raise the limit",
+                        self.limits.max_items_per_job
+                    ),
+                    field: Some("items".into()),
+                });
+            }
+            if let Some(row) = self.check_item(&mut intake, i, line).await? {
+                // Once an item is invalid nothing will be stored: keep validating (to
+                // report up to 100 problems at once), stop writing.
+                if intake.errs.is_empty() {
+                    batch.push(row);
+                }
+            }
+            if intake.errs.len() >= 100 {
                 break;
             }
+            if batch.len() >= STAGE_BATCH {
+                self.store.stage_items(id, stored, &batch).await?;
+                stored += batch.len() as u64;
+                batch.clear();
+            }
         }
-        if !errs.is_empty() {
-            return Err(Error::Invalid(Invalid(errs)));
+        if !intake.errs.is_empty() {
+            return Err(Error::Invalid(Invalid(intake.errs)));
         }
-        let id = uuid::Uuid::now_v7().to_string();
-        self.store
-            .create_job(&id, seed, caller.owner(), &rows)
-            .await?;
-        self.jobs.start(&id);
-        Ok(JobStatus::from(&self.job_record(&id).await?))
+        if intake.seen == 0 {
+            return Err(invalid("items", "a job needs at least one item"));
+        }
+        if !batch.is_empty() {
+            self.store.stage_items(id, stored, &batch).await?;
+            stored += batch.len() as u64;
+        }
+        Ok(stored)
+    }
+
+    /// One item of a submission: its `(case_id, line)` row when valid; problems go
+    /// to `intake.errs` under `items[i]`. Only a store failure (or a rubric over the
+    /// criteria limit, which names no single item's fix) is an error of its own.
+    async fn check_item(
+        &self,
+        intake: &mut Intake,
+        i: usize,
+        line: String,
+    ) -> Result<Option<(String, String)>, Error> {
+        let item = match parse_line(&line) {
+            Ok((_, item)) => item,
+            Err(inv) => {
+                intake.errs.extend(inv.under(&format!("items[{i}]")).0);
+                return Ok(None);
+            }
+        };
+        let criteria = match &item.rubric {
+            RubricSource::Inline(r) => Ok(r.criteria.len()),
+            RubricSource::Reference { id, version } => {
+                let key = (id.clone(), *version);
+                if let Some(known) = intake.referenced.get(&key) {
+                    known.clone()
+                } else {
+                    let found = match self.grader.resolve(&item.rubric).await {
+                        Ok(r) => Ok(r.criteria.len()),
+                        Err(e @ Error::NotFound { .. }) => Err(e.to_string()),
+                        Err(e) => return Err(e),
+                    };
+                    intake.referenced.insert(key, found.clone());
+                    found
+                }
+            }
+        };
+        match criteria {
+            Err(message) => {
+                intake
+                    .errs
+                    .push(FieldError::new(format!("items[{i}].rubric"), message));
+                return Ok(None);
+            }
+            Ok(n) => self.check_criteria(n, &format!("items[{i}].rubric.criteria"))?,
+        }
+        if item.response.is_none() {
+            intake.errs.push(FieldError::new(
+                format!("items[{i}].response"),
+                "missing: the text to grade goes in `response`",
+            ));
+            return Ok(None);
+        }
+        Ok(Some((item.case.id, line)))
     }
 
     pub async fn job(&self, caller: &Caller, id: &str) -> Result<JobStatus, Error> {
@@ -254,7 +344,7 @@ impl Service {
         let state = Follow {
             // Subscribing before the first read means a result finished between a
             // read and the wait still wakes the follower.
-            progress: self.jobs.subscribe(),
+            progress: self.jobs.subscribe(id),
             service: Arc::clone(self),
             id: id.to_owned(),
             follow,
@@ -271,36 +361,51 @@ impl Service {
         )))
     }
 
-    /// The aggregate of a job's reports, in the shape of `tribunal score --format json`.
-    pub async fn summary(&self, caller: &Caller, id: &str) -> Result<JobSummary, Error> {
+    /// The aggregate of a job's reports, in the shape of `tribunal score --format json`,
+    /// read from the items' score facts (never whole reports). `length_adjustment`
+    /// (`professional` or `CENTER,PENALTY`) reports length-adjusted figures beside
+    /// the raw ones, replacing any adjustment the rubrics set, like `score
+    /// --length-adjustment`.
+    pub async fn summary(
+        &self,
+        caller: &Caller,
+        id: &str,
+        length_adjustment: Option<&str>,
+    ) -> Result<JobSummary, Error> {
+        let adjustment = match length_adjustment {
+            None | Some("") => None,
+            Some(text) => Some(
+                crate::rubric::LengthAdjustment::parse(text)
+                    .map_err(|e| invalid("length_adjustment", e))?,
+            ),
+        };
         let job = self.own_job(caller, id).await?;
-        let mut scores = Vec::new();
+        let mut ids = Vec::new();
+        let mut examples = Vec::new();
         let mut after = None;
         loop {
-            let page = self.store.results_by_seq(id, after, 1000).await?;
+            let page = self.store.score_facts(id, after, 5000).await?;
             let Some(last) = page.last().map(|(s, _)| *s) else {
                 break;
             };
             after = Some(last);
             for (seq, text) in page {
-                let v: Value = serde_json::from_str(&text)
+                // Only done items are read, so anything that does not read back as
+                // a report's score is damaged data, not a gap.
+                let (case_id, example) = read_example_score_text(&text)
                     .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
-                // A failed item's line (`{"case_id", "error"}`) has no score; any
-                // other line that does not read back is damaged data, not a gap.
-                if v.get("error").is_some() {
-                    continue;
-                }
-                let s = read_example_score(&v)
-                    .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
-                scores.push(s);
+                ids.push(case_id);
+                examples.push(example);
             }
         }
-        let examples: Vec<_> = scores.iter().map(|(_, s)| s.clone()).collect();
+        if let Some(la) = adjustment {
+            score::apply_length_adjustment(&mut examples, la);
+        }
         let summary = score::summarize(&examples, job.seed, DEFAULT_RESAMPLES);
         Ok(JobSummary {
             summary: report::summary_doc(
                 &summary,
-                scores.iter().map(|(id, s)| (id.as_str(), s)),
+                ids.iter().map(String::as_str).zip(&examples),
                 job.seed,
                 DEFAULT_RESAMPLES,
             ),

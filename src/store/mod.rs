@@ -117,7 +117,11 @@ impl JobRecord {
 #[derive(Debug, Clone)]
 pub struct ItemOutcome {
     pub failed: bool,
-    pub result: Value,
+    /// `grade_report.v1` JSON, or `{"case_id", "error"}` for a failed item.
+    pub result: String,
+    /// The report's score facts (`{format, case_id, score, tags}`), which summaries
+    /// read instead of the whole report; `None` for a failed item.
+    pub facts: Option<String>,
     pub abstained: bool,
     pub calls: u64,
     pub input_tokens: u64,
@@ -198,6 +202,27 @@ pub trait Store: Send + Sync {
         owner: Option<&str>,
         items: &[(String, String)],
     ) -> StoreResult<()>;
+    /// Starts a streamed submission: a job in the hidden `staging` state (no read
+    /// sees it, no runner starts it). Items follow with `stage_items`; then either
+    /// `commit_staged_job` makes it queued with all its items, or `discard_staged_job`
+    /// removes every trace of it, so a submission is still all-or-nothing.
+    async fn stage_job(&self, id: &str, seed: u64, owner: Option<&str>) -> StoreResult<()>;
+    /// Adds pending items `first_seq..` (`(case_id, input_json)` in order) to a
+    /// staging job.
+    async fn stage_items(
+        &self,
+        id: &str,
+        first_seq: u64,
+        items: &[(String, String)],
+    ) -> StoreResult<()>;
+    /// Makes a staging job queued with `total` items.
+    async fn commit_staged_job(&self, id: &str, total: u64) -> StoreResult<()>;
+    /// Removes a staging job and its items (a submission that failed or was cut off).
+    async fn discard_staged_job(&self, id: &str) -> StoreResult<()>;
+    /// Removes every staging job: submissions cut off by a crash. Called at start-up,
+    /// before the server takes requests. Returns how many were removed.
+    async fn discard_staged_jobs(&self) -> StoreResult<u64>;
+    /// A job with its counters, read from its own row (O(1) whatever its size).
     async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
     /// Jobs newest first, after the `(created_at, id)` cursor; only `owner`'s when given.
     async fn list_jobs(
@@ -216,8 +241,9 @@ pub trait Store: Send + Sync {
         after: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<(u64, String)>>;
-    /// Records an item's outcome once; a second write for the same item is ignored, so
-    /// a crash-and-resume can never duplicate a result.
+    /// Records an item's outcome once, and adds it to the job's counters in the same
+    /// transaction; a second write for the same item is ignored (returns false), so a
+    /// crash-and-resume can never duplicate a result or count it twice.
     async fn finish_item(&self, job: &str, seq: u64, outcome: &ItemOutcome) -> StoreResult<bool>;
     /// Finished items in completion order after `after` (a `finished_seq`):
     /// `(finished_seq, seq, result_json)`.
@@ -227,7 +253,17 @@ pub trait Store: Send + Sync {
         after: u64,
         limit: u32,
     ) -> StoreResult<Vec<(u64, u64, String)>>;
-    /// Finished results in item order (for summaries), paged by `seq`.
+    /// Done items' score facts in item order (for summaries), paged by `seq`:
+    /// `(seq, facts_json)`; an item recorded before facts were kept gives its whole
+    /// report, which reads the same way.
+    async fn score_facts(
+        &self,
+        job: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>>;
+    /// Done items' whole reports in item order (calibration runs read the ballots),
+    /// paged by `seq`.
     async fn results_by_seq(
         &self,
         job: &str,
@@ -270,7 +306,8 @@ pub trait Store: Send + Sync {
     async fn cache_get(&self, key: &[u8; 32]) -> StoreResult<Option<String>>;
     async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()>;
 
-    /// Unfinished jobs submitted under an API key (concurrent-jobs quota).
+    /// Unfinished jobs submitted under an API key, submissions still arriving
+    /// included (concurrent-jobs quota).
     async fn active_jobs(&self, owner: &str) -> StoreResult<i64>;
 
     /// Jobs per state and pending items across all jobs (metrics gauges).

@@ -159,18 +159,43 @@ async fn insert_job(
     owner: Option<&str>,
     items: &[(String, String)],
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO jobs (id, state, total, seed, owner, created_at) VALUES (?, 'queued', ?, ?, ?, ?)")
-        .bind(id)
-        .bind(i64_of(items.len() as u64))
-        .bind(i64_of(seed))
-        .bind(owner)
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await?;
-    for (seq, (case_id, input)) in items.iter().enumerate() {
+    insert_job_row(tx, id, "queued", items.len() as u64, seed, owner).await?;
+    insert_items(tx, id, 0, items).await
+}
+
+async fn insert_job_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+    state: &str,
+    total: u64,
+    seed: u64,
+    owner: Option<&str>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO jobs (id, state, total, seed, owner, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(i64_of(total))
+    .bind(i64_of(seed))
+    .bind(owner)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Pending items from `first_seq` on; one prepared statement, reused.
+async fn insert_items(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+    first_seq: u64,
+    items: &[(String, String)],
+) -> StoreResult<()> {
+    for (seq, (case_id, input)) in (first_seq..).zip(items) {
         sqlx::query("INSERT INTO job_items (job_id, seq, case_id, input, state) VALUES (?, ?, ?, ?, 'pending')")
             .bind(id)
-            .bind(i64_of(seq as u64))
+            .bind(i64_of(seq))
             .bind(case_id)
             .bind(input)
             .execute(&mut **tx)
@@ -199,11 +224,12 @@ fn calibration_set_from(
     })
 }
 
-const JOB_SELECT: &str = "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
-    COALESCE(SUM(i.state = 'done'), 0), COALESCE(SUM(i.state = 'failed'), 0), COALESCE(SUM(i.abstained), 0),
-    COALESCE(SUM(i.calls), 0), COALESCE(SUM(i.input_tokens), 0), COALESCE(SUM(i.output_tokens), 0),
-    COALESCE(SUM(i.cost_usd), 0.0)
-    FROM jobs j LEFT JOIN job_items i ON i.job_id = j.id AND i.state != 'pending'";
+/// A job's row, counters included: no item is read. Staging jobs (submissions still
+/// arriving) are invisible.
+const JOB_SELECT: &str =
+    "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
+    j.done, j.failed, j.abstained, j.calls, j.input_tokens, j.output_tokens, j.cost_usd
+    FROM jobs j WHERE j.state != 'staging'";
 
 fn job_from(row: &sqlx::sqlite::SqliteRow) -> StoreResult<JobRecord> {
     let state: String = row.try_get(1)?;
@@ -316,7 +342,7 @@ impl Store for SqliteStore {
     }
 
     async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
-        let row = sqlx::query(&format!("{JOB_SELECT} WHERE j.id = ? GROUP BY j.id"))
+        let row = sqlx::query(&format!("{JOB_SELECT} AND j.id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -331,8 +357,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<JobRecord>> {
         let (t, id) = before.unzip();
         let rows = sqlx::query(&format!(
-            "{JOB_SELECT} WHERE (?1 IS NULL OR (j.created_at, j.id) < (?1, ?2)) AND (?3 IS NULL OR j.owner = ?3)
-             GROUP BY j.id ORDER BY j.created_at DESC, j.id DESC LIMIT ?4"
+            "{JOB_SELECT} AND (?1 IS NULL OR (j.created_at, j.id) < (?1, ?2)) AND (?3 IS NULL OR j.owner = ?3)
+             ORDER BY j.created_at DESC, j.id DESC LIMIT ?4"
         ))
         .bind(t)
         .bind(id)
@@ -354,7 +380,7 @@ impl Store for SqliteStore {
                     .await?;
             }
             JobState::Done | JobState::Cancelled => {
-                sqlx::query("UPDATE jobs SET state = ?, finished_at = ? WHERE id = ? AND state NOT IN ('done', 'cancelled')")
+                sqlx::query("UPDATE jobs SET state = ?, finished_at = ? WHERE id = ? AND state NOT IN ('staging', 'done', 'cancelled')")
                     .bind(state.as_str())
                     .bind(now)
                     .bind(id)
@@ -398,14 +424,19 @@ impl Store for SqliteStore {
     }
 
     async fn finish_item(&self, job: &str, seq: u64, o: &ItemOutcome) -> StoreResult<bool> {
+        // One transaction: the item's result and the job's counters change together,
+        // or neither does. The item's completion order is the count of items finished
+        // before it plus one, read from the same row the counters live in.
+        let mut tx = self.writer.begin().await?;
         let r = sqlx::query(
-            "UPDATE job_items SET state = ?, result = ?, abstained = ?, calls = ?, input_tokens = ?, output_tokens = ?,
-                 cost_usd = ?, finished_at = ?,
-                 finished_seq = (SELECT COALESCE(MAX(finished_seq), 0) + 1 FROM job_items WHERE job_id = ?)
+            "UPDATE job_items SET state = ?, result = ?, facts = ?, abstained = ?, calls = ?, input_tokens = ?,
+                 output_tokens = ?, cost_usd = ?, finished_at = ?,
+                 finished_seq = (SELECT done + failed + 1 FROM jobs WHERE id = ?)
              WHERE job_id = ? AND seq = ? AND state = 'pending'",
         )
         .bind(if o.failed { "failed" } else { "done" })
-        .bind(o.result.to_string())
+        .bind(&o.result)
+        .bind(&o.facts)
         .bind(i64::from(o.abstained))
         .bind(i64_of(o.calls))
         .bind(i64_of(o.input_tokens))
@@ -415,9 +446,108 @@ impl Store for SqliteStore {
         .bind(job)
         .bind(job)
         .bind(i64_of(seq))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE jobs SET done = done + ?, failed = failed + ?, abstained = abstained + ?, calls = calls + ?,
+                 input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, cost_usd = cost_usd + ?
+             WHERE id = ?",
+        )
+        .bind(i64::from(!o.failed))
+        .bind(i64::from(o.failed))
+        .bind(i64::from(o.abstained))
+        .bind(i64_of(o.calls))
+        .bind(i64_of(o.input_tokens))
+        .bind(i64_of(o.output_tokens))
+        .bind(o.cost_usd)
+        .bind(job)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn stage_job(&self, id: &str, seed: u64, owner: Option<&str>) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        insert_job_row(&mut tx, id, "staging", 0, seed, owner).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn stage_items(
+        &self,
+        id: &str,
+        first_seq: u64,
+        items: &[(String, String)],
+    ) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        insert_items(&mut tx, id, first_seq, items).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn commit_staged_job(&self, id: &str, total: u64) -> StoreResult<()> {
+        let r = sqlx::query("UPDATE jobs SET state = 'queued', total = ?, created_at = ? WHERE id = ? AND state = 'staging'")
+            .bind(i64_of(total))
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        if r.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "job {id} is not a staging job"
+            )))
+        }
+    }
+
+    async fn discard_staged_job(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM job_items WHERE job_id = (SELECT id FROM jobs WHERE id = ? AND state = 'staging')")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM jobs WHERE id = ? AND state = 'staging'")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn discard_staged_jobs(&self) -> StoreResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "DELETE FROM job_items WHERE job_id IN (SELECT id FROM jobs WHERE state = 'staging')",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let r = sqlx::query("DELETE FROM jobs WHERE state = 'staging'")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn score_facts(
+        &self,
+        job: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, COALESCE(facts, result) FROM job_items WHERE job_id = ? AND state = 'done' AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(job)
+        .bind(after.map_or(-1, i64_of))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(s, r)| (u64_of(s), r)).collect())
     }
 
     async fn results(
@@ -631,7 +761,7 @@ impl Store for SqliteStore {
 
     async fn active_jobs(&self, owner: &str) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN ('queued', 'running')",
+            "SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN ('staging', 'queued', 'running')",
         )
         .bind(owner)
         .fetch_one(&self.pool)
@@ -639,10 +769,11 @@ impl Store for SqliteStore {
     }
 
     async fn job_counts(&self) -> StoreResult<(Vec<(JobState, i64)>, i64)> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM jobs WHERE state != 'staging' GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let by_state = JobState::ALL
             .into_iter()
             .map(|st| {
@@ -655,8 +786,7 @@ impl Store for SqliteStore {
             })
             .collect();
         let pending: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM job_items i JOIN jobs j ON j.id = i.job_id
-             WHERE i.state = 'pending' AND j.state IN ('queued', 'running')",
+            "SELECT COALESCE(SUM(total - done - failed), 0) FROM jobs WHERE state IN ('queued', 'running')",
         )
         .fetch_one(&self.pool)
         .await?;

@@ -268,6 +268,7 @@ fn grpc_table() -> Vec<(&'static str, Op)> {
     vec![
         ("Grade", Op::ClientOnly),
         ("SubmitJob", Op::ClientOnly),
+        ("SubmitJobStream", Op::ClientOnly),
         ("GetJob", Op::OwnJob),
         ("ListJobs", Op::JobList),
         ("CancelJob", Op::OwnJob),
@@ -327,6 +328,16 @@ async fn grpc_call(
             ))
             .await
             .map(drop),
+        "SubmitJobStream" => c
+            .submit_job_stream(with_key(
+                futures::stream::iter(vec![pb::SubmitJobChunk {
+                    items_json: vec![case(&format!("rs{n}"), "Rest.").to_string()],
+                    seed: 0,
+                }]),
+                who,
+            ))
+            .await
+            .map(drop),
         "GetJob" => c
             .get_job(with_key(pb::GetJobRequest { id: fx.job.clone() }, who))
             .await
@@ -356,7 +367,13 @@ async fn grpc_call(
             Ok(())
         }
         "GetJobSummary" => c
-            .get_job_summary(with_key(pb::GetJobRequest { id: fx.job.clone() }, who))
+            .get_job_summary(with_key(
+                pb::GetJobSummaryRequest {
+                    id: fx.job.clone(),
+                    length_adjustment: String::new(),
+                },
+                who,
+            ))
             .await
             .map(drop),
         "CreateRubric" => c

@@ -93,7 +93,7 @@ async fn undecodable_stored_documents_are_internal() {
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE job_items SET result = '{broken' WHERE job_id = ?")
+    sqlx::query("UPDATE job_items SET result = '{broken', facts = '{broken' WHERE job_id = ?")
         .bind(&job_id)
         .execute(&pool)
         .await

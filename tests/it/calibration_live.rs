@@ -439,7 +439,8 @@ async fn a_run_report_is_written_once_from_stored_results() {
         let report = json!({"criteria": [{"id": "criterion", "verdict": true, "ballots": [{"judge": "j", "verdict": true}]}]});
         let outcome = ItemOutcome {
             failed: false,
-            result: report,
+            result: report.to_string(),
+            facts: None,
             abstained: false,
             calls: 1,
             input_tokens: 0,

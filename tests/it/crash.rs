@@ -96,6 +96,27 @@ async fn a_job_resumes_after_kill_9_without_loss_or_duplicates() {
         .map(|r| r["case_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), total);
+    // The job's counters, kept in its row, survived the crash exactly: no item counted
+    // twice, none missed.
+    crate::server::assert_counters_match(&state, &after);
+    // gRPC reads the same row.
+    let mut grpc =
+        tribunal::api::grpc::pb::tribunal_client::TribunalClient::connect(second.grpc_url.clone())
+            .await
+            .unwrap();
+    let job = grpc
+        .get_job(tribunal::api::grpc::pb::GetJobRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (job.done, job.failed, job.calls),
+        (
+            state["done"].as_u64().unwrap(),
+            state["failed"].as_u64().unwrap(),
+            state["calls"].as_u64().unwrap()
+        )
+    );
     // Items finished before the crash keep their original report (not re-judged).
     for r in &before {
         let same = after.iter().find(|a| a["case_id"] == r["case_id"]).unwrap();

@@ -18,6 +18,7 @@ mod healthbench_real;
 mod judges;
 mod mock_openai;
 mod parity;
+mod published_methods;
 mod schema_examples;
 mod server;
 mod spawn;

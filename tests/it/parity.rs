@@ -139,7 +139,10 @@ async fn http_and_grpc_give_the_same_reports() {
     assert_eq!(grpc_job.done, 8);
     let grpc_summary: Value = serde_json::from_str(
         &grpc
-            .get_job_summary(pb::GetJobRequest { id: submitted.id })
+            .get_job_summary(pb::GetJobSummaryRequest {
+                id: submitted.id,
+                length_adjustment: String::new(),
+            })
             .await
             .unwrap()
             .into_inner()

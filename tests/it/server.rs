@@ -237,6 +237,124 @@ async fn rubric_routes_store_immutable_versions() {
     app.running.unwrap().stop().await;
 }
 
+/// A job's counters (status document) equal the sums over its result lines: every
+/// count exact, the cost to rounding.
+pub fn assert_counters_match(status: &Value, results: &[Value]) {
+    let failed = results.iter().filter(|r| r.get("error").is_some()).count() as u64;
+    let done = results.len() as u64 - failed;
+    let abstained = results
+        .iter()
+        .filter(|r| r["abstentions"].as_array().is_some_and(|a| !a.is_empty()))
+        .count() as u64;
+    let sum = |k: &str| -> u64 {
+        results
+            .iter()
+            .map(|r| r["usage"][k].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let cost: f64 = results
+        .iter()
+        .map(|r| r["usage"]["cost_usd"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert_eq!(status["done"], done, "{status}");
+    assert_eq!(status["failed"], failed, "{status}");
+    assert_eq!(status["abstained"], abstained, "{status}");
+    assert_eq!(status["calls"], sum("upstream_calls"), "{status}");
+    assert_eq!(status["input_tokens"], sum("input_tokens"), "{status}");
+    assert_eq!(status["output_tokens"], sum("output_tokens"), "{status}");
+    let counted = status["cost_usd"].as_f64().unwrap();
+    assert!(
+        (counted - cost).abs() <= 1e-9 * cost.max(1.0),
+        "cost {counted} vs {cost}"
+    );
+    assert_eq!(
+        status["pending"].as_u64().unwrap(),
+        status["total"].as_u64().unwrap() - done - failed,
+        "{status}"
+    );
+}
+
+/// Every result line of a finished job (no follow).
+pub async fn all_results(http: &reqwest::Client, base: &str, id: &str) -> Vec<Value> {
+    let text = http
+        .get(format!("{base}/v1/jobs/{id}/results"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_counters_stay_exact_under_concurrent_completion_and_faults() {
+    // Jittered latency so items finish out of order, and faults so some ballots
+    // abstain and some items fail outright (an unknown rubric reference cannot
+    // happen at submission, so failures come from lost quorums).
+    let base = tribunal::config::DEFAULT_CONFIG
+        .replace("seed = 1\n", "seed = 1\nlatency_ms = 6\nlatency_jitter_ms = 5\nrate_malformed = 0.3\nrate_500 = 0.2\n")
+        .replace("seed = 2\n", "seed = 2\nlatency_ms = 6\nlatency_jitter_ms = 5\nrate_refusal = 0.3\n")
+        .replace("seed = 3\n", "seed = 3\nlatency_ms = 6\nlatency_jitter_ms = 5\nrate_malformed = 0.4\n")
+        .replace("provider = \"sim\"\n", "provider = \"sim\"\nprice_input_per_mtok = 2.0\nprice_output_per_mtok = 8.0\n");
+    let app = TestApp::spawn_with(&base, "[server]\njob_concurrency = 32\n", &[]).await;
+    let items: Vec<Value> = (0..240)
+        .map(|i| case(&format!("c{i}"), &format!("concurrent answer {i}")))
+        .collect();
+    let (code, job) = app.post("/v1/jobs", &Value::Array(items)).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    // Status read while items complete is consistent at every read.
+    let mut polls = 0;
+    loop {
+        let (_, st) = app.get(&format!("/v1/jobs/{id}")).await;
+        let (d, f, p, t) = (
+            st["done"].as_u64().unwrap(),
+            st["failed"].as_u64().unwrap(),
+            st["pending"].as_u64().unwrap(),
+            st["total"].as_u64().unwrap(),
+        );
+        assert_eq!(d + f + p, t, "{st}");
+        polls += 1;
+        if st["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = app.wait_job(&id).await;
+    let results = all_results(&app.http, &app.url, &id).await;
+    assert_eq!(results.len(), 240);
+    assert!(
+        status["abstained"].as_u64().unwrap() > 0,
+        "the faults produce abstentions: {status}"
+    );
+    assert!(status["cost_usd"].as_f64().unwrap() > 0.0, "{status}");
+    assert_counters_match(&status, &results);
+    // The list shows the same counters as the job itself.
+    let (_, list) = app.get("/v1/jobs").await;
+    let listed = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    for k in [
+        "done",
+        "failed",
+        "abstained",
+        "calls",
+        "input_tokens",
+        "cost_usd",
+    ] {
+        assert_eq!(listed[k], status[k], "{k}");
+    }
+    assert!(polls > 1);
+    app.running.unwrap().stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_run_stream_summarise_and_cancel() {
     let app = TestApp::spawn("").await;
@@ -279,6 +397,50 @@ async fn jobs_run_stream_summarise_and_cancel() {
     );
     assert_eq!(summary["seed"], 3);
     assert!(summary["tags"]["theme:demo"]["n"].as_u64().is_some());
+    // The job summary takes the same length adjustment as `score`, on both
+    // transports; the raw figures do not change.
+    assert!(summary["overall_length_adjusted"].is_null(), "{summary}");
+    let (code, adjusted) = app
+        .get(&format!(
+            "/v1/jobs/{id}/summary?length_adjustment=professional"
+        ))
+        .await;
+    assert_eq!(code, 200, "{adjusted}");
+    assert_eq!(adjusted["overall"], summary["overall"]);
+    assert_eq!(
+        adjusted["overall_length_adjusted"]["n"], summary["overall"]["n"],
+        "{adjusted}"
+    );
+    // Short answers ("answer N") gain under the two-sided adjustment.
+    assert!(
+        adjusted["overall_length_adjusted"]["score"]
+            .as_f64()
+            .unwrap()
+            >= summary["overall"]["score"].as_f64().unwrap(),
+        "{adjusted}"
+    );
+    let (code, bad) = app
+        .get(&format!("/v1/jobs/{id}/summary?length_adjustment=long"))
+        .await;
+    assert_eq!(code, 400, "{bad}");
+    assert_eq!(bad["error"]["field"], "length_adjustment");
+    let mut grpc =
+        tribunal::api::grpc::pb::tribunal_client::TribunalClient::connect(app.grpc_url.clone())
+            .await
+            .unwrap();
+    let doc = grpc
+        .get_job_summary(tribunal::api::grpc::pb::GetJobSummaryRequest {
+            id: id.clone(),
+            length_adjustment: "professional".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let over_grpc: Value = serde_json::from_str(&doc.json).unwrap();
+    assert_eq!(
+        over_grpc["overall_length_adjusted"],
+        adjusted["overall_length_adjusted"]
+    );
 
     // NDJSON body and the {rubric, items} form.
     app.post("/v1/rubrics", &items[0]["rubric"]).await;
@@ -347,6 +509,8 @@ async fn cancel_stops_a_slow_job() {
     let (_, after) = app.get(&format!("/v1/jobs/{id}")).await;
     assert!(after["done"].as_u64().unwrap() < 40, "{after}");
     assert!(after["pending"].as_u64().unwrap() > 0);
+    // Items in flight at the cancel were recorded, and counted exactly once.
+    assert_counters_match(&after, &all_results(&app.http, &app.url, id).await);
     app.running.unwrap().stop().await;
 }
 
@@ -660,5 +824,139 @@ async fn job_summary_keeps_the_undefined_reason() {
         );
     }
     assert_eq!(summary["excluded"]["undefined"], 1, "{summary}");
+    app.running.unwrap().stop().await;
+}
+
+/// Rows in the server's store: (jobs, job items).
+async fn stored_rows(app: &TestApp) -> (i64, i64) {
+    let url = format!("sqlite://{}", app.db_path().display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    (jobs, items)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_submissions_stream_past_the_body_limit_and_stay_all_or_nothing() {
+    let slow =
+        tribunal::config::DEFAULT_CONFIG.replace("seed = 1\n", "seed = 1\nlatency_ms = 50\n");
+    let app = TestApp::spawn_with(
+        &slow,
+        "[server]\nmax_body_bytes = 4096\nmax_items_per_job = 3000\njob_concurrency = 2\n",
+        &[],
+    )
+    .await;
+    let (code, _) = app.post("/v1/rubrics", &case("r", "r")["rubric"]).await;
+    assert_eq!(code, 201);
+    let line = |i: usize| {
+        json!({"case_id": format!("n{i}"), "conversation": [{"role": "user", "content": "q"}],
+               "response": format!("answer {i}"), "rubric": "fever@1"})
+        .to_string()
+    };
+    let ndjson = |n: usize, bad: Option<usize>| -> String {
+        (0..n)
+            .map(|i| {
+                if Some(i) == bad {
+                    json!({"case_id": format!("n{i}"), "conversation": [], "rubric": "fever@1"})
+                        .to_string()
+                        + "\n"
+                } else {
+                    line(i) + "\n"
+                }
+            })
+            .collect()
+    };
+
+    // 2,500 items, ~60 times the body limit: NDJSON has no size limit, only an item
+    // count; the items land in two staged batches and then become one job.
+    let body = ndjson(2500, None);
+    assert!(body.len() > 40 * 4096);
+    let (code, job) = app.post_raw("/v1/jobs", body).await;
+    assert_eq!(code, 202, "{job}");
+    assert_eq!(job["total"], 2500);
+    assert_eq!(job["state"], "queued");
+    let id = job["id"].as_str().unwrap().to_owned();
+    app.http
+        .delete(format!("{}/v1/jobs/{id}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored_rows(&app).await, (1, 2500));
+
+    // An invalid item after 2,000 stored ones: 400 naming it, and no trace of the
+    // submission in the store or in the job list.
+    let (code, body) = app.post_raw("/v1/jobs", ndjson(2400, Some(2300))).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"]["field"], "items[2300].conversation", "{body}");
+    assert_eq!(stored_rows(&app).await, (1, 2500));
+    let (_, list) = app.get("/v1/jobs").await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
+
+    // More items than server.max_items_per_job: 413 naming the setting, nothing kept.
+    let (code, body) = app.post_raw("/v1/jobs", ndjson(3001, None)).await;
+    assert_eq!(code, 413, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_items_per_job"),
+        "{body}"
+    );
+    assert_eq!(stored_rows(&app).await, (1, 2500));
+
+    // One document (a JSON array) is still read whole, so the byte limit holds, and
+    // the error says how to send a large job.
+    let array = format!("[{}]", (0..100).map(line).collect::<Vec<_>>().join(","));
+    let (code, body) = app.post_raw("/v1/jobs", array).await;
+    assert_eq!(code, 413, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NDJSON"),
+        "{body}"
+    );
+    assert_eq!(stored_rows(&app).await, (1, 2500));
+
+    // gRPC's client-streaming SubmitJobStream: the same intake, chunk by chunk.
+    use tribunal::api::grpc::pb;
+    let mut grpc = pb::tribunal_client::TribunalClient::connect(app.grpc_url.clone())
+        .await
+        .unwrap();
+    let chunks = |bad: Option<usize>| {
+        let lines: Vec<String> = ndjson(2400, bad).lines().map(str::to_owned).collect();
+        let chunks: Vec<pb::SubmitJobChunk> = lines
+            .chunks(1000)
+            .map(|c| pb::SubmitJobChunk {
+                items_json: c.to_vec(),
+                seed: 9,
+            })
+            .collect();
+        futures::stream::iter(chunks)
+    };
+    let job = grpc
+        .submit_job_stream(chunks(None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((job.total, job.state.as_str()), (2400, "queued"));
+    grpc.cancel_job(pb::CancelJobRequest { id: job.id })
+        .await
+        .unwrap();
+    assert_eq!(stored_rows(&app).await, (2, 4900));
+    let e = grpc
+        .submit_job_stream(chunks(Some(2100)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("items[2100].conversation"), "{e:?}");
+    assert_eq!(stored_rows(&app).await, (2, 4900));
     app.running.unwrap().stop().await;
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// `http://host:port` of the gRPC listener.
+    pub grpc_url: String,
 }
 
 pub fn serve(cfg: &std::path::Path) -> Server {
@@ -31,17 +33,25 @@ pub fn serve(cfg: &std::path::Path) -> Server {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.strip_prefix("tribunal serving HTTP on ") {
-                let url = rest
-                    .split_whitespace()
-                    .next()
+                let mut words = rest.split_whitespace();
+                let url = words.next().unwrap_or_default().to_owned();
+                // "... and gRPC on <addr>;"
+                let grpc = words
+                    .skip_while(|w| *w != "on")
+                    .nth(1)
                     .unwrap_or_default()
+                    .trim_end_matches(';')
                     .to_owned();
-                let _ = tx.send(url);
+                let _ = tx.send((url, format!("http://{grpc}")));
             }
         }
     });
-    let url = rx
+    let (url, grpc_url) = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("server did not start");
-    Server { child, url }
+    Server {
+        child,
+        url,
+        grpc_url,
+    }
 }

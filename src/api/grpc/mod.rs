@@ -68,6 +68,14 @@ fn fail(rpc: &'static str, e: &Error) -> Status {
 
 /// The caller the auth interceptor attached. Missing only if the service was mounted
 /// without the interceptor: refuse rather than serve unauthenticated.
+/// The client's request stream broke off: the submission cannot be complete.
+fn stream_failed(s: &Status) -> Error {
+    Error::Invalid(crate::rubric::Invalid::one(
+        "items_json",
+        format!("the request stream failed before its end: {}", s.message()),
+    ))
+}
+
 fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     request
         .extensions()
@@ -126,6 +134,34 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
             .submit_job(&caller, req.items_json, req.seed)
             .await
             .map_err(|e| fail("SubmitJob", &e))?;
+        Ok(Response::new(convert::job(job)))
+    }
+
+    async fn submit_job_stream(
+        &self,
+        request: Request<tonic::Streaming<pb::SubmitJobChunk>>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let caller = caller(&request)?;
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .message()
+            .await
+            .map_err(|s| fail("SubmitJobStream", &stream_failed(&s)))?;
+        let seed = first.as_ref().map_or(0, |c| c.seed);
+        let head = futures::stream::iter(first.into_iter().flat_map(|c| c.items_json).map(Ok));
+        // A broken client stream fails the whole submission (nothing is stored).
+        let rest = chunks.flat_map(|chunk| {
+            let items: Vec<Result<String, Error>> = match chunk {
+                Ok(c) => c.items_json.into_iter().map(Ok).collect(),
+                Err(s) => vec![Err(stream_failed(&s))],
+            };
+            futures::stream::iter(items)
+        });
+        let job = self
+            .service
+            .submit_job_stream(&caller, head.chain(rest), seed)
+            .await
+            .map_err(|e| fail("SubmitJobStream", &e))?;
         Ok(Response::new(convert::job(job)))
     }
 
@@ -215,11 +251,16 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
 
     async fn get_job_summary(
         &self,
-        request: Request<pb::GetJobRequest>,
+        request: Request<pb::GetJobSummaryRequest>,
     ) -> Result<Response<pb::JsonDocument>, Status> {
+        let req = request.get_ref();
         let summary = self
             .service
-            .summary(&caller(&request)?, &request.get_ref().id)
+            .summary(
+                &caller(&request)?,
+                &req.id,
+                Some(req.length_adjustment.as_str()),
+            )
             .await
             .map_err(|e| fail("GetJobSummary", &e))?;
         Ok(Response::new(convert::document(&summary)?))

@@ -13,9 +13,9 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::HttpState;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
+use super::{HttpState, body};
 use crate::error::Error;
 use crate::rubric::{Invalid, RawRubric};
 use crate::service::{Caller, JobList, JobStatus};
@@ -170,16 +170,23 @@ pub async fn submit_job(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<SubmitQuery>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<Response> {
-    let bytes = body_bytes(body)?;
-    let (lines, seed) = job_items(&bytes)?;
-    // The split lines are all that is needed from here on.
-    drop(bytes);
-    let job = s
-        .service
-        .submit_job(&caller, lines, q.seed.or(seed).unwrap_or(0))
-        .await?;
+    let job = match body::read_submission(body, s.max_body_bytes).await? {
+        body::Submission::Whole(bytes) => {
+            let (lines, seed) = job_items(&bytes)?;
+            // The split lines are all that is needed from here on.
+            drop(bytes);
+            s.service
+                .submit_job(&caller, lines, q.seed.or(seed).unwrap_or(0))
+                .await?
+        }
+        body::Submission::Lines(lines) => {
+            s.service
+                .submit_job_stream(&caller, lines.into_stream(), q.seed.unwrap_or(0))
+                .await?
+        }
+    };
     Ok((StatusCode::ACCEPTED, axum::Json(job)).into_response())
 }
 
@@ -280,14 +287,27 @@ pub async fn job_results(
         .map_err(|e| ApiError(Error::Internal(e.to_string())))
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// Length-adjusted figures beside the raw ones: `professional` (HealthBench
+    /// Professional) or `CENTER,PENALTY`; replaces the rubrics' own adjustment.
+    length_adjustment: Option<String>,
+}
+
 /// The job's aggregate (shape of `tribunal score --format json`).
-#[utoipa::path(get, path = "/v1/jobs/{id}/summary", responses((status = 200, description = "the figures over the finished items", body = crate::service::JobSummary), (status = 404, description = "no such job")))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/summary", params(SummaryQuery), responses((status = 200, description = "the figures over the finished items", body = crate::service::JobSummary), (status = 400, description = "a bad length_adjustment"), (status = 404, description = "no such job")))]
 pub async fn job_summary(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> ApiResult<axum::Json<crate::service::JobSummary>> {
-    Ok(axum::Json(s.service.summary(&caller, &id).await?))
+    Ok(axum::Json(
+        s.service
+            .summary(&caller, &id, q.length_adjustment.as_deref())
+            .await?,
+    ))
 }
 
 /// Validate and store an immutable rubric version (201; 200 when identical).

@@ -4,6 +4,7 @@
 //! (`service::auth`, the same check gRPC makes), body size limit, a JSON 404 for
 //! unknown routes. Handlers only translate.
 
+mod body;
 pub mod error;
 mod extract;
 mod handlers;
@@ -27,6 +28,9 @@ use error::{ApiError, REQUEST_ID};
 #[derive(Clone)]
 pub struct HttpState {
     pub service: Arc<Service>,
+    /// `server.max_body_bytes`: the largest body read whole (and, for NDJSON job
+    /// submissions, the longest line).
+    pub max_body_bytes: usize,
 }
 
 #[derive(OpenApi)]
@@ -40,7 +44,8 @@ pub struct HttpState {
 struct ApiDoc;
 
 /// The router with its OpenAPI document (3.1), generated from the handlers.
-pub fn router(state: HttpState, max_body_bytes: usize) -> axum::Router {
+pub fn router(state: HttpState) -> axum::Router {
+    let max_body_bytes = state.max_body_bytes;
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(handlers::grade))
         .routes(routes!(handlers::submit_job, handlers::list_jobs))
