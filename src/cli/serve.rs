@@ -38,7 +38,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
         }
     }
     let cfg = load_config_with(args.config.as_deref(), env)?;
-    crate::telemetry::init(cfg.server.log_format);
+    // Declared before the runtime so that it is dropped after it: the guard flushes
+    // buffered spans when it drops, which must happen outside async code.
+    let _telemetry = crate::telemetry::init(cfg.server.log_format, &cfg.telemetry);
     let runtime = runtime()?;
     runtime.block_on(async {
         let http = tokio::net::TcpListener::bind(cfg.server.http_addr)
