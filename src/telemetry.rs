@@ -42,7 +42,12 @@ impl Drop for Telemetry {
 
 /// Installs the global subscriber once; later calls install nothing (and export
 /// nothing). Without an `otlp_endpoint` no exporter is built and no thread started.
-pub fn init(format: LogFormat, telemetry: &TelemetryConfig) -> Telemetry {
+/// An exporter that cannot be built is an error: like an invalid config, it stops
+/// start-up rather than running silently without the traces that were asked for.
+pub fn init(
+    format: LogFormat,
+    telemetry: &TelemetryConfig,
+) -> Result<Telemetry, opentelemetry_otlp::ExporterBuildError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {
@@ -50,15 +55,11 @@ pub fn init(format: LogFormat, telemetry: &TelemetryConfig) -> Telemetry {
         LogFormat::Pretty => fmt.compact().boxed(),
     }
     .with_filter(filter);
-    let (provider, problem) = match telemetry
+    let provider = telemetry
         .otlp_endpoint
         .as_deref()
         .map(|e| exporter(e, telemetry))
-    {
-        None => (None, None),
-        Some(Ok(p)) => (Some(p), None),
-        Some(Err(e)) => (None, Some(e)),
-    };
+        .transpose()?;
     // Traces keep tribunal's own spans at info and above whatever `RUST_LOG` says for
     // the log, so quieting the log does not blind the traces; the exporter's HTTP
     // client is excluded so that exporting cannot trace itself.
@@ -76,12 +77,9 @@ pub fn init(format: LogFormat, telemetry: &TelemetryConfig) -> Telemetry {
         .with(otel)
         .try_init()
         .is_ok();
-    if let Some(e) = problem {
-        tracing::error!(error = %e, "OTLP trace export is off: the exporter could not be built");
-    }
-    Telemetry {
+    Ok(Telemetry {
         provider: if installed { provider } else { None },
-    }
+    })
 }
 
 fn exporter(
