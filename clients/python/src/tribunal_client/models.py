@@ -20,6 +20,7 @@ __all__ = [
     "AbstainReason",
     "Abstention",
     "AgreementReport",
+    "AsNotMetCount",
     "Ballot",
     "Band",
     "BandPosition",
@@ -52,6 +53,9 @@ __all__ = [
     "Health",
     "HealthBenchCriterion",
     "HealthBenchIdeal",
+    "HealthBenchProfessionalConversation",
+    "HealthBenchProfessionalCriterion",
+    "HealthBenchProfessionalRow",
     "HealthBenchRow",
     "HumanLabel",
     "HumanPair",
@@ -72,6 +76,7 @@ __all__ = [
     "LabelEvent",
     "LabelHistory",
     "LabelsWritten",
+    "LengthAdjustment",
     "MajorityCoverage",
     "Message",
     "MessageRole",
@@ -98,6 +103,7 @@ __all__ = [
     "RubricValidation",
     "RubricVersions",
     "RunInfo",
+    "SaturationName",
     "ScaleName",
     "SeededFrom",
     "SetFormat",
@@ -154,6 +160,16 @@ AgreementReport = TypedDict(
         'seed': Required[int],
         'set': Required[str],
         'suggested_weights': Required[Dict[str, 'SuggestedWeight']],
+    },
+)
+
+
+# How much of a summary rests on abstentions counted as not met.
+AsNotMetCount = TypedDict(
+    "AsNotMetCount",
+    {
+        'criteria': Required[int],
+        'examples': Required[int],
     },
 )
 
@@ -422,14 +438,18 @@ Estimate = TypedDict(
 )
 
 
-# An `example_json` object read back. Every key is required (an absent `Option` is an error, not `None`) and an unknown key or `undefined_reason` is an error, so a stored entry that does not match the writer fails loudly instead of becoming a different score. A key added to `example_json` must be added here too (the round-trip test in `grader` fails until it is).
+# An `example_json` object read back. Every original key is required (an absent `Option` is an error, not `None`) and an unknown key or `undefined_reason` is an error, so a stored entry that does not match the writer fails loudly instead of becoming a different score. Keys added later (`response_chars`, `length_adjustment`, `length_adjusted_score`, `abstentions_as_not_met`) default when absent, so reports stored before them still read. A key added to `example_json` must be added here too (the round-trip test in `grader` fails until it is).
 ExampleScore = TypedDict(
     "ExampleScore",
     {
         'abstained': Required[List[str]],
+        'abstentions_as_not_met': NotRequired[bool],
         'final_score': NotRequired[Optional[float]],
         'incomplete': Required[bool],
+        'length_adjusted_score': NotRequired[Optional[float]],
+        'length_adjustment': NotRequired[Optional['LengthAdjustment']],
         'prompt_id': Required[str],
+        'response_chars': NotRequired[Optional[int]],
         'score': NotRequired[Optional[float]],
         'undefined_reason': NotRequired[Optional['Undefined']],
         'vetoed_by': Required[List[str]],
@@ -511,6 +531,42 @@ HealthBenchIdeal = TypedDict(
 )
 
 
+HealthBenchProfessionalConversation = TypedDict(
+    "HealthBenchProfessionalConversation",
+    {
+        'messages': Required[List['Message']],
+    },
+)
+
+
+# A Professional rubric item: no per-item tags in the published rows.
+HealthBenchProfessionalCriterion = TypedDict(
+    "HealthBenchProfessionalCriterion",
+    {
+        'criteria_met': NotRequired[Any],
+        'criterion_text': Required[str],
+        'points': Required[int],
+    },
+)
+
+
+# A HealthBench Professional row as published (simple-evals `--healthbench-professional-mode`; other published keys, such as `canary_string`, are accepted and ignored), plus `response`, the text to grade.
+HealthBenchProfessionalRow = TypedDict(
+    "HealthBenchProfessionalRow",
+    {
+        'conversation': Required['HealthBenchProfessionalConversation'],
+        'difficulty': NotRequired[Optional[str]],
+        'id': Required[str],
+        'physician_response': NotRequired[Optional[str]],
+        'response': NotRequired[Optional[str]],
+        'rubric_items': Required[List['HealthBenchProfessionalCriterion']],
+        'specialty': NotRequired[Optional[str]],
+        'type': NotRequired[Optional[str]],
+        'use_case': NotRequired[Optional[str]],
+    },
+)
+
+
 # A HealthBench row as published (other published keys, such as `canary`, are accepted and ignored), plus `response`, the text to grade.
 HealthBenchRow = TypedDict(
     "HealthBenchRow",
@@ -563,8 +619,8 @@ HumansSection = TypedDict(
 )
 
 
-# One item to grade, in either accepted shape (the schema of `POST /v1/grade` and of each job item). Decoding goes through `parse_item`, which picks the shape by its keys (`rubrics`: HealthBench; `rubric` or `format`: case.v1).
-Item = Union['CaseRow', 'HealthBenchRow']
+# One item to grade, in either accepted shape (the schema of `POST /v1/grade` and of each job item). Decoding goes through `parse_item`, which picks the shape by its keys (`rubrics`: HealthBench; `rubric_items`: HealthBench Professional; `rubric` or `format`: case.v1).
+Item = Union['CaseRow', 'HealthBenchRow', 'HealthBenchProfessionalRow']
 
 
 # One page of jobs, newest first.
@@ -725,6 +781,16 @@ LabelsWritten = TypedDict(
 )
 
 
+# HealthBench Professional's length adjustment (simple-evals `calculate_length_adjusted_score`): `adjusted = score - penalty_per_500_chars x (chars - center) / 500`, where `chars` counts Unicode code points of the response. Two-sided (shorter answers gain) and never clipped per example.
+LengthAdjustment = TypedDict(
+    "LengthAdjustment",
+    {
+        'center': Required[float],
+        'penalty_per_500_chars': Required[float],
+    },
+)
+
+
 # How many items have a human majority.
 MajorityCoverage = TypedDict(
     "MajorityCoverage",
@@ -794,11 +860,11 @@ NewLabels = TypedDict(
 
 
 # What an abstained criterion does to the example.
-OnAbstentionName = Literal['incomplete', 'renormalize']
+OnAbstentionName = Literal['incomplete', 'renormalize', 'as_not_met']
 
 
 # Scoring policy names.
-PolicyName = Literal['healthbench', 'quarkmed', 'weighted']
+PolicyName = Literal['healthbench', 'livemedbench', 'quarkmed', 'weighted']
 
 
 # One problem, at a field path such as `criteria[2].points`.
@@ -897,10 +963,14 @@ RubricScoring = TypedDict(
     "RubricScoring",
     {
         'bonus_cap': NotRequired[Optional[float]],
+        'length_adjustment': NotRequired[Optional['LengthAdjustment']],
         'on_abstention': NotRequired[Optional['OnAbstentionName']],
         'policy': NotRequired[Optional['PolicyName']],
         'r_essential': NotRequired[Optional[float]],
         'r_pitfall': NotRequired[Optional[float]],
+        'saturation': NotRequired[Optional['SaturationName']],
+        'saturation_factor': NotRequired[Optional[float]],
+        'tag_cap': NotRequired[Optional[float]],
         'veto_score': NotRequired[Optional[float]],
         'weights': NotRequired[Optional['TierWeights']],
     },
@@ -955,6 +1025,10 @@ RunInfo = TypedDict(
 )
 
 
+# QuarkMed saturation rules (`Saturation`).
+SaturationName = Literal['earned_essential', 'essential_max']
+
+
 # Measurement scales of a set.
 ScaleName = Literal['nominal', 'ordinal', 'interval']
 
@@ -1003,12 +1077,17 @@ SuggestedWeight = TypedDict(
 SummaryDoc = TypedDict(
     "SummaryDoc",
     {
+        'abstentions_as_not_met': NotRequired['AsNotMetCount'],
         'examples': Required[List['ExampleScore']],
         'excluded': Required['Excluded'],
+        'length_adjustment': NotRequired[Optional['LengthAdjustment']],
+        'missing_response_length': NotRequired[int],
         'overall': Required['FigureEntry'],
+        'overall_length_adjusted': NotRequired[Optional['FigureEntry']],
         'resamples': Required[int],
         'seed': Required[int],
         'tags': Required[Dict[str, 'FigureEntry']],
+        'tags_length_adjusted': NotRequired[Dict[str, 'FigureEntry']],
     },
 )
 
@@ -1044,7 +1123,7 @@ TierWeights = TypedDict(
 
 
 # Why a score could not be computed. Never NaN: an undefined score is `None` plus a reason. Its snake_case names are part of `grade_report.v1` (`score.undefined_reason`), written by `as_str` and read back by serde; a test keeps the two spellings equal.
-Undefined = Literal['no_positive_points', 'no_positive_tiers', 'no_criteria']
+Undefined = Literal['no_positive_points', 'no_positive_tiers', 'no_criteria', 'no_essential_criteria']
 
 
 # Why a coefficient is undefined. Never NaN/inf: callers serialise `null` + reason. Its snake_case names are the `reason` of the agreement report's estimates.
