@@ -31,7 +31,12 @@ pub struct Metrics {
     grade_duration: Histogram,
     agreement_kappa: prometheus::GaugeVec,
     agreement_alpha: prometheus::GaugeVec,
+    agreement_band: prometheus::GaugeVec,
+    ballots: IntCounterVec,
 }
+
+/// The commit the binary was built from, or `unknown` (set by build.rs).
+pub const BUILD_COMMIT: &str = env!("TRIBUNAL_BUILD_COMMIT");
 
 fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new();
@@ -99,6 +104,33 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["set", "rater"],
     )?;
     registry.register(Box::new(agreement_alpha.clone()))?;
+    let agreement_band = prometheus::GaugeVec::new(
+        Opts::new(
+            "tribunal_agreement_human_band",
+            "Lowest (bound=\"min\") and highest (bound=\"max\") Cohen's kappa between two humans of a set in its last finished calibration run",
+        ),
+        &["set", "bound"],
+    )?;
+    registry.register(Box::new(agreement_band.clone()))?;
+    // A constant 1 whose labels say which build is running, so dashboards can show
+    // versions and alerts can be joined to them; it is never a request-path metric.
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            "tribunal_build_info",
+            "Always 1; the labels name the running build",
+        ),
+        &["version", "commit"],
+    )?;
+    registry.register(Box::new(build_info.clone()))?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), BUILD_COMMIT])
+        .set(1);
+    // The standard process_* metrics (memory, CPU, file descriptors, start time) come
+    // from /proc, which only Linux has; elsewhere they are simply absent.
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
     Ok(Metrics {
         http_requests: counter(
             "tribunal_http_requests_total",
@@ -159,6 +191,12 @@ fn build() -> Result<Metrics, prometheus::Error> {
         grade_duration,
         agreement_kappa,
         agreement_alpha,
+        agreement_band,
+        ballots: counter(
+            "tribunal_ballots_total",
+            "Ballots cast by a judge (answered or abstained), the denominator of its abstention ratio",
+            &["judge"],
+        )?,
         registry,
     })
 }
@@ -239,6 +277,11 @@ pub fn abstention(judge: &str, reason: &'static str) {
     with(|m| m.abstentions.with_label_values(&[judge, reason]).inc());
 }
 
+/// One ballot of `judge`, whether it holds a verdict or an abstention.
+pub fn ballot(judge: &str) {
+    with(|m| m.ballots.with_label_values(&[judge]).inc());
+}
+
 pub fn consensus(kind: &'static str) {
     with(|m| m.consensus.with_label_values(&[kind]).inc());
 }
@@ -281,6 +324,20 @@ pub fn agreement(which: Agreement, set: &str, rater: &str, value: Option<f64>) {
             Some(v) => g.with_label_values(&[set, rater]).set(v),
             None => {
                 let _ = g.remove_label_values(&[set, rater]);
+            }
+        }
+    });
+}
+
+/// Sets (or, when undefined, removes) the human-human kappa band of a set.
+pub fn agreement_band(set: &str, min: Option<f64>, max: Option<f64>) {
+    with(|m| {
+        for (bound, value) in [("min", min), ("max", max)] {
+            match value.filter(|v| v.is_finite()) {
+                Some(v) => m.agreement_band.with_label_values(&[set, bound]).set(v),
+                None => {
+                    let _ = m.agreement_band.remove_label_values(&[set, bound]);
+                }
             }
         }
     });

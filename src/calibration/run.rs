@@ -178,6 +178,7 @@ pub fn publish(set: &str, report: &AgreementReport) {
         "humans",
         report.humans.krippendorff_alpha.value,
     );
+    crate::metrics::agreement_band(set, report.humans.band.min, report.humans.band.max);
     for j in &report.judges {
         agreement(
             Agreement::Kappa,

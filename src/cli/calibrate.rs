@@ -1,16 +1,17 @@
 //! `tribunal calibrate`: judge-human agreement on a calibration set read in any
 //! supported format, offline (the judge labels in the file) or live (the configured
 //! committee judges the set's items through the normal cached, rate-limited path).
-//! Must not compute statistics itself (`calibration` does) or touch a store.
+//! Must not compute statistics itself (`calibration` does) or touch a store. A live run
+//! printed to a terminal ends with the report's table and the judges' usage; JSON otherwise.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 
-use super::shared::{Failure, Format, load_config, open, runtime};
+use super::shared::{Failure, Format, Usage, format_for, load_config, open, runtime};
 use crate::grader::Grader;
 use crate::item::parse_line;
 
@@ -62,8 +63,9 @@ pub struct CalibrateArgs {
     /// CSV: the set's name (default: the file name without its extension).
     #[arg(long)]
     pub name: Option<String>,
-    #[arg(long, value_enum, default_value_t = Format::Json)]
-    pub format: Format,
+    /// Default: JSON, except a live run printed to a terminal, which gets the table.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Bootstrap resamples per coefficient.
@@ -141,17 +143,26 @@ pub(crate) fn run(args: &CalibrateArgs) -> Result<(), Failure> {
         resamples: args.resamples,
         ..ReportOptions::default()
     };
-    let report = if args.offline {
-        agreement_report_doc(&set, &opts)
+    // Offline reports stay JSON by default, as they always were (scripts read them);
+    // a live run is a person waiting on judges, so a terminal gets the table.
+    let (report, usage, format) = if args.offline {
+        let format = args.format.unwrap_or(Format::Json);
+        (agreement_report_doc(&set, &opts), None, format)
     } else {
-        run_live(&set, args.config.as_deref(), args.concurrency, &opts)?
+        let (report, usage) = run_live(&set, args.config.as_deref(), args.concurrency, &opts)?;
+        let format = format_for(args.format, std::io::stdout().is_terminal());
+        (report, Some(usage), format)
     };
-    let text = match args.format {
+    let text = match format {
         Format::Json => format!(
             "{}\n",
             serde_json::to_string(&report).map_err(|e| anyhow::anyhow!("report: {e}"))?
         ),
-        Format::Table => report_table(&report),
+        Format::Table => format!(
+            "{}{}",
+            report_table(&report),
+            usage.map(|u| u.line()).unwrap_or_default()
+        ),
     };
     std::io::stdout()
         .write_all(text.as_bytes())
@@ -167,7 +178,7 @@ fn run_live(
     config: Option<&Path>,
     concurrency: usize,
     opts: &crate::calibration::ReportOptions,
-) -> Result<crate::calibration::report::AgreementReport, Failure> {
+) -> Result<(crate::calibration::report::AgreementReport, Usage), Failure> {
     use crate::calibration::{live, report};
     let cfg = load_config(config)?;
     let grader =
@@ -244,5 +255,5 @@ fn run_live(
         binarized: plan.binarized,
         simulated: Some(grader.simulated()),
     });
-    Ok(doc)
+    Ok((doc, Usage::of(&grader)))
 }

@@ -56,6 +56,11 @@ fn check(path: Option<&Path>) -> Result<(), Failure> {
             r.confusion.keys().collect::<Vec<_>>()
         ));
     }
+    out.push_str(&format!(
+        "telemetry: otlp_endpoint={} service_name={}\n",
+        cfg.telemetry.otlp_endpoint.as_deref().unwrap_or("off"),
+        cfg.telemetry.service_name
+    ));
     if cfg.simulated() {
         out.push_str("NOTE: every judge is simulated; grades are not real.\n");
     }

@@ -1,7 +1,8 @@
 //! `tribunal grade`: checks every input line before spending a judge call, grades
 //! items concurrently (in input order) with a progress bar on a terminal, writes one
-//! GradeReport per line (resumable), then the summary in the shape of
-//! `tribunal score --format json`. Must not touch a store or start a server.
+//! GradeReport per line (resumable), then the summary: the table of
+//! `tribunal score --format table` when it goes to a terminal, else the JSON of
+//! `score --format json`. Must not touch a store or start a server.
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
@@ -12,7 +13,9 @@ use std::sync::atomic::Ordering;
 use clap::Parser;
 use futures::StreamExt;
 
-use super::shared::{Failure, for_each_line, invalid_lines, load_config, runtime};
+use super::shared::{
+    Failure, Format, Usage, for_each_line, format_for, invalid_lines, load_config, runtime,
+};
 use crate::grader::{Grader, read_example_score};
 use crate::item::{Item, parse_line};
 use crate::score::{self, DEFAULT_RESAMPLES, ExampleScore, report};
@@ -44,6 +47,9 @@ pub struct GradeArgs {
     /// Seed for the summary's bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The summary's format; default: a table when it goes to a terminal, else JSON.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     /// Report length-adjusted figures in the summary: `professional` (HealthBench
     /// Professional) or CENTER,PENALTY; replaces any adjustment the rubrics set.
     #[arg(long, value_parser = crate::rubric::LengthAdjustment::parse)]
@@ -119,7 +125,13 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
     }
     drop(err);
     let runtime = runtime()?;
-    runtime.block_on(grade_all(args, grader, total, done, &mut scores))?;
+    runtime.block_on(grade_all(
+        args,
+        Arc::clone(&grader),
+        total,
+        done,
+        &mut scores,
+    ))?;
     if let Some(la) = args.length_adjustment {
         for (_, s) in &mut scores {
             s.length_adjustment = Some(la);
@@ -127,15 +139,29 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
     }
     let examples: Vec<ExampleScore> = scores.iter().map(|(_, s)| s.clone()).collect();
     let summary = score::summarize(&examples, args.seed, DEFAULT_RESAMPLES);
-    let text = format!(
-        "{}\n",
-        report::summary_json(
-            &summary,
-            scores.iter().map(|(id, s)| (id.as_str(), s)),
-            args.seed,
-            DEFAULT_RESAMPLES
-        )
-    );
+    // The summary goes to --summary, else stdout when the reports go to a file, else
+    // stderr (the reports hold stdout); a person reading that stream gets the table.
+    let terminal = match (&args.summary, &args.output) {
+        (Some(_), _) => false,
+        (None, Some(_)) => std::io::stdout().is_terminal(),
+        (None, None) => std::io::stderr().is_terminal(),
+    };
+    let text = match format_for(args.format, terminal) {
+        Format::Json => format!(
+            "{}\n",
+            report::summary_json(
+                &summary,
+                scores.iter().map(|(id, s)| (id.as_str(), s)),
+                args.seed,
+                DEFAULT_RESAMPLES
+            )
+        ),
+        Format::Table => format!(
+            "{}{}",
+            report::summary_table(&summary, "policy from each rubric", args.seed),
+            Usage::of(&grader).line()
+        ),
+    };
     let write = match (&args.summary, &args.output) {
         (Some(p), _) => {
             std::fs::write(p, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))
@@ -228,16 +254,8 @@ async fn grade_all(
         };
         writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;
         bar.inc(1);
-        let (calls, tokens, cost) = grader.committee.members.iter().fold((0, 0, 0), |acc, m| {
-            let s = &m.client.stats;
-            (
-                acc.0 + s.calls.load(Ordering::Relaxed),
-                acc.1
-                    + s.input_tokens.load(Ordering::Relaxed)
-                    + s.output_tokens.load(Ordering::Relaxed),
-                acc.2 + s.cost_micro_usd.load(Ordering::Relaxed),
-            )
-        });
+        let usage = Usage::of(&grader);
+        let (calls, tokens) = (usage.calls, usage.input_tokens + usage.output_tokens);
         let hits = grader
             .committee
             .cache
@@ -247,7 +265,7 @@ async fn grade_all(
         #[expect(clippy::cast_precision_loss, reason = "display only")]
         let rate = calls as f64 / started.elapsed().as_secs_f64().max(1e-3);
         #[expect(clippy::cast_precision_loss, reason = "display only")]
-        let usd = cost as f64 / 1e6;
+        let usd = usage.cost_micro_usd as f64 / 1e6;
         bar.set_message(format!(
             "{rate:.0} calls/s  {hits} cache hits  {abstentions} abstentions  {tokens} tokens  ${usd:.4}"
         ));

@@ -38,7 +38,14 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
         }
     }
     let cfg = load_config_with(args.config.as_deref(), env)?;
-    crate::telemetry::init(cfg.server.log_format);
+    // Declared before the runtime so that it is dropped after it: the guard flushes
+    // buffered spans when it drops, which must happen outside async code.
+    let telemetry = crate::telemetry::init(cfg.server.log_format, &cfg.telemetry).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot export traces to {} (telemetry.otlp_endpoint): {e}",
+            cfg.telemetry.otlp_endpoint.as_deref().unwrap_or("-")
+        ))
+    })?;
     let runtime = runtime()?;
     runtime.block_on(async {
         let http = tokio::net::TcpListener::bind(cfg.server.http_addr)
@@ -83,7 +90,12 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
             }
         );
         drop(err);
-        tracing::info!(http = %running.http_addr, simulated = cfg.simulated(), "tribunal started");
+        tracing::info!(
+            http = %running.http_addr,
+            simulated = cfg.simulated(),
+            otlp = telemetry.exporting(),
+            "tribunal started"
+        );
         let token = running.shutdown.clone();
         tokio::spawn(async move {
             shutdown_signal().await;

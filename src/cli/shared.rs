@@ -12,8 +12,8 @@ use crate::app::LoadConfig as _;
 use crate::config::Config;
 use crate::rubric::Invalid;
 
-/// Output format of `score` and `calibrate`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// Output format of `score`, `grade` and `calibrate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Json,
     Table,
@@ -98,4 +98,91 @@ pub fn member_names(cfg: &crate::config::Config) -> String {
         .map(|(n, _)| n.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The format a summary is written in: the one asked for, else a table for a person
+/// (the destination is a terminal) and JSON for a program (a pipe or a file).
+pub(crate) fn format_for(asked: Option<Format>, terminal: bool) -> Format {
+    match (asked, terminal) {
+        (Some(f), _) => f,
+        (None, true) => Format::Table,
+        (None, false) => Format::Json,
+    }
+}
+
+/// What the committee's members have spent so far, summed over members.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_micro_usd: u64,
+}
+
+impl Usage {
+    pub(crate) fn of(grader: &crate::grader::Grader) -> Usage {
+        use std::sync::atomic::Ordering::Relaxed;
+        grader
+            .committee
+            .members
+            .iter()
+            .fold(Usage::default(), |acc, m| {
+                let s = &m.client.stats;
+                Usage {
+                    calls: acc.calls + s.calls.load(Relaxed),
+                    input_tokens: acc.input_tokens + s.input_tokens.load(Relaxed),
+                    output_tokens: acc.output_tokens + s.output_tokens.load(Relaxed),
+                    cost_micro_usd: acc.cost_micro_usd + s.cost_micro_usd.load(Relaxed),
+                }
+            })
+    }
+
+    /// The line that ends a human table: `judge calls 12, tokens 3400 (2800 in, 600 out), cost $0.0123`.
+    pub(crate) fn line(&self) -> String {
+        #[expect(clippy::cast_precision_loss, reason = "display only")]
+        let usd = self.cost_micro_usd as f64 / 1e6;
+        format!(
+            "judge calls {}, tokens {} ({} in, {} out), cost ${usd:.4}\n",
+            self.calls,
+            self.input_tokens + self.output_tokens,
+            self.input_tokens,
+            self.output_tokens
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_gets_a_table_and_a_pipe_json_unless_asked() {
+        let cases = [
+            (None, true, Format::Table),
+            (None, false, Format::Json),
+            (Some(Format::Json), true, Format::Json),
+            (Some(Format::Table), false, Format::Table),
+        ];
+        for (asked, terminal, want) in cases {
+            assert_eq!(
+                format_for(asked, terminal),
+                want,
+                "{asked:?} terminal={terminal}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_usage_line_sums_tokens_and_shows_dollars() {
+        let u = Usage {
+            calls: 12,
+            input_tokens: 2800,
+            output_tokens: 600,
+            cost_micro_usd: 12_300,
+        };
+        assert_eq!(
+            u.line(),
+            "judge calls 12, tokens 3400 (2800 in, 600 out), cost $0.0123\n"
+        );
+    }
 }

@@ -284,6 +284,7 @@ impl Committee {
         };
         crate::metrics::consensus(kind.as_str());
         for b in &ballots {
+            crate::metrics::ballot(&b.judge);
             if let Some(r) = b.abstained {
                 crate::metrics::abstention(&b.judge, r.as_str());
             }

@@ -230,6 +230,17 @@ pub struct Config {
     pub committee: CommitteeConfig,
     pub cache: CacheConfig,
     pub server: ServerConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: trace export. With no `otlp_endpoint` nothing is exported and no
+/// exporter or background task exists; spans still reach the local log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP (protobuf) traces URL, ending in `/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute of exported spans.
+    pub service_name: String,
 }
 
 impl Config {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{
     ApiKeyConfig, CacheConfig, CommitteeConfig, Config, JudgeConfig, LimitsConfig, LoadedFiles,
     LogFormat, OpenAiConfig, PromptMode, ProviderConfig, RetryConfig, Sampling, ServerConfig,
-    SimConfig, rule_from,
+    SimConfig, TelemetryConfig, rule_from,
 };
 use crate::committee::vote::{Rule, TieRule};
 use crate::rubric::{FieldError, Invalid};
@@ -24,6 +24,15 @@ pub struct RawConfig {
     pub cache: RawCache,
     #[serde(default)]
     pub server: RawServer,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -252,6 +261,7 @@ impl RawConfig {
             Some(c) => validate_committee(c, &judges, &defined, files, &mut errs),
         };
         let server = validate_server(self.server, env, &mut errs);
+        let telemetry = validate_telemetry(self.telemetry, &mut errs);
         let cache = CacheConfig {
             max_bytes: self.cache.max_bytes.unwrap_or(64 * 1024 * 1024),
             ttl: Duration::from_secs(self.cache.ttl_secs.unwrap_or(7 * 24 * 3600)),
@@ -262,9 +272,51 @@ impl RawConfig {
                 committee,
                 cache,
                 server,
+                telemetry,
             }),
             _ => Err(Invalid(errs)),
         }
+    }
+}
+
+fn validate_telemetry(t: RawTelemetry, errs: &mut Vec<FieldError>) -> TelemetryConfig {
+    let otlp_endpoint = match t.otlp_endpoint.map(|e| e.trim().to_owned()) {
+        None => None,
+        Some(e) if e.is_empty() => None,
+        Some(e) if (e.starts_with("http://") || e.starts_with("https://")) && e.len() > 8 => {
+            let base = e.trim_end_matches('/');
+            // The OTLP/HTTP traces path is appended here, once, so that both a
+            // collector's base URL and its full traces URL are accepted.
+            Some(if base.ends_with("/v1/traces") {
+                base.to_owned()
+            } else {
+                format!("{base}/v1/traces")
+            })
+        }
+        Some(e) => {
+            errs.push(FieldError::new(
+                "telemetry.otlp_endpoint",
+                format!(
+                    "\"{e}\" must be an OTLP/HTTP URL like http://127.0.0.1:4318 (http:// or https://)"
+                ),
+            ));
+            None
+        }
+    };
+    let service_name = match t.service_name {
+        None => "tribunal".to_owned(),
+        Some(n) if !n.trim().is_empty() => n.trim().to_owned(),
+        Some(_) => {
+            errs.push(FieldError::new(
+                "telemetry.service_name",
+                "must not be empty",
+            ));
+            "tribunal".to_owned()
+        }
+    };
+    TelemetryConfig {
+        otlp_endpoint,
+        service_name,
     }
 }
 

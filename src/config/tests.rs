@@ -672,3 +672,90 @@ fn named_files_are_handed_in_already_interpreted() {
         ]
     );
 }
+
+#[test]
+fn telemetry_is_off_by_default_and_the_endpoint_gets_the_traces_path() {
+    // (case, extra TOML, env, expected endpoint, expected service name)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: &[Case] = &[
+        ("absent: off", "", &[], None, "tribunal"),
+        ("empty section: off", "[telemetry]\n", &[], None, "tribunal"),
+        (
+            "empty endpoint: off",
+            "[telemetry]\notlp_endpoint = \"\"\n",
+            &[],
+            None,
+            "tribunal",
+        ),
+        (
+            "base URL gets /v1/traces",
+            "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318/\"\n",
+            &[],
+            Some("http://127.0.0.1:4318/v1/traces"),
+            "tribunal",
+        ),
+        (
+            "full traces URL is kept",
+            "[telemetry]\notlp_endpoint = \"https://otel.example:4318/v1/traces\"\nservice_name = \"grader-eu\"\n",
+            &[],
+            Some("https://otel.example:4318/v1/traces"),
+            "grader-eu",
+        ),
+        (
+            "env override",
+            "",
+            &[(
+                "TRIBUNAL__TELEMETRY__OTLP_ENDPOINT",
+                "http://collector:4318",
+            )],
+            Some("http://collector:4318/v1/traces"),
+            "tribunal",
+        ),
+    ];
+    for (name, extra, env, endpoint, service) in cases {
+        let text = format!("{}\n{extra}", super::DEFAULT_CONFIG);
+        let cfg = load_ok(name, Some(&text), env);
+        assert_eq!(cfg.telemetry.otlp_endpoint.as_deref(), *endpoint, "{name}");
+        assert_eq!(cfg.telemetry.service_name, *service, "{name}");
+    }
+}
+
+#[test]
+fn invalid_telemetry_names_the_field() {
+    // (case, [telemetry] body, expected (field, needle) problems)
+    let cases: &[(&str, &str, &[(&str, &str)])] = &[
+        (
+            "grpc scheme",
+            "otlp_endpoint = \"grpc://127.0.0.1:4317\"",
+            &[("telemetry.otlp_endpoint", "grpc://127.0.0.1:4317")],
+        ),
+        (
+            "bare host",
+            "otlp_endpoint = \"collector:4318\"",
+            &[("telemetry.otlp_endpoint", "http://")],
+        ),
+        (
+            "blank service name",
+            "service_name = \" \"",
+            &[("telemetry.service_name", "empty")],
+        ),
+        (
+            "unknown key",
+            "otlp_endpiont = \"x\"",
+            &[("", "otlp_endpiont")],
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let text = format!("{}\n[telemetry]\n{body}\n", super::DEFAULT_CONFIG);
+        let err = load_text(&text, &[]).unwrap_err();
+        let problems = err.problems();
+        assert_problems(name, &problems, expected);
+        assert_eq!(problems.len(), expected.len(), "{name}: {problems:#?}");
+    }
+}

@@ -17,6 +17,7 @@ mod crash;
 mod healthbench_real;
 mod judges;
 mod mock_openai;
+mod ops;
 mod parity;
 mod published_methods;
 mod schema_examples;

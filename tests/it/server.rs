@@ -643,6 +643,8 @@ async fn metrics_and_openapi() {
         "tribunal_job_items_pending",
         "tribunal_judge_calls_in_flight",
         "tribunal_grade_duration_seconds",
+        "tribunal_ballots_total",
+        "tribunal_build_info",
     ] {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
@@ -666,6 +668,9 @@ async fn metrics_and_openapi() {
         "key",
         "set",
         "rater",
+        "bound",
+        "version",
+        "commit",
         "le",
     ];
     for line in text

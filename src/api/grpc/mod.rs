@@ -426,20 +426,35 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
     }
 }
 
+/// A reflection builder that knows the Tribunal and health services' descriptors.
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Logs a reflection service that could not be built. The descriptor sets are built
+/// into the binary, so this is a build bug; serving without reflection beats not serving.
+fn reflection_disabled(version: &str, error: &tonic_reflection::server::Error) {
+    tracing::error!(version, error = %error, "gRPC reflection disabled: bad descriptor set");
+}
+
 /// The Tribunal service wrapped for the server, with health and reflection.
 async fn router(service: Arc<Service>) -> tonic::transport::server::Router {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::tribunal_server::TribunalServer<GrpcApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+    // Both reflection protocols: grpcurl and newer tools speak v1, while Python's
+    // grpcio-reflection and older GUI clients only speak v1alpha. Each builder also
+    // registers the health service's descriptors, so `list` shows it next to Tribunal.
+    let reflection_v1 = reflection_builder()
         .build_v1()
-        .inspect_err(|e| {
-            // The descriptor set is built into the binary, so this is a build bug;
-            // serving without reflection beats not serving.
-            tracing::error!(error = %e, "gRPC reflection disabled: bad descriptor set");
-        })
+        .inspect_err(|e| reflection_disabled("v1", e))
+        .ok();
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .inspect_err(|e| reflection_disabled("v1alpha", e))
         .ok();
     let tribunal = pb::tribunal_server::TribunalServer::new(GrpcApi::new(Arc::clone(&service)))
         // Jobs arrive as one message; tonic's 4 MiB default would refuse large ones
@@ -452,7 +467,8 @@ async fn router(service: Arc<Service>) -> tonic::transport::server::Router {
     );
     Server::builder()
         .add_service(health)
-        .add_optional_service(reflection)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         .add_service(authenticated)
 }
 
