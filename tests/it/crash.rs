@@ -6,25 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::server::case;
+use crate::server::{all_results as results, case};
 use crate::spawn::serve;
 
 async fn get(http: &reqwest::Client, url: String) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
-}
-
-async fn results(http: &reqwest::Client, base: &str, id: &str) -> Vec<Value> {
-    let text = http
-        .get(format!("{base}/v1/jobs/{id}/results"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -292,7 +292,9 @@ pub async fn job_results(
 pub struct SummaryQuery {
     /// Length-adjusted figures beside the raw ones: `professional` (HealthBench
     /// Professional) or `CENTER,PENALTY`; replaces the rubrics' own adjustment.
-    #[param(pattern = r"^(professional|[0-9]{1,12}(\.[0-9]{1,12})?,[0-9]{1,12}(\.[0-9]{1,12})?)?$")]
+    #[param(
+        pattern = r"^(professional|[0-9]{1,12}(\.[0-9]{1,12})?,[0-9]{1,12}(\.[0-9]{1,12})?)?$"
+    )]
     length_adjustment: Option<String>,
 }
 
