@@ -20,9 +20,19 @@ UPDATE jobs SET
     output_tokens = (SELECT COALESCE(SUM(i.output_tokens), 0) FROM job_items i WHERE i.job_id = jobs.id AND i.state != 'pending'),
     cost_usd      = (SELECT COALESCE(SUM(i.cost_usd), 0.0) FROM job_items i WHERE i.job_id = jobs.id AND i.state != 'pending');
 
--- `{format, case_id, score, tags}` of a done item's grade_report.v1 (NULL for items
--- finished before this schema: summaries read their whole report instead).
-ALTER TABLE job_items ADD COLUMN facts TEXT;
+-- `{format, case_id, score, tags}` of each done item's grade_report.v1, in a table of
+-- its own: in `job_items` the column would sit behind the multi-kilobyte report, and
+-- every summary would read the reports' pages to reach it. Items done before this
+-- schema get their whole report, which reads the same way.
+CREATE TABLE job_item_facts (
+    job_id        TEXT    NOT NULL,
+    seq           INTEGER NOT NULL,
+    finished_seq  INTEGER NOT NULL,
+    facts         TEXT    NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+INSERT INTO job_item_facts (job_id, seq, finished_seq, facts)
+    SELECT job_id, seq, finished_seq, result FROM job_items WHERE state = 'done';
 
 -- A streamed submission's job is 'staging' while its items arrive (invisible to every
 -- read, never run) and becomes 'queued' once all of them are stored and valid.

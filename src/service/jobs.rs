@@ -416,7 +416,12 @@ impl Service {
                 builder.push(example);
             }
         }
-        let summary = builder.finish(job.seed, DEFAULT_RESAMPLES);
+        // The bootstraps are CPU work (resamples x examples draws per figure): off the
+        // async workers, so a large summary never stalls other requests.
+        let seed = job.seed;
+        let summary = tokio::task::spawn_blocking(move || builder.finish(seed, DEFAULT_RESAMPLES))
+            .await
+            .map_err(|e| Error::Internal(format!("the summary's computation stopped: {e}")))?;
         let head = JobSummary {
             summary: report::summary_doc(&summary, [], job.seed, DEFAULT_RESAMPLES),
             job: SummaryJob {

@@ -255,8 +255,9 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Vec<(u64, u64, String)>>;
     /// Done items' score facts in item order (for summaries), paged by `seq`, among
     /// the first `upto` items to finish (a snapshot: read `done + failed` once, and
-    /// every page agrees with it): `(seq, facts_json)`. An item recorded before facts
-    /// were kept gives its whole report, which reads the same way.
+    /// every page agrees with it): `(seq, facts_json)`, from a table of small rows (not
+    /// the items' reports). An item recorded before facts were kept gives its whole
+    /// report, which reads the same way.
     async fn score_facts(
         &self,
         job: &str,

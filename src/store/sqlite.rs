@@ -429,14 +429,13 @@ impl Store for SqliteStore {
         // before it plus one, read from the same row the counters live in.
         let mut tx = self.writer.begin().await?;
         let r = sqlx::query(
-            "UPDATE job_items SET state = ?, result = ?, facts = ?, abstained = ?, calls = ?, input_tokens = ?,
+            "UPDATE job_items SET state = ?, result = ?, abstained = ?, calls = ?, input_tokens = ?,
                  output_tokens = ?, cost_usd = ?, finished_at = ?,
                  finished_seq = (SELECT done + failed + 1 FROM jobs WHERE id = ?)
              WHERE job_id = ? AND seq = ? AND state = 'pending'",
         )
         .bind(if o.failed { "failed" } else { "done" })
         .bind(&o.result)
-        .bind(&o.facts)
         .bind(i64::from(o.abstained))
         .bind(i64_of(o.calls))
         .bind(i64_of(o.input_tokens))
@@ -450,6 +449,18 @@ impl Store for SqliteStore {
         .await?;
         if r.rows_affected() != 1 {
             return Ok(false);
+        }
+        if let Some(facts) = &o.facts {
+            sqlx::query(
+                "INSERT INTO job_item_facts (job_id, seq, finished_seq, facts)
+                 SELECT ?, ?, done + failed + 1, ? FROM jobs WHERE id = ?",
+            )
+            .bind(job)
+            .bind(i64_of(seq))
+            .bind(facts)
+            .bind(job)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query(
             "UPDATE jobs SET done = done + ?, failed = failed + ?, abstained = abstained + ?, calls = calls + ?,
@@ -541,8 +552,8 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<(u64, String)>> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT seq, COALESCE(facts, result) FROM job_items
-             WHERE job_id = ? AND state = 'done' AND seq > ? AND finished_seq <= ? ORDER BY seq LIMIT ?",
+            "SELECT seq, facts FROM job_item_facts
+             WHERE job_id = ? AND seq > ? AND finished_seq <= ? ORDER BY seq LIMIT ?",
         )
         .bind(job)
         .bind(after.map_or(-1, i64_of))

@@ -93,11 +93,13 @@ async fn undecodable_stored_documents_are_internal() {
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE job_items SET result = '{broken', facts = '{broken' WHERE job_id = ?")
-        .bind(&job_id)
-        .execute(&pool)
-        .await
-        .unwrap();
+    for table in ["job_items SET result", "job_item_facts SET facts"] {
+        sqlx::query(&format!("UPDATE {table} = '{{broken' WHERE job_id = ?"))
+            .bind(&job_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
     pool.close().await;
 
     for path in [
