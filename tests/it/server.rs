@@ -886,7 +886,11 @@ async fn ndjson_submissions_stream_past_the_body_limit_and_stay_all_or_nothing()
     let (code, job) = app.post_raw("/v1/jobs", body).await;
     assert_eq!(code, 202, "{job}");
     assert_eq!(job["total"], 2500);
-    assert_eq!(job["state"], "queued");
+    // Visible as a job at once (its runner may already have started it).
+    assert!(
+        job["state"] == "queued" || job["state"] == "running",
+        "{job}"
+    );
     let id = job["id"].as_str().unwrap().to_owned();
     app.http
         .delete(format!("{}/v1/jobs/{id}", app.url))
@@ -951,7 +955,11 @@ async fn ndjson_submissions_stream_past_the_body_limit_and_stay_all_or_nothing()
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((job.total, job.state.as_str()), (2400, "queued"));
+    assert_eq!(job.total, 2400);
+    assert!(
+        ["queued", "running"].contains(&job.state.as_str()),
+        "{job:?}"
+    );
     grpc.cancel_job(pb::CancelJobRequest { id: job.id })
         .await
         .unwrap();
