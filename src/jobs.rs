@@ -298,10 +298,12 @@ mod tests {
             2,
             Arc::clone(&probe) as Arc<dyn JobFinished>,
         );
+        store.stage_job("j1", 0, None).await.unwrap();
         store
-            .create_job("j1", 0, None, &[("c1".to_owned(), ITEM.to_owned())])
+            .stage_items("j1", 0, &[("c1".to_owned(), ITEM.to_owned())])
             .await
             .unwrap();
+        store.commit_staged_job("j1", 1).await.unwrap();
         jobs.start("j1");
         tracker.close();
         tracker.wait().await;

@@ -433,23 +433,20 @@ impl Service {
         };
         let service = Arc::clone(self);
         let id = id.to_owned();
-        let examples = futures::stream::try_unfold(Some(None), move |cursor| {
+        // The cursor is the last `seq` read; an empty page ends the stream.
+        let examples = futures::stream::try_unfold(None, move |after| {
             let service = Arc::clone(&service);
             let id = id.clone();
             async move {
-                let Some(after) = cursor else {
+                let page = service.fact_page(&id, after, upto, adjustment).await?;
+                let Some(last) = page.last().map(|(s, _, _)| *s) else {
                     return Ok(None);
                 };
-                let page = service.fact_page(&id, after, upto, adjustment).await?;
-                let next = page.last().map(|(s, _, _)| Some(*s));
-                if next.is_none() {
-                    return Ok(None);
-                }
                 let entries = page
                     .iter()
                     .map(|(_, case_id, e)| report::ExampleEntry::new(case_id, e))
                     .collect();
-                Ok(Some((entries, next)))
+                Ok(Some((entries, Some(last))))
             }
         });
         Ok(SummaryParts {

@@ -193,15 +193,6 @@ pub trait Store: Send + Sync {
     async fn list_rubrics(&self) -> StoreResult<Vec<RubricEntry>>;
     async fn rubric_versions(&self, id: &str) -> StoreResult<Vec<RubricEntry>>;
 
-    /// Creates a queued job and its pending items (`(case_id, input_json)` in order), in
-    /// one transaction: a job is either fully stored or absent.
-    async fn create_job(
-        &self,
-        id: &str,
-        seed: u64,
-        owner: Option<&str>,
-        items: &[(String, String)],
-    ) -> StoreResult<()>;
     /// Starts a streamed submission: a job in the hidden `staging` state (no read
     /// sees it, no runner starts it). Items follow with `stage_items`; then either
     /// `commit_staged_job` makes it queued with all its items, or `discard_staged_job`

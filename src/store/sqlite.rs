@@ -328,19 +328,6 @@ impl Store for SqliteStore {
         rows.iter().map(Self::entry).collect()
     }
 
-    async fn create_job(
-        &self,
-        id: &str,
-        seed: u64,
-        owner: Option<&str>,
-        items: &[(String, String)],
-    ) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
-        insert_job(&mut tx, id, seed, owner, items).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
         let row = sqlx::query(&format!("{JOB_SELECT} AND j.id = ?"))
             .bind(id)
