@@ -32,10 +32,10 @@ def clipped_mean(values):
     return min(1.0, max(0.0, sum(values) / len(values)))
 
 
-def main():
-    data_dir, out_path, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    rows = {}
-    order = []
+def load_rows(data_dir):
+    """The distinct rows of every *.jsonl file in data_dir, in first-seen order; a
+    prompt seen twice keeps the row with more rubric items."""
+    rows, order = {}, []
     for path in sorted(glob.glob(os.path.join(data_dir, "*.jsonl"))):
         with open(path, encoding="utf-8") as f:
             for line in f:
@@ -48,6 +48,14 @@ def main():
                     rows[pid] = row
                 elif len(row["rubrics"]) > len(rows[pid]["rubrics"]):
                     rows[pid] = row
+    return [rows[pid] for pid in order]
+
+
+def main():
+    data_dir, out_path, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    loaded = load_rows(data_dir)
+    rows = {row["prompt_id"]: row for row in loaded}
+    order = [row["prompt_id"] for row in loaded]
     rng = random.Random(seed)
     overall = []
     tag_values = {}

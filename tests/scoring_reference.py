@@ -32,9 +32,7 @@ livemedbench  LiveMedBench evaluate/metric_calc.py: HealthBench's per-case formu
               its negative criteria, to exercise the zero case. Extra: "abstained".
 """
 
-import glob
 import json
-import os
 import random
 import sys
 
@@ -45,21 +43,9 @@ ALPHABET = "abcdefgh \n\u00e9\u00df\u65e5\u672c\U0001f642"
 TIERS = ("essential", "important", "highlight", "pitfall")
 
 
-def load_rows(data_dir):
-    rows, order = {}, []
-    for path in sorted(glob.glob(os.path.join(data_dir, "*.jsonl"))):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                pid = row["prompt_id"]
-                if pid not in rows:
-                    order.append(pid)
-                    rows[pid] = row
-                elif len(row["rubrics"]) > len(rows[pid]["rubrics"]):
-                    rows[pid] = row
-    return [rows[pid] for pid in order]
+# The shared rows are read exactly as the HealthBench reference reads them (the data
+# loader only; every formula below is restated independently).
+from healthbench_reference import load_rows  # noqa: E402  (same directory)
 
 
 def clipped_mean(values):
