@@ -364,37 +364,38 @@ impl Service {
     }
 
     /// The aggregate of a job's reports, in the shape of `tribunal score --format json`,
-    /// whole (gRPC's document). See `summary_parts`.
+    /// whole (gRPC's document). See `summary_stream`.
     pub async fn summary(
         self: &Arc<Self>,
         caller: &Caller,
         id: &str,
         length_adjustment: Option<&str>,
     ) -> Result<JobSummary, Error> {
-        let SummaryParts { mut head, examples } =
-            self.summary_parts(caller, id, length_adjustment).await?;
-        let mut examples = std::pin::pin!(examples);
-        while let Some(page) = examples.next().await {
-            head.summary.examples.extend(page?);
+        let mut stream = self.summary_stream(caller, id, length_adjustment).await?;
+        let mut examples = Vec::new();
+        while let Some(page) = stream.next_page().await {
+            examples.extend(page?);
         }
-        Ok(head)
+        let mut summary = stream.finish().await?;
+        summary.summary.examples = examples;
+        Ok(summary)
     }
 
-    /// A job's summary as its figures (`head`, with no `examples`) and a stream of the
-    /// per-example entries in item order, so a transport can write a million-item
-    /// summary without holding it. Both come from the items' score facts (never
-    /// whole reports) of one snapshot: the items finished when the summary started,
-    /// which `head.job` describes. The figures are computed in one pass that keeps
-    /// only the values each figure needs; the entries are read again for the stream.
+    /// A job's summary read in one pass: `SummaryStream::next_page` yields the
+    /// per-example entries in item order while it gathers the figures' values, and
+    /// `finish` then computes the figures, so a transport can write a million-item
+    /// summary without holding it (entries first, figures after). Everything comes
+    /// from the items' score facts (never whole reports) of one snapshot: the items
+    /// finished when the summary started, which the summary's `job` describes.
     /// `length_adjustment` (`professional` or `CENTER,PENALTY`) reports length-adjusted
     /// figures beside the raw ones, replacing any adjustment the rubrics set, like
     /// `score --length-adjustment`.
-    pub async fn summary_parts(
+    pub async fn summary_stream(
         self: &Arc<Self>,
         caller: &Caller,
         id: &str,
         length_adjustment: Option<&str>,
-    ) -> Result<SummaryParts, Error> {
+    ) -> Result<SummaryStream, Error> {
         let adjustment = match length_adjustment {
             None | Some("") => None,
             Some(text) => Some(
@@ -403,55 +404,20 @@ impl Service {
             ),
         };
         let job = self.own_job(caller, id).await?;
-        let upto = job.done + job.failed;
-        let mut builder = score::SummaryBuilder::default();
-        let mut after = None;
-        loop {
-            let page = self.fact_page(id, after, upto, adjustment).await?;
-            let Some(last) = page.last().map(|(s, _, _)| *s) else {
-                break;
-            };
-            after = Some(last);
-            for (_, _, example) in &page {
-                builder.push(example);
-            }
-        }
-        // The bootstraps are CPU work (resamples x examples draws per figure): off the
-        // async workers, so a large summary never stalls other requests.
-        let seed = job.seed;
-        let summary = tokio::task::spawn_blocking(move || builder.finish(seed, DEFAULT_RESAMPLES))
-            .await
-            .map_err(|e| Error::Internal(format!("the summary's computation stopped: {e}")))?;
-        let head = JobSummary {
-            summary: report::summary_doc(&summary, [], job.seed, DEFAULT_RESAMPLES),
+        Ok(SummaryStream {
+            service: Arc::clone(self),
+            upto: job.done + job.failed,
+            adjustment,
+            after: None,
+            ended: false,
+            builder: score::SummaryBuilder::default(),
+            seed: job.seed,
             job: SummaryJob {
                 id: job.id.clone(),
                 state: job.state,
                 failed: job.failed,
                 pending: job.pending(),
             },
-        };
-        let service = Arc::clone(self);
-        let id = id.to_owned();
-        // The cursor is the last `seq` read; an empty page ends the stream.
-        let examples = futures::stream::try_unfold(None, move |after| {
-            let service = Arc::clone(&service);
-            let id = id.clone();
-            async move {
-                let page = service.fact_page(&id, after, upto, adjustment).await?;
-                let Some(last) = page.last().map(|(s, _, _)| *s) else {
-                    return Ok(None);
-                };
-                let entries = page
-                    .iter()
-                    .map(|(_, case_id, e)| report::ExampleEntry::new(case_id, e))
-                    .collect();
-                Ok(Some((entries, Some(last))))
-            }
-        });
-        Ok(SummaryParts {
-            head,
-            examples: Box::pin(examples),
         })
     }
 
@@ -482,12 +448,72 @@ impl Service {
     }
 }
 
-/// A summary's figures and its per-example entries as a stream (`summary_parts`).
-pub struct SummaryParts {
-    /// The summary with `examples` empty.
-    pub head: JobSummary,
-    /// The per-example entries in item order, page by page.
-    pub examples: BoxStream<'static, Result<Vec<report::ExampleEntry>, Error>>,
+/// One job summary being read (`Service::summary_stream`).
+pub struct SummaryStream {
+    service: Arc<Service>,
+    /// The snapshot: only the first `upto` finished items count.
+    upto: u64,
+    adjustment: Option<crate::rubric::LengthAdjustment>,
+    /// The last `seq` read.
+    after: Option<u64>,
+    ended: bool,
+    builder: score::SummaryBuilder,
+    seed: u64,
+    job: SummaryJob,
+}
+
+impl SummaryStream {
+    /// The next page of per-example entries in item order, `None` once every one has
+    /// been read. Each page's scores also go into the figures.
+    pub async fn next_page(&mut self) -> Option<Result<Vec<report::ExampleEntry>, Error>> {
+        if self.ended {
+            return None;
+        }
+        let page = match self
+            .service
+            .fact_page(&self.job.id, self.after, self.upto, self.adjustment)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                self.ended = true;
+                return Some(Err(e));
+            }
+        };
+        let Some(last) = page.last().map(|(s, _, _)| *s) else {
+            self.ended = true;
+            return None;
+        };
+        self.after = Some(last);
+        let entries = page
+            .iter()
+            .map(|(_, case_id, e)| {
+                self.builder.push(e);
+                report::ExampleEntry::new(case_id, e)
+            })
+            .collect();
+        Some(Ok(entries))
+    }
+
+    /// The figures over every entry (reading whatever `next_page` has not yet), as
+    /// the summary document with `examples` left empty.
+    pub async fn finish(mut self) -> Result<JobSummary, Error> {
+        while let Some(page) = self.next_page().await {
+            page?;
+        }
+        let Self {
+            builder, seed, job, ..
+        } = self;
+        // The bootstraps are CPU work (resamples x examples draws per figure): off the
+        // async workers, so a large summary never stalls other requests.
+        let summary = tokio::task::spawn_blocking(move || builder.finish(seed, DEFAULT_RESAMPLES))
+            .await
+            .map_err(|e| Error::Internal(format!("the summary's computation stopped: {e}")))?;
+        Ok(JobSummary {
+            summary: report::summary_doc(&summary, [], seed, DEFAULT_RESAMPLES),
+            job,
+        })
+    }
 }
 
 /// The state of one results stream.

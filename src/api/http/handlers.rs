@@ -306,43 +306,62 @@ pub async fn job_summary(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
-    let parts = s
+    let summary = s
         .service
-        .summary_parts(&caller, &id, q.length_adjustment.as_deref())
+        .summary_stream(&caller, &id, q.length_adjustment.as_deref())
         .await?;
-    // The figures are written first, then the per-example entries as they are read,
-    // so a million-item summary is never held whole. The document is the same JSON
-    // as the typed `JobSummary` (only its key order differs).
-    let internal = |e: serde_json::Error| ApiError(Error::Internal(e.to_string()));
-    let Value::Object(mut head) = serde_json::to_value(&parts.head).map_err(internal)? else {
-        return Err(ApiError(Error::Internal("summary is not an object".into())));
-    };
-    head.remove("examples");
-    let mut prefix = serde_json::to_string(&Value::Object(head)).map_err(internal)?;
-    prefix.pop();
-    if prefix.len() > 1 {
-        prefix.push(',');
-    }
-    prefix.push_str("\"examples\":[");
-    let mut first = true;
-    let entries = parts.examples.map(move |page| {
-        let page = page?;
-        let mut chunk = Vec::with_capacity(page.len() * 160);
-        for e in &page {
-            if !std::mem::take(&mut first) {
-                chunk.push(b',');
-            }
-            serde_json::to_writer(&mut chunk, e).map_err(|e| Error::Internal(e.to_string()))?;
+    // One pass over the job: the per-example entries are written as they are read,
+    // then the figures computed from them, so a million-item summary is never held
+    // whole and never read twice. The document is the same JSON as the typed
+    // `JobSummary`; only its key order differs (`examples` first).
+    // The state is the summary being read and whether nothing was written yet;
+    // `None` once the document is complete (or cut off by an error).
+    let body = futures::stream::unfold(Some((summary, true)), |part| async move {
+        let (mut summary, first) = part?;
+        let mut chunk = Vec::new();
+        if first {
+            chunk.extend_from_slice(b"{\"examples\":[");
         }
-        Ok::<_, Error>(Bytes::from(chunk))
+        match summary.next_page().await {
+            Some(Ok(page)) => {
+                chunk.reserve(page.len() * 160);
+                for (i, e) in page.iter().enumerate() {
+                    if i > 0 || !first {
+                        chunk.push(b',');
+                    }
+                    if let Err(e) = serde_json::to_writer(&mut chunk, e) {
+                        return Some((Err(Error::Internal(e.to_string())), None));
+                    }
+                }
+                Some((Ok(Bytes::from(chunk)), Some((summary, false))))
+            }
+            // An error after the first byte cannot become an error body: the stream
+            // ends with it, so the client sees a cut-off document, never a valid
+            // partial one.
+            Some(Err(e)) => Some((Err(e), None)),
+            None => {
+                let tail = summary.finish().await.and_then(|head| {
+                    let internal = |e: serde_json::Error| Error::Internal(e.to_string());
+                    let Value::Object(mut doc) = serde_json::to_value(&head).map_err(internal)?
+                    else {
+                        return Err(Error::Internal("summary is not an object".into()));
+                    };
+                    doc.remove("examples");
+                    let rest = serde_json::to_string(&Value::Object(doc)).map_err(internal)?;
+                    chunk.extend_from_slice(b"]");
+                    // `rest` is `{...}`: its members follow the examples.
+                    if rest.len() > 2 {
+                        chunk.push(b',');
+                        chunk.extend_from_slice(&rest.as_bytes()[1..]);
+                    } else {
+                        chunk.push(b'}');
+                    }
+                    Ok(Bytes::from(chunk))
+                });
+                Some((tail, None))
+            }
+        }
     });
-    // An error after the first byte cannot become an error body: the stream ends
-    // with it, so the client sees a cut-off document, never a valid partial one.
-    let body = futures::stream::once(std::future::ready(Ok(Bytes::from(prefix))))
-        .chain(entries)
-        .chain(futures::stream::once(std::future::ready(Ok(
-            Bytes::from_static(b"]}"),
-        ))));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(body))
