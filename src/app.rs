@@ -107,9 +107,10 @@ fn check_bind(cfg: &Config, addr: SocketAddr, what: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The jobs' on-finish hook: a finished job that is a calibration run gets its
-/// agreement report written (and the agreement gauges set) before it reads as done;
-/// any other job is left alone.
+/// The jobs' on-finish hook, before a job reads as done: every job's summary figures
+/// are computed and kept (so reading a finished job's summary never re-runs the
+/// bootstraps), and a calibration run gets its agreement report written (and the
+/// agreement gauges set).
 struct CalibrationFinisher {
     store: Arc<dyn Store>,
 }
@@ -117,6 +118,12 @@ struct CalibrationFinisher {
 #[async_trait::async_trait]
 impl JobFinished for CalibrationFinisher {
     async fn finished(&self, id: &str) -> crate::Result<()> {
+        // Kept figures are only a shortcut: without them the summary is computed on
+        // request (and reports whatever made this fail), so a failure here is logged
+        // and does not hold the job back.
+        if let Err(e) = crate::service::keep_job_figures(Arc::clone(&self.store), id).await {
+            tracing::warn!(job = %id, error = %e, "summary figures not kept; summaries compute them on request");
+        }
         match crate::calibration::run::finish(&*self.store, id).await {
             Ok(_) => Ok(()),
             Err(e) => {

@@ -17,7 +17,7 @@ use crate::grader::read_example_score_text;
 use crate::item::{RubricSource, parse_line};
 use crate::rubric::{FieldError, Invalid};
 use crate::score::{self, DEFAULT_RESAMPLES, report};
-use crate::store::{JobRecord, JobState, now_ms};
+use crate::store::{JobRecord, JobState, Store, now_ms};
 
 /// Results read per store page while streaming: large pages, so the per-page cost
 /// (a query, a wake-up, one body chunk) is spread over many rows.
@@ -404,9 +404,94 @@ impl Service {
             ),
         };
         let job = self.own_job(caller, id).await?;
+        SummaryStream::open(Arc::clone(&self.store), &job, adjustment).await
+    }
+}
+
+/// One page of done items' scores: `(seq, case_id, score)`.
+async fn fact_page(
+    store: &dyn Store,
+    id: &str,
+    after: Option<u64>,
+    upto: u64,
+    adjustment: Option<crate::rubric::LengthAdjustment>,
+) -> Result<Vec<(u64, String, score::ExampleScore)>, Error> {
+    let page = store.score_facts(id, after, upto, SUMMARY_PAGE).await?;
+    page.into_iter()
+        .map(|(seq, text)| {
+            // Only done items are read, so anything that does not read back as a
+            // report's score is damaged data, not a gap.
+            let (case_id, mut example) = read_example_score_text(&text)
+                .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
+            if let Some(la) = adjustment {
+                example.length_adjustment = Some(la);
+            }
+            Ok((seq, case_id, example))
+        })
+        .collect()
+}
+
+/// Computes a finished job's summary figures and keeps them in the store, so reading
+/// its summary streams the entries without re-running the bootstraps. Called by the
+/// runner's on-finish hook before the job reads as done (and again, harmlessly, if
+/// that hook is retried).
+pub async fn keep_job_figures(store: Arc<dyn Store>, id: &str) -> Result<(), Error> {
+    let Some(job) = store.job(id).await? else {
+        return Ok(());
+    };
+    let upto = job.done + job.failed;
+    let mut stream = SummaryStream::open(Arc::clone(&store), &job, None).await?;
+    stream.kept = None;
+    let mut figures = stream.finish().await?.summary;
+    figures.examples.clear();
+    let text = serde_json::to_string(&figures).map_err(|e| Error::Internal(e.to_string()))?;
+    store.put_job_figures(id, upto, &text).await?;
+    Ok(())
+}
+
+/// One job summary being read (`Service::summary_stream`).
+pub struct SummaryStream {
+    store: Arc<dyn Store>,
+    /// The snapshot: only the first `upto` finished items count.
+    upto: u64,
+    adjustment: Option<crate::rubric::LengthAdjustment>,
+    /// The last `seq` read.
+    after: Option<u64>,
+    ended: bool,
+    builder: score::SummaryBuilder,
+    seed: u64,
+    job: SummaryJob,
+    /// The figures kept when the job finished, when they cover this snapshot: the
+    /// entries are then only streamed, and `finish` returns these.
+    kept: Option<report::SummaryDoc>,
+}
+
+impl SummaryStream {
+    async fn open(
+        store: Arc<dyn Store>,
+        job: &JobRecord,
+        adjustment: Option<crate::rubric::LengthAdjustment>,
+    ) -> Result<SummaryStream, Error> {
+        let upto = job.done + job.failed;
+        // Kept figures are the rubrics' own adjustment over every finished item of a
+        // done job; any other request is computed here.
+        let kept = if adjustment.is_none() && job.state == JobState::Done {
+            match store.job_figures(&job.id).await? {
+                Some((at, text)) if at == upto => match serde_json::from_str(&text) {
+                    Ok(doc) => Some(doc),
+                    Err(e) => {
+                        tracing::warn!(job = %job.id, error = %e, "kept summary figures do not read back; computing them");
+                        None
+                    }
+                },
+                _ => None,
+            }
+        } else {
+            None
+        };
         Ok(SummaryStream {
-            service: Arc::clone(self),
-            upto: job.done + job.failed,
+            store,
+            upto,
             adjustment,
             after: None,
             ended: false,
@@ -418,61 +503,24 @@ impl Service {
                 failed: job.failed,
                 pending: job.pending(),
             },
+            kept,
         })
     }
 
-    /// One page of done items' scores: `(seq, case_id, score)`.
-    async fn fact_page(
-        &self,
-        id: &str,
-        after: Option<u64>,
-        upto: u64,
-        adjustment: Option<crate::rubric::LengthAdjustment>,
-    ) -> Result<Vec<(u64, String, score::ExampleScore)>, Error> {
-        let page = self
-            .store
-            .score_facts(id, after, upto, SUMMARY_PAGE)
-            .await?;
-        page.into_iter()
-            .map(|(seq, text)| {
-                // Only done items are read, so anything that does not read back as
-                // a report's score is damaged data, not a gap.
-                let (case_id, mut example) = read_example_score_text(&text)
-                    .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
-                if let Some(la) = adjustment {
-                    example.length_adjustment = Some(la);
-                }
-                Ok((seq, case_id, example))
-            })
-            .collect()
-    }
-}
-
-/// One job summary being read (`Service::summary_stream`).
-pub struct SummaryStream {
-    service: Arc<Service>,
-    /// The snapshot: only the first `upto` finished items count.
-    upto: u64,
-    adjustment: Option<crate::rubric::LengthAdjustment>,
-    /// The last `seq` read.
-    after: Option<u64>,
-    ended: bool,
-    builder: score::SummaryBuilder,
-    seed: u64,
-    job: SummaryJob,
-}
-
-impl SummaryStream {
     /// The next page of per-example entries in item order, `None` once every one has
     /// been read. Each page's scores also go into the figures.
     pub async fn next_page(&mut self) -> Option<Result<Vec<report::ExampleEntry>, Error>> {
         if self.ended {
             return None;
         }
-        let page = match self
-            .service
-            .fact_page(&self.job.id, self.after, self.upto, self.adjustment)
-            .await
+        let page = match fact_page(
+            &*self.store,
+            &self.job.id,
+            self.after,
+            self.upto,
+            self.adjustment,
+        )
+        .await
         {
             Ok(page) => page,
             Err(e) => {
@@ -485,10 +533,13 @@ impl SummaryStream {
             return None;
         };
         self.after = Some(last);
+        let gather = self.kept.is_none();
         let entries = page
             .iter()
             .map(|(_, case_id, e)| {
-                self.builder.push(e);
+                if gather {
+                    self.builder.push(e);
+                }
                 report::ExampleEntry::new(case_id, e)
             })
             .collect();
@@ -498,6 +549,12 @@ impl SummaryStream {
     /// The figures over every entry (reading whatever `next_page` has not yet), as
     /// the summary document with `examples` left empty.
     pub async fn finish(mut self) -> Result<JobSummary, Error> {
+        if let Some(summary) = self.kept.take() {
+            return Ok(JobSummary {
+                summary,
+                job: self.job,
+            });
+        }
         while let Some(page) = self.next_page().await {
             page?;
         }

@@ -26,7 +26,10 @@ pub use auth::{Action, Auth, Caller, Owned, Role};
 pub use calibration::{
     CsvUpload, NewCalibrationRun, NewCalibrationSet, NewLabels, ScaleName, SetFormat,
 };
-pub use jobs::{JobList, JobStatus, JobSummary, ResultPage, ResultRow, SummaryJob, SummaryStream};
+pub use jobs::{
+    JobList, JobStatus, JobSummary, ResultPage, ResultRow, SummaryJob, SummaryStream,
+    keep_job_figures,
+};
 pub use rubrics::{Problem, RubricList, RubricSummary, RubricValidation, RubricVersions};
 
 /// Limits applied at the edge of the domain.

@@ -256,6 +256,11 @@ pub trait Store: Send + Sync {
         upto: u64,
         limit: u32,
     ) -> StoreResult<Vec<(u64, String)>>;
+    /// Keeps a job's summary figures (the summary document without its entries) over
+    /// its first `upto` finished items, replacing any kept before.
+    async fn put_job_figures(&self, job: &str, upto: u64, figures: &str) -> StoreResult<()>;
+    /// The figures `put_job_figures` kept, with the `upto` they cover.
+    async fn job_figures(&self, job: &str) -> StoreResult<Option<(u64, String)>>;
     /// Done items' whole reports in item order (calibration runs read the ballots),
     /// paged by `seq`.
     async fn results_by_seq(

@@ -663,6 +663,28 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(|(s, r)| (u64_of(s), r)).collect())
     }
 
+    async fn put_job_figures(&self, job: &str, upto: u64, figures: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE jobs SET figures = ?, figures_upto = ? WHERE id = ?")
+            .bind(figures)
+            .bind(i64_of(upto))
+            .bind(job)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn job_figures(&self, job: &str) -> StoreResult<Option<(u64, String)>> {
+        let row: Option<(Option<i64>, Option<String>)> =
+            sqlx::query_as("SELECT figures_upto, figures FROM jobs WHERE id = ?")
+                .bind(job)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some((Some(upto), Some(figures))) => Some((u64_of(upto), figures)),
+            _ => None,
+        })
+    }
+
     async fn results(
         &self,
         job: &str,

@@ -419,6 +419,36 @@ async fn jobs_run_stream_summarise_and_cancel() {
             >= summary["overall"]["score"].as_f64().unwrap(),
         "{adjusted}"
     );
+    // A done job's figures were computed and kept when it finished; its summary
+    // serves them (a doctored copy shows through), and without them computes the
+    // same document on request.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path().display()))
+        .await
+        .unwrap();
+    let kept: String = sqlx::query_scalar("SELECT figures FROM jobs WHERE id = ?")
+        .bind(&id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut doctored: Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(doctored["overall"], summary["overall"], "{kept}");
+    doctored["overall"]["score"] = json!(0.125);
+    for figures in [Some(doctored.to_string()), None] {
+        sqlx::query("UPDATE jobs SET figures = ? WHERE id = ?")
+            .bind(&figures)
+            .bind(&id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (code, again) = app.get(&format!("/v1/jobs/{id}/summary")).await;
+        assert_eq!(code, 200, "{again}");
+        if figures.is_some() {
+            assert_eq!(again["overall"]["score"], 0.125, "{again}");
+        } else {
+            assert_eq!(again, summary);
+        }
+    }
+    pool.close().await;
     let (code, bad) = app
         .get(&format!("/v1/jobs/{id}/summary?length_adjustment=long"))
         .await;
