@@ -306,23 +306,32 @@ pub async fn job_summary(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
-    let summary = s
+    let mut summary = s
         .service
         .summary_stream(&caller, &id, q.length_adjustment.as_deref())
         .await?;
+    // The first page is read before the response starts, so a job whose stored data
+    // cannot be read answers with an error status, not a cut-off body.
+    let first = summary.next_page().await.transpose()?;
     // One pass over the job: the per-example entries are written as they are read,
     // then the figures computed from them, so a million-item summary is never held
     // whole and never read twice. The document is the same JSON as the typed
     // `JobSummary`; only its key order differs (`examples` first).
-    // The state is the summary being read and whether nothing was written yet;
-    // `None` once the document is complete (or cut off by an error).
-    let body = futures::stream::unfold(Some((summary, true)), |part| async move {
-        let (mut summary, first) = part?;
+    // The state is the summary being read, the page already read (the first), and
+    // whether nothing was written yet; `None` once the document is complete (or cut
+    // off by an error).
+    let body = futures::stream::unfold(Some((summary, first, true)), |part| async move {
+        let (mut summary, read, first) = part?;
         let mut chunk = Vec::new();
         if first {
             chunk.extend_from_slice(b"{\"examples\":[");
         }
-        match summary.next_page().await {
+        let page = match read {
+            Some(page) => Some(Ok(page)),
+            None if first => None,
+            None => summary.next_page().await,
+        };
+        match page {
             Some(Ok(page)) => {
                 chunk.reserve(page.len() * 160);
                 for (i, e) in page.iter().enumerate() {
@@ -333,7 +342,7 @@ pub async fn job_summary(
                         return Some((Err(Error::Internal(e.to_string())), None));
                     }
                 }
-                Some((Ok(Bytes::from(chunk)), Some((summary, false))))
+                Some((Ok(Bytes::from(chunk)), Some((summary, None, false))))
             }
             // An error after the first byte cannot become an error body: the stream
             // ends with it, so the client sees a cut-off document, never a valid
