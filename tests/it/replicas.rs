@@ -15,7 +15,7 @@ use crate::server::{all_results, assert_counters_match, case};
 use crate::spawn::serve;
 use crate::store_conformance::{fresh_database, postgres_url};
 
-/// A config with one mock judge and `database_url`; leases of `lease_s` seconds.
+/// A config with one mock judge and `database_url`; leases of 2 s.
 fn config(
     dir: &std::path::Path,
     name: &str,
@@ -37,6 +37,16 @@ fn config(
 
 async fn get(http: &reqwest::Client, url: String) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The judge calls this process made (`GET /v1/judges`).
+async fn judge_calls(http: &reqwest::Client, base: &str) -> u64 {
+    get(http, format!("{base}/v1/judges")).await["judges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["health"]["calls"].as_u64().unwrap())
+        .sum()
 }
 
 async fn submit(http: &reqwest::Client, base: &str, items: &[Value]) -> String {
@@ -129,6 +139,15 @@ async fn three_replicas_share_a_job_and_survive_a_sigkill() {
     killed.child.wait().unwrap();
 
     let state = wait_done(&http, &replicas[0].url, &id, 300).await;
+    // Both survivors graded part of the job (each process counts its own judge calls).
+    for r in &replicas {
+        let calls = judge_calls(&http, &r.url).await;
+        assert!(
+            calls > 0 && calls < (total * 3) as u64,
+            "{} made {calls} calls",
+            r.url
+        );
+    }
     assert_eq!(state["done"], total, "{state}");
     let results = all_results(&http, &replicas[1].url, &id).await;
     assert_eq!(results.len(), total, "none lost, none duplicated");
@@ -229,4 +248,67 @@ async fn readyz_fails_while_postgres_is_unreachable() {
     assert_eq!(back, 200, "ready again once the database is back");
     server.child.kill().unwrap();
     server.child.wait().unwrap();
+}
+
+/// Items/s of one job of `ITEMS` items (default 5,000; three zero-latency simulated
+/// judges x 3 criteria, as in `benches/server.rs`) on one SQLite node, then on 1, 2
+/// and 3 replicas sharing Postgres. A measurement for BENCHMARKS.md, not a check of
+/// speed: `cargo test --test it replicas::throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (minutes); run it by name"]
+async fn throughput_sqlite_vs_postgres_replicas() {
+    let Some(admin) = postgres_url("throughput_sqlite_vs_postgres_replicas") else {
+        return;
+    };
+    let n: usize = std::env::var("ITEMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            case(
+                &format!("t{i}"),
+                &format!("Response {i}: see a doctor, drink fluids."),
+            )
+        })
+        .collect();
+    let write = |name: &str, url: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "{}\n[server]\ndatabase_url = \"{url}\"\njob_concurrency = 64\n",
+                tribunal::config::DEFAULT_CONFIG
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let mut runs = vec![("SQLite, 1 node".to_owned(), write("sqlite", &sqlite), 1)];
+    for replicas in 1..=3 {
+        let db = fresh_database(&admin).await;
+        runs.push((
+            format!("Postgres, {replicas} replica(s)"),
+            write(&format!("pg{replicas}"), &db),
+            replicas,
+        ));
+    }
+    for (label, cfg, replicas) in runs {
+        let servers: Vec<_> = (0..replicas).map(|_| serve(&cfg)).collect();
+        let started = std::time::Instant::now();
+        let id = submit(&http, &servers[0].url, &items).await;
+        let state = wait_done(&http, &servers[0].url, &id, 1800).await;
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(state["done"], n);
+        #[expect(clippy::cast_precision_loss, reason = "a rate for display")]
+        let rate = n as f64 / secs;
+        println!("{label}: {n} items in {secs:.1} s = {rate:.0} items/s (submission included)");
+        for mut s in servers {
+            s.child.kill().unwrap();
+            s.child.wait().unwrap();
+        }
+    }
 }
