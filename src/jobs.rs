@@ -324,7 +324,14 @@ impl Jobs {
         let mut exhausted = false;
         loop {
             let room = self.concurrency.saturating_sub(inflight.len());
-            if !token.is_cancelled() && failure.is_none() && !exhausted && room > 0 {
+            // Claims wait for room for a batch (or an idle runner): claiming one item
+            // per completion would double the round trips per item. A batch is at most
+            // half the concurrency, so a slow item never stalls the pipeline.
+            let batch = usize::try_from(CLAIM_BATCH)
+                .unwrap_or(1)
+                .min(self.concurrency.div_ceil(2));
+            let worth_it = room >= batch || (inflight.is_empty() && room > 0);
+            if !token.is_cancelled() && failure.is_none() && !exhausted && worth_it {
                 let want = u32::try_from(room).unwrap_or(CLAIM_BATCH).min(CLAIM_BATCH);
                 match shared
                     .queue

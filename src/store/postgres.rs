@@ -31,6 +31,61 @@ const STAGING_TTL_MS: i64 = 10 * 60 * 1000;
 pub struct PostgresStore {
     pool: PgPool,
     events: tokio::sync::broadcast::Sender<String>,
+    /// Verdict-cache writes are batched by a background task, as on SQLite: one
+    /// statement per batch instead of a round trip per judge call.
+    cache_tx: tokio::sync::mpsc::Sender<CacheWrite>,
+}
+
+enum CacheWrite {
+    Put([u8; 32], String),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+const CACHE_BATCH: usize = 512;
+
+async fn cache_writer(pool: PgPool, mut rx: tokio::sync::mpsc::Receiver<CacheWrite>) {
+    while let Some(first) = rx.recv().await {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut answers: Vec<String> = Vec::new();
+        let mut acks = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                CacheWrite::Put(k, v) => {
+                    keys.push(k.to_vec());
+                    answers.push(v);
+                }
+                CacheWrite::Flush(ack) => acks.push(ack),
+            }
+            if keys.len() < CACHE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !keys.is_empty() {
+            // First writer wins, as on SQLite (`INSERT OR IGNORE`), so every replica
+            // reads the same answer for a key; a key twice in one batch keeps the
+            // first too (DISTINCT ON over the batch's order).
+            let written = sqlx::query(
+                "INSERT INTO verdict_cache (key, answer, created_at)
+                 SELECT DISTINCT ON (k) k, a, tribunal_now_ms()
+                 FROM UNNEST($1::BYTEA[], $2::TEXT[]) WITH ORDINALITY AS t(k, a, n)
+                 ORDER BY k, n
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(&keys)
+            .bind(&answers)
+            .execute(&pool)
+            .await;
+            if let Err(e) = written {
+                // The persistent tier is an optimisation: losing a batch costs only a
+                // repeated judge call later, never a wrong grade.
+                tracing::warn!(error = %e, entries = keys.len(), "verdict cache batch write failed");
+            }
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
 }
 
 fn u64_of(v: i64) -> u64 {
@@ -76,10 +131,25 @@ impl PostgresStore {
                 }
             }
         });
-        Ok(PostgresStore { pool, events })
+        let (cache_tx, rx) = tokio::sync::mpsc::channel(8 * CACHE_BATCH);
+        tokio::spawn(cache_writer(pool.clone(), rx));
+        Ok(PostgresStore {
+            pool,
+            events,
+            cache_tx,
+        })
+    }
+
+    /// Waits until every verdict-cache write queued so far is committed.
+    pub async fn flush(&self) {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        if self.cache_tx.send(CacheWrite::Flush(ack)).await.is_ok() {
+            let _ = done.await;
+        }
     }
 
     pub async fn close(&self) {
+        self.flush().await;
         self.pool.close().await;
     }
 
@@ -109,25 +179,35 @@ impl PostgresStore {
         token: Option<&str>,
         o: &ItemOutcome,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        // The item changes only while pending (and, fenced, only for the holder of its
-        // current lease); the job's counters change only when it did. The `jobs` row
-        // lock taken by the counter update serialises completions per job until
-        // commit, so `finished_seq` is a gap-free total order that commits in order.
+        // One statement, one round trip, its own transaction. `j` locks the job's row
+        // first (and, having waited for it, reads its latest counters), so completions
+        // of one job are serialised until commit: `finished_seq` is a gap-free total
+        // order that becomes visible in order, which followers rely on. The item
+        // changes only while pending (and, fenced, only for the holder of its current
+        // lease); the counters, the score facts and the notification follow only when
+        // it did.
         let row: Option<(i64,)> = sqlx::query_as(
-            "WITH item AS (
+            "WITH j AS (
+                 SELECT done + failed + 1 AS fseq FROM jobs WHERE id = $1 FOR UPDATE
+             ), item AS (
                  UPDATE job_items SET state = $3, result = $4, abstained = $5, calls = $6,
                      input_tokens = $7, output_tokens = $8, cost_usd = $9,
-                     finished_at = tribunal_now_ms(), lease_until = NULL
+                     finished_at = tribunal_now_ms(), lease_until = NULL,
+                     finished_seq = (SELECT fseq FROM j)
                  WHERE job_id = $1 AND seq = $2 AND state = 'pending'
                      AND ($10::TEXT IS NULL OR lease_token = $10)
-                 RETURNING seq
+                 RETURNING finished_seq
+             ), counted AS (
+                 UPDATE jobs SET done = done + $11, failed = failed + $12, abstained = abstained + $5,
+                     calls = calls + $6, input_tokens = input_tokens + $7,
+                     output_tokens = output_tokens + $8, cost_usd = cost_usd + $9
+                 WHERE id = $1 AND EXISTS (SELECT 1 FROM item)
+                 RETURNING id
+             ), facts AS (
+                 INSERT INTO job_item_facts (job_id, seq, finished_seq, facts)
+                 SELECT $1, $2, item.finished_seq, $13 FROM item WHERE $13::TEXT IS NOT NULL
              )
-             UPDATE jobs SET done = done + $11, failed = failed + $12, abstained = abstained + $5,
-                 calls = calls + $6, input_tokens = input_tokens + $7,
-                 output_tokens = output_tokens + $8, cost_usd = cost_usd + $9
-             WHERE id = $1 AND EXISTS (SELECT 1 FROM item)
-             RETURNING done + failed",
+             SELECT item.finished_seq FROM item, counted, LATERAL pg_notify($14, $1) AS n",
         )
         .bind(job)
         .bind(i64_of(seq))
@@ -141,27 +221,11 @@ impl PostgresStore {
         .bind(token)
         .bind(i64::from(!o.failed))
         .bind(i64::from(o.failed))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((finished_seq,)) = row else {
-            return Ok(false);
-        };
-        sqlx::query(
-            "WITH facts AS (
-                 INSERT INTO job_item_facts (job_id, seq, finished_seq, facts)
-                 SELECT $1, $2, $3, $4 WHERE $4::TEXT IS NOT NULL
-             )
-             UPDATE job_items SET finished_seq = $3 WHERE job_id = $1 AND seq = $2",
-        )
-        .bind(job)
-        .bind(i64_of(seq))
-        .bind(finished_seq)
         .bind(o.facts.as_deref())
-        .execute(&mut *tx)
+        .bind(CHANNEL)
+        .fetch_optional(&self.pool)
         .await?;
-        notify(&mut tx, job).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(row.is_some())
     }
 }
 
@@ -769,17 +833,10 @@ impl Store for PostgresStore {
     }
 
     async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()> {
-        // First writer wins, as on SQLite (`INSERT OR IGNORE`): every replica then
-        // reads the same answer for the key.
-        sqlx::query(
-            "INSERT INTO verdict_cache (key, answer, created_at) VALUES ($1, $2, tribunal_now_ms())
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(&key[..])
-        .bind(answer)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.cache_tx
+            .send(CacheWrite::Put(*key, answer.to_owned()))
+            .await
+            .map_err(|_| StoreError::Db("the verdict cache writer has stopped".into()))
     }
 
     async fn active_jobs(&self, owner: &str) -> StoreResult<i64> {

@@ -97,10 +97,11 @@ impl Backend {
         matches!(self, Backend::Postgres(..))
     }
 
-    /// Waits for batched writes (SQLite's verdict cache) to commit.
+    /// Waits for batched writes (the verdict cache's) to commit.
     async fn flush(&self) {
-        if let Backend::Sqlite(s, _) = self {
-            s.flush().await;
+        match self {
+            Backend::Sqlite(s, _) => s.flush().await,
+            Backend::Postgres(p, _) => p.flush().await,
         }
     }
 
@@ -634,6 +635,10 @@ async fn verdict_cache_first_writer_wins(b: &Backend) {
     assert!(s.cache_get(&key).await.unwrap().is_none());
     s.cache_put(&key, "{\"first\": true}").await.unwrap();
     b.flush().await;
+    assert_eq!(
+        s.cache_get(&key).await.unwrap().as_deref(),
+        Some("{\"first\": true}")
+    );
     s.cache_put(&key, "{\"second\": true}").await.unwrap();
     b.flush().await;
     assert_eq!(
