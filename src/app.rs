@@ -1,5 +1,5 @@
 //! Builds everything from a `Config` (the one place that names concrete
-//! implementations: SQLite store, providers via `Grader`, axum, tonic) and runs the
+//! implementations: the SQLite or Postgres store, providers via `Grader`, axum, tonic) and runs the
 //! server with graceful shutdown: stop accepting, let job runners record the items in
 //! flight, close the store. Also loads a `Config` from disk (`LoadConfig`): `config` is
 //! pure, so the config file and the files it names are read and interpreted here.
@@ -13,12 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::http::{HttpState, router};
-use crate::config::{Config, ConfigError, DEFAULT_CONFIG, LoadedFiles};
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG, DatabaseKind, LoadedFiles};
 use crate::error::Error;
 use crate::grader::Grader;
-use crate::jobs::{JobFinished, Jobs};
+use crate::jobs::{JobFinished, Jobs, SharedQueue};
 use crate::service::{Auth, Limits, Service};
-use crate::store::{SqliteStore, Store};
+use crate::store::{JobQueue, PostgresStore, SqliteStore, Store};
 
 /// Loading a `Config` from disk. A trait so callers keep writing `Config::load(..)`
 /// while `config` itself reads no files.
@@ -134,6 +134,51 @@ impl JobFinished for CalibrationFinisher {
     }
 }
 
+/// The opened store, kept concrete for closing it at shutdown.
+enum Opened {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Opened {
+    /// Opens the store `server.database_url` names: SQLite (one process) or Postgres
+    /// (shared by replicas, with its leased work queue).
+    async fn open(cfg: &Config) -> Result<Opened, Error> {
+        let url = &cfg.server.database_url;
+        match DatabaseKind::of(url) {
+            Some(DatabaseKind::Postgres) => {
+                Ok(Opened::Postgres(Arc::new(PostgresStore::open(url).await?)))
+            }
+            // Config validation admits only the two schemes; anything else reaching
+            // here is handed to SQLite, whose error names the URL.
+            Some(DatabaseKind::Sqlite) | None => {
+                Ok(Opened::Sqlite(Arc::new(SqliteStore::open(url).await?)))
+            }
+        }
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Opened::Sqlite(s) => s.clone(),
+            Opened::Postgres(p) => p.clone(),
+        }
+    }
+
+    fn queue(&self) -> Option<Arc<dyn JobQueue>> {
+        match self {
+            Opened::Sqlite(_) => None,
+            Opened::Postgres(p) => Some(p.clone()),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Opened::Sqlite(s) => s.close().await,
+            Opened::Postgres(p) => p.close().await,
+        }
+    }
+}
+
 /// Opens the store, resumes unfinished jobs and serves HTTP (and gRPC when a listener
 /// is given) until `shutdown` is cancelled.
 pub async fn start(
@@ -153,8 +198,8 @@ pub async fn start(
         }
         None => None,
     };
-    let sqlite = Arc::new(SqliteStore::open(&cfg.server.database_url).await?);
-    let store: Arc<dyn Store> = sqlite.clone();
+    let opened = Opened::open(cfg).await?;
+    let store = opened.store();
     let grader = Arc::new(Grader::with_store(cfg, Arc::clone(&store))?);
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -166,6 +211,10 @@ pub async fn start(
         cfg.server.job_concurrency,
         Arc::new(CalibrationFinisher {
             store: Arc::clone(&store),
+        }),
+        opened.queue().map(|queue| SharedQueue {
+            queue,
+            lease: cfg.server.job_lease,
         }),
     );
     let service = Arc::new(Service::new(
@@ -219,7 +268,7 @@ pub async fn start(
         // Job runners stop starting items and record the ones in flight.
         tracker.close();
         tracker.wait().await;
-        sqlite.close().await;
+        opened.close().await;
         tracing::info!("tribunal stopped");
     });
     Ok(Running {

@@ -6,9 +6,19 @@
 //! What else a finished job needs (a calibration run's report) is an on-finish hook
 //! (`JobFinished`) given by `app`: this module must not know calibration or any other
 //! kind of job.
+//!
+//! On a store shared by replicas (Postgres, `SharedQueue`) the runner is different:
+//! every replica runs every unfinished job, claiming its items in small batches under
+//! a lease (heartbeat every third of it) and recording each result fenced by its lease
+//! token, so items are split across replicas, a crashed replica's items are reclaimed
+//! when their leases expire, and each item still has exactly one result. Replicas hear
+//! of new jobs, cancels and finished items through the store's job events (Postgres
+//! LISTEN/NOTIFY), with a periodic scan for anything missed. SQLite keeps the
+//! single-process runner above, unchanged.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -16,10 +26,26 @@ use tokio_util::task::TaskTracker;
 
 use crate::grader::Grader;
 use crate::item::parse_line;
-use crate::store::{ItemOutcome, JobState, Store};
+use crate::store::{ItemOutcome, JobQueue, JobState, Store};
 
 /// Items graded concurrently per job.
 const PAGE: u32 = 256;
+
+/// Items claimed per round trip on a shared queue: small, so replicas split a job
+/// finely and a crashed replica strands only what it held in flight until its leases
+/// expire.
+const CLAIM_BATCH: u32 = 8;
+
+/// How often a replica on a shared queue looks for unfinished jobs it does not run
+/// (a notification it missed, a runner that stopped on a store error) and removes
+/// expired staging jobs.
+const SCAN: Duration = Duration::from_secs(2);
+
+/// The work queue of a store several replicas share, and the lease its claims take.
+pub struct SharedQueue {
+    pub queue: Arc<dyn JobQueue>,
+    pub lease: Duration,
+}
 
 /// Work to do when a job's last item is recorded, before the job reads as done.
 #[async_trait::async_trait]
@@ -45,11 +71,13 @@ pub struct Jobs {
     progress: Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>,
     concurrency: usize,
     on_finish: Arc<dyn JobFinished>,
+    /// Set on a shared store: jobs run through leases instead of the local runner.
+    shared: Option<SharedQueue>,
 }
 
 impl Jobs {
     /// Runners that call `on_finish` when a job's items are all recorded, before the
-    /// job reads as done.
+    /// job reads as done; leased runners when `shared` is given.
     pub fn new(
         grader: Arc<Grader>,
         store: Arc<dyn Store>,
@@ -57,17 +85,7 @@ impl Jobs {
         shutdown: CancellationToken,
         concurrency: usize,
         on_finish: Arc<dyn JobFinished>,
-    ) -> Arc<Jobs> {
-        Self::build(grader, store, tracker, shutdown, concurrency, on_finish)
-    }
-
-    fn build(
-        grader: Arc<Grader>,
-        store: Arc<dyn Store>,
-        tracker: TaskTracker,
-        shutdown: CancellationToken,
-        concurrency: usize,
-        on_finish: Arc<dyn JobFinished>,
+        shared: Option<SharedQueue>,
     ) -> Arc<Jobs> {
         Arc::new(Jobs {
             grader,
@@ -78,6 +96,7 @@ impl Jobs {
             progress: Mutex::new(HashMap::new()),
             concurrency: concurrency.max(1),
             on_finish,
+            shared,
         })
     }
 
@@ -123,7 +142,11 @@ impl Jobs {
         let this = Arc::clone(self);
         let id = id.to_owned();
         self.tracker.spawn(async move {
-            if let Err(e) = this.run(&id, &token).await {
+            let ran = match &this.shared {
+                Some(shared) => this.run_leased(&id, &token, shared).await,
+                None => this.run(&id, &token).await,
+            };
+            if let Err(e) = ran {
                 tracing::error!(job = %id, error = %e, "job runner stopped on a store error; it resumes on restart");
             }
             if let Ok(mut map) = this.running.lock() {
@@ -148,7 +171,77 @@ impl Jobs {
             tracing::info!(job = %id, "resuming job");
             self.start(id);
         }
+        if let Some(shared) = &self.shared {
+            let this = Arc::clone(self);
+            let events = shared.queue.job_events();
+            self.tracker
+                .spawn(async move { this.watch_shared(events).await });
+        }
         Ok(ids.len())
+    }
+
+    /// On a shared store, until shutdown: wakes followers for results any replica
+    /// wrote, starts runners for jobs submitted (or resumed) anywhere, and scans for
+    /// what a lost notification would have said; removes expired staging jobs.
+    async fn watch_shared(self: Arc<Self>, mut events: tokio::sync::broadcast::Receiver<String>) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut scan = tokio::time::interval(SCAN);
+        scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut listening = true;
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                event = events.recv(), if listening => match event {
+                    Ok(id) => {
+                        self.bump(&id);
+                        if !self.is_running(&id) {
+                            self.start(&id);
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        // Some events were dropped: wake every follower (each re-reads
+                        // its job) and look for jobs to run now, not at the next tick.
+                        self.bump_all();
+                        self.scan().await;
+                    }
+                    Err(RecvError::Closed) => listening = false,
+                },
+                _ = scan.tick() => self.scan().await,
+            }
+        }
+    }
+
+    /// Starts a runner for every unfinished job not running here; removes expired
+    /// staging jobs. Errors are logged: the next scan retries.
+    async fn scan(self: &Arc<Self>) {
+        match self.store.discard_staged_jobs().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                submissions = n,
+                "removed job submissions whose staging lease expired"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not remove expired job submissions"),
+        }
+        match self.store.unfinished_jobs().await {
+            Ok(ids) => {
+                for id in ids.iter().filter(|id| !self.is_running(id)) {
+                    self.start(id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list unfinished jobs"),
+        }
+    }
+
+    fn is_running(&self, id: &str) -> bool {
+        self.running.lock().is_ok_and(|m| m.contains_key(id))
+    }
+
+    fn bump_all(&self) {
+        if let Ok(map) = self.progress.lock() {
+            for tx in map.values() {
+                tx.send_modify(|n| *n += 1);
+            }
+        }
     }
 
     /// Cancels a job: no new items start; items in flight finish and are recorded.
@@ -203,6 +296,135 @@ impl Jobs {
             self.bump(id);
         }
         Ok(())
+    }
+
+    /// A job's runner on a shared store. Items are claimed a small batch at a time
+    /// while fewer than `concurrency` are in flight, each graded and recorded in a
+    /// task of its own (so a store round trip here never stalls them), and the leases
+    /// of those in flight are renewed every third of the lease. When nothing is
+    /// claimable the runner waits for other replicas' items (their results, or their
+    /// leases expiring) and finishes the job once no item is pending. A cancel from
+    /// any replica stops every claim; items in flight finish and are recorded.
+    async fn run_leased(
+        self: &Arc<Self>,
+        id: &str,
+        token: &CancellationToken,
+        shared: &SharedQueue,
+    ) -> crate::Result<()> {
+        use futures::stream::FuturesUnordered;
+        self.store.set_job_state(id, JobState::Running).await?;
+        // One lease token per runner: the heartbeat renews all its items in one
+        // statement, and a runner whose lease was taken over is fenced out.
+        let lease_token = uuid::Uuid::now_v7().to_string();
+        let lease = shared.lease;
+        let mut beat = tokio::time::interval(lease / 3);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut inflight = FuturesUnordered::new();
+        let mut failure: Option<crate::Error> = None;
+        let mut exhausted = false;
+        loop {
+            let room = self.concurrency.saturating_sub(inflight.len());
+            // Claims wait for room for a batch (or an idle runner): claiming one item
+            // per completion would double the round trips per item. A batch is at most
+            // half the concurrency, so a slow item never stalls the pipeline.
+            let batch = usize::try_from(CLAIM_BATCH)
+                .unwrap_or(1)
+                .min(self.concurrency.div_ceil(2));
+            let worth_it = room >= batch || (inflight.is_empty() && room > 0);
+            if !token.is_cancelled() && failure.is_none() && !exhausted && worth_it {
+                let want = u32::try_from(room).unwrap_or(CLAIM_BATCH).min(CLAIM_BATCH);
+                match shared
+                    .queue
+                    .claim_items(id, &lease_token, lease, want)
+                    .await
+                {
+                    Ok(items) => {
+                        exhausted = items.is_empty();
+                        for (seq, input) in items {
+                            inflight.push(self.spawn_leased(id, seq, input, &lease_token, shared));
+                        }
+                        continue;
+                    }
+                    Err(e) => failure = Some(e.into()),
+                }
+            }
+            if inflight.is_empty() {
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+                if token.is_cancelled() {
+                    return Ok(());
+                }
+                let Some(job) = self.store.job(id).await? else {
+                    return Ok(());
+                };
+                if job.state.is_final() {
+                    return Ok(());
+                }
+                if job.pending() == 0 {
+                    // Every replica that sees the last item recorded may get here;
+                    // the hook is idempotent and the state change guarded.
+                    self.on_finish.finished(id).await?;
+                    self.store.set_job_state(id, JobState::Done).await?;
+                    self.bump(id);
+                    return Ok(());
+                }
+                // The remaining items are leased by other replicas: wait for their
+                // results, or for their leases to expire so they can be reclaimed.
+                tokio::select! {
+                    () = token.cancelled() => {}
+                    () = tokio::time::sleep((lease / 3).min(Duration::from_secs(1))) => {}
+                }
+                exhausted = false;
+                continue;
+            }
+            tokio::select! {
+                done = inflight.next() => {
+                    exhausted = false;
+                    match done {
+                        Some(Ok(Ok(()))) | None => {}
+                        Some(Ok(Err(e))) => { failure.get_or_insert(e); }
+                        Some(Err(join)) => {
+                            failure.get_or_insert(crate::Error::Internal(format!("job item task failed: {join}")));
+                        }
+                    }
+                }
+                _ = beat.tick() => {
+                    if let Err(e) = shared.queue.renew_leases(id, &lease_token, lease).await {
+                        // A missed heartbeat risks the lease, never the result: an
+                        // item taken over is graded again elsewhere and recorded once.
+                        tracing::warn!(job = %id, error = %e, "lease heartbeat failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Grades and records one claimed item in a tracked task of its own.
+    fn spawn_leased(
+        self: &Arc<Self>,
+        id: &str,
+        seq: u64,
+        input: String,
+        lease_token: &str,
+        shared: &SharedQueue,
+    ) -> tokio::task::JoinHandle<crate::Result<()>> {
+        let this = Arc::clone(self);
+        let queue = Arc::clone(&shared.queue);
+        let id = id.to_owned();
+        let lease_token = lease_token.to_owned();
+        self.tracker.spawn(async move {
+            let outcome = this.grade_one(&input).await;
+            if queue
+                .finish_leased_item(&id, seq, &lease_token, &outcome)
+                .await?
+            {
+                this.bump(&id);
+            } else {
+                tracing::info!(job = %id, seq, "item's lease was taken over before its result was recorded; the other replica records it");
+            }
+            Ok(())
+        })
     }
 
     async fn grade_one(&self, input: &str) -> ItemOutcome {
@@ -297,6 +519,7 @@ mod tests {
             CancellationToken::new(),
             2,
             Arc::clone(&probe) as Arc<dyn JobFinished>,
+            None,
         );
         store.stage_job("j1", 0, None).await.unwrap();
         store

@@ -81,7 +81,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
             running
                 .grpc_addr
                 .map_or_else(|| "-".to_owned(), |a| a.to_string()),
-            cfg.server.database_url,
+            cfg.server.database_display(),
             names,
             if cfg.simulated() {
                 " is SIMULATED: grades are not real judgements (configure judges with --config)"

@@ -213,7 +213,12 @@ pub struct ApiKeyConfig {
 pub struct ServerConfig {
     pub http_addr: std::net::SocketAddr,
     pub grpc_addr: std::net::SocketAddr,
+    /// `sqlite:...` (embedded, one process) or `postgres://...` (shared by replicas).
     pub database_url: String,
+    /// How long a replica's claim on a job item lasts (Postgres): renewed every third
+    /// of it while the item is graded; a crashed replica's items are reclaimed by the
+    /// others once it passes.
+    pub job_lease: std::time::Duration,
     pub max_body_bytes: usize,
     pub max_items_per_job: usize,
     pub max_criteria_per_rubric: usize,
@@ -222,6 +227,43 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Empty: no authentication (then only loopback addresses may be bound).
     pub api_keys: Vec<ApiKeyConfig>,
+}
+
+/// Which store `server.database_url` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl DatabaseKind {
+    /// The engine a URL names, or None for a URL neither store opens.
+    pub fn of(url: &str) -> Option<DatabaseKind> {
+        if url.starts_with("sqlite:") {
+            Some(DatabaseKind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(DatabaseKind::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The database URL with any password replaced by `***`, for logs and banners.
+    pub fn database_display(&self) -> String {
+        let url = &self.database_url;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.clone();
+        };
+        match rest.split_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.clone(),
+            },
+            None => url.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -45,6 +45,8 @@ pub struct RawServer {
     pub max_items_per_job: Option<usize>,
     pub max_criteria_per_rubric: Option<usize>,
     pub job_concurrency: Option<usize>,
+    /// How long a replica's claim on a job item lasts without a heartbeat (Postgres).
+    pub job_lease_seconds: Option<u64>,
     pub log_format: Option<String>,
     #[serde(default)]
     pub api_keys: Vec<RawApiKey>,
@@ -404,12 +406,26 @@ fn validate_server(
             errs.push(FieldError::new(field, "must be at least 1"));
         }
     }
+    let database_url = s
+        .database_url
+        .unwrap_or_else(|| "sqlite://tribunal.db".to_owned());
+    if super::DatabaseKind::of(&database_url).is_none() {
+        errs.push(FieldError::new(
+            "server.database_url",
+            "must start with sqlite: (one process, embedded) or postgres:// (shared by replicas)",
+        ));
+    }
+    if s.job_lease_seconds == Some(0) {
+        errs.push(FieldError::new(
+            "server.job_lease_seconds",
+            "must be at least 1 (a lease renewed every third of it)",
+        ));
+    }
     ServerConfig {
         http_addr,
         grpc_addr,
-        database_url: s
-            .database_url
-            .unwrap_or_else(|| "sqlite://tribunal.db".to_owned()),
+        database_url,
+        job_lease: std::time::Duration::from_secs(s.job_lease_seconds.unwrap_or(30).max(1)),
         max_body_bytes: s.max_body_bytes.unwrap_or(64 * 1024 * 1024),
         max_items_per_job: s.max_items_per_job.unwrap_or(1_000_000),
         max_criteria_per_rubric: s.max_criteria_per_rubric.unwrap_or(500),

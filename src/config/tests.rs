@@ -759,3 +759,59 @@ fn invalid_telemetry_names_the_field() {
         assert_eq!(problems.len(), expected.len(), "{name}: {problems:#?}");
     }
 }
+
+#[test]
+fn database_url_selects_the_store_and_its_password_is_masked() {
+    use super::DatabaseKind;
+    for (url, kind) in [
+        ("sqlite://tribunal.db", Some(DatabaseKind::Sqlite)),
+        ("sqlite::memory:", Some(DatabaseKind::Sqlite)),
+        ("postgres://u:p@db:5432/t", Some(DatabaseKind::Postgres)),
+        ("postgresql://db/t", Some(DatabaseKind::Postgres)),
+        ("mysql://db/t", None),
+        ("tribunal.db", None),
+    ] {
+        assert_eq!(DatabaseKind::of(url), kind, "{url}");
+    }
+    let cfg = load_ok(
+        "postgres",
+        None,
+        &[
+            (
+                "TRIBUNAL__SERVER__DATABASE_URL",
+                "postgres://tribunal:s3cret@db:5432/t",
+            ),
+            ("TRIBUNAL__SERVER__JOB_LEASE_SECONDS", "5"),
+        ],
+    );
+    assert_eq!(
+        cfg.server.database_display(),
+        "postgres://tribunal:***@db:5432/t"
+    );
+    assert_eq!(cfg.server.job_lease, Duration::from_secs(5));
+    let default = load_ok("default", None, &[]);
+    assert_eq!(default.server.database_display(), "sqlite://tribunal.db");
+    assert_eq!(default.server.job_lease, Duration::from_secs(30));
+    for (env, field, needle) in [
+        (
+            "TRIBUNAL__SERVER__DATABASE_URL",
+            "server.database_url",
+            "postgres://",
+        ),
+        (
+            "TRIBUNAL__SERVER__JOB_LEASE_SECONDS",
+            "server.job_lease_seconds",
+            "at least 1",
+        ),
+    ] {
+        let value = if env.ends_with("URL") {
+            "mysql://db/t"
+        } else {
+            "0"
+        };
+        match load_text(super::DEFAULT_CONFIG, &[(env, value)]) {
+            Ok(_) => panic!("{env}={value} was accepted"),
+            Err(e) => assert_problems(env, &e.problems(), &[(field, needle)]),
+        }
+    }
+}

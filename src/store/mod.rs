@@ -1,12 +1,16 @@
 //! Persistence: the `Store` trait (rubric versions, jobs and their items, results, the
-//! persistent verdict cache) and its SQLite implementation. The domain talks to the
-//! trait only, so Postgres can follow without touching it. Must not grade, call judges
-//! or know about transports.
+//! persistent verdict cache) with its SQLite and Postgres implementations, and the
+//! leased work queue (`JobQueue`) that only a shared database offers. The domain talks
+//! to the traits only. Must not grade, call judges or know about transports.
 
+mod postgres;
 mod sqlite;
+
+use std::time::Duration;
 
 use serde_json::Value;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::rubric::Rubric;
@@ -210,8 +214,10 @@ pub trait Store: Send + Sync {
     async fn commit_staged_job(&self, id: &str, total: u64) -> StoreResult<()>;
     /// Removes a staging job and its items (a submission that failed or was cut off).
     async fn discard_staged_job(&self, id: &str) -> StoreResult<()>;
-    /// Removes every staging job: submissions cut off by a crash. Called at start-up,
-    /// before the server takes requests. Returns how many were removed.
+    /// Removes staging jobs whose submissions were cut off by a crash; returns how
+    /// many. SQLite (one process) removes every staging job, at start-up, before the
+    /// server takes requests. Postgres (shared by replicas) removes only those whose
+    /// staging lease expired: a live one is another replica's upload in progress.
     async fn discard_staged_jobs(&self) -> StoreResult<u64>;
     /// A job with its counters, read from its own row (O(1) whatever its size).
     async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
@@ -314,6 +320,42 @@ pub trait Store: Send + Sync {
 
     /// Liveness of the database (for /readyz).
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// The leased work queue of a database several replicas share (Postgres): any
+/// replica claims a job's items in small batches under a lease, renews the lease
+/// while it grades them, and records each result fenced by its lease token. A
+/// separate trait, not part of `Store`: SQLite serves one process, whose runner
+/// needs no leases, and keeping them out of it leaves its behaviour unchanged.
+#[async_trait::async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Claims up to `limit` pending items of running job `job` that no live lease
+    /// holds, in `seq` order, for `token` until the database clock passes now +
+    /// `lease`; rows another claimer holds locked are skipped. Empty when none is
+    /// claimable, or the job is not running (cancelled, done).
+    async fn claim_items(
+        &self,
+        job: &str,
+        token: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>>;
+    /// Extends every lease `token` still holds on `job`'s pending items to now +
+    /// `lease` (database clock); returns how many.
+    async fn renew_leases(&self, job: &str, token: &str, lease: Duration) -> StoreResult<u64>;
+    /// `Store::finish_item`, written only while `token` holds the item's lease: a
+    /// runner whose lease expired (and whose item another replica took) records
+    /// nothing (false), so every item has exactly one result.
+    async fn finish_leased_item(
+        &self,
+        job: &str,
+        seq: u64,
+        token: &str,
+        outcome: &ItemOutcome,
+    ) -> StoreResult<bool>;
+    /// Ids of jobs with news from any replica: an item finished, or the job was
+    /// committed or changed state. A lagged receiver has missed some.
+    fn job_events(&self) -> tokio::sync::broadcast::Receiver<String>;
 }
 
 /// The store as the verdict cache's persistent second tier. Store errors are logged

@@ -20,9 +20,11 @@ mod mock_openai;
 mod ops;
 mod parity;
 mod published_methods;
+mod replicas;
 mod schema_examples;
 mod server;
 mod spawn;
+mod store_conformance;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,945 @@
+//! The Postgres store (sqlx, migrations in `migrations/postgres/` embedded at compile
+//! time), for several replicas sharing one database: every `Store` operation behaves
+//! as SQLite's does (the conformance suite in `tests/it/store_conformance.rs` runs on
+//! both), plus the leased work queue (`JobQueue`) that lets any replica work any job.
+//! Lease and staging times come from the database clock only (`tribunal_now_ms()`),
+//! so replicas whose clocks drift still agree on what has expired. Must not grade,
+//! call judges or know about transports.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+
+use super::{
+    CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobQueue, JobRecord, JobState,
+    LabelEvent, RubricEntry, Store, StoreError, StoreResult,
+};
+use crate::rubric::{Rubric, schema::parse_rubric};
+
+/// The LISTEN/NOTIFY channel that carries job ids: an item of the job finished, or
+/// the job changed state (committed, cancelled, done). Every replica listens, so a
+/// follower on one replica wakes for results written by another, and a job submitted
+/// anywhere is picked up everywhere without waiting for the next scan.
+const CHANNEL: &str = "tribunal_jobs";
+
+/// How long a staging job (a streamed submission still arriving) lives without a new
+/// batch. Each batch refreshes it; a replica that dies mid-upload leaves its staging
+/// job to expire, and any replica's janitor then removes it.
+const STAGING_TTL_MS: i64 = 10 * 60 * 1000;
+
+pub struct PostgresStore {
+    pool: PgPool,
+    events: tokio::sync::broadcast::Sender<String>,
+    /// Verdict-cache writes are batched by a background task, as on SQLite: one
+    /// statement per batch instead of a round trip per judge call.
+    cache_tx: tokio::sync::mpsc::Sender<CacheWrite>,
+}
+
+enum CacheWrite {
+    Put([u8; 32], String),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+const CACHE_BATCH: usize = 512;
+
+async fn cache_writer(pool: PgPool, mut rx: tokio::sync::mpsc::Receiver<CacheWrite>) {
+    while let Some(first) = rx.recv().await {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut answers: Vec<String> = Vec::new();
+        let mut acks = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                CacheWrite::Put(k, v) => {
+                    keys.push(k.to_vec());
+                    answers.push(v);
+                }
+                CacheWrite::Flush(ack) => acks.push(ack),
+            }
+            if keys.len() < CACHE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !keys.is_empty() {
+            // First writer wins, as on SQLite (`INSERT OR IGNORE`), so every replica
+            // reads the same answer for a key; a key twice in one batch keeps the
+            // first too (DISTINCT ON over the batch's order).
+            let written = sqlx::query(
+                "INSERT INTO verdict_cache (key, answer, created_at)
+                 SELECT DISTINCT ON (k) k, a, tribunal_now_ms()
+                 FROM UNNEST($1::BYTEA[], $2::TEXT[]) WITH ORDINALITY AS t(k, a, n)
+                 ORDER BY k, n
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(&keys)
+            .bind(&answers)
+            .execute(&pool)
+            .await;
+            if let Err(e) = written {
+                // The persistent tier is an optimisation: losing a batch costs only a
+                // repeated judge call later, never a wrong grade.
+                tracing::warn!(error = %e, entries = keys.len(), "verdict cache batch write failed");
+            }
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:pass@host/db`), migrates, and starts the
+    /// listener that turns other replicas' notifications into `job_events`.
+    pub async fn open(url: &str) -> StoreResult<PostgresStore> {
+        // A short acquire timeout makes /readyz answer "unavailable" promptly when the
+        // database is down, instead of hanging for sqlx's default 30 s.
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Db(format!("cannot connect to Postgres: {e}")))?;
+        // Replicas starting together would race to migrate: an advisory lock (held by
+        // sqlx's migrator for the run) makes the first one migrate and the others wait.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let (events, _) = tokio::sync::broadcast::channel(4096);
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(CHANNEL).await?;
+        let tx = events.clone();
+        // The listener lives as long as the process: it only forwards notifications.
+        // sqlx reconnects it after a connection loss; notifications sent during the
+        // gap are lost, which the job scan and the followers' poll cover.
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(n) => {
+                        let _ = tx.send(n.payload().to_owned());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Postgres job listener lost its connection; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        let (cache_tx, rx) = tokio::sync::mpsc::channel(8 * CACHE_BATCH);
+        tokio::spawn(cache_writer(pool.clone(), rx));
+        Ok(PostgresStore {
+            pool,
+            events,
+            cache_tx,
+        })
+    }
+
+    /// Waits until every verdict-cache write queued so far is committed.
+    pub async fn flush(&self) {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        if self.cache_tx.send(CacheWrite::Flush(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    pub async fn close(&self) {
+        self.flush().await;
+        self.pool.close().await;
+    }
+
+    fn rubric_from(doc: &str) -> StoreResult<Rubric> {
+        let v: serde_json::Value =
+            serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        parse_rubric(&v).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    fn entry(row: &PgRow) -> StoreResult<RubricEntry> {
+        let r = Self::rubric_from(&row.try_get::<String, _>(2)?)?;
+        Ok(RubricEntry {
+            id: row.try_get(0)?,
+            version: u32::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
+            title: r.title,
+            criteria: r.criteria.len(),
+            created_at: row.try_get(3)?,
+        })
+    }
+
+    /// The fenced or unfenced write of an item's outcome (see `Store::finish_item`
+    /// and `JobQueue::finish_leased_item`).
+    async fn finish(
+        &self,
+        job: &str,
+        seq: u64,
+        token: Option<&str>,
+        o: &ItemOutcome,
+    ) -> StoreResult<bool> {
+        // One statement, one round trip, its own transaction. `j` locks the job's row
+        // first (and, having waited for it, reads its latest counters), so completions
+        // of one job are serialised until commit: `finished_seq` is a gap-free total
+        // order that becomes visible in order, which followers rely on. The item
+        // changes only while pending (and, fenced, only for the holder of its current
+        // lease); the counters, the score facts and the notification follow only when
+        // it did.
+        let row: Option<(i64,)> = sqlx::query_as(
+            "WITH j AS (
+                 SELECT done + failed + 1 AS fseq FROM jobs WHERE id = $1 FOR UPDATE
+             ), item AS (
+                 UPDATE job_items SET state = $3, result = $4, abstained = $5, calls = $6,
+                     input_tokens = $7, output_tokens = $8, cost_usd = $9,
+                     finished_at = tribunal_now_ms(), lease_until = NULL,
+                     finished_seq = (SELECT fseq FROM j)
+                 WHERE job_id = $1 AND seq = $2 AND state = 'pending'
+                     AND ($10::TEXT IS NULL OR lease_token = $10)
+                 RETURNING finished_seq
+             ), counted AS (
+                 UPDATE jobs SET done = done + $11, failed = failed + $12, abstained = abstained + $5,
+                     calls = calls + $6, input_tokens = input_tokens + $7,
+                     output_tokens = output_tokens + $8, cost_usd = cost_usd + $9
+                 WHERE id = $1 AND EXISTS (SELECT 1 FROM item)
+                 RETURNING id
+             ), facts AS (
+                 INSERT INTO job_item_facts (job_id, seq, finished_seq, facts)
+                 SELECT $1, $2, item.finished_seq, $13 FROM item WHERE $13::TEXT IS NOT NULL
+             )
+             SELECT item.finished_seq FROM item, counted, LATERAL pg_notify($14, $1) AS n",
+        )
+        .bind(job)
+        .bind(i64_of(seq))
+        .bind(if o.failed { "failed" } else { "done" })
+        .bind(&o.result)
+        .bind(i64::from(o.abstained))
+        .bind(i64_of(o.calls))
+        .bind(i64_of(o.input_tokens))
+        .bind(i64_of(o.output_tokens))
+        .bind(o.cost_usd)
+        .bind(token)
+        .bind(i64::from(!o.failed))
+        .bind(i64::from(o.failed))
+        .bind(o.facts.as_deref())
+        .bind(CHANNEL)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+}
+
+/// Queues a job event, delivered to every replica when the transaction commits.
+async fn notify(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, job: &str) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(job)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_job_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: &str,
+    state: &str,
+    total: u64,
+    seed: u64,
+    owner: Option<&str>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO jobs (id, state, total, seed, owner, created_at, staging_until)
+         VALUES ($1, $2, $3, $4, $5, tribunal_now_ms(),
+             CASE WHEN $2 = 'staging' THEN tribunal_now_ms() + $6 END)",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(i64_of(total))
+    .bind(i64_of(seed))
+    .bind(owner)
+    .bind(STAGING_TTL_MS)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Pending items from `first_seq` on, in one statement (arrays unnested server-side).
+async fn insert_items(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: &str,
+    first_seq: u64,
+    items: &[(String, String)],
+) -> StoreResult<()> {
+    let seqs: Vec<i64> = (first_seq..)
+        .take(items.len())
+        .map(i64_of)
+        .collect::<Vec<_>>();
+    let cases: Vec<&str> = items.iter().map(|(c, _)| c.as_str()).collect();
+    let inputs: Vec<&str> = items.iter().map(|(_, i)| i.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO job_items (job_id, seq, case_id, input, state)
+         SELECT $1, s, c, i, 'pending' FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[]) AS t(s, c, i)",
+    )
+    .bind(id)
+    .bind(&seqs)
+    .bind(&cases)
+    .bind(&inputs)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn calibration_set_from(row: &PgRow, with_document: bool) -> StoreResult<CalibrationSetRecord> {
+    Ok(CalibrationSetRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        owner: row.try_get("owner")?,
+        document: if with_document {
+            row.try_get("document")?
+        } else {
+            String::new()
+        },
+        items: u64_of(row.try_get("items")?),
+        labels: u64_of(row.try_get("labels")?),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+const JOB_SELECT: &str =
+    "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
+    j.done, j.failed, j.abstained, j.calls, j.input_tokens, j.output_tokens, j.cost_usd
+    FROM jobs j WHERE j.state != 'staging'";
+
+fn job_from(row: &PgRow) -> StoreResult<JobRecord> {
+    let state: String = row.try_get(1)?;
+    Ok(JobRecord {
+        id: row.try_get(0)?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("job state {state}")))?,
+        total: u64_of(row.try_get(2)?),
+        seed: u64_of(row.try_get(3)?),
+        owner: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+        started_at: row.try_get(6)?,
+        finished_at: row.try_get(7)?,
+        done: u64_of(row.try_get(8)?),
+        failed: u64_of(row.try_get(9)?),
+        abstained: u64_of(row.try_get(10)?),
+        calls: u64_of(row.try_get(11)?),
+        input_tokens: u64_of(row.try_get(12)?),
+        output_tokens: u64_of(row.try_get(13)?),
+        cost_usd: row.try_get(14)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn put_rubric(&self, rubric: &Rubric) -> StoreResult<bool> {
+        let doc =
+            serde_json::to_string(&rubric.to_raw()).map_err(|e| StoreError::Db(e.to_string()))?;
+        let digest = blake3::hash(doc.as_bytes()).to_hex().to_string();
+        // Two replicas may publish the same version at once: the insert yields to the
+        // first, and the digest comparison decides no-op or conflict for the second.
+        let inserted = sqlx::query(
+            "INSERT INTO rubrics (id, version, document, digest, created_at)
+             VALUES ($1, $2, $3, $4, tribunal_now_ms()) ON CONFLICT (id, version) DO NOTHING",
+        )
+        .bind(&rubric.id)
+        .bind(i64::from(rubric.version))
+        .bind(&doc)
+        .bind(&digest)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT digest FROM rubrics WHERE id = $1 AND version = $2")
+                .bind(&rubric.id)
+                .bind(i64::from(rubric.version))
+                .fetch_optional(&self.pool)
+                .await?;
+        match existing {
+            Some(d) if d == digest => Ok(false),
+            _ => Err(StoreError::RubricConflict {
+                id: rubric.id.clone(),
+                version: rubric.version,
+            }),
+        }
+    }
+
+    async fn get_rubric(&self, id: &str, version: Option<u32>) -> StoreResult<Option<Rubric>> {
+        let doc: Option<String> = sqlx::query_scalar(
+            "SELECT document FROM rubrics WHERE id = $1 AND ($2::BIGINT IS NULL OR version = $2)
+             ORDER BY version DESC LIMIT 1",
+        )
+        .bind(id)
+        .bind(version.map(i64::from))
+        .fetch_optional(&self.pool)
+        .await?;
+        doc.map(|d| Self::rubric_from(&d)).transpose()
+    }
+
+    async fn list_rubrics(&self) -> StoreResult<Vec<RubricEntry>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (id) id, version, document, created_at FROM rubrics
+             ORDER BY id, version DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::entry).collect()
+    }
+
+    async fn rubric_versions(&self, id: &str) -> StoreResult<Vec<RubricEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, version, document, created_at FROM rubrics WHERE id = $1 ORDER BY version",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::entry).collect()
+    }
+
+    async fn stage_job(&self, id: &str, seed: u64, owner: Option<&str>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_job_row(&mut tx, id, "staging", 0, seed, owner).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn stage_items(
+        &self,
+        id: &str,
+        first_seq: u64,
+        items: &[(String, String)],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // Refreshing the staging lease first also proves the job is still staging: a
+        // janitor that removed it (an upload stalled past its lease) fails the batch
+        // rather than leaving orphan items.
+        let r = sqlx::query(
+            "UPDATE jobs SET staging_until = tribunal_now_ms() + $2 WHERE id = $1 AND state = 'staging'",
+        )
+        .bind(id)
+        .bind(STAGING_TTL_MS)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "job {id} is not a staging job (its upload stalled past the staging lease?)"
+            )));
+        }
+        insert_items(&mut tx, id, first_seq, items).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn commit_staged_job(&self, id: &str, total: u64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE jobs SET state = 'queued', total = $1, created_at = tribunal_now_ms(),
+                 staging_until = NULL
+             WHERE id = $2 AND state = 'staging'",
+        )
+        .bind(i64_of(total))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "job {id} is not a staging job"
+            )));
+        }
+        notify(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn discard_staged_job(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM job_items WHERE job_id = (SELECT id FROM jobs WHERE id = $1 AND state = 'staging')",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM jobs WHERE id = $1 AND state = 'staging'")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn discard_staged_jobs(&self) -> StoreResult<u64> {
+        // Only expired staging jobs: a live one is another replica's upload in
+        // progress, which start-up must not delete.
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'staging' AND staging_until < tribunal_now_ms()
+             FOR UPDATE SKIP LOCKED",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM job_items WHERE job_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM jobs WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
+        let row = sqlx::query(&format!("{JOB_SELECT} AND j.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from).transpose()
+    }
+
+    async fn list_jobs(
+        &self,
+        before: Option<(i64, String)>,
+        limit: u32,
+        owner: Option<&str>,
+    ) -> StoreResult<Vec<JobRecord>> {
+        let (t, id) = before.unzip();
+        let rows = sqlx::query(&format!(
+            "{JOB_SELECT} AND ($1::BIGINT IS NULL OR (j.created_at, j.id) < ($1, $2::TEXT))
+             AND ($3::TEXT IS NULL OR j.owner = $3)
+             ORDER BY j.created_at DESC, j.id DESC LIMIT $4"
+        ))
+        .bind(t)
+        .bind(id)
+        .bind(owner)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    async fn set_job_state(&self, id: &str, state: JobState) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let changed = match state {
+            JobState::Running => sqlx::query(
+                "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, tribunal_now_ms())
+                 WHERE id = $1 AND state = 'queued'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?,
+            JobState::Done | JobState::Cancelled => sqlx::query(
+                "UPDATE jobs SET state = $1, finished_at = tribunal_now_ms()
+                 WHERE id = $2 AND state NOT IN ('staging', 'done', 'cancelled')",
+            )
+            .bind(state.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?,
+            JobState::Queued => {
+                sqlx::query("UPDATE jobs SET state = 'queued' WHERE id = $1 AND state = 'running'")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+            }
+        };
+        if changed.rows_affected() > 0 {
+            notify(&mut tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unfinished_jobs(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn pending_items(
+        &self,
+        job: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, input FROM job_items WHERE job_id = $1 AND state = 'pending' AND seq > $2
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(job)
+        .bind(after.map_or(-1, i64_of))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(s, i)| (u64_of(s), i)).collect())
+    }
+
+    async fn finish_item(&self, job: &str, seq: u64, o: &ItemOutcome) -> StoreResult<bool> {
+        self.finish(job, seq, None, o).await
+    }
+
+    async fn results(
+        &self,
+        job: &str,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, u64, String)>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT finished_seq, seq, result FROM job_items
+             WHERE job_id = $1 AND state != 'pending' AND finished_seq > $2
+             ORDER BY finished_seq LIMIT $3",
+        )
+        .bind(job)
+        .bind(i64_of(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(f, s, r)| (u64_of(f), u64_of(s), r))
+            .collect())
+    }
+
+    async fn score_facts(
+        &self,
+        job: &str,
+        after: Option<u64>,
+        upto: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, facts FROM job_item_facts
+             WHERE job_id = $1 AND seq > $2 AND finished_seq <= $3 ORDER BY seq LIMIT $4",
+        )
+        .bind(job)
+        .bind(after.map_or(-1, i64_of))
+        .bind(i64_of(upto))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(s, r)| (u64_of(s), r)).collect())
+    }
+
+    async fn results_by_seq(
+        &self,
+        job: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, result FROM job_items WHERE job_id = $1 AND state = 'done' AND seq > $2
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(job)
+        .bind(after.map_or(-1, i64_of))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(s, r)| (u64_of(s), r)).collect())
+    }
+
+    async fn put_calibration_set(&self, set: &CalibrationSetRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO calibration_sets (id, name, owner, document, items, labels, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&set.id)
+        .bind(&set.name)
+        .bind(&set.owner)
+        .bind(&set.document)
+        .bind(i64_of(set.items))
+        .bind(i64_of(set.labels))
+        .bind(set.created_at)
+        .bind(set.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn calibration_set(&self, id: &str) -> StoreResult<Option<CalibrationSetRecord>> {
+        let row = sqlx::query(
+            "SELECT id, name, owner, document, items, labels, created_at, updated_at
+             FROM calibration_sets WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|r| calibration_set_from(r, true))
+            .transpose()
+    }
+
+    async fn list_calibration_sets(
+        &self,
+        owner: Option<&str>,
+    ) -> StoreResult<Vec<CalibrationSetRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, name, owner, items, labels, created_at, updated_at FROM calibration_sets
+             WHERE ($1::TEXT IS NULL OR owner = $1) ORDER BY created_at DESC, id DESC",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| calibration_set_from(r, false))
+            .collect()
+    }
+
+    async fn update_calibration_set(
+        &self,
+        id: &str,
+        document: &str,
+        items: u64,
+        labels: u64,
+        history: &[LabelEvent],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // The update locks the set's row first, so two replicas labelling the same set
+        // number their history entries one after the other, never the same `n`.
+        sqlx::query(
+            "UPDATE calibration_sets SET document = $1, items = $2, labels = $3,
+                 updated_at = tribunal_now_ms() WHERE id = $4",
+        )
+        .bind(document)
+        .bind(i64_of(items))
+        .bind(i64_of(labels))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let next: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(n) + 1, 0) FROM calibration_label_history WHERE set_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        for (i, e) in history.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO calibration_label_history (set_id, n, item, rater, kind, value, previous, author, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(id)
+            .bind(next + i64_of(i as u64))
+            .bind(&e.item)
+            .bind(&e.rater)
+            .bind(&e.kind)
+            .bind(e.value.to_string())
+            .bind(e.previous.as_ref().map(ToString::to_string))
+            .bind(&e.author)
+            .bind(e.at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn label_history(&self, set: &str, item: Option<&str>) -> StoreResult<Vec<LabelEvent>> {
+        let rows = sqlx::query(
+            "SELECT item, rater, kind, value, previous, author, at FROM calibration_label_history
+             WHERE set_id = $1 AND ($2::TEXT IS NULL OR item = $2) ORDER BY n",
+        )
+        .bind(set)
+        .bind(item)
+        .fetch_all(&self.pool)
+        .await?;
+        let json = |text: String| {
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("label history of set {set}: {e}")))
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(LabelEvent {
+                    item: r.try_get("item")?,
+                    rater: r.try_get("rater")?,
+                    kind: r.try_get("kind")?,
+                    value: json(r.try_get("value")?)?,
+                    previous: r
+                        .try_get::<Option<String>, _>("previous")?
+                        .map(json)
+                        .transpose()?,
+                    author: r.try_get("author")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_calibration_run(
+        &self,
+        run: &CalibrationRunRecord,
+        seed: u64,
+        owner: Option<&str>,
+        items: &[(String, String)],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_job_row(&mut tx, &run.id, "queued", items.len() as u64, seed, owner).await?;
+        insert_items(&mut tx, &run.id, 0, items).await?;
+        sqlx::query("INSERT INTO calibration_runs (id, set_id, options) VALUES ($1, $2, $3)")
+            .bind(&run.id)
+            .bind(&run.set_id)
+            .bind(&run.options)
+            .execute(&mut *tx)
+            .await?;
+        notify(&mut tx, &run.id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn calibration_run(&self, id: &str) -> StoreResult<Option<CalibrationRunRecord>> {
+        let row = sqlx::query(
+            "SELECT id, set_id, options, report, finished_at FROM calibration_runs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(CalibrationRunRecord {
+                id: r.try_get("id")?,
+                set_id: r.try_get("set_id")?,
+                options: r.try_get("options")?,
+                report: r.try_get("report")?,
+                finished_at: r.try_get("finished_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn finish_calibration_run(&self, id: &str, report: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE calibration_runs SET report = $1, finished_at = tribunal_now_ms()
+             WHERE id = $2 AND report IS NULL",
+        )
+        .bind(report)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn cache_get(&self, key: &[u8; 32]) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT answer FROM verdict_cache WHERE key = $1")
+                .bind(&key[..])
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()> {
+        self.cache_tx
+            .send(CacheWrite::Put(*key, answer.to_owned()))
+            .await
+            .map_err(|_| StoreError::Db("the verdict cache writer has stopped".into()))
+    }
+
+    async fn active_jobs(&self, owner: &str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE owner = $1 AND state IN ('staging', 'queued', 'running')",
+        )
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn job_counts(&self) -> StoreResult<(Vec<(JobState, i64)>, i64)> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM jobs WHERE state != 'staging' GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let by_state = JobState::ALL
+            .into_iter()
+            .map(|st| {
+                (
+                    st,
+                    rows.iter()
+                        .find(|(s, _)| s == st.as_str())
+                        .map_or(0, |(_, n)| *n),
+                )
+            })
+            .collect();
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(total - done - failed), 0)::BIGINT FROM jobs
+             WHERE state IN ('queued', 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((by_state, pending))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl JobQueue for PostgresStore {
+    async fn claim_items(
+        &self,
+        job: &str,
+        token: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>> {
+        // SKIP LOCKED: replicas claiming at the same moment take different rows
+        // instead of queueing behind each other's locks. Only a running job's items are
+        // claimed, so a cancel (from any replica) stops every claim at once.
+        let mut rows: Vec<(i64, String)> = sqlx::query_as(
+            "UPDATE job_items SET lease_token = $2, lease_until = tribunal_now_ms() + $3
+             WHERE (job_id, seq) IN (
+                 SELECT i.job_id, i.seq FROM job_items i JOIN jobs j ON j.id = i.job_id
+                 WHERE i.job_id = $1 AND j.state = 'running' AND i.state = 'pending'
+                     AND (i.lease_until IS NULL OR i.lease_until < tribunal_now_ms())
+                 ORDER BY i.seq LIMIT $4
+                 FOR UPDATE OF i SKIP LOCKED)
+             RETURNING seq, input",
+        )
+        .bind(job)
+        .bind(token)
+        .bind(lease_ms(lease))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.sort_by_key(|(s, _)| *s);
+        Ok(rows.into_iter().map(|(s, i)| (u64_of(s), i)).collect())
+    }
+
+    async fn renew_leases(&self, job: &str, token: &str, lease: Duration) -> StoreResult<u64> {
+        let r = sqlx::query(
+            "UPDATE job_items SET lease_until = tribunal_now_ms() + $3
+             WHERE job_id = $1 AND state = 'pending' AND lease_token = $2",
+        )
+        .bind(job)
+        .bind(token)
+        .bind(lease_ms(lease))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn finish_leased_item(
+        &self,
+        job: &str,
+        seq: u64,
+        token: &str,
+        outcome: &ItemOutcome,
+    ) -> StoreResult<bool> {
+        self.finish(job, seq, Some(token), outcome).await
+    }
+
+    fn job_events(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.events.subscribe()
+    }
+}
+
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
