@@ -627,6 +627,28 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().map(|(s, r)| (u64_of(s), r)).collect())
     }
 
+    async fn put_job_figures(&self, job: &str, upto: u64, figures: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE jobs SET figures = $1, figures_upto = $2 WHERE id = $3")
+            .bind(figures)
+            .bind(i64_of(upto))
+            .bind(job)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn job_figures(&self, job: &str) -> StoreResult<Option<(u64, String)>> {
+        let row: Option<(Option<i64>, Option<String>)> =
+            sqlx::query_as("SELECT figures_upto, figures FROM jobs WHERE id = $1")
+                .bind(job)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some((Some(upto), Some(figures))) => Some((u64_of(upto), figures)),
+            _ => None,
+        })
+    }
+
     async fn results_by_seq(
         &self,
         job: &str,
