@@ -892,6 +892,24 @@ impl Service {
         Ok((rec.name, rec.document))
     }
 
+    /// `run` as a run of `set_id` the caller may see; a run of another set is
+    /// `invalid_input` on `run` (its item mapping would not fit this set).
+    pub async fn run_of_set(
+        &self,
+        caller: &Caller,
+        run: &str,
+        set_id: &str,
+    ) -> Result<CalibrationRunDoc, Error> {
+        let doc = self.calibration_run(caller, run).await?;
+        if doc.set != set_id {
+            return Err(invalid(
+                "run",
+                format!("run {run} is a run of another set; pick one of this set's runs"),
+            ));
+        }
+        Ok(doc)
+    }
+
     /// The runs of a set the caller may see, newest first. Looked for among the newest
     /// `RUN_SCAN_JOBS` jobs: a dedicated store query would make this one read.
     pub async fn calibration_runs_of_set(
@@ -934,6 +952,9 @@ impl Service {
     ) -> Result<ReviewQueue, Error> {
         caller.require(Action::ReadCalibration)?;
         let (rec, set) = self.stored_set(caller, set_id).await?;
+        if let Some(r) = run {
+            self.run_of_set(caller, r, set_id).await?;
+        }
         let rater = rater_name(caller);
         let mine_of = |it: &crate::calibration::set::CalItem| {
             it.labels
@@ -945,9 +966,10 @@ impl Service {
             let Some(majority) = crate::calibration::report::human_majority(&set, i) else {
                 return false;
             };
-            set.items[i].labels.iter().any(|l| {
-                l.kind == RaterKind::Judge && l.value != LabelValue::Category(majority)
-            })
+            set.items[i]
+                .labels
+                .iter()
+                .any(|l| l.kind == RaterKind::Judge && l.value != LabelValue::Category(majority))
         };
         let matches: Vec<usize> = (0..set.items.len())
             .filter(|&i| {
@@ -966,12 +988,10 @@ impl Service {
             .collect();
         let index = item_index(&set);
         let find = |id: &str| {
-            index.get(id).copied().ok_or_else(|| {
-                invalid(
-                    "item",
-                    format!("no item \"{id}\" in set \"{}\"", set.name),
-                )
-            })
+            index
+                .get(id)
+                .copied()
+                .ok_or_else(|| invalid("item", format!("no item \"{id}\" in set \"{}\"", set.name)))
         };
         let current = match at {
             QueuePosition::First => matches.first().copied(),

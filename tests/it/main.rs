@@ -23,6 +23,8 @@ mod published_methods;
 mod schema_examples;
 mod server;
 mod spawn;
+mod ui;
+mod ui_browser;
 
 use std::path::{Path, PathBuf};
 

@@ -79,10 +79,16 @@ pub struct LoginForm {
 
 /// Checks the key with the service's own `authenticate` (the API's check) and opens a
 /// session holding the resulting caller.
-pub async fn login(State(state): State<UiState>, axum::Form(form): axum::Form<LoginForm>) -> Response {
+pub async fn login(
+    State(state): State<UiState>,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
     let key = form.key.trim();
     if key.is_empty() {
-        return login_page(StatusCode::BAD_REQUEST, Some("key: enter your API key".into()));
+        return login_page(
+            StatusCode::BAD_REQUEST,
+            Some("key: enter your API key".into()),
+        );
     }
     match state.service.authenticate(Some(&format!("Bearer {key}"))) {
         Ok(caller) => {
@@ -124,7 +130,11 @@ pub async fn logout(State(state): State<UiState>, headers: HeaderMap) -> Respons
 
 pub async fn sets(State(state): State<UiState>, Extension(ctx): Extension<Ctx>) -> Page {
     let list = state.service.calibration_sets(&ctx.caller, None).await?;
-    Ok(page(&ctx, "sets.html", context! { sets => Tpl::from_serialize(&list.sets) }))
+    Ok(page(
+        &ctx,
+        "sets.html",
+        context! { sets => Tpl::from_serialize(&list.sets) },
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -135,7 +145,7 @@ pub struct SetQuery {
 
 fn est(e: &Estimate) -> Tpl {
     context! { value => e.value, low => e.ci_low, high => e.ci_high, n => e.n,
-        reason => e.reason.map(|r| format!("{r:?}")) }
+    reason => e.reason.map(|r| format!("{r:?}")) }
 }
 
 /// Macro-F1 from per-class figures, for reports that carry classes only.
@@ -173,14 +183,14 @@ pub async fn set_page(
     let svc = &state.service;
     let set = svc.calibration_set(&ctx.caller, &id).await?;
     let runs = svc.calibration_runs_of_set(&ctx.caller, &id).await?;
-    let chosen = q
-        .run
-        .clone()
-        .filter(|r| !r.is_empty())
-        .or_else(|| runs.iter().find(|r| r.finished_at.is_some()).map(|r| r.id.clone()));
+    let chosen = q.run.clone().filter(|r| !r.is_empty()).or_else(|| {
+        runs.iter()
+            .find(|r| r.finished_at.is_some())
+            .map(|r| r.id.clone())
+    });
     let mut run_doc = None;
     if let Some(r) = &chosen {
-        run_doc = Some(svc.calibration_run(&ctx.caller, r).await?);
+        run_doc = Some(svc.run_of_set(&ctx.caller, r, &id).await?);
     }
     // Kappa over time: the committee's (or the only judge's) kappa in each finished run,
     // oldest first; the newest 20 runs at most, each one report read.
@@ -203,7 +213,10 @@ pub async fn set_page(
     trend.reverse();
     let (report, charts) = match run_doc.as_ref().and_then(|d| d.report.as_ref()) {
         Some(rep) => {
-            let forest_svg = forest(&forest_rows(rep), (rep.humans.band.min, rep.humans.band.max));
+            let forest_svg = forest(
+                &forest_rows(rep),
+                (rep.humans.band.min, rep.humans.band.max),
+            );
             let heatmaps: Vec<Tpl> = rep
                 .judges
                 .iter()
@@ -240,7 +253,10 @@ pub async fn set_page(
                     kappa => est(&p.cohen_kappa), agreement => est(&p.percent_agreement) }
                 })
                 .collect();
-            let breakdown = |m: &std::collections::BTreeMap<String, crate::calibration::report::Breakdown>| {
+            let breakdown = |m: &std::collections::BTreeMap<
+                String,
+                crate::calibration::report::Breakdown,
+            >| {
                 m.iter()
                     .map(|(k, b)| {
                         context! {
@@ -263,7 +279,9 @@ pub async fn set_page(
                     by_category => breakdown(&rep.by_category),
                     by_criterion => breakdown(&rep.by_criterion),
                 }),
-                Some(context! { forest => Tpl::from_safe_string(forest_svg), heatmaps => heatmaps }),
+                Some(
+                    context! { forest => Tpl::from_safe_string(forest_svg), heatmaps => heatmaps },
+                ),
             )
         }
         None => (None, None),
@@ -468,7 +486,12 @@ pub async fn start_run(
             },
         )
         .await?;
-    Ok(Redirect::to(&format!("/ui/sets/{}?run={}", percent(&id), percent(&run.id))).into_response())
+    Ok(Redirect::to(&format!(
+        "/ui/sets/{}?run={}",
+        percent(&id),
+        percent(&run.id)
+    ))
+    .into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -491,7 +514,7 @@ pub async fn history(
         &ctx,
         "history.html",
         context! { set => Tpl::from_serialize(&set), item => item,
-            history => Tpl::from_serialize(&h.history) },
+        history => Tpl::from_serialize(&h.history) },
     ))
 }
 
@@ -499,7 +522,13 @@ pub async fn history(
 fn file_name(s: &str) -> String {
     let n: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(80)
         .collect();
     if n.is_empty() { "export".into() } else { n }
@@ -524,7 +553,10 @@ pub async fn export_set(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
 ) -> Page {
-    let (name, doc) = state.service.calibration_set_document(&ctx.caller, &id).await?;
+    let (name, doc) = state
+        .service
+        .calibration_set_document(&ctx.caller, &id)
+        .await?;
     Ok(download(
         "application/x-ndjson",
         &format!("{}.calibration.v1.jsonl", file_name(&name)),
@@ -538,7 +570,12 @@ async fn run_report(state: &UiState, ctx: &Ctx, id: &str) -> Result<AgreementRep
         .calibration_run(&ctx.caller, id)
         .await?
         .report
-        .ok_or_else(|| invalid("run", "the run has not finished; its report is not written yet"))
+        .ok_or_else(|| {
+            invalid(
+                "run",
+                "the run has not finished; its report is not written yet",
+            )
+        })
 }
 
 pub async fn export_report(
@@ -547,8 +584,13 @@ pub async fn export_report(
     Path(id): Path<String>,
 ) -> Page {
     let rep = run_report(&state, &ctx, &id).await?;
-    let body = serde_json::to_string_pretty(&rep).map_err(|e| UiError(Error::Internal(e.to_string())))?;
-    Ok(download("application/json", &format!("{}.report.json", file_name(&id)), body))
+    let body =
+        serde_json::to_string_pretty(&rep).map_err(|e| UiError(Error::Internal(e.to_string())))?;
+    Ok(download(
+        "application/json",
+        &format!("{}.report.json", file_name(&id)),
+        body,
+    ))
 }
 
 /// The report's kappas as CSV: one row per human pair and per judge.
@@ -560,13 +602,27 @@ pub async fn export_report_csv(
     let rep = run_report(&state, &ctx, &id).await?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let internal = |e: csv::Error| UiError(Error::Internal(e.to_string()));
-    w.write_record(["kind", "rater", "against", "n", "kappa", "ci_low", "ci_high", "agreement"])
-        .map_err(internal)?;
+    w.write_record([
+        "kind",
+        "rater",
+        "against",
+        "n",
+        "kappa",
+        "ci_low",
+        "ci_high",
+        "agreement",
+    ])
+    .map_err(internal)?;
     let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
     for p in &rep.humans.pairwise {
         w.write_record([
-            "human_pair".to_owned(), p.a.clone(), p.b.clone(), p.n.to_string(),
-            f(p.cohen_kappa.value), f(p.cohen_kappa.ci_low), f(p.cohen_kappa.ci_high),
+            "human_pair".to_owned(),
+            p.a.clone(),
+            p.b.clone(),
+            p.n.to_string(),
+            f(p.cohen_kappa.value),
+            f(p.cohen_kappa.ci_low),
+            f(p.cohen_kappa.ci_high),
             f(p.percent_agreement.value),
         ])
         .map_err(internal)?;
@@ -574,13 +630,20 @@ pub async fn export_report_csv(
     for j in &rep.judges {
         let m = &j.vs_human_majority;
         w.write_record([
-            "judge".to_owned(), j.judge.clone(), "human_majority".to_owned(), m.n.to_string(),
-            f(m.cohen_kappa.value), f(m.cohen_kappa.ci_low), f(m.cohen_kappa.ci_high),
+            "judge".to_owned(),
+            j.judge.clone(),
+            "human_majority".to_owned(),
+            m.n.to_string(),
+            f(m.cohen_kappa.value),
+            f(m.cohen_kappa.ci_low),
+            f(m.cohen_kappa.ci_high),
             f(m.percent_agreement.value),
         ])
         .map_err(internal)?;
     }
-    let bytes = w.into_inner().map_err(|e| UiError(Error::Internal(e.to_string())))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| UiError(Error::Internal(e.to_string())))?;
     Ok(download(
         "text/csv; charset=utf-8",
         &format!("{}.report.csv", file_name(&id)),
@@ -668,7 +731,9 @@ pub async fn job_events(
         };
         Some((Ok::<_, std::convert::Infallible>(event), next))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 pub async fn item_page(
@@ -701,7 +766,8 @@ pub async fn item_page(
             name: format!("{seq} of job {id}"),
         }));
     };
-    let doc: Value = serde_json::from_str(&text).map_err(|e| UiError(Error::Corrupt(e.to_string())))?;
+    let doc: Value =
+        serde_json::from_str(&text).map_err(|e| UiError(Error::Corrupt(e.to_string())))?;
     Ok(page(
         &ctx,
         "item.html",

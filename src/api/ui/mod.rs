@@ -78,7 +78,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
     let is_asset = req.uri().path().starts_with("/ui/assets/");
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -270,9 +273,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 /// Renders `name` with `ctx` into an HTML response.
 fn render(status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
-    let out = env()
-        .get_template(name)
-        .and_then(|t| t.render(ctx));
+    let out = env().get_template(name).and_then(|t| t.render(ctx));
     match out {
         Ok(html) => (
             status,

@@ -143,10 +143,15 @@ mod tests {
 
     #[test]
     fn cookies_parse_and_are_http_only() {
-        assert_eq!(cookie("a=1; tribunal_session=xyz", SESSION_COOKIE), Some("xyz"));
+        assert_eq!(
+            cookie("a=1; tribunal_session=xyz", SESSION_COOKIE),
+            Some("xyz")
+        );
         assert_eq!(cookie("tribunal_sessionx=1", SESSION_COOKIE), None);
         let c = set_cookie(SESSION_COOKIE, "v", SESSION_TTL);
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Max-Age=28800"));
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Max-Age=28800")
+        );
         assert!(same_token("abc", "abc") && !same_token("abc", "abd"));
     }
 }
