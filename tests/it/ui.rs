@@ -722,6 +722,24 @@ async fn open_on_loopback_without_keys_and_runs_from_the_set_page() {
         "{page}"
     );
     assert!(page.contains("id=\"trend\""), "kappa across runs");
+    // A run of another set is refused on this set's pages (its item mapping would
+    // not fit), naming the parameter.
+    let other = app
+        .post(
+            "/v1/calibration/sets",
+            &json!({"content": live_set("open-set-2", 2)}),
+        )
+        .await
+        .1;
+    let other = other["id"].as_str().unwrap();
+    for path in [
+        format!("/ui/sets/{other}?run={run}"),
+        format!("/ui/sets/{other}/queue?run={run}"),
+    ] {
+        let r = c.get(&path).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(r.body.contains("run of another set"), "{}", r.body);
+    }
     // The local admin labels as `local`.
     let q = c.get(&format!("/ui/sets/{set}/queue")).await.body;
     let r = c

@@ -64,10 +64,11 @@ pub fn forest(rows: &[ForestRow], band: (Option<f64>, Option<f64>)) -> String {
             height - ROW
         );
     }
-    for tick in [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] {
-        if tick < x0 {
-            continue;
-        }
+    // Ticks every 0.2 from the first one inside the axis, negative ones included.
+    #[expect(clippy::cast_possible_truncation, reason = "x0 is within [-1, 0]")]
+    let first = (x0 / 0.2).ceil() as i32;
+    for step in first..=5 {
+        let tick = f64::from(step) * 0.2;
         let _ = write!(
             s,
             r##"<line x1="{0:.1}" x2="{0:.1}" y1="0" y2="{1:.1}" stroke="#ddd"/><text x="{0:.1}" y="{2:.1}" font-size="11" text-anchor="middle">{tick:.1}</text>"##,
