@@ -918,7 +918,20 @@ impl Service {
         set_id: &str,
     ) -> Result<Vec<RunEntry>, Error> {
         caller.require(Action::ReadCalibration)?;
-        self.stored_set(caller, set_id).await?;
+        // Visibility only: the document is not parsed (a 10,000-item set takes longer
+        // to parse than the scan below).
+        let missing = || Error::NotFound {
+            what: "calibration set",
+            name: set_id.to_owned(),
+        };
+        let rec = self
+            .store
+            .calibration_set(set_id)
+            .await?
+            .ok_or_else(missing)?;
+        if !caller.sees(Owned::Calibration, rec.owner.as_deref()) {
+            return Err(missing());
+        }
         let jobs = self.store.list_jobs(None, RUN_SCAN_JOBS, None).await?;
         let mut runs = Vec::new();
         for job in jobs {

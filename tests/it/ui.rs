@@ -758,3 +758,65 @@ async fn open_on_loopback_without_keys_and_runs_from_the_set_page() {
         "{doc}"
     );
 }
+
+/// Server time of the queue and dashboard pages of a 10,000-item set (median of 7
+/// loopback requests, so it includes the HTTP round trip). Ignored by default: run
+/// with `cargo test --test it ui::pages_at_10k_items -- --ignored --nocapture`
+/// (add `--release` for the figures that matter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check; see the doc comment"]
+async fn pages_at_10k_items() {
+    let app =
+        TestApp::spawn("[server]\nmax_body_bytes = 67108864\nmax_items_per_job = 20000\n").await;
+    let started = std::time::Instant::now();
+    let set = app
+        .post(
+            "/v1/calibration/sets",
+            &json!({"content": live_set("big", 10_000)}),
+        )
+        .await;
+    assert_eq!(set.0, 201, "{}", set.1);
+    let set = set.1["id"].as_str().unwrap().to_owned();
+    let run = app
+        .post(
+            "/v1/calibration/runs",
+            &json!({"set": set, "resamples": 200}),
+        )
+        .await
+        .1;
+    let run = run["id"].as_str().unwrap().to_owned();
+    // A 10,000-item run takes longer than `wait_job` waits on a busy machine.
+    for _ in 0..1800 {
+        if app.get(&format!("/v1/jobs/{run}")).await.1["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("set and run ready in {:?}", started.elapsed());
+    let mut c = Client::new(&app.url);
+    for (what, path) in [
+        ("queue (first item)", format!("/ui/sets/{set}/queue")),
+        (
+            "queue (item 9000, run given)",
+            format!("/ui/sets/{set}/queue?item=x9000&run={run}"),
+        ),
+        (
+            "queue (unlabelled filter)",
+            format!("/ui/sets/{set}/queue?unlabelled=1&run={run}"),
+        ),
+        ("dashboard", format!("/ui/sets/{set}")),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            let t = std::time::Instant::now();
+            let r = c.get(&path).await;
+            times.push(t.elapsed());
+            assert_eq!(r.status, 200, "{path}");
+        }
+        times.sort();
+        eprintln!(
+            "{what}: median {:?} (min {:?}, max {:?})",
+            times[3], times[0], times[6]
+        );
+    }
+}
