@@ -51,7 +51,7 @@ pub fn live_set(name: &str, n: usize) -> String {
     let mut lines = vec![
         json!({"format": "calibration.v1", "name": name, "scale": "nominal",
             "categories": ["false", "true"], "met": "true",
-            "description": "Label whether the response meets the criterion."})
+            "description": format!("Label whether the response **meets** the criterion. {XSS_SCRIPT}")})
         .to_string(),
     ];
     for i in 0..n {
@@ -516,6 +516,8 @@ async fn blind_queue_labels_through_the_api_call() {
         "criterion"
     );
     assert!(b.contains("id=\"blind\""));
+    // The guidelines are rendered Markdown, with the payload in them escaped.
+    assert!(b.contains("<strong>meets</strong>"), "{b}");
     // Blind: nothing about other raters or judges is in the page at all.
     for hidden in [
         "nurse-other",

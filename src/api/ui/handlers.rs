@@ -143,12 +143,14 @@ pub struct SetQuery {
     run: Option<String>,
 }
 
+/// An estimate as the templates read it (`macros.html`'s `est`).
 fn est(e: &Estimate) -> Tpl {
     context! { value => e.value, low => e.ci_low, high => e.ci_high, n => e.n,
     reason => e.reason.map(|r| format!("{r:?}")) }
 }
 
-/// Macro-F1 from per-class figures, for reports that carry classes only.
+/// The forest plot's rows: every human pair's kappa, then every judge's (and the
+/// committee's) against the human majority.
 fn forest_rows(report: &AgreementReport) -> Vec<ForestRow> {
     let mut rows: Vec<ForestRow> = report
         .humans

@@ -6,6 +6,7 @@
 //! style), and every POST is refused unless it carries the session's CSRF token.
 
 mod handlers;
+pub mod markdown;
 pub mod session;
 pub mod svg;
 
@@ -206,6 +207,10 @@ fn env() -> &'static minijinja::Environment<'static> {
         env.add_filter("num", num);
         env.add_filter("enc", |s: String| handlers::percent(&s));
         env.add_filter("pct", pct);
+        // The one filter whose output is marked safe: it escapes the text itself first.
+        env.add_filter("markdown", |s: String| {
+            minijinja::Value::from_safe_string(markdown::render(&s))
+        });
         env.add_filter("when", when);
         env
     })
