@@ -62,7 +62,9 @@ fn inline(s: &str) -> String {
 /// Wraps text between pairs of `marker` in `<tag>`; an unpaired marker stays as is.
 fn pairs(s: &str, marker: &str, tag: &str) -> String {
     let parts: Vec<&str> = s.split(marker).collect();
-    if parts.len() < 3 {
+    // An empty pair (`**` left over from an unpaired bold marker, seen by the `*`
+    // pass) is no markup: keep the text as written.
+    if parts.len() < 3 || parts.iter().skip(1).step_by(2).any(|p| p.is_empty()) {
         return s.to_owned();
     }
     let mut out = String::new();
