@@ -763,3 +763,438 @@ fn csv_mapping(v: &CsvUpload) -> Result<crate::calibration::set::CsvMapping, Err
     }
     Ok(m)
 }
+
+// ---------------------------------------------------------------------------------
+// The review queue (the annotator UI's main page) and the reads it needs. Added for
+// the UI transport; the API's label write (`add_calibration_labels`) stays the one
+// way labels are written.
+
+/// How many of the newest jobs `calibration_runs_of_set` looks through. The store has
+/// no "runs of a set" query, so the runs are found among the jobs (runs are jobs).
+const RUN_SCAN_JOBS: u32 = 500;
+
+/// Which items the review queue walks through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFilter {
+    /// Only items the caller has not labelled yet.
+    pub unlabelled: bool,
+    /// Only items where a judge label in the set differs from the human majority.
+    pub disagreements: bool,
+    /// Only items of this item category (`category` in calibration.v1).
+    pub category: Option<String>,
+    /// Only items with this criterion key.
+    pub criterion: Option<String>,
+}
+
+/// Where in the filtered items the queue stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum QueuePosition {
+    /// The first matching item.
+    #[default]
+    First,
+    /// This item, whether or not it matches the filter.
+    Item(String),
+    /// The first matching item after this one (save-and-next).
+    After(String),
+}
+
+/// The review queue at one item.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReviewQueue {
+    pub set: CalibrationSetDoc,
+    /// The set's description, which annotators read as guidelines (plain text).
+    pub guidelines: Option<String>,
+    /// The name labels are written under: the caller's key name (`local` without keys).
+    pub rater: String,
+    pub total: usize,
+    /// Items the caller has labelled.
+    pub mine: usize,
+    /// Every human rater's labelled-item count; only for admins.
+    pub progress: Vec<RaterProgress>,
+    /// Items matching the filter.
+    pub matching: usize,
+    /// The current item's 1-based position among the matching items.
+    pub position: Option<usize>,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+    /// Distinct item categories and criterion keys, for the filters.
+    pub item_categories: Vec<String>,
+    pub criteria: Vec<String>,
+    pub current: Option<ReviewItem>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RaterProgress {
+    pub rater: String,
+    pub labelled: usize,
+}
+
+/// One item as the annotator sees it. `reveal` is `None` until the caller has
+/// labelled the item: blind labelling, enforced here so no transport can leak it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReviewItem {
+    pub id: String,
+    pub index: usize,
+    pub category: Option<String>,
+    /// The criterion's text (a rubric reference is resolved to its text).
+    pub criterion: Option<String>,
+    pub conversation: Vec<Turn>,
+    pub response: Option<String>,
+    /// The caller's own label, when given.
+    pub mine: Option<Value>,
+    pub reveal: Option<Reveal>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Turn {
+    pub role: &'static str,
+    pub content: String,
+}
+
+/// What the judges and the other humans said about an item.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reveal {
+    /// The other humans' labels.
+    pub humans: Vec<HumanLabel>,
+    pub human_majority: Option<String>,
+    /// Judge labels stored in the set.
+    pub judge_labels: Vec<HumanLabel>,
+    /// The run the readings come from, when one was given and covered the item.
+    pub run: Option<String>,
+    /// Each judge's (and the committee's) reading in that run, with explanations.
+    pub readings: Vec<JudgeReading>,
+}
+
+/// A run of a set, as lists show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunEntry {
+    pub id: String,
+    pub state: crate::store::JobState,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// The rater name a caller's own labels are written under: its key's name, or
+/// `local` on a server without keys.
+pub fn rater_name(caller: &Caller) -> String {
+    caller.owner().unwrap_or("local").to_owned()
+}
+
+impl Service {
+    /// The set's canonical calibration.v1 JSONL (for export).
+    pub async fn calibration_set_document(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(String, String), Error> {
+        caller.require(Action::ReadCalibration)?;
+        let (rec, _) = self.stored_set(caller, id).await?;
+        Ok((rec.name, rec.document))
+    }
+
+    /// `run` as a run of `set_id` the caller may see; a run of another set is
+    /// `invalid_input` on `run` (its item mapping would not fit this set).
+    pub async fn run_of_set(
+        &self,
+        caller: &Caller,
+        run: &str,
+        set_id: &str,
+    ) -> Result<CalibrationRunDoc, Error> {
+        let doc = self.calibration_run(caller, run).await?;
+        if doc.set != set_id {
+            return Err(invalid(
+                "run",
+                format!("run {run} is a run of another set; pick one of this set's runs"),
+            ));
+        }
+        Ok(doc)
+    }
+
+    /// The runs of a set the caller may see, newest first. Looked for among the newest
+    /// `RUN_SCAN_JOBS` jobs: a dedicated store query would make this one read.
+    pub async fn calibration_runs_of_set(
+        &self,
+        caller: &Caller,
+        set_id: &str,
+    ) -> Result<Vec<RunEntry>, Error> {
+        caller.require(Action::ReadCalibration)?;
+        // Visibility only: the document is not parsed (a 10,000-item set takes longer
+        // to parse than the scan below).
+        let missing = || Error::NotFound {
+            what: "calibration set",
+            name: set_id.to_owned(),
+        };
+        let rec = self
+            .store
+            .calibration_set(set_id)
+            .await?
+            .ok_or_else(missing)?;
+        if !caller.sees(Owned::Calibration, rec.owner.as_deref()) {
+            return Err(missing());
+        }
+        let jobs = self.store.list_jobs(None, RUN_SCAN_JOBS, None).await?;
+        let mut runs = Vec::new();
+        for job in jobs {
+            if !caller.sees(Owned::Calibration, job.owner.as_deref()) {
+                continue;
+            }
+            if let Some(run) = self.store.calibration_run(&job.id).await? {
+                if run.set_id == set_id {
+                    runs.push(RunEntry {
+                        id: run.id,
+                        state: job.state,
+                        created_at: job.created_at,
+                        finished_at: run.finished_at,
+                    });
+                }
+            }
+        }
+        Ok(runs)
+    }
+
+    /// The review queue of a set for the caller, at `at` among the items `filter`
+    /// admits. The other raters' labels and the judges' readings (from `run`, when
+    /// given) are only included for an item the caller has labelled.
+    pub async fn review_queue(
+        &self,
+        caller: &Caller,
+        set_id: &str,
+        filter: &QueueFilter,
+        at: &QueuePosition,
+        run: Option<&str>,
+    ) -> Result<ReviewQueue, Error> {
+        caller.require(Action::ReadCalibration)?;
+        let (rec, set) = self.stored_set(caller, set_id).await?;
+        if let Some(r) = run {
+            self.run_of_set(caller, r, set_id).await?;
+        }
+        let rater = rater_name(caller);
+        let mine_of = |it: &crate::calibration::set::CalItem| {
+            it.labels
+                .iter()
+                .find(|l| l.kind == RaterKind::Human && l.rater == rater)
+                .map(|l| label_value_json(&set, &l.value))
+        };
+        let disagrees = |i: usize| {
+            let Some(majority) = crate::calibration::report::human_majority(&set, i) else {
+                return false;
+            };
+            set.items[i]
+                .labels
+                .iter()
+                .any(|l| l.kind == RaterKind::Judge && l.value != LabelValue::Category(majority))
+        };
+        let matches: Vec<usize> = (0..set.items.len())
+            .filter(|&i| {
+                let it = &set.items[i];
+                (!filter.unlabelled || mine_of(it).is_none())
+                    && filter
+                        .category
+                        .as_ref()
+                        .is_none_or(|c| it.category.as_ref() == Some(c))
+                    && filter
+                        .criterion
+                        .as_ref()
+                        .is_none_or(|c| it.criterion.as_ref() == Some(c))
+                    && (!filter.disagreements || disagrees(i))
+            })
+            .collect();
+        let index = item_index(&set);
+        let find = |id: &str| {
+            index
+                .get(id)
+                .copied()
+                .ok_or_else(|| invalid("item", format!("no item \"{id}\" in set \"{}\"", set.name)))
+        };
+        let current = match at {
+            QueuePosition::First => matches.first().copied(),
+            QueuePosition::Item(id) => Some(find(id)?),
+            QueuePosition::After(id) => {
+                let after = find(id)?;
+                matches.iter().copied().find(|&i| i > after)
+            }
+        };
+        let pos = current.and_then(|c| matches.iter().position(|&i| i == c));
+        let (prev, next) = match current {
+            Some(c) => (
+                matches.iter().rev().find(|&&i| i < c),
+                matches.iter().find(|&&i| i > c),
+            ),
+            None => (None, None),
+        };
+        let id_of = |i: Option<&usize>| i.map(|&i| set.items[i].id.clone());
+        let mut progress = std::collections::BTreeMap::<String, usize>::new();
+        for it in &set.items {
+            let mut seen = std::collections::BTreeSet::new();
+            for l in it.labels.iter().filter(|l| l.kind == RaterKind::Human) {
+                if seen.insert(l.rater.as_str()) {
+                    *progress.entry(l.rater.clone()).or_default() += 1;
+                }
+            }
+        }
+        let mine = progress.get(&rater).copied().unwrap_or(0);
+        let distinct = |f: fn(&crate::calibration::set::CalItem) -> Option<&String>| {
+            let s: std::collections::BTreeSet<String> =
+                set.items.iter().filter_map(|it| f(it).cloned()).collect();
+            s.into_iter().collect::<Vec<_>>()
+        };
+        let item_categories = distinct(|it| it.category.as_ref());
+        let criteria = distinct(|it| it.criterion.as_ref());
+        let current = match current {
+            Some(i) => Some(self.review_item(&set, i, &rater, run, caller).await?),
+            None => None,
+        };
+        Ok(ReviewQueue {
+            guidelines: set.description.clone(),
+            rater,
+            total: set.items.len(),
+            mine,
+            progress: if caller.role == super::Role::Admin {
+                progress
+                    .into_iter()
+                    .map(|(rater, labelled)| RaterProgress { rater, labelled })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            matching: matches.len(),
+            position: pos.map(|p| p + 1),
+            prev: id_of(prev),
+            next: id_of(next),
+            item_categories,
+            criteria,
+            current,
+            set: set_doc(&rec, Some(&set)),
+        })
+    }
+
+    async fn review_item(
+        &self,
+        set: &CalibrationSet,
+        i: usize,
+        rater: &str,
+        run: Option<&str>,
+        caller: &Caller,
+    ) -> Result<ReviewItem, Error> {
+        use crate::calibration::set::TaskCriterion;
+        let it = &set.items[i];
+        let mine = it
+            .labels
+            .iter()
+            .find(|l| l.kind == RaterKind::Human && l.rater == rater)
+            .map(|l| label_value_json(set, &l.value));
+        let criterion = match it.task.as_ref().map(|t| &t.criterion) {
+            Some(TaskCriterion::Inline { text }) => Some(text.clone()),
+            Some(TaskCriterion::Reference {
+                rubric,
+                criterion_id,
+            }) => Some(
+                self.criterion_text(rubric, criterion_id)
+                    .await
+                    .unwrap_or_else(|| format!("{rubric} / {criterion_id}")),
+            ),
+            None => it.criterion.clone(),
+        };
+        let reveal = match mine {
+            Some(_) => Some(self.reveal(set, i, rater, run, caller).await?),
+            None => None,
+        };
+        Ok(ReviewItem {
+            id: it.id.clone(),
+            index: i,
+            category: it.category.clone(),
+            criterion,
+            conversation: it
+                .task
+                .iter()
+                .flat_map(|t| t.conversation.iter())
+                .map(|m| Turn {
+                    role: m.role.as_str(),
+                    content: m.content.clone(),
+                })
+                .collect(),
+            response: it.task.as_ref().map(|t| t.response.clone()),
+            mine,
+            reveal,
+        })
+    }
+
+    /// The text of a stored rubric's criterion; `None` when it cannot be resolved (the
+    /// queue then shows the reference).
+    async fn criterion_text(&self, rubric: &str, criterion_id: &str) -> Option<String> {
+        let (id, version) = crate::item::parse_rubric_reference(rubric).ok()?;
+        let r = self
+            .grader
+            .resolve(&RubricSource::Reference { id, version })
+            .await
+            .ok()?;
+        r.criteria
+            .iter()
+            .find(|c| c.id.0 == criterion_id)
+            .map(|c| c.text.clone())
+    }
+
+    async fn reveal(
+        &self,
+        set: &CalibrationSet,
+        i: usize,
+        rater: &str,
+        run: Option<&str>,
+        caller: &Caller,
+    ) -> Result<Reveal, Error> {
+        use crate::calibration::{live, run as cal_run};
+        let it = &set.items[i];
+        let labels_of = |kind: RaterKind| {
+            it.labels
+                .iter()
+                .filter(|l| l.kind == kind && !(kind == RaterKind::Human && l.rater == rater))
+                .map(|l| HumanLabel {
+                    rater: l.rater.clone(),
+                    label: label_value_json(set, &l.value),
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut reveal = Reveal {
+            humans: labels_of(RaterKind::Human),
+            human_majority: crate::calibration::report::human_majority(set, i)
+                .and_then(|c| set.categories.get(c).cloned()),
+            judge_labels: labels_of(RaterKind::Judge),
+            run: None,
+            readings: Vec::new(),
+        };
+        let Some(run_id) = run else {
+            return Ok(reveal);
+        };
+        let (rec, _) = self.stored_run(caller, run_id).await?;
+        let opts: cal_run::RunOptions = serde_json::from_str(&rec.options)
+            .map_err(|e| corrupt(format_args!("options of calibration run {run_id}"), e))?;
+        let plan = cal_run::stored_plan(set, &opts)?;
+        let Some(seq) = plan.items.iter().position(|&x| x == i) else {
+            return Ok(reveal);
+        };
+        let seq = seq as u64;
+        let after = seq.checked_sub(1);
+        let page = self.store.results_by_seq(run_id, after, 1).await?;
+        let Some((_, text)) = page.into_iter().find(|(s, _)| *s == seq) else {
+            return Ok(reveal);
+        };
+        let Some(report) = cal_run::stored_report(&text)
+            .map_err(|e| corrupt(format_args!("calibration run {run_id} result {seq}"), e))?
+        else {
+            return Ok(reveal);
+        };
+        let majority = crate::calibration::report::human_majority(&plan.set, i);
+        let name = |c: Option<usize>| c.and_then(|c| plan.set.categories.get(c)).cloned();
+        reveal.run = Some(run_id.to_owned());
+        reveal.readings = live::readings(&report, plan.map)
+            .into_iter()
+            .map(|r| JudgeReading {
+                judge: r.rater.clone(),
+                label: name(r.category),
+                agrees: r.category.zip(majority).map(|(c, m)| c == m),
+                explanations: r.explanations,
+            })
+            .collect();
+        Ok(reveal)
+    }
+}

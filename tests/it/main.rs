@@ -25,6 +25,8 @@ mod schema_examples;
 mod server;
 mod spawn;
 mod store_conformance;
+mod ui;
+mod ui_browser;
 
 use std::path::{Path, PathBuf};
 

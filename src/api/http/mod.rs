@@ -103,6 +103,7 @@ pub fn router(state: HttpState) -> axum::Router {
                 }
             }),
         )
+        .merge(crate::api::ui::router(state.service.clone()))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn(observe))

@@ -1,0 +1,80 @@
+// tribunal UI behaviour: keyboard shortcuts in the review queue, the shortcut sheet,
+// sortable tables and live job progress (server-sent events). Pages work without it.
+"use strict";
+
+(function () {
+  function typing(e) {
+    var t = e.target;
+    return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+  }
+
+  function follow(id) {
+    var a = document.getElementById(id);
+    if (a && a.href) { window.location.href = a.href; return true; }
+    return false;
+  }
+
+  function toggleSheet() {
+    var s = document.getElementById("shortcuts");
+    if (s) { s.hidden = !s.hidden; }
+  }
+
+  document.addEventListener("keydown", function (e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || typing(e)) { return; }
+    var k = e.key;
+    if (k === "?") { toggleSheet(); e.preventDefault(); return; }
+    if (k === "Escape") { var s = document.getElementById("shortcuts"); if (s) { s.hidden = true; } return; }
+    if (!document.getElementById("item") && k !== "u") { return; }
+    if (k === "j") { follow("next"); e.preventDefault(); return; }
+    if (k === "k") { follow("prev"); e.preventDefault(); return; }
+    if (k === "u") { follow("undo"); e.preventDefault(); return; }
+    if (/^[1-9]$/.test(k)) {
+      var b = document.querySelector('button.category[data-key="' + k + '"]');
+      if (b) { b.click(); e.preventDefault(); }
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var help = document.getElementById("help-link");
+    if (help) { help.addEventListener("click", function (e) { e.preventDefault(); toggleSheet(); }); }
+
+    // Sortable tables: click a header to sort by that column (numbers numerically).
+    document.querySelectorAll("table.sortable th").forEach(function (th) {
+      th.addEventListener("click", function () {
+        var table = th.closest("table");
+        var body = table.tBodies[0];
+        if (!body) { return; }
+        var idx = Array.prototype.indexOf.call(th.parentNode.children, th);
+        var asc = th.getAttribute("data-sort") !== "asc";
+        th.parentNode.querySelectorAll("th").forEach(function (h) { h.removeAttribute("data-sort"); });
+        th.setAttribute("data-sort", asc ? "asc" : "desc");
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var x = (a.cells[idx] || {}).textContent || "", y = (b.cells[idx] || {}).textContent || "";
+          var nx = parseFloat(x), ny = parseFloat(y);
+          var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+          return asc ? c : -c;
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
+      });
+    });
+
+    // Live job progress.
+    var job = document.getElementById("job");
+    if (job && window.EventSource && (job.dataset.state === "queued" || job.dataset.state === "running")) {
+      var es = new EventSource(job.dataset.events);
+      es.addEventListener("progress", function (ev) {
+        var p = JSON.parse(ev.data);
+        document.getElementById("job-state").textContent = p.state;
+        document.getElementById("job-done").textContent = p.done;
+        document.getElementById("job-failed").textContent = p.failed;
+        document.getElementById("job-bar").value = p.done + p.failed;
+        if (p.state !== "queued" && p.state !== "running") {
+          es.close();
+          var live = document.getElementById("job-live");
+          if (live) { live.textContent = "The job is " + p.state + "."; }
+        }
+      });
+    }
+  });
+})();

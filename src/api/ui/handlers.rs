@@ -1,0 +1,800 @@
+//! UI page handlers: read the session's `Ctx`, call `Service` methods (the same the
+//! HTTP API calls, with the same caller), and render a template. No store access and
+//! no rule of their own: who may see or do what is decided by the service.
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::{Value as Tpl, context};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::session::{self, LOGIN_COOKIE, LOGIN_TTL, SESSION_COOKIE, SESSION_TTL};
+use super::svg::{ForestRow, forest, heatmap};
+use super::{Ctx, UiError, UiState, render};
+use crate::calibration::report::{AgreementReport, Estimate};
+use crate::error::Error;
+use crate::rubric::Invalid;
+use crate::service::calibration::{QueueFilter, QueuePosition, rater_name};
+use crate::service::{Action, NewCalibrationRun};
+
+type Page = Result<Response, UiError>;
+
+/// What every page's layout needs: who is signed in, what the nav shows, the CSRF
+/// token for the sign-out form.
+fn base(ctx: &Ctx) -> Tpl {
+    context! {
+        me => context! {
+            name => rater_name(&ctx.caller),
+            role => ctx.caller.role.as_str(),
+            jobs => ctx.caller.role.allows(Action::UseJobs),
+        },
+        csrf => ctx.csrf.clone(),
+    }
+}
+
+fn page(ctx: &Ctx, name: &str, extra: Tpl) -> Response {
+    render(StatusCode::OK, name, context! { ..base(ctx), ..extra })
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> UiError {
+    UiError(Error::Invalid(Invalid::one(field, message)))
+}
+
+/// Every role starts at the calibration sets (the one page every role has).
+pub async fn home() -> Redirect {
+    Redirect::to("/ui/sets")
+}
+
+// ----- sign-in ---------------------------------------------------------------------
+
+fn login_page(status: StatusCode, error: Option<String>) -> Response {
+    let token = session::token();
+    let mut resp = render(
+        status,
+        "login.html",
+        context! { login_csrf => token.clone(), error => error },
+    );
+    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(LOGIN_COOKIE, &token, LOGIN_TTL)) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+pub async fn login_form(State(state): State<UiState>) -> Response {
+    if !state.service.auth_enabled() {
+        return Redirect::to("/ui/sets").into_response();
+    }
+    login_page(StatusCode::OK, None)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    key: String,
+}
+
+/// Checks the key with the service's own `authenticate` (the API's check) and opens a
+/// session holding the resulting caller.
+pub async fn login(
+    State(state): State<UiState>,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    let key = form.key.trim();
+    if key.is_empty() {
+        return login_page(
+            StatusCode::BAD_REQUEST,
+            Some("key: enter your API key".into()),
+        );
+    }
+    match state.service.authenticate(Some(&format!("Bearer {key}"))) {
+        Ok(caller) => {
+            let (token, _) = state.sessions.create(caller);
+            let mut resp = Redirect::to("/ui").into_response();
+            for c in [
+                session::set_cookie(SESSION_COOKIE, &token, SESSION_TTL),
+                session::clear_cookie(LOGIN_COOKIE),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+            resp
+        }
+        Err(e) => login_page(
+            crate::api::http::error::status(e.kind()),
+            Some(e.to_string()),
+        ),
+    }
+}
+
+pub async fn logout(State(state): State<UiState>, headers: HeaderMap) -> Response {
+    if let Some(t) = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| session::cookie(c, SESSION_COOKIE))
+    {
+        state.sessions.remove(t);
+    }
+    let mut resp = Redirect::to("/ui/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(SESSION_COOKIE)) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+// ----- calibration sets ------------------------------------------------------------
+
+pub async fn sets(State(state): State<UiState>, Extension(ctx): Extension<Ctx>) -> Page {
+    let list = state.service.calibration_sets(&ctx.caller, None).await?;
+    Ok(page(
+        &ctx,
+        "sets.html",
+        context! { sets => Tpl::from_serialize(&list.sets) },
+    ))
+}
+
+#[derive(Deserialize, Default)]
+pub struct SetQuery {
+    #[serde(default)]
+    run: Option<String>,
+}
+
+/// An estimate as the templates read it (`macros.html`'s `est`).
+fn est(e: &Estimate) -> Tpl {
+    context! { value => e.value, low => e.ci_low, high => e.ci_high, n => e.n,
+    reason => e.reason.map(|r| format!("{r:?}")) }
+}
+
+/// The forest plot's rows: every human pair's kappa, then every judge's (and the
+/// committee's) against the human majority.
+fn forest_rows(report: &AgreementReport) -> Vec<ForestRow> {
+    let mut rows: Vec<ForestRow> = report
+        .humans
+        .pairwise
+        .iter()
+        .map(|p| ForestRow {
+            label: format!("{} – {}", p.a, p.b),
+            value: p.cohen_kappa.value,
+            low: p.cohen_kappa.ci_low,
+            high: p.cohen_kappa.ci_high,
+            human: true,
+        })
+        .collect();
+    rows.extend(report.judges.iter().map(|j| ForestRow {
+        label: j.judge.clone(),
+        value: j.vs_human_majority.cohen_kappa.value,
+        low: j.vs_human_majority.cohen_kappa.ci_low,
+        high: j.vs_human_majority.cohen_kappa.ci_high,
+        human: false,
+    }));
+    rows
+}
+
+/// The agreement dashboard of a set: its figures from the chosen (or newest
+/// finished) run, the charts, the runs over time, and the set's actions.
+pub async fn set_page(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Query(q): Query<SetQuery>,
+) -> Page {
+    let svc = &state.service;
+    let set = svc.calibration_set(&ctx.caller, &id).await?;
+    let runs = svc.calibration_runs_of_set(&ctx.caller, &id).await?;
+    let chosen = q.run.clone().filter(|r| !r.is_empty()).or_else(|| {
+        runs.iter()
+            .find(|r| r.finished_at.is_some())
+            .map(|r| r.id.clone())
+    });
+    let mut run_doc = None;
+    if let Some(r) = &chosen {
+        run_doc = Some(svc.run_of_set(&ctx.caller, r, &id).await?);
+    }
+    // Kappa over time: the committee's (or the only judge's) kappa in each finished run,
+    // oldest first; the newest 20 runs at most, each one report read.
+    let mut trend = Vec::new();
+    for r in runs.iter().filter(|r| r.finished_at.is_some()).take(20) {
+        let doc = svc.calibration_run(&ctx.caller, &r.id).await?;
+        if let Some(rep) = doc.report {
+            let j = rep
+                .judges
+                .iter()
+                .find(|j| j.judge == crate::calibration::live::COMMITTEE)
+                .or_else(|| rep.judges.first());
+            trend.push(context! {
+                run => r.id.clone(), at => r.finished_at,
+                judge => j.map(|j| j.judge.clone()),
+                kappa => j.and_then(|j| j.vs_human_majority.cohen_kappa.value),
+            });
+        }
+    }
+    trend.reverse();
+    let (report, charts) = match run_doc.as_ref().and_then(|d| d.report.as_ref()) {
+        Some(rep) => {
+            let forest_svg = forest(
+                &forest_rows(rep),
+                (rep.humans.band.min, rep.humans.band.max),
+            );
+            let heatmaps: Vec<Tpl> = rep
+                .judges
+                .iter()
+                .map(|j| {
+                    context! {
+                        judge => j.judge.clone(),
+                        svg => Tpl::from_safe_string(heatmap(
+                            &j.vs_human_majority.confusion_labels,
+                            &j.vs_human_majority.confusion,
+                        )),
+                    }
+                })
+                .collect();
+            let judges: Vec<Tpl> = rep
+                .judges
+                .iter()
+                .map(|j| {
+                    context! {
+                        judge => j.judge.clone(),
+                        kappa => est(&j.vs_human_majority.cohen_kappa),
+                        agreement => est(&j.vs_human_majority.percent_agreement),
+                        macro_f1 => est(&j.vs_human_majority.macro_f1),
+                        band => j.human_band_position.as_str(),
+                        n => j.vs_human_majority.n,
+                    }
+                })
+                .collect();
+            let pairs: Vec<Tpl> = rep
+                .humans
+                .pairwise
+                .iter()
+                .map(|p| {
+                    context! { a => p.a.clone(), b => p.b.clone(), n => p.n,
+                    kappa => est(&p.cohen_kappa), agreement => est(&p.percent_agreement) }
+                })
+                .collect();
+            let breakdown = |m: &std::collections::BTreeMap<
+                String,
+                crate::calibration::report::Breakdown,
+            >| {
+                m.iter()
+                    .map(|(k, b)| {
+                        context! {
+                            key => k.clone(), items => b.items,
+                            alpha => est(&b.humans.krippendorff_alpha),
+                            judges => b.judges.iter().map(|j| context! {
+                                judge => j.judge.clone(), kappa => est(&j.vs_human_majority.cohen_kappa)
+                            }).collect::<Vec<_>>(),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            };
+            (
+                Some(context! {
+                    items => rep.items, confidence => rep.confidence, resamples => rep.resamples,
+                    fleiss => est(&rep.humans.fleiss_kappa.estimate),
+                    alpha => est(&rep.humans.krippendorff_alpha),
+                    band => context! { min => rep.humans.band.min, max => rep.humans.band.max },
+                    pairs => pairs, judges => judges,
+                    by_category => breakdown(&rep.by_category),
+                    by_criterion => breakdown(&rep.by_criterion),
+                }),
+                Some(
+                    context! { forest => Tpl::from_safe_string(forest_svg), heatmaps => heatmaps },
+                ),
+            )
+        }
+        None => (None, None),
+    };
+    Ok(page(
+        &ctx,
+        "set.html",
+        context! {
+            set => Tpl::from_serialize(&set),
+            runs => Tpl::from_serialize(&runs),
+            run => run_doc.as_ref().map(|d| context! {
+                id => d.id.clone(), state => d.state.as_str(),
+                done => d.job.done, total => d.job.total,
+            }),
+            report => report, charts => charts, trend => trend,
+            can_run => ctx.caller.role.allows(Action::StartCalibrationRun),
+        },
+    ))
+}
+
+#[derive(Deserialize, Default, Clone)]
+pub struct QueueQuery {
+    #[serde(default)]
+    item: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    /// The item labelled last, for `u` (back to it, to correct the label).
+    #[serde(default)]
+    last: Option<String>,
+    #[serde(default)]
+    run: Option<String>,
+    #[serde(default)]
+    unlabelled: Option<String>,
+    #[serde(default)]
+    disagreements: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    criterion: Option<String>,
+}
+
+fn nonempty(s: Option<&String>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).cloned()
+}
+
+impl QueueQuery {
+    fn filter(&self) -> QueueFilter {
+        QueueFilter {
+            unlabelled: self.unlabelled.as_deref().is_some_and(|v| !v.is_empty()),
+            disagreements: self.disagreements.as_deref().is_some_and(|v| !v.is_empty()),
+            category: nonempty(self.category.as_ref()),
+            criterion: nonempty(self.criterion.as_ref()),
+        }
+    }
+
+    /// The filter (and run) as a query string, for links that keep them.
+    fn keep(&self, run: Option<&str>) -> String {
+        let f = self.filter();
+        let mut parts: Vec<(&str, String)> = Vec::new();
+        if let Some(r) = run {
+            parts.push(("run", r.to_owned()));
+        }
+        if f.unlabelled {
+            parts.push(("unlabelled", "1".into()));
+        }
+        if f.disagreements {
+            parts.push(("disagreements", "1".into()));
+        }
+        if let Some(c) = f.category {
+            parts.push(("category", c));
+        }
+        if let Some(c) = f.criterion {
+            parts.push(("criterion", c));
+        }
+        parts
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", percent(&v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+pub(super) fn percent(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The review queue: one item, blind until the caller labels it.
+pub async fn queue(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Query(q): Query<QueueQuery>,
+) -> Page {
+    let svc = &state.service;
+    let run = match nonempty(q.run.as_ref()) {
+        Some(r) => Some(r),
+        None => svc
+            .calibration_runs_of_set(&ctx.caller, &id)
+            .await?
+            .into_iter()
+            .find(|r| r.finished_at.is_some())
+            .map(|r| r.id),
+    };
+    let at = match (nonempty(q.item.as_ref()), nonempty(q.after.as_ref())) {
+        (Some(i), _) => QueuePosition::Item(i),
+        (None, Some(a)) => QueuePosition::After(a),
+        (None, None) => QueuePosition::First,
+    };
+    let rq = svc
+        .review_queue(&ctx.caller, &id, &q.filter(), &at, run.as_deref())
+        .await?;
+    let keep = q.keep(run.as_deref());
+    let f = q.filter();
+    let interval = rq.set.scale == Some(crate::service::ScaleName::Interval);
+    Ok(page(
+        &ctx,
+        "queue.html",
+        context! {
+            q => Tpl::from_serialize(&rq),
+            keep => keep,
+            run => run,
+            last => nonempty(q.last.as_ref()),
+            interval => interval,
+            can_label => ctx.caller.role.allows(Action::AddLabels),
+            filter => context! {
+                unlabelled => f.unlabelled, disagreements => f.disagreements,
+                category => f.category, criterion => f.criterion,
+            },
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct LabelForm {
+    item: String,
+    value: String,
+    #[serde(default)]
+    number: Option<String>,
+    #[serde(flatten)]
+    keep: QueueQuery,
+}
+
+/// Writes the caller's label through the API's own call (same validation, history and
+/// all-or-nothing rule), then moves on to the next item.
+pub async fn label(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<LabelForm>,
+) -> Page {
+    let value = if form.number.as_deref().is_some_and(|n| !n.is_empty()) {
+        let x: f64 = form
+            .value
+            .trim()
+            .parse()
+            .map_err(|_| invalid("value", "this set's scale is interval: enter a number"))?;
+        json!(x)
+    } else {
+        Value::from(form.value.clone())
+    };
+    let doc = json!({"labels": [{
+        "item": form.item, "rater": rater_name(&ctx.caller), "kind": "human", "value": value,
+    }]});
+    state
+        .service
+        .add_calibration_labels(&ctx.caller, &id, &doc)
+        .await?;
+    let keep = form.keep.keep(nonempty(form.keep.run.as_ref()).as_deref());
+    let sep = if keep.is_empty() { "" } else { "&" };
+    Ok(Redirect::to(&format!(
+        "/ui/sets/{}/queue?after={}&last={}{sep}{keep}",
+        percent(&id),
+        percent(&form.item),
+        percent(&form.item)
+    ))
+    .into_response())
+}
+
+pub async fn start_run(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Page {
+    let run = state
+        .service
+        .start_calibration_run(
+            &ctx.caller,
+            &NewCalibrationRun {
+                set: id.clone(),
+                seed: None,
+                resamples: None,
+                confidence: None,
+            },
+        )
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/ui/sets/{}?run={}",
+        percent(&id),
+        percent(&run.id)
+    ))
+    .into_response())
+}
+
+#[derive(Deserialize, Default)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    item: Option<String>,
+}
+
+pub async fn history(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Page {
+    let svc = &state.service;
+    let set = svc.calibration_set(&ctx.caller, &id).await?;
+    let item = nonempty(q.item.as_ref());
+    let h = svc.label_history(&ctx.caller, &id, item.as_deref()).await?;
+    Ok(page(
+        &ctx,
+        "history.html",
+        context! { set => Tpl::from_serialize(&set), item => item,
+        history => Tpl::from_serialize(&h.history) },
+    ))
+}
+
+/// A file name safe for `Content-Disposition`.
+fn file_name(s: &str) -> String {
+    let n: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    if n.is_empty() { "export".into() } else { n }
+}
+
+fn download(content_type: &'static str, name: &str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn export_set(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Page {
+    let (name, doc) = state
+        .service
+        .calibration_set_document(&ctx.caller, &id)
+        .await?;
+    Ok(download(
+        "application/x-ndjson",
+        &format!("{}.calibration.v1.jsonl", file_name(&name)),
+        doc,
+    ))
+}
+
+async fn run_report(state: &UiState, ctx: &Ctx, id: &str) -> Result<AgreementReport, UiError> {
+    state
+        .service
+        .calibration_run(&ctx.caller, id)
+        .await?
+        .report
+        .ok_or_else(|| {
+            invalid(
+                "run",
+                "the run has not finished; its report is not written yet",
+            )
+        })
+}
+
+pub async fn export_report(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Page {
+    let rep = run_report(&state, &ctx, &id).await?;
+    let body =
+        serde_json::to_string_pretty(&rep).map_err(|e| UiError(Error::Internal(e.to_string())))?;
+    Ok(download(
+        "application/json",
+        &format!("{}.report.json", file_name(&id)),
+        body,
+    ))
+}
+
+/// The report's kappas as CSV: one row per human pair and per judge.
+pub async fn export_report_csv(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Page {
+    let rep = run_report(&state, &ctx, &id).await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let internal = |e: csv::Error| UiError(Error::Internal(e.to_string()));
+    w.write_record([
+        "kind",
+        "rater",
+        "against",
+        "n",
+        "kappa",
+        "ci_low",
+        "ci_high",
+        "agreement",
+    ])
+    .map_err(internal)?;
+    let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+    for p in &rep.humans.pairwise {
+        w.write_record([
+            "human_pair".to_owned(),
+            p.a.clone(),
+            p.b.clone(),
+            p.n.to_string(),
+            f(p.cohen_kappa.value),
+            f(p.cohen_kappa.ci_low),
+            f(p.cohen_kappa.ci_high),
+            f(p.percent_agreement.value),
+        ])
+        .map_err(internal)?;
+    }
+    for j in &rep.judges {
+        let m = &j.vs_human_majority;
+        w.write_record([
+            "judge".to_owned(),
+            j.judge.clone(),
+            "human_majority".to_owned(),
+            m.n.to_string(),
+            f(m.cohen_kappa.value),
+            f(m.cohen_kappa.ci_low),
+            f(m.cohen_kappa.ci_high),
+            f(m.percent_agreement.value),
+        ])
+        .map_err(internal)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| UiError(Error::Internal(e.to_string())))?;
+    Ok(download(
+        "text/csv; charset=utf-8",
+        &format!("{}.report.csv", file_name(&id)),
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ))
+}
+
+// ----- jobs ------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+pub struct JobsQuery {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+pub async fn jobs(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<JobsQuery>,
+) -> Page {
+    let list = state
+        .service
+        .list_jobs(&ctx.caller, q.after.as_deref(), 50, None)
+        .await?;
+    Ok(page(
+        &ctx,
+        "jobs.html",
+        context! { jobs => Tpl::from_serialize(&list.jobs), next => list.next },
+    ))
+}
+
+/// The first finished items of a job (item order), read as JSON documents.
+const JOB_PAGE_ITEMS: u32 = 200;
+
+pub async fn job_page(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Page {
+    let svc = &state.service;
+    let job = svc.job(&ctx.caller, &id).await?;
+    let summary = state.service.summary(&ctx.caller, &id, None).await.ok();
+    let rows = svc.results(&ctx.caller, &id, 0, JOB_PAGE_ITEMS).await?.rows;
+    let mut items: Vec<(u64, Value)> = rows
+        .into_iter()
+        .map(|r| (r.seq, serde_json::from_str(&r.json).unwrap_or(Value::Null)))
+        .collect();
+    items.sort_by_key(|(s, _)| *s);
+    let items: Vec<Tpl> = items
+        .into_iter()
+        .map(|(seq, v)| context! { seq => seq, doc => Tpl::from_serialize(&v) })
+        .collect();
+    Ok(page(
+        &ctx,
+        "job.html",
+        context! {
+            job => Tpl::from_serialize(&job),
+            summary => summary.map(|s| Tpl::from_serialize(&s)),
+            items => items,
+            shown => JOB_PAGE_ITEMS,
+        },
+    ))
+}
+
+/// A job's progress as server-sent events, every half second until it is final.
+pub async fn job_events(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    // Checked once up front, so an unknown job is an error page, not an empty stream.
+    state.service.job(&ctx.caller, &id).await?;
+    let stream = futures::stream::unfold(Some((state, ctx, id)), |st| async move {
+        let (state, ctx, id) = st?;
+        let job = state.service.job(&ctx.caller, &id).await.ok()?;
+        let data = json!({"state": job.state, "done": job.done, "failed": job.failed,
+            "total": job.total, "eta_seconds": job.eta_seconds})
+        .to_string();
+        let event = Event::default().event("progress").data(data);
+        let next = if job.state.is_final() {
+            None
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Some((state, ctx, id))
+        };
+        Some((Ok::<_, std::convert::Infallible>(event), next))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+pub async fn item_page(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path((id, seq)): Path<(String, u64)>,
+) -> Page {
+    let svc = &state.service;
+    let job = svc.job(&ctx.caller, &id).await?;
+    // Results come in completion order; the item is found by reading pages of them (a
+    // store query by `seq` would make this one read).
+    let mut after = 0;
+    let mut found = None;
+    'scan: loop {
+        let page = svc.results(&ctx.caller, &id, after, 500).await?.rows;
+        let Some(last) = page.last().map(|r| r.finished_seq) else {
+            break;
+        };
+        for r in page {
+            if r.seq == seq {
+                found = Some(r.json);
+                break 'scan;
+            }
+        }
+        after = last;
+    }
+    let Some(text) = found else {
+        return Err(UiError(Error::NotFound {
+            what: "finished item",
+            name: format!("{seq} of job {id}"),
+        }));
+    };
+    let doc: Value =
+        serde_json::from_str(&text).map_err(|e| UiError(Error::Corrupt(e.to_string())))?;
+    Ok(page(
+        &ctx,
+        "item.html",
+        context! { job => Tpl::from_serialize(&job), seq => seq, doc => Tpl::from_serialize(&doc) },
+    ))
+}
+
+// ----- assets ----------------------------------------------------------------------
+
+pub async fn app_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("assets/app.js"),
+    )
+}
+
+pub async fn app_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("assets/app.css"),
+    )
+}
