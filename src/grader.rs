@@ -307,7 +307,7 @@ impl Grader {
 
     fn build(cfg: &Config, store: Option<Arc<dyn crate::store::Store>>) -> Result<Grader, Error> {
         let templates = match &cfg.committee.prompts_dir {
-            None => Templates::builtin(),
+            None => Templates::builtin(cfg.committee.prompts),
             Some(dir) => Templates::from_dir(dir, &dir.display().to_string()),
         }
         .map_err(|e| Error::Internal(format!("judge prompts: {e}")))?;

@@ -13,7 +13,7 @@ use crate::cache::{CachedAnswer, KeyInputs, Source, VerdictCache, cache_key};
 use crate::config::{CommitteeConfig, PromptMode};
 use crate::item::Case;
 use crate::judge::call::JudgeClient;
-use crate::judge::prompt::{Templates, new_nonce};
+use crate::judge::prompt::Templates;
 use crate::judge::{AbstainReason, ChatRequest, ChatRole, Expect, Scale};
 use crate::rubric::{Credit, Criterion, Rubric, Severity, Verdict};
 use vote::{JudgeVotes, Outcome, Rule, TieRule, VoteInput};
@@ -356,14 +356,16 @@ impl Committee {
         });
         let started = Instant::now();
         let call = async {
+            // One nonce per item, so every call on it shares the prompt prefix.
+            let nonce = self.templates.item_nonce(case, response);
             let rendered = match &expect {
                 Expect::One(_) => {
                     self.templates
-                        .render_criterion(case, response, a.criteria[0], &new_nonce())
+                        .render_criterion(case, response, a.criteria[0], &nonce)
                 }
                 Expect::Batch(_) => {
                     self.templates
-                        .render_batch(case, response, &a.criteria, &new_nonce())
+                        .render_batch(case, response, &a.criteria, &nonce)
                 }
             };
             // A template that cannot render is a configuration bug; the ballot abstains

@@ -149,7 +149,10 @@ pub struct CommitteeConfig {
     pub prompt_mode: PromptMode,
     /// Overall deadline of one graded item (longer than any judge call's).
     pub request_timeout: Duration,
-    /// Custom template directory; `None` = built-in `judge-prompts/v1`.
+    /// Built-in template set (`prompts = "v1" | "v2"`, default v2, the one laid out
+    /// for provider prefix caching); ignored when `prompts_dir` names a custom set.
+    pub prompts: crate::judge::prompt::BuiltinPrompts,
+    /// Custom template directory; `None` = the built-in set `prompts`.
     pub prompts_dir: Option<std::path::PathBuf>,
     /// Judge confusion matrices for `dawid_skene` (`reliability = "FILE"`: a saved
     /// agreement report, calibration run or reliability object), read and interpreted by

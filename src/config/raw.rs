@@ -132,6 +132,7 @@ pub struct RawCommittee {
     pub min_agreement: Option<f64>,
     pub prompt_mode: Option<String>,
     pub request_timeout_ms: Option<u64>,
+    pub prompts: Option<String>,
     pub prompts_dir: Option<std::path::PathBuf>,
     pub reliability: Option<std::path::PathBuf>,
     pub weights_from: Option<std::path::PathBuf>,
@@ -751,6 +752,26 @@ fn validate_committee(
             PromptMode::PerCriterion
         }
     };
+    let prompts = match c.prompts.as_deref() {
+        None => crate::judge::prompt::BuiltinPrompts::default(),
+        Some(name) => match crate::judge::prompt::BuiltinPrompts::from_name(name) {
+            Some(_) if c.prompts_dir.is_some() => {
+                errs.push(FieldError::new(
+                    "committee.prompts",
+                    "set either prompts (a built-in set) or prompts_dir (a custom set), not both",
+                ));
+                crate::judge::prompt::BuiltinPrompts::default()
+            }
+            Some(v) => v,
+            None => {
+                errs.push(FieldError::new(
+                    "committee.prompts",
+                    format!("unknown built-in prompt set \"{name}\"; use v1 or v2"),
+                ));
+                crate::judge::prompt::BuiltinPrompts::default()
+            }
+        },
+    };
     let request_timeout = Duration::from_millis(c.request_timeout_ms.unwrap_or(300_000));
     let longest_call = members
         .iter()
@@ -783,6 +804,7 @@ fn validate_committee(
         min_agreement,
         prompt_mode,
         request_timeout,
+        prompts,
         prompts_dir: c.prompts_dir,
         reliability,
         weights_from: c.weights_from,

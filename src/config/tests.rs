@@ -759,3 +759,39 @@ fn invalid_telemetry_names_the_field() {
         assert_eq!(problems.len(), expected.len(), "{name}: {problems:#?}");
     }
 }
+
+#[test]
+fn prompts_default_to_v2_and_name_the_field_when_wrong() {
+    const BASE: &str = "[judges.s]\nprovider = \"sim\"\n[committee]\nmembers = [\"s\"]\n";
+    let cfg = load_ok("default", Some(BASE), &[]);
+    assert_eq!(
+        cfg.committee.prompts,
+        crate::judge::prompt::BuiltinPrompts::V2
+    );
+    let cfg = load_ok("v1", Some(BASE), &[("TRIBUNAL__COMMITTEE__PROMPTS", "v1")]);
+    assert_eq!(
+        cfg.committee.prompts,
+        crate::judge::prompt::BuiltinPrompts::V1
+    );
+    let cases: [(&str, &[(&str, &str)], &str); 2] = [
+        (
+            "unknown set",
+            &[("TRIBUNAL__COMMITTEE__PROMPTS", "v9")],
+            "use v1 or v2",
+        ),
+        (
+            "both a set and a directory",
+            &[
+                ("TRIBUNAL__COMMITTEE__PROMPTS", "v1"),
+                ("TRIBUNAL__COMMITTEE__PROMPTS_DIR", "/tmp/prompts"),
+            ],
+            "not both",
+        ),
+    ];
+    for (name, env, needle) in cases {
+        match load_text(BASE, env) {
+            Ok(_) => panic!("{name}: expected an error"),
+            Err(e) => assert_problems(name, &e.problems(), &[("committee.prompts", needle)]),
+        }
+    }
+}
