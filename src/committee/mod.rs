@@ -30,6 +30,10 @@ pub struct Ballot {
     pub latency_ms: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Part of `input_tokens` the provider billed at its cached price.
+    pub cached_input_tokens: u64,
+    /// Part of `output_tokens` spent on reasoning.
+    pub reasoning_tokens: u64,
     pub cost_usd: f64,
     pub cached: bool,
     pub template_hash: String,
@@ -354,6 +358,20 @@ impl Committee {
             sample: a.sample,
             reference: refs.as_deref(),
         });
+        // The simulated provider answers from a key that leaves the template wording out
+        // (it never reads the prompt), so its seeded verdicts do not change with the set.
+        let content_key = cache_key(&KeyInputs {
+            judge: &a.client.cfg,
+            template_hash: crate::judge::prompt::wording_neutral_hash(match &expect {
+                Expect::One(scale) => Some(*scale),
+                Expect::Batch(_) => None,
+            }),
+            case,
+            response,
+            criteria: &a.criteria,
+            sample: a.sample,
+            reference: refs.as_deref(),
+        });
         let started = Instant::now();
         let call = async {
             // One nonce per item, so every call on it shares the prompt prefix.
@@ -380,7 +398,7 @@ impl Committee {
                     (ChatRole::User, rendered.user),
                 ],
                 expect: expect.clone(),
-                content_key: key,
+                content_key,
                 sample: a.sample,
                 reference: refs.clone(),
             };
@@ -433,10 +451,14 @@ impl Committee {
             };
         #[expect(clippy::cast_precision_loss, reason = "criterion counts are small")]
         let cost = a.client.cost(usage) / n as f64;
+        // A batched call's tokens are shared out evenly, the remainder going to the first
+        // ballot, so the ballots of a report add up to exactly what the provider counted.
+        let share = |total: u64, i: usize| total / n + if i == 0 { total % n } else { 0 };
         indices
             .iter()
             .zip(answers)
-            .map(|(idx, answer)| {
+            .enumerate()
+            .map(|(i, (idx, answer))| {
                 let (verdict, abstained, explanation) = match answer {
                     Ok(p) => (Some(p.verdict), None, p.explanation.clone()),
                     Err(r) => (None, Some(r), String::new()),
@@ -451,8 +473,10 @@ impl Committee {
                         abstained,
                         explanation,
                         latency_ms,
-                        input_tokens: usage.input_tokens / n,
-                        output_tokens: usage.output_tokens / n,
+                        input_tokens: share(usage.input_tokens, i),
+                        output_tokens: share(usage.output_tokens, i),
+                        cached_input_tokens: share(usage.cached_input_tokens, i),
+                        reasoning_tokens: share(usage.reasoning_tokens, i),
                         cost_usd: cost,
                         cached,
                         template_hash: hash.clone(),

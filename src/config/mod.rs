@@ -112,6 +112,9 @@ pub struct JudgeConfig {
     pub timeout: Duration,
     /// USD per million tokens.
     pub price_input_per_mtok: f64,
+    /// USD per million input tokens the provider served from its prefix cache
+    /// (`price_cached_input_per_mtok`; defaults to the input price, i.e. no discount).
+    pub price_cached_input_per_mtok: f64,
     pub price_output_per_mtok: f64,
 }
 

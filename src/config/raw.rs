@@ -82,6 +82,7 @@ pub struct RawJudge {
     #[serde(default)]
     pub structured_output: bool,
     pub price_input_per_mtok: Option<f64>,
+    pub price_cached_input_per_mtok: Option<f64>,
     pub price_output_per_mtok: Option<f64>,
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
@@ -567,6 +568,7 @@ fn validate_judge(
     }
     for (k, v) in [
         ("price_input_per_mtok", j.price_input_per_mtok),
+        ("price_cached_input_per_mtok", j.price_cached_input_per_mtok),
         ("price_output_per_mtok", j.price_output_per_mtok),
     ] {
         if v.is_some_and(|p| !(p.is_finite() && p >= 0.0)) {
@@ -607,6 +609,12 @@ fn validate_judge(
         },
         timeout: Duration::from_millis(j.timeout_ms.unwrap_or(30_000)),
         price_input_per_mtok: j.price_input_per_mtok.unwrap_or(0.0),
+        // Without a cached price the cached tokens cost what other input costs: a
+        // bill is never under-reported for a provider whose discount is unknown.
+        price_cached_input_per_mtok: j
+            .price_cached_input_per_mtok
+            .or(j.price_input_per_mtok)
+            .unwrap_or(0.0),
         price_output_per_mtok: j.price_output_per_mtok.unwrap_or(0.0),
     })
 }

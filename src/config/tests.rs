@@ -795,3 +795,27 @@ fn prompts_default_to_v2_and_name_the_field_when_wrong() {
         }
     }
 }
+
+#[test]
+fn cached_input_price_defaults_to_the_input_price_and_must_be_non_negative() {
+    const JUDGE: &str = "[judges.s]\nprovider = \"sim\"\nprice_input_per_mtok = 2.0\n[committee]\nmembers = [\"s\"]\n";
+    let cfg = load_ok("default", Some(JUDGE), &[]);
+    assert_eq!(cfg.judges["s"].price_cached_input_per_mtok, 2.0);
+    let cfg = load_ok(
+        "set",
+        Some(JUDGE),
+        &[("TRIBUNAL__JUDGES__S__PRICE_CACHED_INPUT_PER_MTOK", "0.5")],
+    );
+    assert_eq!(cfg.judges["s"].price_cached_input_per_mtok, 0.5);
+    match load_text(
+        JUDGE,
+        &[("TRIBUNAL__JUDGES__S__PRICE_CACHED_INPUT_PER_MTOK", "-1")],
+    ) {
+        Ok(_) => panic!("a negative price must be rejected"),
+        Err(e) => assert_problems(
+            "negative",
+            &e.problems(),
+            &[("judges.s.price_cached_input_per_mtok", ">= 0")],
+        ),
+    }
+}

@@ -411,6 +411,24 @@ impl Templates {
     }
 }
 
+/// The hashes of the built-in v1 templates, `[binary, credit, severity, batch]`.
+static V1_HASHES: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| {
+    let sources = BuiltinPrompts::V1.sources();
+    let mut out: [String; 4] = Default::default();
+    for (i, (kind, source)) in Kind::ALL.into_iter().zip(sources).enumerate() {
+        out[i] = hash_template(&format!("v1/{}", kind.stem()), &source);
+    }
+    out
+});
+
+/// The template identity the simulated provider keys its answers on: the built-in v1
+/// hash of the same kind (`None` = batch), whichever set is in use. The simulator never
+/// reads the prompt, so switching sets must not reshuffle its seeded verdicts.
+pub fn wording_neutral_hash(scale: Option<Scale>) -> &'static str {
+    let kind = scale.map_or(Kind::Batch, Kind::of);
+    &V1_HASHES[kind.index()]
+}
+
 /// A fresh random nonce (16 lowercase hex chars).
 pub fn new_nonce() -> String {
     format!("{:016x}", rand::rng().random::<u64>())
@@ -1015,6 +1033,15 @@ mod tests {
             base,
             blake3::hash(RESPONSE.as_bytes()).to_hex()[..16].to_owned()
         );
+    }
+
+    #[test]
+    fn the_wording_neutral_hash_is_v1s_whatever_the_set() {
+        let v1 = builtin_of(BuiltinPrompts::V1);
+        for scale in [Scale::Binary, Scale::Credit, Scale::Severity] {
+            assert_eq!(wording_neutral_hash(Some(scale)), v1.template_hash(scale));
+        }
+        assert_eq!(wording_neutral_hash(None), v1.batch_template_hash());
     }
 
     #[test]
