@@ -1,5 +1,7 @@
 //! `tribunal grade`: checks every input line before spending a judge call, grades
-//! items concurrently (in input order) with a progress bar on a terminal, writes one
+//! items concurrently (admitted by the judges' call budget, written in input order
+//! through a reorder buffer, so a slow item never holds back admission) with a
+//! progress bar on a terminal, writes one
 //! GradeReport per line (resumable), then the summary: the table of
 //! `tribunal score --format table` when it goes to a terminal, else the JSON of
 //! `score --format json`. Must not touch a store or start a server.
@@ -41,9 +43,11 @@ pub struct GradeArgs {
     /// ideal completion); rows with neither are skipped and counted.
     #[arg(long)]
     pub use_reference: bool,
-    /// Items graded concurrently.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
+    /// Items graded concurrently, as an explicit cap. By default items are admitted
+    /// while the judges have calls to spare (twice the widest judge's max_concurrency
+    /// in outstanding calls), so the judges' own limits are the only throttle.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: Option<u64>,
     /// Seed for the summary's bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -226,49 +230,80 @@ async fn grade_all(
     let started = std::time::Instant::now();
     let mut failed = 0usize;
     let mut abstentions = 0usize;
-    let concurrency = args.concurrency.max(1);
-    let mut stream = futures::stream::iter(items.into_iter().map(|item| {
+    // Admission: with --concurrency, at most that many items; by default, items while
+    // their calls fit the committee's call budget (an item bigger than the whole budget
+    // still runs, alone). The budget semaphore is fair, so items start in input order.
+    let cap = args
+        .concurrency
+        .map_or(usize::MAX, |c| usize::try_from(c).unwrap_or(usize::MAX));
+    let budget = grader.committee.call_budget();
+    let admission = Arc::new(tokio::sync::Semaphore::new(budget));
+    let by_budget = args.concurrency.is_none();
+    let mut stream = futures::stream::iter(items.into_iter().enumerate().map(|(seq, item)| {
         let grader = Arc::clone(&grader);
+        let admission = Arc::clone(&admission);
         async move {
+            let criteria = match &item.rubric {
+                crate::item::RubricSource::Inline(r) => r.criteria.len(),
+                crate::item::RubricSource::Reference { .. } => 1,
+            };
+            let calls = grader.committee.calls_per_member(criteria).min(budget);
+            let _permit = if by_budget {
+                admission
+                    .acquire_many_owned(u32::try_from(calls).unwrap_or(u32::MAX))
+                    .await
+                    .ok()
+            } else {
+                None
+            };
             let r = grader.grade(&item).await;
-            (item.case.id, r)
+            (seq, item.case.id, r)
         }
     }))
-    .buffered(concurrency);
-    while let Some((id, result)) = stream.next().await {
-        let line = match result {
-            Ok(report) => {
-                abstentions += report
-                    .criteria
-                    .iter()
-                    .flat_map(|c| c.ballots.iter())
-                    .filter(|b| b.abstained.is_some())
-                    .count();
-                scores.push((id, report.score.clone()));
-                report.to_json()
-            }
-            Err(e) => {
-                failed += 1;
-                crate::grader::failed_item_json(&id, &e)
-            }
-        };
-        writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;
-        bar.inc(1);
-        let usage = Usage::of(&grader);
-        let (calls, tokens) = (usage.calls, usage.input_tokens + usage.output_tokens);
-        let hits = grader
-            .committee
-            .cache
-            .stats
-            .memory_hits
-            .load(Ordering::Relaxed);
-        #[expect(clippy::cast_precision_loss, reason = "display only")]
-        let rate = calls as f64 / started.elapsed().as_secs_f64().max(1e-3);
-        #[expect(clippy::cast_precision_loss, reason = "display only")]
-        let usd = usage.cost_micro_usd as f64 / 1e6;
-        bar.set_message(format!(
+    .buffer_unordered(cap);
+    // Reports finish in any order; each waits here until every earlier one is written,
+    // so the output keeps input order without a slow item blocking the ones after it.
+    let mut next = 0usize;
+    let mut waiting: std::collections::BTreeMap<usize, (String, Result<_, _>)> =
+        std::collections::BTreeMap::new();
+    while let Some((seq, id, result)) = stream.next().await {
+        waiting.insert(seq, (id, result));
+        while let Some((id, result)) = waiting.remove(&next) {
+            next += 1;
+            let line = match result {
+                Ok(report) => {
+                    abstentions += report
+                        .criteria
+                        .iter()
+                        .flat_map(|c| c.ballots.iter())
+                        .filter(|b| b.abstained.is_some())
+                        .count();
+                    scores.push((id, report.score.clone()));
+                    report.to_json()
+                }
+                Err(e) => {
+                    failed += 1;
+                    crate::grader::failed_item_json(&id, &e)
+                }
+            };
+            writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;
+            bar.inc(1);
+            let usage = Usage::of(&grader);
+            let (calls, tokens) = (usage.calls, usage.input_tokens + usage.output_tokens);
+            let hits = grader
+                .committee
+                .cache
+                .stats
+                .memory_hits
+                .load(Ordering::Relaxed);
+            #[expect(clippy::cast_precision_loss, reason = "display only")]
+            let rate = calls as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            #[expect(clippy::cast_precision_loss, reason = "display only")]
+            let usd = usage.cost_micro_usd as f64 / 1e6;
+            bar.set_message(format!(
             "{rate:.0} calls/s  {hits} cache hits  {abstentions} abstentions  {tokens} tokens  ${usd:.4}"
         ));
+        }
     }
     out.flush()
         .map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;

@@ -130,6 +130,31 @@ struct Ask<'a> {
 }
 
 impl Committee {
+    /// Judge calls worth keeping asked for at once: twice the largest judge's
+    /// `max_concurrency`, so every judge's permits stay busy while answers come back,
+    /// while the calls waiting for a permit stay few enough that no item's deadline runs
+    /// out in the queue. Callers that admit items by this budget (`tribunal grade`,
+    /// calibration runs) let the judges' own limits be the only throttle.
+    pub fn call_budget(&self) -> usize {
+        let widest = self
+            .members
+            .iter()
+            .map(|m| m.client.cfg.limits.max_concurrency)
+            .chain(self.escalation.iter().map(|e| e.cfg.limits.max_concurrency))
+            .max()
+            .unwrap_or(1);
+        widest.saturating_mul(2).max(1)
+    }
+
+    /// Calls one item with `criteria` criteria asks of each member judge.
+    pub fn calls_per_member(&self, criteria: usize) -> usize {
+        let per_sample = match self.cfg.prompt_mode {
+            PromptMode::PerCriterion => criteria.max(1),
+            PromptMode::Batched => 1,
+        };
+        per_sample.saturating_mul(self.cfg.n_samples.max(1) as usize)
+    }
+
     pub fn simulated(&self) -> bool {
         self.members.iter().all(|m| m.client.simulated())
             && self.escalation.as_ref().is_none_or(|e| e.simulated())

@@ -189,3 +189,70 @@ async fn v2_prompts_are_billed_as_cached_and_the_reported_cost_is_the_bill() {
         }
     }
 }
+
+/// Writes a JSONL input of `n` one-criterion items and a config for the mock at `url`.
+fn grade_inputs(dir: &std::path::Path, url: &str, n: usize, judge_extra: &str) {
+    let mut lines = String::new();
+    for i in 0..n {
+        let row = json!({
+            "case_id": format!("case-{i}"),
+            "conversation": [{"role": "user", "content": format!("Question {i}?")}],
+            "response": format!("Answer {i}."),
+            "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t",
+                       "criteria": [{"id": "c0", "text": "Answers.", "points": 5}]}
+        });
+        lines.push_str(&row.to_string());
+        lines.push('\n');
+    }
+    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
+    std::fs::write(
+        dir.join("t.toml"),
+        format!(
+            "[judges.a]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\nprice_input_per_mtok = 2.0\nprice_cached_input_per_mtok = 0.5\nprice_output_per_mtok = 8.0\n{judge_extra}\n\n[committee]\nmembers = [\"a\"]\nquorum = 1\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grade_keeps_input_order_without_a_slow_item_holding_back_the_rest() {
+    let (mock, url) = spawn(met(true)).await;
+    // The first call is slow; by default the other items are admitted and answered
+    // meanwhile (the judge has 4 permits), and the output still follows input order.
+    mock.push(Reply::Delay(
+        std::time::Duration::from_millis(1500),
+        Box::new(met(false)),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    grade_inputs(dir.path(), &url, 20, "max_concurrency = 4");
+    let path = dir.path().to_owned();
+    let run = tokio::task::spawn_blocking(move || {
+        crate::tribunal(
+            &["grade", "in.jsonl", "-c", "t.toml", "-o", "out.jsonl"],
+            &path,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let ids: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["case_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("case-{i}")).collect();
+    assert_eq!(ids, expected);
+    let times = mock.times.lock().unwrap().clone();
+    assert_eq!(times.len(), 20);
+    let last = *times.iter().max().unwrap();
+    assert!(
+        last - times[0] < std::time::Duration::from_millis(1500),
+        "the other 19 calls waited for the slow first one: {:?}",
+        last - times[0]
+    );
+}
