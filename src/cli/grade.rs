@@ -48,6 +48,11 @@ pub struct GradeArgs {
     /// in outstanding calls), so the judges' own limits are the only throttle.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub concurrency: Option<u64>,
+    /// Print what grading would cost (per judge: calls, input / cached / output tokens
+    /// and USD, from the rendered prompts, the prices and the caches) as JSON, and
+    /// exit without calling any judge.
+    #[arg(long, conflicts_with_all = ["output", "resume", "summary"])]
+    pub estimate: bool,
     /// Seed for the summary's bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -128,6 +133,9 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
         let _ = writeln!(err, "tribunal: committee [{}]", names);
     }
     drop(err);
+    if args.estimate {
+        return estimate(args, &grader, total, &done);
+    }
     let runtime = runtime()?;
     runtime.block_on(grade_all(
         args,
@@ -180,15 +188,55 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
     write.map_err(Failure::Runtime)
 }
 
-async fn grade_all(
+/// `--estimate`: the committee's expected bill for the items a run would grade, as
+/// JSON on standard output; no judge is called.
+fn estimate(
     args: &GradeArgs,
-    grader: Arc<Grader>,
+    grader: &Grader,
     total: usize,
-    done: HashSet<String>,
-    scores: &mut Vec<(String, ExampleScore)>,
+    done: &HashSet<String>,
 ) -> Result<(), Failure> {
-    // Second pass: collect the items still to grade (parsed items are held in memory;
-    // streaming them for very large files is future work).
+    let (items, skipped_done, skipped_no_response) = pending_items(args, done)?;
+    let judges = grader.committee.estimate(&items);
+    let sum = |f: fn(&crate::committee::estimate::JudgeEstimate) -> u64| -> u64 {
+        judges.iter().map(f).sum()
+    };
+    let cost: f64 = judges.iter().map(|j| j.cost_usd).sum();
+    let doc = serde_json::json!({
+        "items": items.len(),
+        "skipped": {"already_done": skipped_done, "without_response": skipped_no_response},
+        "judges": judges,
+        "total": {
+            "calls": sum(|j| j.calls),
+            "input_tokens": sum(|j| j.input_tokens),
+            "cached_input_tokens": sum(|j| j.cached_input_tokens),
+            "output_tokens": sum(|j| j.output_tokens),
+            "cost_usd": cost,
+        },
+        "assumptions": {
+            "output_tokens_per_criterion": crate::committee::estimate::OUTPUT_TOKENS_PER_CRITERION,
+            "chars_per_token": 4,
+            "escalations": "not included",
+        }
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{doc:#}").map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "tribunal: estimate for {} of {total} items: {} judge calls, ${cost:.4}; no judge was called",
+        items.len(),
+        sum(|j| j.calls)
+    );
+    Ok(())
+}
+
+/// Second pass over the input: the items still to grade, and how many were skipped as
+/// already done or without a response (parsed items are held in memory; streaming them
+/// for very large files is future work).
+fn pending_items(
+    args: &GradeArgs,
+    done: &HashSet<String>,
+) -> Result<(Vec<Item>, usize, usize), Failure> {
     let mut items: Vec<Item> = Vec::new();
     let mut skipped_no_response = 0usize;
     let mut skipped_done = 0usize;
@@ -208,6 +256,17 @@ async fn grade_all(
             items.push(item);
         }
     })?;
+    Ok((items, skipped_done, skipped_no_response))
+}
+
+async fn grade_all(
+    args: &GradeArgs,
+    grader: Arc<Grader>,
+    total: usize,
+    done: HashSet<String>,
+    scores: &mut Vec<(String, ExampleScore)>,
+) -> Result<(), Failure> {
+    let (items, skipped_done, skipped_no_response) = pending_items(args, &done)?;
     let mut out: Box<dyn Write + Send> = match &args.output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::OpenOptions::new()

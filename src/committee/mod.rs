@@ -4,6 +4,7 @@
 //! the committee splits. Must not know about scoring policies or storage.
 
 pub mod dawid_skene;
+pub mod estimate;
 pub mod vote;
 
 use std::sync::Arc;

@@ -256,3 +256,69 @@ async fn grade_keeps_input_order_without_a_slow_item_holding_back_the_rest() {
         last - times[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimate_calls_no_judge_and_predicts_the_real_run() {
+    let (mock, url) = spawn(met(true)).await;
+    mock.bill_prefixes(PRICES);
+    let dir = tempfile::tempdir().unwrap();
+    grade_inputs(dir.path(), &url, 1, "");
+    // Three long items with six criteria each, one of them twice (a verdict-cache repeat).
+    let mut lines = String::new();
+    for id in ["a", "b", "c", "a"] {
+        let item = long_item(id, 6);
+        let row = json!({
+            "case_id": format!("{id}-{}", lines.len()),
+            "conversation": [{"role": "user", "content": item.case.conversation[0].content}],
+            "response": item.response,
+            "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t",
+                       "criteria": (0..6).map(|i| json!({"id": format!("c{i}"), "text": format!("Advises point number {i} clearly."), "points": 5})).collect::<Vec<_>>()}
+        });
+        lines.push_str(&row.to_string());
+        lines.push('\n');
+    }
+    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
+    let path = dir.path().to_owned();
+    let est = tokio::task::spawn_blocking(move || {
+        crate::tribunal(&["grade", "in.jsonl", "-c", "t.toml", "--estimate"], &path)
+    })
+    .await
+    .unwrap();
+    assert_eq!(est.code, 0, "{}", est.stderr);
+    assert_eq!(mock.calls(), 0, "an estimate never calls a judge");
+    let est: serde_json::Value = serde_json::from_str(&est.stdout).unwrap();
+    let judge = &est["judges"][0];
+    assert_eq!(judge["calls"], 18);
+    assert_eq!(judge["cache_hits"], 6);
+    assert_eq!(judge["prefix_cache"], true);
+
+    let path = dir.path().to_owned();
+    let run = tokio::task::spawn_blocking(move || {
+        crate::tribunal(
+            &["grade", "in.jsonl", "-c", "t.toml", "-o", "out.jsonl"],
+            &path,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let bill = mock.bill();
+    assert_eq!(bill.calls, 18);
+    let near = |what: &str, e: f64, real: f64| {
+        assert!(
+            (e - real).abs() <= 0.2 * real,
+            "{what}: estimated {e} vs billed {real}\n{est:#}\n{bill:?}"
+        );
+    };
+    near(
+        "input tokens",
+        judge["input_tokens"].as_f64().unwrap(),
+        bill.input_tokens as f64,
+    );
+    near(
+        "cached input tokens",
+        judge["cached_input_tokens"].as_f64().unwrap(),
+        bill.cached_input_tokens as f64,
+    );
+    println!("estimate {est:#}\nbill {bill:?}");
+}

@@ -70,10 +70,13 @@ pub const CACHE_MIN_TOKENS: usize = 1024;
 /// ... in blocks of this many tokens.
 pub const CACHE_BLOCK_TOKENS: usize = 128;
 
+/// Letters in one word piece: BPE vocabularies hold most common English words whole.
+const WORD_PIECE: usize = 8;
+
 /// Byte offsets where each token of `text` ends, by a rule that approximates a BPE
-/// tokenizer on English (about 4 to 5 characters per token): a word piece of up to
-/// four letters with its leading space, a digit group of up to three, a run of
-/// whitespace, or any other single character. It is deliberately not tribunal's
+/// tokenizer on English: a word piece of up to `WORD_PIECE` letters with its leading
+/// space, a digit group of up to three, a run of whitespace, or any other single
+/// character. It is deliberately not tribunal's
 /// characters / 4 estimate, so the bench's estimate-vs-bill check is not circular.
 pub fn token_ends(text: &str) -> Vec<usize> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
@@ -88,7 +91,7 @@ pub fn token_ends(text: &str) -> Vec<usize> {
                 i += 1;
             }
             let mut n = 0;
-            while i < chars.len() && chars[i].1.is_alphabetic() && n < 4 {
+            while i < chars.len() && chars[i].1.is_alphabetic() && n < WORD_PIECE {
                 i += 1;
                 n += 1;
             }
