@@ -7,8 +7,9 @@
 //!
 //! Untrusted-text design (see also `judge-prompts/README.md`):
 //! - Each untrusted text is placed between `<<<BEGIN_UNTRUSTED nonce=N kind=K>>>` and
-//!   `<<<END_UNTRUSTED nonce=N kind=K>>>`, each on its own line, where `N` is a per-call
-//!   random nonce and `K` is `response` or `turn-<n>-<role>`.
+//!   `<<<END_UNTRUSTED nonce=N kind=K>>>`, each on its own line, where `N` is the item's
+//!   nonce (`Templates::item_nonce`, keyed by a secret drawn at load time) and `K` is
+//!   `response` or `turn-<n>-<role>`.
 //! - Before wrapping, [`neutralise`] replaces every `<<<` with `‹‹‹` and every `>>>` with
 //!   `›››`, so the text cannot contain a delimiter at all, even one that guesses the nonce.
 //! - Templates never see the raw text: they receive the finished blocks, so a template
