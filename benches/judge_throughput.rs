@@ -7,6 +7,14 @@
 //!    vote, score) with a zero-latency mock;
 //! 2. achieved rate vs the Little's-law bound C/L at C = 256, L = 200 ms;
 //! 3. achieved rate vs a configured requests_per_minute limit.
+//!
+//! cargo bench --bench judge_throughput -- cost
+//!
+//! Judge cost (issue 13), on the shared HealthBench rows graded per criterion against a
+//! mock that bills cached prefixes like OpenAI: cost of tribunal's v2 prompts vs a
+//! simple-evals-style prompt, reported cost vs the mock's bill, `--estimate` vs the real
+//! run, and the default-flag `tribunal grade` call rate vs a minimal client at the
+//! same cap (200 ms latency, max_concurrency 240).
 
 #![allow(
     clippy::unwrap_used,
@@ -30,6 +38,9 @@ use tribunal::grader::Grader;
 use tribunal::item::{Item, parse_item};
 
 use mock_openai::{Reply, met, spawn};
+
+#[path = "judge_throughput/cost.rs"]
+mod cost;
 
 fn grader(url: &str, judge_extra: &str) -> Grader {
     let toml = format!(
@@ -68,6 +79,10 @@ async fn run(g: Arc<Grader>, items: Vec<Item>, concurrency: usize) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "cost") {
+        cost::main().await;
+        return;
+    }
     // 1. Zero-latency mock, full path.
     let (mock, url) = spawn(met(true)).await;
     let g = Arc::new(grader(&url, "max_concurrency = 64"));

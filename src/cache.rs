@@ -65,6 +65,7 @@ impl CachedAnswer {
             usage: Usage {
                 input_tokens: v.get("input_tokens")?.as_u64()?,
                 output_tokens: v.get("output_tokens")?.as_u64()?,
+                ..Usage::default()
             },
             template_hash: v.get("template_hash")?.as_str()?.to_owned(),
         })
@@ -286,6 +287,7 @@ impl KeyHasher {
             timeout: _,
             // Prices only turn token counts into cost.
             price_input_per_mtok: _,
+            price_cached_input_per_mtok: _,
             price_output_per_mtok: _,
         } = judge;
         self.part(b"judge");
@@ -472,6 +474,7 @@ mod tests {
             },
             timeout: std::time::Duration::from_secs(30),
             price_input_per_mtok: 1.0,
+            price_cached_input_per_mtok: 0.25,
             price_output_per_mtok: 2.0,
         }
     }

@@ -51,6 +51,8 @@ impl GradeReport {
     pub fn to_doc(&self) -> GradeReportDoc {
         let input: u64 = self.ballots().map(|b| b.input_tokens).sum();
         let output: u64 = self.ballots().map(|b| b.output_tokens).sum();
+        let cached_input: u64 = self.ballots().map(|b| b.cached_input_tokens).sum();
+        let reasoning: u64 = self.ballots().map(|b| b.reasoning_tokens).sum();
         let calls = self
             .ballots()
             .filter(|b| !b.cached && b.abstained.is_none())
@@ -99,6 +101,8 @@ impl GradeReport {
                             latency_ms: b.latency_ms,
                             input_tokens: b.input_tokens,
                             output_tokens: b.output_tokens,
+                            cached_input_tokens: b.cached_input_tokens,
+                            reasoning_tokens: b.reasoning_tokens,
                             cost_usd: b.cost_usd,
                             cached: b.cached,
                             template_hash: b.template_hash.clone(),
@@ -110,6 +114,8 @@ impl GradeReport {
             usage: UsageDoc {
                 input_tokens: input,
                 output_tokens: output,
+                cached_input_tokens: cached_input,
+                reasoning_tokens: reasoning,
                 cost_usd: self.cost_usd(),
                 upstream_calls: calls as u64,
                 cache_hits: hits as u64,
@@ -173,8 +179,17 @@ pub struct BallotDoc {
     pub abstained: Option<crate::judge::AbstainReason>,
     pub explanation: String,
     pub latency_ms: u64,
+    /// Every prompt token, cached ones included.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Part of `input_tokens` the provider served from its prefix cache (billed at
+    /// `price_cached_input_per_mtok`). Absent in reports written before it existed.
+    #[serde(default)]
+    pub cached_input_tokens: u64,
+    /// Part of `output_tokens` spent on hidden reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    /// What the provider billed for this ballot's share of the call.
     pub cost_usd: f64,
     /// Answered from the verdict cache (no judge call, no cost).
     pub cached: bool,
@@ -197,6 +212,12 @@ pub struct AbstentionDoc {
 pub struct UsageDoc {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Part of `input_tokens` billed at the cached price.
+    #[serde(default)]
+    pub cached_input_tokens: u64,
+    /// Part of `output_tokens` spent on reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
     pub cost_usd: f64,
     /// Judge calls made (cache hits and abstentions excluded).
     pub upstream_calls: u64,
@@ -307,7 +328,7 @@ impl Grader {
 
     fn build(cfg: &Config, store: Option<Arc<dyn crate::store::Store>>) -> Result<Grader, Error> {
         let templates = match &cfg.committee.prompts_dir {
-            None => Templates::builtin(),
+            None => Templates::builtin(cfg.committee.prompts),
             Some(dir) => Templates::from_dir(dir, &dir.display().to_string()),
         }
         .map_err(|e| Error::Internal(format!("judge prompts: {e}")))?;

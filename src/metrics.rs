@@ -238,14 +238,21 @@ pub fn judge_call(judge: &str, outcome: &'static str, seconds: f64) {
     });
 }
 
-pub fn judge_usage(judge: &str, input_tokens: u64, output_tokens: u64, cost_usd: f64) {
+/// Tokens by direction: `input` (every prompt token), `cached_input` (the part of
+/// `input` the provider billed at its cached price), `output` (every completion
+/// token) and `reasoning` (the part of `output` spent on hidden reasoning).
+pub fn judge_usage(judge: &str, usage: crate::judge::Usage, cost_usd: f64) {
     with(|m| {
-        m.judge_tokens
-            .with_label_values(&[judge, "input"])
-            .inc_by(input_tokens);
-        m.judge_tokens
-            .with_label_values(&[judge, "output"])
-            .inc_by(output_tokens);
+        for (direction, n) in [
+            ("input", usage.input_tokens),
+            ("cached_input", usage.cached_input_tokens),
+            ("output", usage.output_tokens),
+            ("reasoning", usage.reasoning_tokens),
+        ] {
+            m.judge_tokens
+                .with_label_values(&[judge, direction])
+                .inc_by(n);
+        }
         m.judge_cost
             .with_label_values(&[judge])
             .inc_by(cost_usd.max(0.0));

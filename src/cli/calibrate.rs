@@ -42,9 +42,11 @@ pub struct CalibrateArgs {
     /// Config file for live runs (default: the built-in simulated committee).
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
-    /// Items judged concurrently in a live run.
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: usize,
+    /// Items judged concurrently in a live run, as an explicit cap; by default the
+    /// committee's call budget (twice the widest judge's max_concurrency), so the
+    /// judges' own limits are the only throttle.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: Option<u64>,
     #[arg(long, value_enum, default_value_t = CalibrationInput::Calibration)]
     pub input: CalibrationInput,
     /// CSV column mapping, KEY=COLUMN,... (required with --input csv; see below).
@@ -176,7 +178,7 @@ pub(crate) fn run(args: &CalibrateArgs) -> Result<(), Failure> {
 fn run_live(
     set: &crate::calibration::CalibrationSet,
     config: Option<&Path>,
-    concurrency: usize,
+    concurrency: Option<u64>,
     opts: &crate::calibration::ReportOptions,
 ) -> Result<(crate::calibration::report::AgreementReport, Usage), Failure> {
     use crate::calibration::{live, report};
@@ -206,6 +208,11 @@ fn run_live(
         },
         plan.rows.len(),
         plan.skipped
+    );
+    // Each calibration item asks one criterion, so an item is one call per judge.
+    let concurrency = concurrency.map_or_else(
+        || grader.committee.call_budget(),
+        |c| usize::try_from(c).unwrap_or(usize::MAX),
     );
     let runtime = runtime()?;
     let (results, failed) = runtime.block_on(async {

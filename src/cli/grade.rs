@@ -1,5 +1,7 @@
 //! `tribunal grade`: checks every input line before spending a judge call, grades
-//! items concurrently (in input order) with a progress bar on a terminal, writes one
+//! items concurrently (admitted by the judges' call budget, written in input order
+//! through a reorder buffer, so a slow item never holds back admission) with a
+//! progress bar on a terminal, writes one
 //! GradeReport per line (resumable), then the summary: the table of
 //! `tribunal score --format table` when it goes to a terminal, else the JSON of
 //! `score --format json`. Must not touch a store or start a server.
@@ -41,9 +43,16 @@ pub struct GradeArgs {
     /// ideal completion); rows with neither are skipped and counted.
     #[arg(long)]
     pub use_reference: bool,
-    /// Items graded concurrently.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
+    /// Items graded concurrently, as an explicit cap. By default items are admitted
+    /// while the judges have calls to spare (twice the widest judge's max_concurrency
+    /// in outstanding calls), so the judges' own limits are the only throttle.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: Option<u64>,
+    /// Print what grading would cost (per judge: calls, input / cached / output tokens
+    /// and USD, from the rendered prompts, the prices and the caches) as JSON, and
+    /// exit without calling any judge.
+    #[arg(long, conflicts_with_all = ["output", "resume", "summary"])]
+    pub estimate: bool,
     /// Seed for the summary's bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -124,6 +133,9 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
         let _ = writeln!(err, "tribunal: committee [{}]", names);
     }
     drop(err);
+    if args.estimate {
+        return estimate(args, &grader, total, &done);
+    }
     let runtime = runtime()?;
     runtime.block_on(grade_all(
         args,
@@ -176,15 +188,55 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
     write.map_err(Failure::Runtime)
 }
 
-async fn grade_all(
+/// `--estimate`: the committee's expected bill for the items a run would grade, as
+/// JSON on standard output; no judge is called.
+fn estimate(
     args: &GradeArgs,
-    grader: Arc<Grader>,
+    grader: &Grader,
     total: usize,
-    done: HashSet<String>,
-    scores: &mut Vec<(String, ExampleScore)>,
+    done: &HashSet<String>,
 ) -> Result<(), Failure> {
-    // Second pass: collect the items still to grade (parsed items are held in memory;
-    // streaming them for very large files is future work).
+    let (items, skipped_done, skipped_no_response) = pending_items(args, done)?;
+    let judges = grader.committee.estimate(&items);
+    let sum = |f: fn(&crate::committee::estimate::JudgeEstimate) -> u64| -> u64 {
+        judges.iter().map(f).sum()
+    };
+    let cost: f64 = judges.iter().map(|j| j.cost_usd).sum();
+    let doc = serde_json::json!({
+        "items": items.len(),
+        "skipped": {"already_done": skipped_done, "without_response": skipped_no_response},
+        "judges": judges,
+        "total": {
+            "calls": sum(|j| j.calls),
+            "input_tokens": sum(|j| j.input_tokens),
+            "cached_input_tokens": sum(|j| j.cached_input_tokens),
+            "output_tokens": sum(|j| j.output_tokens),
+            "cost_usd": cost,
+        },
+        "assumptions": {
+            "output_tokens_per_criterion": crate::committee::estimate::OUTPUT_TOKENS_PER_CRITERION,
+            "chars_per_token": 4,
+            "escalations": "not included",
+        }
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{doc:#}").map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "tribunal: estimate for {} of {total} items: {} judge calls, ${cost:.4}; no judge was called",
+        items.len(),
+        sum(|j| j.calls)
+    );
+    Ok(())
+}
+
+/// Second pass over the input: the items still to grade, and how many were skipped as
+/// already done or without a response (parsed items are held in memory; streaming them
+/// for very large files is future work).
+fn pending_items(
+    args: &GradeArgs,
+    done: &HashSet<String>,
+) -> Result<(Vec<Item>, usize, usize), Failure> {
     let mut items: Vec<Item> = Vec::new();
     let mut skipped_no_response = 0usize;
     let mut skipped_done = 0usize;
@@ -204,6 +256,17 @@ async fn grade_all(
             items.push(item);
         }
     })?;
+    Ok((items, skipped_done, skipped_no_response))
+}
+
+async fn grade_all(
+    args: &GradeArgs,
+    grader: Arc<Grader>,
+    total: usize,
+    done: HashSet<String>,
+    scores: &mut Vec<(String, ExampleScore)>,
+) -> Result<(), Failure> {
+    let (items, skipped_done, skipped_no_response) = pending_items(args, &done)?;
     let mut out: Box<dyn Write + Send> = match &args.output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::OpenOptions::new()
@@ -226,49 +289,80 @@ async fn grade_all(
     let started = std::time::Instant::now();
     let mut failed = 0usize;
     let mut abstentions = 0usize;
-    let concurrency = args.concurrency.max(1);
-    let mut stream = futures::stream::iter(items.into_iter().map(|item| {
+    // Admission: with --concurrency, at most that many items; by default, items while
+    // their calls fit the committee's call budget (an item bigger than the whole budget
+    // still runs, alone). The budget semaphore is fair, so items start in input order.
+    let cap = args
+        .concurrency
+        .map_or(usize::MAX, |c| usize::try_from(c).unwrap_or(usize::MAX));
+    let budget = grader.committee.call_budget();
+    let admission = Arc::new(tokio::sync::Semaphore::new(budget));
+    let by_budget = args.concurrency.is_none();
+    let mut stream = futures::stream::iter(items.into_iter().enumerate().map(|(seq, item)| {
         let grader = Arc::clone(&grader);
+        let admission = Arc::clone(&admission);
         async move {
+            let criteria = match &item.rubric {
+                crate::item::RubricSource::Inline(r) => r.criteria.len(),
+                crate::item::RubricSource::Reference { .. } => 1,
+            };
+            let calls = grader.committee.calls_per_member(criteria).min(budget);
+            let _permit = if by_budget {
+                admission
+                    .acquire_many_owned(u32::try_from(calls).unwrap_or(u32::MAX))
+                    .await
+                    .ok()
+            } else {
+                None
+            };
             let r = grader.grade(&item).await;
-            (item.case.id, r)
+            (seq, item.case.id, r)
         }
     }))
-    .buffered(concurrency);
-    while let Some((id, result)) = stream.next().await {
-        let line = match result {
-            Ok(report) => {
-                abstentions += report
-                    .criteria
-                    .iter()
-                    .flat_map(|c| c.ballots.iter())
-                    .filter(|b| b.abstained.is_some())
-                    .count();
-                scores.push((id, report.score.clone()));
-                report.to_json()
-            }
-            Err(e) => {
-                failed += 1;
-                crate::grader::failed_item_json(&id, &e)
-            }
-        };
-        writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;
-        bar.inc(1);
-        let usage = Usage::of(&grader);
-        let (calls, tokens) = (usage.calls, usage.input_tokens + usage.output_tokens);
-        let hits = grader
-            .committee
-            .cache
-            .stats
-            .memory_hits
-            .load(Ordering::Relaxed);
-        #[expect(clippy::cast_precision_loss, reason = "display only")]
-        let rate = calls as f64 / started.elapsed().as_secs_f64().max(1e-3);
-        #[expect(clippy::cast_precision_loss, reason = "display only")]
-        let usd = usage.cost_micro_usd as f64 / 1e6;
-        bar.set_message(format!(
+    .buffer_unordered(cap);
+    // Reports finish in any order; each waits here until every earlier one is written,
+    // so the output keeps input order without a slow item blocking the ones after it.
+    let mut next = 0usize;
+    let mut waiting: std::collections::BTreeMap<usize, (String, Result<_, _>)> =
+        std::collections::BTreeMap::new();
+    while let Some((seq, id, result)) = stream.next().await {
+        waiting.insert(seq, (id, result));
+        while let Some((id, result)) = waiting.remove(&next) {
+            next += 1;
+            let line = match result {
+                Ok(report) => {
+                    abstentions += report
+                        .criteria
+                        .iter()
+                        .flat_map(|c| c.ballots.iter())
+                        .filter(|b| b.abstained.is_some())
+                        .count();
+                    scores.push((id, report.score.clone()));
+                    report.to_json()
+                }
+                Err(e) => {
+                    failed += 1;
+                    crate::grader::failed_item_json(&id, &e)
+                }
+            };
+            writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;
+            bar.inc(1);
+            let usage = Usage::of(&grader);
+            let (calls, tokens) = (usage.calls, usage.input_tokens + usage.output_tokens);
+            let hits = grader
+                .committee
+                .cache
+                .stats
+                .memory_hits
+                .load(Ordering::Relaxed);
+            #[expect(clippy::cast_precision_loss, reason = "display only")]
+            let rate = calls as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            #[expect(clippy::cast_precision_loss, reason = "display only")]
+            let usd = usage.cost_micro_usd as f64 / 1e6;
+            bar.set_message(format!(
             "{rate:.0} calls/s  {hits} cache hits  {abstentions} abstentions  {tokens} tokens  ${usd:.4}"
         ));
+        }
     }
     out.flush()
         .map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;

@@ -4,6 +4,7 @@
 //! the committee splits. Must not know about scoring policies or storage.
 
 pub mod dawid_skene;
+pub mod estimate;
 pub mod vote;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use crate::cache::{CachedAnswer, KeyInputs, Source, VerdictCache, cache_key};
 use crate::config::{CommitteeConfig, PromptMode};
 use crate::item::Case;
 use crate::judge::call::JudgeClient;
-use crate::judge::prompt::{Templates, new_nonce};
+use crate::judge::prompt::Templates;
 use crate::judge::{AbstainReason, ChatRequest, ChatRole, Expect, Scale};
 use crate::rubric::{Credit, Criterion, Rubric, Severity, Verdict};
 use vote::{JudgeVotes, Outcome, Rule, TieRule, VoteInput};
@@ -30,6 +31,10 @@ pub struct Ballot {
     pub latency_ms: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Part of `input_tokens` the provider billed at its cached price.
+    pub cached_input_tokens: u64,
+    /// Part of `output_tokens` spent on reasoning.
+    pub reasoning_tokens: u64,
     pub cost_usd: f64,
     pub cached: bool,
     pub template_hash: String,
@@ -126,6 +131,31 @@ struct Ask<'a> {
 }
 
 impl Committee {
+    /// Judge calls worth keeping asked for at once: twice the largest judge's
+    /// `max_concurrency`, so every judge's permits stay busy while answers come back,
+    /// while the calls waiting for a permit stay few enough that no item's deadline runs
+    /// out in the queue. Callers that admit items by this budget (`tribunal grade`,
+    /// calibration runs) let the judges' own limits be the only throttle.
+    pub fn call_budget(&self) -> usize {
+        let widest = self
+            .members
+            .iter()
+            .map(|m| m.client.cfg.limits.max_concurrency)
+            .chain(self.escalation.iter().map(|e| e.cfg.limits.max_concurrency))
+            .max()
+            .unwrap_or(1);
+        widest.saturating_mul(2).max(1)
+    }
+
+    /// Calls one item with `criteria` criteria asks of each member judge.
+    pub fn calls_per_member(&self, criteria: usize) -> usize {
+        let per_sample = match self.cfg.prompt_mode {
+            PromptMode::PerCriterion => criteria.max(1),
+            PromptMode::Batched => 1,
+        };
+        per_sample.saturating_mul(self.cfg.n_samples.max(1) as usize)
+    }
+
     pub fn simulated(&self) -> bool {
         self.members.iter().all(|m| m.client.simulated())
             && self.escalation.as_ref().is_none_or(|e| e.simulated())
@@ -354,16 +384,32 @@ impl Committee {
             sample: a.sample,
             reference: refs.as_deref(),
         });
+        // The simulated provider answers from a key that leaves the template wording out
+        // (it never reads the prompt), so its seeded verdicts do not change with the set.
+        let content_key = cache_key(&KeyInputs {
+            judge: &a.client.cfg,
+            template_hash: crate::judge::prompt::wording_neutral_hash(match &expect {
+                Expect::One(scale) => Some(*scale),
+                Expect::Batch(_) => None,
+            }),
+            case,
+            response,
+            criteria: &a.criteria,
+            sample: a.sample,
+            reference: refs.as_deref(),
+        });
         let started = Instant::now();
         let call = async {
+            // One nonce per item, so every call on it shares the prompt prefix.
+            let nonce = self.templates.item_nonce(case, response);
             let rendered = match &expect {
                 Expect::One(_) => {
                     self.templates
-                        .render_criterion(case, response, a.criteria[0], &new_nonce())
+                        .render_criterion(case, response, a.criteria[0], &nonce)
                 }
                 Expect::Batch(_) => {
                     self.templates
-                        .render_batch(case, response, &a.criteria, &new_nonce())
+                        .render_batch(case, response, &a.criteria, &nonce)
                 }
             };
             // A template that cannot render is a configuration bug; the ballot abstains
@@ -378,7 +424,7 @@ impl Committee {
                     (ChatRole::User, rendered.user),
                 ],
                 expect: expect.clone(),
-                content_key: key,
+                content_key,
                 sample: a.sample,
                 reference: refs.clone(),
             };
@@ -431,10 +477,14 @@ impl Committee {
             };
         #[expect(clippy::cast_precision_loss, reason = "criterion counts are small")]
         let cost = a.client.cost(usage) / n as f64;
+        // A batched call's tokens are shared out evenly, the remainder going to the first
+        // ballot, so the ballots of a report add up to exactly what the provider counted.
+        let share = |total: u64, i: usize| total / n + if i == 0 { total % n } else { 0 };
         indices
             .iter()
             .zip(answers)
-            .map(|(idx, answer)| {
+            .enumerate()
+            .map(|(i, (idx, answer))| {
                 let (verdict, abstained, explanation) = match answer {
                     Ok(p) => (Some(p.verdict), None, p.explanation.clone()),
                     Err(r) => (None, Some(r), String::new()),
@@ -449,8 +499,10 @@ impl Committee {
                         abstained,
                         explanation,
                         latency_ms,
-                        input_tokens: usage.input_tokens / n,
-                        output_tokens: usage.output_tokens / n,
+                        input_tokens: share(usage.input_tokens, i),
+                        output_tokens: share(usage.output_tokens, i),
+                        cached_input_tokens: share(usage.cached_input_tokens, i),
+                        reasoning_tokens: share(usage.reasoning_tokens, i),
                         cost_usd: cost,
                         cached,
                         template_hash: hash.clone(),

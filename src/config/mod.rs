@@ -112,6 +112,9 @@ pub struct JudgeConfig {
     pub timeout: Duration,
     /// USD per million tokens.
     pub price_input_per_mtok: f64,
+    /// USD per million input tokens the provider served from its prefix cache
+    /// (`price_cached_input_per_mtok`; defaults to the input price, i.e. no discount).
+    pub price_cached_input_per_mtok: f64,
     pub price_output_per_mtok: f64,
 }
 
@@ -149,7 +152,10 @@ pub struct CommitteeConfig {
     pub prompt_mode: PromptMode,
     /// Overall deadline of one graded item (longer than any judge call's).
     pub request_timeout: Duration,
-    /// Custom template directory; `None` = built-in `judge-prompts/v1`.
+    /// Built-in template set (`prompts = "v1" | "v2"`, default v2, the one laid out
+    /// for provider prefix caching); ignored when `prompts_dir` names a custom set.
+    pub prompts: crate::judge::prompt::BuiltinPrompts,
+    /// Custom template directory; `None` = the built-in set `prompts`.
     pub prompts_dir: Option<std::path::PathBuf>,
     /// Judge confusion matrices for `dawid_skene` (`reliability = "FILE"`: a saved
     /// agreement report, calibration run or reliability object), read and interpreted by

@@ -84,6 +84,7 @@ pub struct RawJudge {
     #[serde(default)]
     pub structured_output: bool,
     pub price_input_per_mtok: Option<f64>,
+    pub price_cached_input_per_mtok: Option<f64>,
     pub price_output_per_mtok: Option<f64>,
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
@@ -134,6 +135,7 @@ pub struct RawCommittee {
     pub min_agreement: Option<f64>,
     pub prompt_mode: Option<String>,
     pub request_timeout_ms: Option<u64>,
+    pub prompts: Option<String>,
     pub prompts_dir: Option<std::path::PathBuf>,
     pub reliability: Option<std::path::PathBuf>,
     pub weights_from: Option<std::path::PathBuf>,
@@ -582,6 +584,7 @@ fn validate_judge(
     }
     for (k, v) in [
         ("price_input_per_mtok", j.price_input_per_mtok),
+        ("price_cached_input_per_mtok", j.price_cached_input_per_mtok),
         ("price_output_per_mtok", j.price_output_per_mtok),
     ] {
         if v.is_some_and(|p| !(p.is_finite() && p >= 0.0)) {
@@ -622,6 +625,12 @@ fn validate_judge(
         },
         timeout: Duration::from_millis(j.timeout_ms.unwrap_or(30_000)),
         price_input_per_mtok: j.price_input_per_mtok.unwrap_or(0.0),
+        // Without a cached price the cached tokens cost what other input costs: a
+        // bill is never under-reported for a provider whose discount is unknown.
+        price_cached_input_per_mtok: j
+            .price_cached_input_per_mtok
+            .or(j.price_input_per_mtok)
+            .unwrap_or(0.0),
         price_output_per_mtok: j.price_output_per_mtok.unwrap_or(0.0),
     })
 }
@@ -767,6 +776,26 @@ fn validate_committee(
             PromptMode::PerCriterion
         }
     };
+    let prompts = match c.prompts.as_deref() {
+        None => crate::judge::prompt::BuiltinPrompts::default(),
+        Some(name) => match crate::judge::prompt::BuiltinPrompts::from_name(name) {
+            Some(_) if c.prompts_dir.is_some() => {
+                errs.push(FieldError::new(
+                    "committee.prompts",
+                    "set either prompts (a built-in set) or prompts_dir (a custom set), not both",
+                ));
+                crate::judge::prompt::BuiltinPrompts::default()
+            }
+            Some(v) => v,
+            None => {
+                errs.push(FieldError::new(
+                    "committee.prompts",
+                    format!("unknown built-in prompt set \"{name}\"; use v1 or v2"),
+                ));
+                crate::judge::prompt::BuiltinPrompts::default()
+            }
+        },
+    };
     let request_timeout = Duration::from_millis(c.request_timeout_ms.unwrap_or(300_000));
     let longest_call = members
         .iter()
@@ -799,6 +828,7 @@ fn validate_committee(
         min_agreement,
         prompt_mode,
         request_timeout,
+        prompts,
         prompts_dir: c.prompts_dir,
         reliability,
         weights_from: c.weights_from,

@@ -815,3 +815,63 @@ fn database_url_selects_the_store_and_its_password_is_masked() {
         }
     }
 }
+
+#[test]
+fn prompts_default_to_v2_and_name_the_field_when_wrong() {
+    const BASE: &str = "[judges.s]\nprovider = \"sim\"\n[committee]\nmembers = [\"s\"]\n";
+    let cfg = load_ok("default", Some(BASE), &[]);
+    assert_eq!(
+        cfg.committee.prompts,
+        crate::judge::prompt::BuiltinPrompts::V2
+    );
+    let cfg = load_ok("v1", Some(BASE), &[("TRIBUNAL__COMMITTEE__PROMPTS", "v1")]);
+    assert_eq!(
+        cfg.committee.prompts,
+        crate::judge::prompt::BuiltinPrompts::V1
+    );
+    let cases: [(&str, &[(&str, &str)], &str); 2] = [
+        (
+            "unknown set",
+            &[("TRIBUNAL__COMMITTEE__PROMPTS", "v9")],
+            "use v1 or v2",
+        ),
+        (
+            "both a set and a directory",
+            &[
+                ("TRIBUNAL__COMMITTEE__PROMPTS", "v1"),
+                ("TRIBUNAL__COMMITTEE__PROMPTS_DIR", "/tmp/prompts"),
+            ],
+            "not both",
+        ),
+    ];
+    for (name, env, needle) in cases {
+        match load_text(BASE, env) {
+            Ok(_) => panic!("{name}: expected an error"),
+            Err(e) => assert_problems(name, &e.problems(), &[("committee.prompts", needle)]),
+        }
+    }
+}
+
+#[test]
+fn cached_input_price_defaults_to_the_input_price_and_must_be_non_negative() {
+    const JUDGE: &str = "[judges.s]\nprovider = \"sim\"\nprice_input_per_mtok = 2.0\n[committee]\nmembers = [\"s\"]\n";
+    let cfg = load_ok("default", Some(JUDGE), &[]);
+    assert_eq!(cfg.judges["s"].price_cached_input_per_mtok, 2.0);
+    let cfg = load_ok(
+        "set",
+        Some(JUDGE),
+        &[("TRIBUNAL__JUDGES__S__PRICE_CACHED_INPUT_PER_MTOK", "0.5")],
+    );
+    assert_eq!(cfg.judges["s"].price_cached_input_per_mtok, 0.5);
+    match load_text(
+        JUDGE,
+        &[("TRIBUNAL__JUDGES__S__PRICE_CACHED_INPUT_PER_MTOK", "-1")],
+    ) {
+        Ok(_) => panic!("a negative price must be rejected"),
+        Err(e) => assert_problems(
+            "negative",
+            &e.problems(),
+            &[("judges.s.price_cached_input_per_mtok", ">= 0")],
+        ),
+    }
+}

@@ -22,6 +22,10 @@ pub struct JudgeStats {
     pub parse_retries: AtomicU64,
     pub input_tokens: AtomicU64,
     pub output_tokens: AtomicU64,
+    /// Part of `input_tokens` billed at the cached price.
+    pub cached_input_tokens: AtomicU64,
+    /// Part of `output_tokens` spent on reasoning.
+    pub reasoning_tokens: AtomicU64,
     /// Micro-dollars, so it can be an atomic integer.
     pub cost_micro_usd: AtomicU64,
 }
@@ -80,12 +84,7 @@ impl JudgeClient {
 
     /// USD cost of `usage` at this judge's prices.
     pub fn cost(&self, usage: Usage) -> f64 {
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "token counts are far below 2^52"
-        )]
-        let (i, o) = (usage.input_tokens as f64, usage.output_tokens as f64);
-        (i * self.cfg.price_input_per_mtok + o * self.cfg.price_output_per_mtok) / 1e6
+        cost_of(&self.cfg, usage)
     }
 
     /// Runs a call to completion or abstention before `deadline`.
@@ -228,11 +227,10 @@ impl JudgeClient {
                 Ok(c) => {
                     let u = c.usage.unwrap_or(Usage {
                         input_tokens: estimate,
-                        output_tokens: 0,
+                        ..Usage::default()
                     });
                     self.account(u);
-                    usage.input_tokens += u.input_tokens;
-                    usage.output_tokens += u.output_tokens;
+                    usage.add(u);
                     self.limiter
                         .reconcile(estimate, u.input_tokens + u.output_tokens)
                         .await;
@@ -269,18 +267,19 @@ impl JudgeClient {
     }
 
     fn account(&self, u: Usage) {
-        crate::metrics::judge_usage(
-            &self.cfg.name,
-            u.input_tokens,
-            u.output_tokens,
-            self.cost(u),
-        );
+        crate::metrics::judge_usage(&self.cfg.name, u, self.cost(u));
         self.stats
             .input_tokens
             .fetch_add(u.input_tokens, Ordering::Relaxed);
         self.stats
             .output_tokens
             .fetch_add(u.output_tokens, Ordering::Relaxed);
+        self.stats
+            .cached_input_tokens
+            .fetch_add(u.cached_input_tokens, Ordering::Relaxed);
+        self.stats
+            .reasoning_tokens
+            .fetch_add(u.reasoning_tokens, Ordering::Relaxed);
         #[expect(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
@@ -291,6 +290,26 @@ impl JudgeClient {
             .cost_micro_usd
             .fetch_add(micro, Ordering::Relaxed);
     }
+}
+
+/// USD cost of `usage` at `cfg`'s prices, as an OpenAI-style provider bills it: uncached
+/// input at the input price, cached input at the cached price, and every output token
+/// (reasoning included, since `completion_tokens` already counts it) at the output price.
+pub fn cost_of(cfg: &JudgeConfig, usage: Usage) -> f64 {
+    let cached = usage.cached_input_tokens.min(usage.input_tokens);
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "token counts are far below 2^52"
+    )]
+    let (fresh, cached, o) = (
+        (usage.input_tokens - cached) as f64,
+        cached as f64,
+        usage.output_tokens as f64,
+    );
+    (fresh * cfg.price_input_per_mtok
+        + cached * cfg.price_cached_input_per_mtok
+        + o * cfg.price_output_per_mtok)
+        / 1e6
 }
 
 /// Full-jitter backoff: uniform in [0, min(max, base * 2^attempt)].

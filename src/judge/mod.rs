@@ -131,7 +131,8 @@ pub enum Expect {
 pub struct ChatRequest {
     pub messages: Vec<(ChatRole, String)>,
     pub expect: Expect,
-    /// Content hash of the destructured inputs (not of the nonce'd text): the simulated
+    /// Content hash of the destructured inputs (not of the nonce'd text) with a
+    /// wording-neutral template identity (`prompt::wording_neutral_hash`): the simulated
     /// provider derives its deterministic answers from it.
     pub content_key: [u8; 32],
     /// Self-consistency sample index.
@@ -143,8 +144,25 @@ pub struct ChatRequest {
 /// Tokens a call used, as the server reported them (or as estimated when it did not).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Every prompt token, cached ones included (OpenAI `prompt_tokens`).
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// The part of `input_tokens` the provider served from its prefix cache and bills at
+    /// the cached price (`prompt_tokens_details.cached_tokens`).
+    pub cached_input_tokens: u64,
+    /// The part of `output_tokens` spent on hidden reasoning
+    /// (`completion_tokens_details.reasoning_tokens`); billed as output, reported apart.
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Adds another call's tokens (re-asks and retries of one logical call).
+    pub fn add(&mut self, other: Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+    }
 }
 
 /// A model's raw answer.

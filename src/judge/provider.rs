@@ -182,6 +182,47 @@ struct LenientUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    /// Absent or null on servers without a prefix cache (vLLM without
+    /// `--enable-prompt-tokens-details`, llama.cpp, Ollama): then nothing was cached.
+    #[serde(default)]
+    prompt_tokens_details: Option<LenientPromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<LenientCompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct LenientPromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct LenientCompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl LenientUsage {
+    /// The provider's usage; cached and reasoning counts are clamped to the totals they
+    /// are part of, so a server that misreports them cannot make a cost negative.
+    fn usage(&self) -> Usage {
+        let cached = self
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0);
+        let reasoning = self
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0);
+        Usage {
+            input_tokens: self.prompt_tokens,
+            output_tokens: self.completion_tokens,
+            cached_input_tokens: cached.min(self.prompt_tokens),
+            reasoning_tokens: reasoning.min(self.completion_tokens),
+        }
+    }
 }
 
 /// `retry-after-ms` (milliseconds, OpenAI/Azure) wins over `Retry-After` (seconds or
@@ -252,10 +293,7 @@ impl Provider for OpenAiProvider {
         Ok(Completion {
             text: choice.message.content.unwrap_or_default(),
             refusal: choice.message.refusal.filter(|r| !r.trim().is_empty()),
-            usage: body.usage.map(|u| Usage {
-                input_tokens: u.prompt_tokens,
-                output_tokens: u.completion_tokens,
-            }),
+            usage: body.usage.as_ref().map(LenientUsage::usage),
         })
     }
 
@@ -267,6 +305,41 @@ impl Provider for OpenAiProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_details_are_read_leniently() {
+        let rows = [
+            (
+                r#"{"prompt_tokens": 2000, "completion_tokens": 50}"#,
+                (2000, 50, 0, 0),
+            ),
+            (
+                r#"{"prompt_tokens": 2000, "completion_tokens": 50, "prompt_tokens_details": null, "completion_tokens_details": null}"#,
+                (2000, 50, 0, 0),
+            ),
+            (
+                r#"{"prompt_tokens": 2000, "completion_tokens": 50, "prompt_tokens_details": {"cached_tokens": 1792, "audio_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 30}}"#,
+                (2000, 50, 1792, 30),
+            ),
+            (
+                r#"{"prompt_tokens": 100, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 999}, "completion_tokens_details": {"reasoning_tokens": null}}"#,
+                (100, 5, 100, 0),
+            ),
+        ];
+        for (json, (i, o, c, r)) in rows {
+            let u: LenientUsage = serde_json::from_str(json).unwrap();
+            assert_eq!(
+                u.usage(),
+                Usage {
+                    input_tokens: i,
+                    output_tokens: o,
+                    cached_input_tokens: c,
+                    reasoning_tokens: r,
+                },
+                "{json}"
+            );
+        }
+    }
 
     #[test]
     fn retry_after_headers() {

@@ -149,6 +149,7 @@ impl Provider for SimProvider {
         let usage = Some(Usage {
             input_tokens: (input_chars / 4) as u64,
             output_tokens: 30,
+            ..Usage::default()
         });
         edge += c.rate_malformed;
         if fault < edge {

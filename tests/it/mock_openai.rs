@@ -1,6 +1,8 @@
 //! An in-process OpenAI-compatible chat-completions server for tests and benches.
 //! Replies come from a script (one per call, in order) and then a default; every call
-//! is counted and timestamped.
+//! is counted and timestamped. With `bill_prefixes` it also bills like OpenAI's prompt
+//! caching: a prompt's leading part seen before (from 1,024 tokens, in 128-token blocks)
+//! is reported as `prompt_tokens_details.cached_tokens` and billed at the cached price.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +33,156 @@ pub struct Mock {
     pub calls: AtomicUsize,
     pub times: Mutex<Vec<Instant>>,
     pub bodies: Mutex<Vec<Value>>,
+    /// Replaces the fixed usage of every reply when set (tests of usage decoding).
+    pub usage: Mutex<Option<Value>>,
+    billing: Mutex<Option<PrefixBilling>>,
+    /// Keeps request bodies for `bodies` (benches turn it off to save memory).
+    pub keep_bodies: std::sync::atomic::AtomicBool,
+}
+
+/// Prices of the prefix-caching bill, USD per million tokens.
+#[derive(Clone, Copy, Debug)]
+pub struct Prices {
+    pub input: f64,
+    pub cached_input: f64,
+    pub output: f64,
+}
+
+/// What the mock billed so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bill {
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub usd: f64,
+}
+
+struct PrefixBilling {
+    prices: Prices,
+    /// Hashes of (model, prompt prefix) at each cacheable length seen so far.
+    seen: std::collections::HashSet<[u8; 32]>,
+    bill: Bill,
+}
+
+/// OpenAI caches prompts from this many tokens on ...
+pub const CACHE_MIN_TOKENS: usize = 1024;
+/// ... in blocks of this many tokens.
+pub const CACHE_BLOCK_TOKENS: usize = 128;
+
+/// Letters in one word piece: BPE vocabularies hold most common English words whole.
+const WORD_PIECE: usize = 8;
+
+/// Byte offsets where each token of `text` ends, by a rule that approximates a BPE
+/// tokenizer on English: a word piece of up to `WORD_PIECE` letters with its leading
+/// space, a digit group of up to three, a run of whitespace, or any other single
+/// character. It is deliberately not tribunal's
+/// characters / 4 estimate, so the bench's estimate-vs-bill check is not circular.
+pub fn token_ends(text: &str) -> Vec<usize> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let end_of = |i: usize| chars.get(i).map_or(text.len(), |(b, _)| *b);
+    let mut ends = Vec::with_capacity(text.len() / 4 + 1);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i].1;
+        let next_alpha = chars.get(i + 1).is_some_and(|(_, n)| n.is_alphabetic());
+        if c.is_alphabetic() || (c == ' ' && next_alpha) {
+            if c == ' ' {
+                i += 1;
+            }
+            let mut n = 0;
+            while i < chars.len() && chars[i].1.is_alphabetic() && n < WORD_PIECE {
+                i += 1;
+                n += 1;
+            }
+        } else if c.is_ascii_digit() {
+            let mut n = 0;
+            while i < chars.len() && chars[i].1.is_ascii_digit() && n < 3 {
+                i += 1;
+                n += 1;
+            }
+        } else if c.is_whitespace() {
+            // Entered only when `c` is not a space before a letter, so at least one
+            // character is consumed.
+            while i < chars.len()
+                && chars[i].1.is_whitespace()
+                && !next_is_alpha_after_space(&chars, i)
+            {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+        ends.push(end_of(i));
+    }
+    ends
+}
+
+/// A space directly before a letter belongs to the next word piece, not to the
+/// whitespace run before it.
+fn next_is_alpha_after_space(chars: &[(usize, char)], i: usize) -> bool {
+    chars[i].1 == ' ' && chars.get(i + 1).is_some_and(|(_, n)| n.is_alphabetic())
+}
+
+/// The prompt text a provider would tokenise: every message with its role, in order.
+fn prompt_text(body: &Value) -> String {
+    let mut text = String::new();
+    for m in body["messages"].as_array().into_iter().flatten() {
+        text.push_str("<|");
+        text.push_str(m["role"].as_str().unwrap_or(""));
+        text.push_str("|>\n");
+        text.push_str(m["content"].as_str().unwrap_or(""));
+        text.push('\n');
+    }
+    text
+}
+
+impl PrefixBilling {
+    /// (prompt tokens, cached tokens) of one request, remembering its prefixes.
+    fn admit(&mut self, body: &Value) -> (u64, u64) {
+        let text = prompt_text(body);
+        let ends = token_ends(&text);
+        let mut h = blake3::Hasher::new();
+        h.update(body["model"].as_str().unwrap_or("").as_bytes());
+        h.update(&[0]);
+        let mut cached = 0;
+        let mut at = 0;
+        let mut len = CACHE_MIN_TOKENS;
+        while len <= ends.len() {
+            let end = ends[len - 1];
+            h.update(&text.as_bytes()[at..end]);
+            at = end;
+            let key: [u8; 32] = h.clone().finalize().into();
+            // Every request inserts all its cacheable lengths, so a prefix seen at
+            // `len` was seen at every shorter length too: the last hit is the cached part.
+            if !self.seen.insert(key) {
+                cached = len;
+            }
+            len += CACHE_BLOCK_TOKENS;
+        }
+        (ends.len() as u64, cached as u64)
+    }
+}
+
+impl Mock {
+    /// Turns on OpenAI-style prefix caching and billing at `prices`.
+    pub fn bill_prefixes(&self, prices: Prices) {
+        *self.billing.lock().unwrap() = Some(PrefixBilling {
+            prices,
+            seen: std::collections::HashSet::new(),
+            bill: Bill::default(),
+        });
+    }
+
+    /// The bill so far (zero without `bill_prefixes`).
+    pub fn bill(&self) -> Bill {
+        self.billing
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|b| b.bill)
+            .unwrap_or_default()
+    }
 }
 
 impl Mock {
@@ -50,31 +202,76 @@ pub fn met(b: bool) -> Reply {
 async fn handler(State(mock): State<Arc<Mock>>, body: axum::Json<Value>) -> Response {
     mock.calls.fetch_add(1, Ordering::SeqCst);
     mock.times.lock().unwrap().push(Instant::now());
-    mock.bodies.lock().unwrap().push(body.0);
     let reply = {
         let next = mock.script.lock().unwrap().pop_front();
         next.unwrap_or_else(|| mock.default.lock().unwrap().clone())
     };
-    render(reply).await
+    // The prefix is cached as the request is admitted (before any scripted delay), as a
+    // provider caches a prompt while it processes it.
+    let prompt = mock
+        .billing
+        .lock()
+        .unwrap()
+        .as_mut()
+        .map(|b| b.admit(&body.0));
+    if mock.keep_bodies.load(Ordering::Relaxed) {
+        mock.bodies.lock().unwrap().push(body.0);
+    }
+    let usage = mock.usage.lock().unwrap().clone();
+    render(reply, Arc::clone(&mock), prompt, usage).await
 }
 
-fn completion(content: Value, refusal: Value) -> Value {
+fn completion(content: Value, refusal: Value, usage: Value) -> Value {
     json!({
         "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": "mock",
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": content, "refusal": refusal}}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+        "usage": usage
     })
 }
 
-fn render(reply: Reply) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send>> {
+/// The usage of a 200 reply: the override, the prefix bill (which it also books), or
+/// the fixed 100 + 20.
+fn usage_of(mock: &Mock, prompt: Option<(u64, u64)>, usage: Option<Value>, answer: &str) -> Value {
+    if let Some(u) = usage {
+        return u;
+    }
+    let Some((input, cached)) = prompt else {
+        return json!({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120});
+    };
+    let output = token_ends(answer).len() as u64;
+    let mut billing = mock.billing.lock().unwrap();
+    if let Some(b) = billing.as_mut() {
+        let p = b.prices;
+        b.bill.calls += 1;
+        b.bill.input_tokens += input;
+        b.bill.cached_input_tokens += cached;
+        b.bill.output_tokens += output;
+        b.bill.usd += ((input - cached) as f64 * p.input
+            + cached as f64 * p.cached_input
+            + output as f64 * p.output)
+            / 1e6;
+    }
+    json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
+           "prompt_tokens_details": {"cached_tokens": cached},
+           "completion_tokens_details": {"reasoning_tokens": 0}})
+}
+
+fn render(
+    reply: Reply,
+    mock: Arc<Mock>,
+    prompt: Option<(u64, u64)>,
+    usage: Option<Value>,
+) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send>> {
     Box::pin(async move {
         match reply {
             Reply::Content(text) => {
-                axum::Json(completion(json!(text), Value::Null)).into_response()
+                let u = usage_of(&mock, prompt, usage, &text);
+                axum::Json(completion(json!(text), Value::Null, u)).into_response()
             }
             Reply::Refusal(text) => {
-                axum::Json(completion(Value::Null, json!(text))).into_response()
+                let u = usage_of(&mock, prompt, usage, &text);
+                axum::Json(completion(Value::Null, json!(text), u)).into_response()
             }
             Reply::Status(code, headers, body) => {
                 let mut h = HeaderMap::new();
@@ -92,7 +289,7 @@ fn render(reply: Reply) -> std::pin::Pin<Box<dyn Future<Output = Response> + Sen
             }
             Reply::Delay(d, inner) => {
                 tokio::time::sleep(d).await;
-                render(*inner).await
+                render(*inner, mock, prompt, usage).await
             }
         }
     })
@@ -106,6 +303,9 @@ pub async fn spawn(default: Reply) -> (Arc<Mock>, String) {
         calls: AtomicUsize::new(0),
         times: Mutex::new(Vec::new()),
         bodies: Mutex::new(Vec::new()),
+        usage: Mutex::new(None),
+        billing: Mutex::new(None),
+        keep_bodies: std::sync::atomic::AtomicBool::new(true),
     });
     let app = axum::Router::new()
         .route("/v1/chat/completions", post(handler))

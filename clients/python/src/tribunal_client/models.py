@@ -180,6 +180,7 @@ Ballot = TypedDict(
     {
         'abstained': NotRequired[Optional['AbstainReason']],
         'cached': Required[bool],
+        'cached_input_tokens': NotRequired[int],
         'cost_usd': Required[float],
         'escalation': Required[bool],
         'explanation': Required[str],
@@ -187,6 +188,7 @@ Ballot = TypedDict(
         'judge': Required[str],
         'latency_ms': Required[int],
         'output_tokens': Required[int],
+        'reasoning_tokens': NotRequired[int],
         'sample': Required[int],
         'template_hash': Required[str],
         'verdict': NotRequired[Optional['Verdict']],
@@ -1135,9 +1137,11 @@ Usage = TypedDict(
     "Usage",
     {
         'cache_hits': Required[int],
+        'cached_input_tokens': NotRequired[int],
         'cost_usd': Required[float],
         'input_tokens': Required[int],
         'output_tokens': Required[int],
+        'reasoning_tokens': NotRequired[int],
         'upstream_calls': Required[int],
     },
 )

@@ -1,0 +1,324 @@
+//! Judge cost (issue 13): cached and reasoning tokens read from the provider's usage,
+//! billed at the judge's cached price, summed into ballots and reports; v2 prompts
+//! sharing a prefix the mock's OpenAI-style cache bills as cached.
+
+use serde_json::json;
+use tribunal::app::LoadConfig as _;
+use tribunal::config::Config;
+use tribunal::grader::Grader;
+use tribunal::item::{Item, parse_item};
+
+use crate::mock_openai::{Prices, Reply, met, spawn};
+
+/// USD per million tokens, gpt-4.1's list prices.
+const PRICES: Prices = Prices {
+    input: 2.0,
+    cached_input: 0.5,
+    output: 8.0,
+};
+
+fn grader(base_url: &str, committee_extra: &str) -> Grader {
+    let toml = format!(
+        r#"
+[judges.a]
+provider = "openai"
+base_url = "{base_url}"
+model = "mock-model"
+timeout_ms = 5000
+price_input_per_mtok = {}
+price_cached_input_per_mtok = {}
+price_output_per_mtok = {}
+
+[committee]
+members = ["a"]
+quorum = 1
+request_timeout_ms = 20000
+{committee_extra}
+"#,
+        PRICES.input, PRICES.cached_input, PRICES.output
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tribunal.toml");
+    std::fs::write(&path, toml).unwrap();
+    let cfg = Config::load(Some(&path), std::iter::empty()).unwrap();
+    Grader::from_config(&cfg).unwrap()
+}
+
+/// An item whose conversation is long enough (well over 1,024 tokens) for a prefix cache.
+fn long_item(id: &str, n_criteria: usize) -> Item {
+    let question = "My father is 72 and has had a cough for three weeks, with some fever at night and less appetite. ".repeat(60);
+    let criteria: Vec<_> = (0..n_criteria)
+        .map(|i| json!({"id": format!("c{i}"), "text": format!("Advises point number {i} clearly."), "points": 5}))
+        .collect();
+    parse_item(&json!({
+        "case_id": id,
+        "conversation": [{"role": "user", "content": question}],
+        "response": format!("He should see a doctor this week ({id}); go to urgent care if breathing gets hard."),
+        "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t", "criteria": criteria}
+    }))
+    .unwrap()
+    .1
+}
+
+#[tokio::test]
+async fn cached_and_reasoning_tokens_are_read_and_billed_at_their_prices() {
+    let (mock, url) = spawn(met(true)).await;
+    *mock.usage.lock().unwrap() = Some(json!({
+        "prompt_tokens": 2000, "completion_tokens": 50, "total_tokens": 2050,
+        "prompt_tokens_details": {"cached_tokens": 1536},
+        "completion_tokens_details": {"reasoning_tokens": 20}
+    }));
+    let g = grader(&url, "");
+    let report = g.grade(&long_item("one", 1)).await.unwrap();
+    let b = &report.criteria[0].ballots[0];
+    assert_eq!(
+        (
+            b.input_tokens,
+            b.cached_input_tokens,
+            b.output_tokens,
+            b.reasoning_tokens
+        ),
+        (2000, 1536, 50, 20)
+    );
+    let expected = (464.0 * 2.0 + 1536.0 * 0.5 + 50.0 * 8.0) / 1e6;
+    assert!((b.cost_usd - expected).abs() < 1e-12, "{}", b.cost_usd);
+    let doc = report.to_json();
+    assert_eq!(doc["usage"]["cached_input_tokens"], 1536);
+    assert_eq!(doc["usage"]["reasoning_tokens"], 20);
+    assert_eq!(
+        doc["criteria"][0]["ballots"][0]["cached_input_tokens"],
+        1536
+    );
+    // The judge's counters and the tokens metric by direction carry them too.
+    let stats = &g.committee.members[0].client.stats;
+    assert_eq!(
+        stats
+            .cached_input_tokens
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1536
+    );
+    let metrics = tribunal::metrics::render();
+    for direction in ["input", "cached_input", "output", "reasoning"] {
+        let needle = format!("direction=\"{direction}\"");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("tribunal_judge_tokens_total") && l.contains(&needle)),
+            "no {direction} tokens in\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_a_cached_price_cached_tokens_cost_the_input_price() {
+    let (mock, url) = spawn(met(true)).await;
+    *mock.usage.lock().unwrap() = Some(json!({
+        "prompt_tokens": 2000, "completion_tokens": 50,
+        "prompt_tokens_details": {"cached_tokens": 1536}
+    }));
+    let toml = format!(
+        "[judges.a]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\nprice_input_per_mtok = 2.0\nprice_output_per_mtok = 8.0\n\n[committee]\nmembers = [\"a\"]\nquorum = 1\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, toml).unwrap();
+    let g = Grader::from_config(&Config::load(Some(&path), std::iter::empty()).unwrap()).unwrap();
+    let report = g.grade(&long_item("one", 1)).await.unwrap();
+    let expected = (2000.0 * 2.0 + 50.0 * 8.0) / 1e6;
+    assert!((report.cost_usd() - expected).abs() < 1e-12);
+}
+
+#[tokio::test]
+async fn v2_prompts_are_billed_as_cached_and_the_reported_cost_is_the_bill() {
+    for (version, mode) in [
+        ("v1", "per_criterion"),
+        ("v2", "per_criterion"),
+        ("v2", "batched"),
+    ] {
+        let reply = if mode == "batched" {
+            let results: Vec<_> = (0..6)
+                .map(|i| json!({"id": format!("c{i}"), "explanation": "ok", "criteria_met": true}))
+                .collect();
+            Reply::Content(json!({ "results": results }).to_string())
+        } else {
+            met(true)
+        };
+        let (mock, url) = spawn(reply).await;
+        mock.bill_prefixes(PRICES);
+        let g = grader(
+            &url,
+            &format!("prompts = \"{version}\"\nprompt_mode = \"{mode}\""),
+        );
+        let mut reported = 0.0;
+        let mut cached = 0;
+        for id in ["a", "b"] {
+            let r = g.grade(&long_item(id, 6)).await.unwrap();
+            reported += r.cost_usd();
+            cached += r.to_doc().usage.cached_input_tokens;
+        }
+        let bill = mock.bill();
+        assert!(bill.calls > 0);
+        assert_eq!(cached, bill.cached_input_tokens, "{version} {mode}");
+        assert!(
+            (reported - bill.usd).abs() <= bill.usd * 1e-9,
+            "{version} {mode}: reported {reported} vs billed {}",
+            bill.usd
+        );
+        match mode {
+            // Per criterion, every call after an item's first reuses its prefix: the
+            // nonce is per item, so under v1 (nonce in the system message) too.
+            "per_criterion" => {
+                assert!(
+                    bill.cached_input_tokens * 10 > bill.input_tokens * 6,
+                    "{version}: {bill:?}"
+                );
+                let uncached = (bill.input_tokens as f64 * PRICES.input
+                    + bill.output_tokens as f64 * PRICES.output)
+                    / 1e6;
+                assert!(
+                    bill.usd < 0.6 * uncached,
+                    "{version}: {bill:?} vs {uncached}"
+                );
+            }
+            // Batched sends one call per item: the static system message is too short
+            // to cache alone.
+            _ => {
+                assert_eq!(bill.calls, 2);
+                assert_eq!(bill.cached_input_tokens, 0);
+            }
+        }
+    }
+}
+
+/// Writes a JSONL input of `n` one-criterion items and a config for the mock at `url`.
+fn grade_inputs(dir: &std::path::Path, url: &str, n: usize, judge_extra: &str) {
+    let mut lines = String::new();
+    for i in 0..n {
+        let row = json!({
+            "case_id": format!("case-{i}"),
+            "conversation": [{"role": "user", "content": format!("Question {i}?")}],
+            "response": format!("Answer {i}."),
+            "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t",
+                       "criteria": [{"id": "c0", "text": "Answers.", "points": 5}]}
+        });
+        lines.push_str(&row.to_string());
+        lines.push('\n');
+    }
+    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
+    std::fs::write(
+        dir.join("t.toml"),
+        format!(
+            "[judges.a]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\nprice_input_per_mtok = 2.0\nprice_cached_input_per_mtok = 0.5\nprice_output_per_mtok = 8.0\n{judge_extra}\n\n[committee]\nmembers = [\"a\"]\nquorum = 1\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grade_keeps_input_order_without_a_slow_item_holding_back_the_rest() {
+    let (mock, url) = spawn(met(true)).await;
+    // The first call is slow; by default the other items are admitted and answered
+    // meanwhile (the judge has 4 permits), and the output still follows input order.
+    mock.push(Reply::Delay(
+        std::time::Duration::from_millis(1500),
+        Box::new(met(false)),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    grade_inputs(dir.path(), &url, 20, "max_concurrency = 4");
+    let path = dir.path().to_owned();
+    let run = tokio::task::spawn_blocking(move || {
+        crate::tribunal(
+            &["grade", "in.jsonl", "-c", "t.toml", "-o", "out.jsonl"],
+            &path,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let ids: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["case_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("case-{i}")).collect();
+    assert_eq!(ids, expected);
+    let times = mock.times.lock().unwrap().clone();
+    assert_eq!(times.len(), 20);
+    let last = *times.iter().max().unwrap();
+    assert!(
+        last - times[0] < std::time::Duration::from_millis(1500),
+        "the other 19 calls waited for the slow first one: {:?}",
+        last - times[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimate_calls_no_judge_and_predicts_the_real_run() {
+    let (mock, url) = spawn(met(true)).await;
+    mock.bill_prefixes(PRICES);
+    let dir = tempfile::tempdir().unwrap();
+    grade_inputs(dir.path(), &url, 1, "");
+    // Three long items with six criteria each, one of them twice (a verdict-cache repeat).
+    let mut lines = String::new();
+    for id in ["a", "b", "c", "a"] {
+        let item = long_item(id, 6);
+        let row = json!({
+            "case_id": format!("{id}-{}", lines.len()),
+            "conversation": [{"role": "user", "content": item.case.conversation[0].content}],
+            "response": item.response,
+            "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t",
+                       "criteria": (0..6).map(|i| json!({"id": format!("c{i}"), "text": format!("Advises point number {i} clearly."), "points": 5})).collect::<Vec<_>>()}
+        });
+        lines.push_str(&row.to_string());
+        lines.push('\n');
+    }
+    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
+    let path = dir.path().to_owned();
+    let est = tokio::task::spawn_blocking(move || {
+        crate::tribunal(&["grade", "in.jsonl", "-c", "t.toml", "--estimate"], &path)
+    })
+    .await
+    .unwrap();
+    assert_eq!(est.code, 0, "{}", est.stderr);
+    assert_eq!(mock.calls(), 0, "an estimate never calls a judge");
+    let est: serde_json::Value = serde_json::from_str(&est.stdout).unwrap();
+    let judge = &est["judges"][0];
+    assert_eq!(judge["calls"], 18);
+    assert_eq!(judge["cache_hits"], 6);
+    assert_eq!(judge["prefix_cache"], true);
+
+    let path = dir.path().to_owned();
+    let run = tokio::task::spawn_blocking(move || {
+        crate::tribunal(
+            &["grade", "in.jsonl", "-c", "t.toml", "-o", "out.jsonl"],
+            &path,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let bill = mock.bill();
+    assert_eq!(bill.calls, 18);
+    let near = |what: &str, e: f64, real: f64| {
+        assert!(
+            (e - real).abs() <= 0.2 * real,
+            "{what}: estimated {e} vs billed {real}\n{est:#}\n{bill:?}"
+        );
+    };
+    near(
+        "input tokens",
+        judge["input_tokens"].as_f64().unwrap(),
+        bill.input_tokens as f64,
+    );
+    near(
+        "cached input tokens",
+        judge["cached_input_tokens"].as_f64().unwrap(),
+        bill.cached_input_tokens as f64,
+    );
+    println!("estimate {est:#}\nbill {bill:?}");
+}
