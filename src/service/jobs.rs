@@ -374,7 +374,10 @@ impl Service {
         let mut stream = self.summary_stream(caller, id, length_adjustment).await?;
         let mut examples = Vec::new();
         while let Some(page) = stream.next_page().await {
-            examples.extend(page?);
+            for text in page? {
+                examples
+                    .push(serde_json::from_str(&text).map_err(|e| Error::Internal(e.to_string()))?);
+            }
         }
         let mut summary = stream.finish().await?;
         summary.summary.examples = examples;
@@ -408,27 +411,47 @@ impl Service {
     }
 }
 
-/// One page of done items' scores: `(seq, case_id, score)`.
+/// One page of done items' scores: `(seq, case_id, score, stored text)`.
 async fn fact_page(
     store: &dyn Store,
     id: &str,
     after: Option<u64>,
     upto: u64,
     adjustment: Option<crate::rubric::LengthAdjustment>,
-) -> Result<Vec<(u64, String, score::ExampleScore)>, Error> {
+) -> Result<Vec<(u64, String, score::ExampleScore, String)>, Error> {
     let page = store.score_facts(id, after, upto, SUMMARY_PAGE).await?;
     page.into_iter()
         .map(|(seq, text)| {
             // Only done items are read, so anything that does not read back as a
             // report's score is damaged data, not a gap.
-            let (case_id, mut example) = read_example_score_text(&text)
-                .map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))?;
+            let damaged = |e: String| corrupt(format_args!("job {id} result {seq}"), e);
+            let (case_id, mut example) = read_example_score_text(&text).map_err(damaged)?;
             if let Some(la) = adjustment {
                 example.length_adjustment = Some(la);
             }
-            Ok((seq, case_id, example))
+            Ok((seq, case_id, example, text))
         })
         .collect()
+}
+
+/// The `score` object of a stored report or its score facts, as its JSON text.
+fn verbatim_score(text: &str) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Facts<'a> {
+        #[serde(borrow)]
+        score: &'a serde_json::value::RawValue,
+    }
+    let facts: Facts<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    Ok(facts.score.get().to_owned())
+}
+
+/// What `keep_job_figures` keeps: the figures, and whether every item's stored `score`
+/// object is, byte for byte, the entry a summary writes for it (then a summary of the
+/// job copies them instead of parsing and re-writing each one).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptFigures {
+    figures: report::SummaryDoc,
+    verbatim_entries: bool,
 }
 
 /// Computes a finished job's summary figures and keeps them in the store, so reading
@@ -442,9 +465,18 @@ pub async fn keep_job_figures(store: Arc<dyn Store>, id: &str) -> Result<(), Err
     let upto = job.done + job.failed;
     let mut stream = SummaryStream::open(Arc::clone(&store), &job, None).await?;
     stream.kept = None;
+    stream.check_verbatim = true;
+    while let Some(page) = stream.next_page().await {
+        page?;
+    }
+    let verbatim_entries = stream.verbatim_ok;
     let mut figures = stream.finish().await?.summary;
     figures.examples.clear();
-    let text = serde_json::to_string(&figures).map_err(|e| Error::Internal(e.to_string()))?;
+    let kept = KeptFigures {
+        figures,
+        verbatim_entries,
+    };
+    let text = serde_json::to_string(&kept).map_err(|e| Error::Internal(e.to_string()))?;
     store.put_job_figures(id, upto, &text).await?;
     Ok(())
 }
@@ -463,7 +495,11 @@ pub struct SummaryStream {
     job: SummaryJob,
     /// The figures kept when the job finished, when they cover this snapshot: the
     /// entries are then only streamed, and `finish` returns these.
-    kept: Option<report::SummaryDoc>,
+    kept: Option<KeptFigures>,
+    /// `keep_job_figures` compares each written entry with the stored text...
+    check_verbatim: bool,
+    /// ...and this stays true while they all match.
+    verbatim_ok: bool,
 }
 
 impl SummaryStream {
@@ -478,7 +514,7 @@ impl SummaryStream {
         let kept = if adjustment.is_none() && job.state == JobState::Done {
             match store.job_figures(&job.id).await? {
                 Some((at, text)) if at == upto => match serde_json::from_str(&text) {
-                    Ok(doc) => Some(doc),
+                    Ok(kept) => Some(kept),
                     Err(e) => {
                         tracing::warn!(job = %job.id, error = %e, "kept summary figures do not read back; computing them");
                         None
@@ -504,54 +540,96 @@ impl SummaryStream {
                 pending: job.pending(),
             },
             kept,
+            check_verbatim: false,
+            verbatim_ok: true,
         })
     }
 
-    /// The next page of per-example entries in item order, `None` once every one has
-    /// been read. Each page's scores also go into the figures.
-    pub async fn next_page(&mut self) -> Option<Result<Vec<report::ExampleEntry>, Error>> {
+    /// The next page of per-example entries in item order, each one's JSON text, `None`
+    /// once every one has been read. Each page's scores also go into the figures.
+    pub async fn next_page(&mut self) -> Option<Result<Vec<String>, Error>> {
         if self.ended {
             return None;
         }
-        let page = match fact_page(
+        let verbatim = self.kept.as_ref().is_some_and(|k| k.verbatim_entries);
+        let page = if verbatim {
+            self.verbatim_page().await
+        } else {
+            self.typed_page().await
+        };
+        match page {
+            Ok(Some((last, entries))) => {
+                self.after = Some(last);
+                Some(Ok(entries))
+            }
+            Ok(None) => {
+                self.ended = true;
+                None
+            }
+            Err(e) => {
+                self.ended = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// A page whose entries are the stored `score` texts, copied: only for a job whose
+    /// kept figures say they are exactly the entries.
+    async fn verbatim_page(&self) -> Result<Option<(u64, Vec<String>)>, Error> {
+        let id = &self.job.id;
+        let page = self
+            .store
+            .score_facts(id, self.after, self.upto, SUMMARY_PAGE)
+            .await?;
+        let Some(last) = page.last().map(|(s, _)| *s) else {
+            return Ok(None);
+        };
+        let entries = page
+            .iter()
+            .map(|(seq, text)| {
+                verbatim_score(text).map_err(|e| corrupt(format_args!("job {id} result {seq}"), e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some((last, entries)))
+    }
+
+    /// A page read into scores: they feed the figures (unless kept) and each entry is
+    /// written from its score.
+    async fn typed_page(&mut self) -> Result<Option<(u64, Vec<String>)>, Error> {
+        let page = fact_page(
             &*self.store,
             &self.job.id,
             self.after,
             self.upto,
             self.adjustment,
         )
-        .await
-        {
-            Ok(page) => page,
-            Err(e) => {
-                self.ended = true;
-                return Some(Err(e));
-            }
+        .await?;
+        let Some(last) = page.last().map(|(s, _, _, _)| *s) else {
+            return Ok(None);
         };
-        let Some(last) = page.last().map(|(s, _, _)| *s) else {
-            self.ended = true;
-            return None;
-        };
-        self.after = Some(last);
         let gather = self.kept.is_none();
-        let entries = page
-            .iter()
-            .map(|(_, case_id, e)| {
-                if gather {
-                    self.builder.push(e);
-                }
-                report::ExampleEntry::new(case_id, e)
-            })
-            .collect();
-        Some(Ok(entries))
+        let mut entries = Vec::with_capacity(page.len());
+        for (_, case_id, e, stored) in &page {
+            if gather {
+                self.builder.push(e);
+            }
+            let entry = serde_json::to_string(&report::ExampleEntry::new(case_id, e))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            if self.check_verbatim && verbatim_score(stored).map_or(true, |stored| stored != entry)
+            {
+                self.verbatim_ok = false;
+            }
+            entries.push(entry);
+        }
+        Ok(Some((last, entries)))
     }
 
     /// The figures over every entry (reading whatever `next_page` has not yet), as
     /// the summary document with `examples` left empty.
     pub async fn finish(mut self) -> Result<JobSummary, Error> {
-        if let Some(summary) = self.kept.take() {
+        if let Some(kept) = self.kept.take() {
             return Ok(JobSummary {
-                summary,
+                summary: kept.figures,
                 job: self.job,
             });
         }

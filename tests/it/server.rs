@@ -419,9 +419,11 @@ async fn jobs_run_stream_summarise_and_cancel() {
             >= summary["overall"]["score"].as_f64().unwrap(),
         "{adjusted}"
     );
-    // A done job's figures were computed and kept when it finished; its summary
-    // serves them (a doctored copy shows through), and without them computes the
-    // same document on request.
+    // A done job's figures were computed and kept when it finished, with a note that
+    // every stored score object is exactly the entry the summary writes (so the
+    // entries are copied). The summary serves the kept figures (a doctored copy shows
+    // through), and gives the same document when the entries must be re-written or
+    // the figures are gone and computed on request.
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path().display()))
         .await
         .unwrap();
@@ -430,20 +432,25 @@ async fn jobs_run_stream_summarise_and_cancel() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    let mut doctored: Value = serde_json::from_str(&kept).unwrap();
-    assert_eq!(doctored["overall"], summary["overall"], "{kept}");
-    doctored["overall"]["score"] = json!(0.125);
-    for figures in [Some(doctored.to_string()), None] {
+    let kept: Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(kept["figures"]["overall"], summary["overall"], "{kept}");
+    assert_eq!(kept["verbatim_entries"], true, "{kept}");
+    let mut doctored = kept.clone();
+    doctored["figures"]["overall"]["score"] = json!(0.125);
+    let mut rewritten = kept.clone();
+    rewritten["verbatim_entries"] = json!(false);
+    for figures in [Some(&doctored), Some(&rewritten), None] {
         sqlx::query("UPDATE jobs SET figures = ? WHERE id = ?")
-            .bind(&figures)
+            .bind(figures.map(Value::to_string))
             .bind(&id)
             .execute(&pool)
             .await
             .unwrap();
         let (code, again) = app.get(&format!("/v1/jobs/{id}/summary")).await;
         assert_eq!(code, 200, "{again}");
-        if figures.is_some() {
+        if figures == Some(&doctored) {
             assert_eq!(again["overall"]["score"], 0.125, "{again}");
+            assert_eq!(again["examples"], summary["examples"]);
         } else {
             assert_eq!(again, summary);
         }

@@ -333,14 +333,12 @@ pub async fn job_summary(
         };
         match page {
             Some(Ok(page)) => {
-                chunk.reserve(page.len() * 160);
-                for (i, e) in page.iter().enumerate() {
+                chunk.reserve(page.iter().map(|e| e.len() + 1).sum());
+                for (i, entry) in page.iter().enumerate() {
                     if i > 0 || !first {
                         chunk.push(b',');
                     }
-                    if let Err(e) = serde_json::to_writer(&mut chunk, e) {
-                        return Some((Err(Error::Internal(e.to_string())), None));
-                    }
+                    chunk.extend_from_slice(entry.as_bytes());
                 }
                 Some((Ok(Bytes::from(chunk)), Some((summary, None, false))))
             }
