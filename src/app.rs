@@ -127,6 +127,41 @@ impl JobFinished for CalibrationFinisher {
     }
 }
 
+/// With `[redis]`, moves every judge's limits and the verdict cache's shared tier to
+/// Redis, before any call is made. The connection is lazy: a replica whose Redis is
+/// still down starts anyway, on local limit shares and its local cache.
+fn share_through_redis(cfg: &Config, grader: &Grader) -> Result<(), Error> {
+    let Some(rc) = &cfg.redis else {
+        return Ok(());
+    };
+    let redis = crate::redis::Redis::connect(rc)
+        .map_err(|m| Error::Invalid(crate::rubric::Invalid::one("redis.url", m)))?;
+    let buckets: Arc<dyn crate::limits::BucketStore> = Arc::new(crate::limits::Failover::new(
+        Arc::new(crate::redis::RedisBuckets(Arc::clone(&redis))),
+        rc.replicas,
+    ));
+    let committee = &grader.committee;
+    for client in committee
+        .members
+        .iter()
+        .map(|m| &m.client)
+        .chain(committee.escalation.iter())
+    {
+        client.limiter.share(client.name(), Arc::clone(&buckets));
+    }
+    committee.cache.share(
+        Arc::new(crate::redis::RedisTier {
+            redis,
+            ttl: cfg.cache.ttl,
+        }),
+        crate::cache::FlightConfig {
+            lease: rc.lease,
+            ..crate::cache::FlightConfig::default()
+        },
+    );
+    Ok(())
+}
+
 /// Opens the store, resumes unfinished jobs and serves HTTP (and gRPC when a listener
 /// is given) until `shutdown` is cancelled.
 pub async fn start(
@@ -149,6 +184,7 @@ pub async fn start(
     let sqlite = Arc::new(SqliteStore::open(&cfg.server.database_url).await?);
     let store: Arc<dyn Store> = sqlite.clone();
     let grader = Arc::new(Grader::with_store(cfg, Arc::clone(&store))?);
+    share_through_redis(cfg, &grader)?;
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let jobs = Jobs::new(

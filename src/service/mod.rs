@@ -80,6 +80,13 @@ impl Service {
         Ok(self.grader.simulated())
     }
 
+    /// The health of the tier the replicas share (Redis), when configured. Not part of
+    /// readiness: without Redis a replica still grades, on local limit shares and its
+    /// local cache, so it stays ready and reports itself degraded.
+    pub fn shared_status(&self) -> Option<crate::cache::SharedStatus> {
+        self.grader.committee.cache.shared_status()
+    }
+
     /// Refreshes the job gauges from the store (before a metrics scrape). A store
     /// error leaves the previous values: a scrape must not fail on it.
     pub async fn refresh_job_gauges(&self) {
