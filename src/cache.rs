@@ -297,7 +297,13 @@ impl VerdictCache {
     }
 
     /// Waits for the key's lease or for another holder's verdict.
-    async fn decide(&self, tier: &dyn SharedTier, f: FlightConfig, key: &CacheKey, token: &str) -> Flight {
+    async fn decide(
+        &self,
+        tier: &dyn SharedTier,
+        f: FlightConfig,
+        key: &CacheKey,
+        token: &str,
+    ) -> Flight {
         let mut poll = f.poll;
         let mut waited = false;
         loop {
@@ -439,7 +445,9 @@ impl VerdictCache {
             match self.decide(&**tier, *f, &key, &token).await {
                 Flight::Lead { took_over } => {
                     crate::metrics::cache_flight(if took_over { "takeover" } else { "leader" });
-                    Self::lead(&**tier, *f, &key, &token, call).await.map(Arc::new)
+                    Self::lead(&**tier, *f, &key, &token, call)
+                        .await
+                        .map(Arc::new)
                 }
                 Flight::Followed(v) => {
                     crate::metrics::cache_flight("follower");

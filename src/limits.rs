@@ -46,16 +46,25 @@ impl Limit {
 
     /// The bucket that never admits more than `per_window` in any window (module docs).
     pub fn spec(&self) -> BucketSpec {
-        let capacity = self.burst.clamp(1.0_f64.min(self.per_window), self.per_window);
+        let capacity = self
+            .burst
+            .clamp(1.0_f64.min(self.per_window), self.per_window);
         let secs = self.window.as_secs_f64();
-        BucketSpec {
-            capacity,
-            per_sec: if secs > 0.0 {
-                (self.per_window - capacity) / secs
-            } else {
-                0.0
-            },
+        if secs <= 0.0 {
+            return BucketSpec {
+                capacity,
+                per_sec: 0.0,
+            };
         }
+        // A limit of at most one call per window leaves nothing to refill once one call
+        // is held at once; it is enforced as one call per window instead (then only a
+        // closed window's two ends may both hold one).
+        let per_sec = if self.per_window <= 1.0 {
+            self.per_window / secs
+        } else {
+            (self.per_window - capacity) / secs
+        };
+        BucketSpec { capacity, per_sec }
     }
 
     /// This replica's share when `replicas` processes each enforce the limit alone:
@@ -207,6 +216,12 @@ impl BucketStore for LocalBuckets {
             levels.push(level);
         }
         if wait > Duration::ZERO {
+            if self.start_empty {
+                // An empty bucket fills from its first use, not from its first take.
+                for t in takes {
+                    map.entry(t.key.clone()).or_insert((0.0, now));
+                }
+            }
             return Ok(Admit::Wait(wait));
         }
         for (t, level) in takes.iter().zip(levels) {
@@ -470,13 +485,22 @@ mod tests {
     #[test]
     fn no_window_admits_more_than_the_limit() {
         // Capacity plus a window's refill is the limit, for every burst.
-        for (limit, burst) in [(600, 1.0), (60, 1.0), (100_000, 10_000.0), (5, 50.0)] {
+        for (limit, burst) in [
+            (600, 1.0),
+            (60, 1.0),
+            (2, 1.0),
+            (100_000, 10_000.0),
+            (5, 50.0),
+        ] {
             let l = Limit::per_minute(limit, burst);
             let s = l.spec();
             let total = s.capacity + s.per_sec * 60.0;
             assert!((total - f64::from(limit)).abs() < 1e-6, "{limit} {burst}");
             assert!(s.capacity >= 1.0 && s.capacity <= f64::from(limit));
         }
+        // One call per window: one call at once, refilled once a window.
+        let one = Limit::per_minute(1, 1.0).spec();
+        assert_eq!((one.capacity, one.per_sec * 60.0), (1.0, 1.0));
         // Shares add up to the limit.
         let l = Limit::per_minute(600, 30.0).share(3);
         let s = l.spec();

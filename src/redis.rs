@@ -105,8 +105,12 @@ impl Redis {
     /// grades, with local limits and cache) while Redis is still down, and the manager
     /// connects when it comes up. Fails only on a URL redis-rs cannot read.
     pub fn connect(cfg: &RedisConfig) -> Result<Arc<Redis>, String> {
-        let client = ::redis::Client::open(cfg.url.expose_secret())
-            .map_err(|e| format!("redis.url cannot be used ({:?}); expected redis://host:port", e.kind()))?;
+        let client = ::redis::Client::open(cfg.url.expose_secret()).map_err(|e| {
+            format!(
+                "redis.url cannot be used ({:?}); expected redis://host:port",
+                e.kind()
+            )
+        })?;
         let manager_cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.timeout))
             .set_response_timeout(Some(cfg.timeout))

@@ -9,8 +9,7 @@ use serde::Deserialize;
 use super::{
     ApiKeyConfig, CacheConfig, CommitteeConfig, Config, JudgeConfig, LimitsConfig, LoadedFiles,
     LogFormat, OpenAiConfig, PromptMode, ProviderConfig, RedisConfig, RetryConfig, Sampling,
-    ServerConfig,
-    SimConfig, TelemetryConfig, rule_from,
+    ServerConfig, SimConfig, TelemetryConfig, rule_from,
 };
 use crate::committee::vote::{Rule, TieRule};
 use crate::rubric::{FieldError, Invalid};
@@ -310,7 +309,11 @@ fn validate_redis(r: RawRedis, errs: &mut Vec<FieldError>) -> Option<RedisConfig
             ));
             None
         }
-        Some(u) if u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://") => {
+        Some(u)
+            if u.starts_with("redis://")
+                || u.starts_with("redis+unix://")
+                || u.starts_with("unix://") =>
+        {
             Some(u)
         }
         Some(_) => {

@@ -20,6 +20,7 @@ mod mock_openai;
 mod ops;
 mod parity;
 mod published_methods;
+mod redis_conformance;
 mod schema_examples;
 mod server;
 mod spawn;
