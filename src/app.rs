@@ -128,11 +128,15 @@ impl JobFinished for CalibrationFinisher {
 }
 
 /// With `[redis]`, moves every judge's limits and the verdict cache's shared tier to
-/// Redis, before any call is made. The connection is lazy: a replica whose Redis is
-/// still down starts anyway, on local limit shares and its local cache.
-fn share_through_redis(cfg: &Config, grader: &Grader) -> Result<(), Error> {
+/// Redis, before any call is made, and returns the shared buckets (for the per-key
+/// quotas). The connection is lazy: a replica whose Redis is still down starts anyway,
+/// on local limit shares and its local cache.
+fn share_through_redis(
+    cfg: &Config,
+    grader: &Grader,
+) -> Result<Option<Arc<dyn crate::limits::BucketStore>>, Error> {
     let Some(rc) = &cfg.redis else {
-        return Ok(());
+        return Ok(None);
     };
     let redis = crate::redis::Redis::connect(rc)
         .map_err(|m| Error::Invalid(crate::rubric::Invalid::one("redis.url", m)))?;
@@ -149,6 +153,7 @@ fn share_through_redis(cfg: &Config, grader: &Grader) -> Result<(), Error> {
     {
         client.limiter.share(client.name(), Arc::clone(&buckets));
     }
+    let quotas = Arc::clone(&buckets);
     committee.cache.share(
         Arc::new(crate::redis::RedisTier {
             redis,
@@ -159,7 +164,7 @@ fn share_through_redis(cfg: &Config, grader: &Grader) -> Result<(), Error> {
             ..crate::cache::FlightConfig::default()
         },
     );
-    Ok(())
+    Ok(Some(quotas))
 }
 
 /// Opens the store, resumes unfinished jobs and serves HTTP (and gRPC when a listener
@@ -184,7 +189,7 @@ pub async fn start(
     let sqlite = Arc::new(SqliteStore::open(&cfg.server.database_url).await?);
     let store: Arc<dyn Store> = sqlite.clone();
     let grader = Arc::new(Grader::with_store(cfg, Arc::clone(&store))?);
-    share_through_redis(cfg, &grader)?;
+    let shared_limits = share_through_redis(cfg, &grader)?;
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let jobs = Jobs::new(
@@ -207,6 +212,9 @@ pub async fn start(
             max_criteria_per_rubric: cfg.server.max_criteria_per_rubric,
         },
     ));
+    if let Some(b) = shared_limits {
+        service.share_quotas(b);
+    }
     let resumed = jobs.resume().await?;
     if resumed > 0 {
         tracing::info!(jobs = resumed, "resumed unfinished jobs");

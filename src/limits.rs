@@ -12,8 +12,9 @@
 //! at most the level at `t` (<= C) plus what flows in during the window (`r * W`), so
 //! at most `C + r * W = C + (L - C) = L`: the limit holds in every sliding window, not
 //! only in aligned ones (no fixed-window 2x at the edges). The price is a sustained
-//! rate of `L - C` per window, so `C` is small: one request for RPM (99.8% of 600
-//! RPM), a tenth of TPM for tokens (so one large prompt fits; 90% sustained).
+//! rate of `L - C` per window, so `C` is small: two requests for RPM (99.7% of 600
+//! RPM; a single one would lose every instant a waiter wakes late), a tenth of TPM for
+//! tokens (so one large prompt fits; 90% sustained).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -360,11 +361,14 @@ impl JudgeLimiter {
     /// Limits kept in this process until `share` moves them to a shared store.
     pub fn new(cfg: &LimitsConfig) -> Self {
         Self {
-            // One request of burst: calls are spaced evenly (module docs).
+            // Two requests of burst: calls are spaced evenly, and a waiter that wakes
+            // a little late (scheduling, a Redis round trip) finds the next request
+            // banked instead of lost, so the sustained rate stays at (L - 2) / L of
+            // the limit; one when the limit is too small to keep two and still refill.
             rpm: cfg
                 .requests_per_minute
                 .filter(|r| *r > 0)
-                .map(|r| Limit::per_minute(r, 1.0)),
+                .map(|r| Limit::per_minute(r, if r >= 4 { 2.0 } else { 1.0 })),
             // A tenth of a minute's tokens at once, so one large prompt fits.
             tpm: cfg
                 .tokens_per_minute

@@ -289,12 +289,12 @@ pub fn limiter_wait(judge: &str) {
     with(|m| m.limiter_waits.with_label_values(&[judge]).inc());
 }
 
-/// `component`: limiter | cache | quota.
+/// `component`: limiter (judge limits and key quotas) | cache | health.
 pub fn redis_error(component: &'static str) {
     with(|m| m.redis_errors.with_label_values(&[component]).inc());
 }
 
-/// `component`: limiter | cache | quota.
+/// `component`: limiter (judge limits and key quotas) | cache | health.
 pub fn redis_fallback(component: &'static str) {
     with(|m| m.redis_fallbacks.with_label_values(&[component]).inc());
 }

@@ -65,8 +65,13 @@ impl Service {
     }
 
     /// The caller presenting `authorization` (`Bearer <key>`), for every transport.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Error> {
-        self.auth.authenticate(authorization)
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Error> {
+        self.auth.authenticate(authorization).await
+    }
+
+    /// Moves the per-key request quotas to a store every replica shares.
+    pub fn share_quotas(&self, store: std::sync::Arc<dyn crate::limits::BucketStore>) {
+        self.auth.share(store);
     }
 
     /// Whether API keys are configured.

@@ -527,3 +527,39 @@ async fn cache_without_redis_degrades_to_local() {
     assert_eq!(src, Source::Memory);
     assert_eq!(cache.shared_status().map(|s| s.up), Some(false));
 }
+
+/// One API key's request quota, spent through two replicas' `Auth`s: one budget.
+async fn quota_is_one_budget_across_replicas(url: Option<&str>) {
+    let stores = bucket_stores(url, 2).await;
+    let key = tribunal::config::ApiKeyConfig {
+        name: "ci".into(),
+        role: tribunal::service::Role::Client,
+        blake3: blake3::hash(b"k").to_hex().to_string(),
+        requests_per_minute: Some(3),
+        max_concurrent_jobs: None,
+    };
+    let auths: Vec<_> = stores
+        .into_iter()
+        .map(|s| {
+            let a = tribunal::service::Auth::new(std::slice::from_ref(&key));
+            assert!(a.share(s));
+            a
+        })
+        .collect();
+    let mut ok = 0;
+    for i in 0..8 {
+        match auths[i % 2].authenticate(Some("Bearer k")).await {
+            Ok(_) => ok += 1,
+            Err(e) => assert_eq!(e.kind(), tribunal::ErrorKind::RateLimited),
+        }
+    }
+    assert_eq!(ok, 3, "a quota of 3 per minute across two replicas");
+}
+
+#[tokio::test]
+async fn quota_one_budget_across_replicas() {
+    quota_is_one_budget_across_replicas(None).await;
+    if let Some(url) = redis_url("quota_one_budget_across_replicas") {
+        quota_is_one_budget_across_replicas(Some(&url)).await;
+    }
+}
