@@ -126,8 +126,8 @@ pub trait SharedTier: Send + Sync {
     async fn renew(&self, key: &CacheKey, token: &str, ttl: Duration) -> Result<bool, SharedError>;
     /// Drops the lease if `token` still holds it (never another holder's).
     async fn release(&self, key: &CacheKey, token: &str) -> Result<(), SharedError>;
-    /// Whether the tier answered lately (for `/readyz`).
-    fn status(&self) -> SharedStatus {
+    /// Whether the tier answers now (for `/readyz`).
+    async fn probe(&self) -> SharedStatus {
         SharedStatus {
             up: true,
             last_error: None,
@@ -291,9 +291,12 @@ impl VerdictCache {
         self.shared.set((tier, flight)).is_ok()
     }
 
-    /// The shared tier's health; `None` without one.
-    pub fn shared_status(&self) -> Option<SharedStatus> {
-        self.shared.get().map(|(t, _)| t.status())
+    /// The shared tier's health, asked now; `None` without one.
+    pub async fn shared_status(&self) -> Option<SharedStatus> {
+        match self.shared.get() {
+            Some((t, _)) => Some(t.probe().await),
+            None => None,
+        }
     }
 
     /// Waits for the key's lease or for another holder's verdict.

@@ -430,7 +430,10 @@ impl SharedTier for RedisTier {
             .map(|_| ())
     }
 
-    fn status(&self) -> SharedStatus {
+    async fn probe(&self) -> SharedStatus {
+        // A PING now, so readiness reports Redis as it is, not as the last command
+        // found it (during a back-off it fails at once and reports the last error).
+        let _ = self.redis.ping().await;
         self.redis.health.status()
     }
 }

@@ -88,8 +88,8 @@ impl Service {
     /// The health of the tier the replicas share (Redis), when configured. Not part of
     /// readiness: without Redis a replica still grades, on local limit shares and its
     /// local cache, so it stays ready and reports itself degraded.
-    pub fn shared_status(&self) -> Option<crate::cache::SharedStatus> {
-        self.grader.committee.cache.shared_status()
+    pub async fn shared_status(&self) -> Option<crate::cache::SharedStatus> {
+        self.grader.committee.cache.shared_status().await
     }
 
     /// Refreshes the job gauges from the store (before a metrics scrape). A store

@@ -525,7 +525,7 @@ async fn cache_without_redis_degrades_to_local() {
         .await;
     assert!(r.is_ok());
     assert_eq!(src, Source::Memory);
-    assert_eq!(cache.shared_status().map(|s| s.up), Some(false));
+    assert_eq!(cache.shared_status().await.map(|s| s.up), Some(false));
 }
 
 /// One API key's request quota, spent through two replicas' `Auth`s: one budget.
@@ -562,4 +562,55 @@ async fn quota_one_budget_across_replicas() {
     if let Some(url) = redis_url("quota_one_budget_across_replicas") {
         quota_is_one_budget_across_replicas(Some(&url)).await;
     }
+}
+
+/// A server whose Redis does not answer still grades and stays ready, and `/readyz`
+/// says Redis is degraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_without_redis_grades_and_reports_degraded() {
+    let app = crate::server::TestApp::spawn(
+        "[redis]\nurl = \"redis://127.0.0.1:1\"\nreplicas = 2\ntimeout_ms = 200\n",
+    )
+    .await;
+    let (code, report) = app
+        .post(
+            "/v1/grade",
+            &crate::server::case("g", "Rest and drink fluids."),
+        )
+        .await;
+    assert_eq!(code, 200, "{report}");
+    let (code, ready) = app.get("/readyz").await;
+    assert_eq!(code, 200, "{ready}");
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["redis"]["status"], "degraded", "{ready}");
+    assert!(ready["redis"]["error"].is_string(), "{ready}");
+    app.running.unwrap().stop().await;
+}
+
+/// Two servers on one Redis: the second pays no judge call for what the first graded,
+/// and `/readyz` shows Redis up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_verdicts_through_redis() {
+    let Some(url) = redis_url("two_servers_share_verdicts_through_redis") else {
+        return;
+    };
+    let section = format!("[redis]\nurl = \"{url}\"\nkey_prefix = \"{}\"\n", prefix());
+    let a = crate::server::TestApp::spawn(&section).await;
+    let b = crate::server::TestApp::spawn(&section).await;
+    let item = crate::server::case("shared", "Rest and drink fluids.");
+    let (code, first) = a.post("/v1/grade", &item).await;
+    assert_eq!(code, 200, "{first}");
+    assert!(
+        first["usage"]["upstream_calls"].as_u64().unwrap() > 0,
+        "{first}"
+    );
+    let (code, second) = b.post("/v1/grade", &item).await;
+    assert_eq!(code, 200, "{second}");
+    assert_eq!(second["usage"]["upstream_calls"], 0, "{second}");
+    assert_eq!(first["score"], second["score"]);
+    let (code, ready) = b.get("/readyz").await;
+    assert_eq!(code, 200);
+    assert_eq!(ready["redis"]["status"], "up", "{ready}");
+    a.running.unwrap().stop().await;
+    b.running.unwrap().stop().await;
 }

@@ -617,7 +617,7 @@ pub async fn readyz(State(s): State<HttpState>) -> ApiResult<axum::Json<Health>>
     Ok(axum::Json(Health {
         status: "ready",
         simulated: Some(simulated),
-        redis: s.service.shared_status().map(|r| RedisHealth {
+        redis: s.service.shared_status().await.map(|r| RedisHealth {
             status: if r.up { "up" } else { "degraded" },
             error: r.last_error,
         }),
