@@ -179,6 +179,46 @@ impl Opened {
     }
 }
 
+/// With `[redis]`, moves every judge's limits and the verdict cache's shared tier to
+/// Redis, before any call is made, and returns the shared buckets (for the per-key
+/// quotas). The connection is lazy: a replica whose Redis is still down starts anyway,
+/// on local limit shares and its local cache.
+fn share_through_redis(
+    cfg: &Config,
+    grader: &Grader,
+) -> Result<Option<Arc<dyn crate::limits::BucketStore>>, Error> {
+    let Some(rc) = &cfg.redis else {
+        return Ok(None);
+    };
+    let redis = crate::redis::Redis::connect(rc)
+        .map_err(|m| Error::Invalid(crate::rubric::Invalid::one("redis.url", m)))?;
+    let buckets: Arc<dyn crate::limits::BucketStore> = Arc::new(crate::limits::Failover::new(
+        Arc::new(crate::redis::RedisBuckets(Arc::clone(&redis))),
+        rc.replicas,
+    ));
+    let committee = &grader.committee;
+    for client in committee
+        .members
+        .iter()
+        .map(|m| &m.client)
+        .chain(committee.escalation.iter())
+    {
+        client.limiter.share(client.name(), Arc::clone(&buckets));
+    }
+    let quotas = Arc::clone(&buckets);
+    committee.cache.share(
+        Arc::new(crate::redis::RedisTier {
+            redis,
+            ttl: cfg.cache.ttl,
+        }),
+        crate::cache::FlightConfig {
+            lease: rc.lease,
+            ..crate::cache::FlightConfig::default()
+        },
+    );
+    Ok(Some(quotas))
+}
+
 /// Opens the store, resumes unfinished jobs and serves HTTP (and gRPC when a listener
 /// is given) until `shutdown` is cancelled.
 pub async fn start(
@@ -201,6 +241,7 @@ pub async fn start(
     let opened = Opened::open(cfg).await?;
     let store = opened.store();
     let grader = Arc::new(Grader::with_store(cfg, Arc::clone(&store))?);
+    let shared_limits = share_through_redis(cfg, &grader)?;
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let jobs = Jobs::new(
@@ -227,6 +268,9 @@ pub async fn start(
             max_criteria_per_rubric: cfg.server.max_criteria_per_rubric,
         },
     ));
+    if let Some(b) = shared_limits {
+        service.share_quotas(b);
+    }
     let resumed = jobs.resume().await?;
     if resumed > 0 {
         tracing::info!(jobs = resumed, "resumed unfinished jobs");

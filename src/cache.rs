@@ -1,10 +1,18 @@
-//! Verdict cache: moka (bounded by bytes, with TTL) in front of an optional persistent
-//! second tier. Owns cache-key construction. Concurrent identical lookups coalesce into
-//! one provider call (moka's `or_try_insert_with` is single-flight). Abstentions and
-//! errors are never cached: the init future returns `Err` and nothing is stored.
+//! Verdict cache: moka (bounded by bytes, with TTL) in front of an optional tier shared
+//! by every replica (`SharedTier`, Redis) and an optional persistent tier (the store).
+//! Owns cache-key construction. Concurrent identical lookups coalesce into one provider
+//! call: in a process through moka's `or_try_insert_with`, across replicas through a
+//! short lease per key in the shared tier (one leader calls, the others poll and take
+//! over if the lease lapses; the first value written wins). Abstentions and errors are
+//! never cached: the init future returns `Err` and nothing is stored. Must not know
+//! Redis commands (that is `crate::redis`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use crate::limits::SharedError;
 
 use crate::config::{
     CacheConfig, JudgeConfig, LimitsConfig, OpenAiConfig, ProviderConfig, RetryConfig, Sampling,
@@ -99,10 +107,139 @@ pub trait SecondTier: Send + Sync {
     async fn put(&self, key: &CacheKey, value: &CachedAnswer);
 }
 
+/// A tier every replica sees (Redis), which also hosts the cross-replica single-flight
+/// lease of each key. Every method may fail (the server is unreachable): the cache then
+/// behaves as if the tier were absent.
+#[async_trait::async_trait]
+pub trait SharedTier: Send + Sync {
+    async fn get(&self, key: &CacheKey) -> Result<Option<CachedAnswer>, SharedError>;
+    /// Stores `value` unless the key already holds one. Returns the value already
+    /// there when another writer was first (`None` when this one was stored), so every
+    /// replica ends up with one verdict per key.
+    async fn put_first(
+        &self,
+        key: &CacheKey,
+        value: &CachedAnswer,
+    ) -> Result<Option<CachedAnswer>, SharedError>;
+    /// Takes the key's lease for `ttl` if nobody holds it; true when `token` holds it.
+    async fn lease(&self, key: &CacheKey, token: &str, ttl: Duration) -> Result<bool, SharedError>;
+    /// Extends the lease if `token` still holds it.
+    async fn renew(&self, key: &CacheKey, token: &str, ttl: Duration) -> Result<bool, SharedError>;
+    /// Drops the lease if `token` still holds it (never another holder's).
+    async fn release(&self, key: &CacheKey, token: &str) -> Result<(), SharedError>;
+    /// Whether the tier answers now (for `/readyz`).
+    async fn probe(&self) -> SharedStatus {
+        SharedStatus {
+            up: true,
+            last_error: None,
+        }
+    }
+}
+
+/// The shared tier's health as `/readyz` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedStatus {
+    pub up: bool,
+    /// The last failure while it is down.
+    pub last_error: Option<String>,
+}
+
+/// How the cross-replica single flight is paced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlightConfig {
+    /// How long a lease lasts without renewal: a crashed leader's waiters take over
+    /// after at most this long. The leader renews every third of it while it calls.
+    pub lease: Duration,
+    /// The first poll interval of a waiter; it doubles up to `max_poll`.
+    pub poll: Duration,
+    pub max_poll: Duration,
+}
+
+impl Default for FlightConfig {
+    fn default() -> Self {
+        FlightConfig {
+            lease: Duration::from_secs(5),
+            poll: Duration::from_millis(10),
+            max_poll: Duration::from_millis(200),
+        }
+    }
+}
+
+/// An in-process `SharedTier` with the same contract as Redis (values, first writer
+/// wins, expiring leases held by a token): several `VerdictCache`s in one process share
+/// it as replicas share Redis, which the conformance suite runs on.
+#[derive(Default)]
+pub struct LocalShared {
+    values: Mutex<HashMap<CacheKey, String>>,
+    leases: Mutex<HashMap<CacheKey, (String, Instant)>>,
+}
+
+impl LocalShared {
+    fn poisoned() -> SharedError {
+        SharedError("local shared tier lock poisoned".into())
+    }
+}
+
+#[async_trait::async_trait]
+impl SharedTier for LocalShared {
+    async fn get(&self, key: &CacheKey) -> Result<Option<CachedAnswer>, SharedError> {
+        let v = self.values.lock().map_err(|_| Self::poisoned())?;
+        Ok(v.get(key).and_then(|t| CachedAnswer::from_json(t)))
+    }
+
+    async fn put_first(
+        &self,
+        key: &CacheKey,
+        value: &CachedAnswer,
+    ) -> Result<Option<CachedAnswer>, SharedError> {
+        let mut v = self.values.lock().map_err(|_| Self::poisoned())?;
+        match v.get(key) {
+            Some(t) => Ok(CachedAnswer::from_json(t)),
+            None => {
+                v.insert(*key, value.to_json());
+                Ok(None)
+            }
+        }
+    }
+
+    async fn lease(&self, key: &CacheKey, token: &str, ttl: Duration) -> Result<bool, SharedError> {
+        let mut l = self.leases.lock().map_err(|_| Self::poisoned())?;
+        let now = Instant::now();
+        match l.get(key) {
+            Some((holder, until)) if *until > now => Ok(holder == token),
+            _ => {
+                l.insert(*key, (token.to_owned(), now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn renew(&self, key: &CacheKey, token: &str, ttl: Duration) -> Result<bool, SharedError> {
+        let mut l = self.leases.lock().map_err(|_| Self::poisoned())?;
+        match l.get_mut(key) {
+            Some((holder, until)) if holder == token && *until > Instant::now() => {
+                *until = Instant::now() + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release(&self, key: &CacheKey, token: &str) -> Result<(), SharedError> {
+        let mut l = self.leases.lock().map_err(|_| Self::poisoned())?;
+        if l.get(key).is_some_and(|(holder, _)| holder == token) {
+            l.remove(key);
+        }
+        Ok(())
+    }
+}
+
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Memory,
+    /// The tier shared by the replicas (another replica, or an earlier life, paid).
+    Shared,
     Persistent,
     Upstream,
 }
@@ -110,6 +247,7 @@ pub enum Source {
 #[derive(Debug, Default)]
 pub struct CacheStats {
     pub memory_hits: AtomicU64,
+    pub shared_hits: AtomicU64,
     pub persistent_hits: AtomicU64,
     pub misses: AtomicU64,
 }
@@ -117,7 +255,20 @@ pub struct CacheStats {
 pub struct VerdictCache {
     mem: moka::future::Cache<CacheKey, Arc<CachedAnswer>>,
     second: Option<Arc<dyn SecondTier>>,
+    /// Set once at start-up when Redis is configured.
+    shared: OnceLock<(Arc<dyn SharedTier>, FlightConfig)>,
     pub stats: CacheStats,
+}
+
+/// What the cross-replica flight decided for a key this process missed.
+enum Flight {
+    /// This caller holds the lease: it calls the judge. `took_over` when it waited
+    /// for another holder first.
+    Lead { took_over: bool },
+    /// Another replica's verdict arrived in the shared tier.
+    Followed(CachedAnswer),
+    /// The shared tier failed: call locally (the cache degrades to this process).
+    Local,
 }
 
 impl VerdictCache {
@@ -130,8 +281,108 @@ impl VerdictCache {
         Self {
             mem,
             second,
+            shared: OnceLock::new(),
             stats: CacheStats::default(),
         }
+    }
+
+    /// From now on misses consult `tier` and coalesce across every cache sharing it
+    /// (set once, at start-up). Returns false if a shared tier was already set.
+    pub fn share(&self, tier: Arc<dyn SharedTier>, flight: FlightConfig) -> bool {
+        self.shared.set((tier, flight)).is_ok()
+    }
+
+    /// The shared tier's health, asked now; `None` without one.
+    pub async fn shared_status(&self) -> Option<SharedStatus> {
+        match self.shared.get() {
+            Some((t, _)) => Some(t.probe().await),
+            None => None,
+        }
+    }
+
+    /// Waits for the key's lease or for another holder's verdict.
+    async fn decide(
+        &self,
+        tier: &dyn SharedTier,
+        f: FlightConfig,
+        key: &CacheKey,
+        token: &str,
+    ) -> Flight {
+        let mut poll = f.poll;
+        let mut waited = false;
+        loop {
+            match tier.lease(key, token, f.lease).await {
+                Ok(true) => return Flight::Lead { took_over: waited },
+                Ok(false) => {}
+                Err(e) => return Self::degrade("lease", &e),
+            }
+            // Another replica (or cache) holds the lease: poll for its verdict. A
+            // holder that crashes stops renewing, its lease lapses, and the `lease`
+            // above takes over.
+            waited = true;
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(f.max_poll);
+            match tier.get(key).await {
+                Ok(Some(v)) => return Flight::Followed(v),
+                Ok(None) => {}
+                Err(e) => return Self::degrade("poll", &e),
+            }
+        }
+    }
+
+    fn degrade(what: &str, e: &SharedError) -> Flight {
+        tracing::debug!(error = %e, what, "shared cache unavailable; calling locally");
+        crate::metrics::redis_fallback("cache");
+        Flight::Local
+    }
+
+    /// Runs `call` as the lease holder, renewing the lease every third of its length
+    /// until the call ends, then publishes the verdict (first writer wins) and drops
+    /// the lease.
+    async fn lead<F, E>(
+        tier: &dyn SharedTier,
+        f: FlightConfig,
+        key: &CacheKey,
+        token: &str,
+        call: F,
+    ) -> Result<CachedAnswer, E>
+    where
+        F: Future<Output = Result<CachedAnswer, E>>,
+    {
+        let mut call = std::pin::pin!(call);
+        let mut renew = tokio::time::interval_at(
+            tokio::time::Instant::now() + f.lease / 3,
+            (f.lease / 3).max(Duration::from_millis(1)),
+        );
+        let result = loop {
+            tokio::select! {
+                r = &mut call => break r,
+                _ = renew.tick() => {
+                    if let Err(e) = tier.renew(key, token, f.lease).await {
+                        tracing::debug!(error = %e, "cache lease renewal failed");
+                    }
+                }
+            }
+        };
+        let result = match result {
+            Ok(v) => match tier.put_first(key, &v).await {
+                // Someone wrote first (a holder whose lease lapsed under a slow call):
+                // everyone takes that verdict.
+                Ok(Some(winner)) => Ok(winner),
+                Ok(None) => Ok(v),
+                Err(e) => {
+                    tracing::debug!(error = %e, "shared cache write failed");
+                    Ok(v)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        // Dropped on failure too, so a waiter takes over at once instead of after the
+        // lease; failures are never cached.
+        if let Err(e) = tier.release(key, token).await {
+            tracing::debug!(error = %e, "cache lease release failed");
+        }
+        result
     }
 
     /// Returns the cached answer, or runs `call` once for all concurrent callers of the
@@ -155,17 +406,61 @@ impl VerdictCache {
             return (Ok(hit), Source::Memory);
         }
         crate::metrics::cache_lookup("memory", "miss");
+        let shared = self.shared.get();
+        if let Some((tier, _)) = shared {
+            match tier.get(&key).await {
+                Ok(Some(hit)) => {
+                    crate::metrics::cache_lookup("shared", "hit");
+                    self.stats.shared_hits.fetch_add(1, Ordering::Relaxed);
+                    let hit = Arc::new(hit);
+                    self.mem.insert(key, Arc::clone(&hit)).await;
+                    return (Ok(hit), Source::Shared);
+                }
+                Ok(None) => crate::metrics::cache_lookup("shared", "miss"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "shared cache read failed; treating as a miss");
+                    crate::metrics::redis_fallback("cache");
+                }
+            }
+        }
         if let Some(second) = &self.second {
             if let Some(hit) = second.get(&key).await {
                 crate::metrics::cache_lookup("persistent", "hit");
                 self.stats.persistent_hits.fetch_add(1, Ordering::Relaxed);
+                if let Some((tier, _)) = shared {
+                    // Other replicas need not reach their own stores for it.
+                    if let Err(e) = tier.put_first(&key, &hit).await {
+                        tracing::debug!(error = %e, "shared cache write failed");
+                    }
+                }
                 let hit = Arc::new(hit);
                 self.mem.insert(key, Arc::clone(&hit)).await;
                 return (Ok(hit), Source::Persistent);
             }
             crate::metrics::cache_lookup("persistent", "miss");
         }
-        let init = async { call.await.map(Arc::new) };
+        // Which way the fresh value came, for the one caller that ran `init`.
+        let followed = std::sync::atomic::AtomicBool::new(false);
+        let init = async {
+            let Some((tier, f)) = shared else {
+                return call.await.map(Arc::new);
+            };
+            let token = uuid::Uuid::now_v7().to_string();
+            match self.decide(&**tier, *f, &key, &token).await {
+                Flight::Lead { took_over } => {
+                    crate::metrics::cache_flight(if took_over { "takeover" } else { "leader" });
+                    Self::lead(&**tier, *f, &key, &token, call)
+                        .await
+                        .map(Arc::new)
+                }
+                Flight::Followed(v) => {
+                    crate::metrics::cache_flight("follower");
+                    followed.store(true, Ordering::Relaxed);
+                    Ok(Arc::new(v))
+                }
+                Flight::Local => call.await.map(Arc::new),
+            }
+        };
         match self.mem.entry(key).or_try_insert_with(init).await {
             Ok(e) if !e.is_fresh() => {
                 // Coalesced with a concurrent identical call.
@@ -173,12 +468,17 @@ impl VerdictCache {
                 (Ok(e.into_value()), Source::Memory)
             }
             Ok(e) => {
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 let value = e.into_value();
                 if let Some(second) = &self.second {
                     second.put(&key, &value).await;
                 }
-                (Ok(value), Source::Upstream)
+                if followed.load(Ordering::Relaxed) {
+                    self.stats.shared_hits.fetch_add(1, Ordering::Relaxed);
+                    (Ok(value), Source::Shared)
+                } else {
+                    self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                    (Ok(value), Source::Upstream)
+                }
             }
             Err(failure) => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);

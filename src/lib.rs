@@ -8,6 +8,7 @@
 //! - [`committee`]: fan-out, quorum, consensus.
 //! - [`calibration`]: calibration sets and judge-human agreement (pure `set` and
 //!   `agreement`), and the live-run side that uses them (`live`, `run`).
+//! - [`redis`]: the Redis connection and what replicas share through it (buckets, cache tier).
 //! - [`config`]: `RawConfig` -> validated `Config` from text handed in (pure, no files).
 //! - [`jobs`]: durable batch-job runners, with an on-finish hook.
 //! - [`app`]: builds everything from a `Config`, loads it from disk, wires the hooks.
@@ -28,6 +29,7 @@ pub mod jobs;
 pub mod judge;
 pub mod limits;
 pub mod metrics;
+pub mod redis;
 pub mod rubric;
 pub mod score;
 pub mod service;

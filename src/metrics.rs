@@ -33,6 +33,10 @@ pub struct Metrics {
     agreement_alpha: prometheus::GaugeVec,
     agreement_band: prometheus::GaugeVec,
     ballots: IntCounterVec,
+    redis_errors: IntCounterVec,
+    redis_fallbacks: IntCounterVec,
+    redis_up: IntGauge,
+    cache_flights: IntCounterVec,
 }
 
 /// The commit the binary was built from, or `unknown` (set by build.rs).
@@ -122,6 +126,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["version", "commit"],
     )?;
     registry.register(Box::new(build_info.clone()))?;
+    let redis_up = IntGauge::new(
+        "tribunal_redis_up",
+        "1 while the last Redis command succeeded, 0 during an outage (absent without [redis])",
+    )?;
+    registry.register(Box::new(redis_up.clone()))?;
     build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), BUILD_COMMIT])
         .set(1);
@@ -197,6 +206,22 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Ballots cast by a judge (answered or abstained), the denominator of its abstention ratio",
             &["judge"],
         )?,
+        redis_errors: counter(
+            "tribunal_redis_errors_total",
+            "Redis commands that failed or timed out, by the component that sent them",
+            &["component"],
+        )?,
+        redis_fallbacks: counter(
+            "tribunal_redis_fallbacks_total",
+            "Operations served locally because Redis was unreachable (limits at their per-replica share, cache from memory)",
+            &["component"],
+        )?,
+        redis_up,
+        cache_flights: counter(
+            "tribunal_cache_flights_total",
+            "Cross-replica single-flight outcomes of verdict cache misses",
+            &["role"],
+        )?,
         registry,
     })
 }
@@ -269,6 +294,26 @@ pub fn judge_retry(judge: &str) {
 
 pub fn limiter_wait(judge: &str) {
     with(|m| m.limiter_waits.with_label_values(&[judge]).inc());
+}
+
+/// `component`: limiter (judge limits and key quotas) | cache | health.
+pub fn redis_error(component: &'static str) {
+    with(|m| m.redis_errors.with_label_values(&[component]).inc());
+}
+
+/// `component`: limiter (judge limits and key quotas) | cache | health.
+pub fn redis_fallback(component: &'static str) {
+    with(|m| m.redis_fallbacks.with_label_values(&[component]).inc());
+}
+
+pub fn redis_up(up: bool) {
+    with(|m| m.redis_up.set(i64::from(up)));
+}
+
+/// `role`: leader (held the lease and called the judge), follower (got the leader's
+/// verdict), takeover (the lease expired or was dropped and this caller led instead).
+pub fn cache_flight(role: &'static str) {
+    with(|m| m.cache_flights.with_label_values(&[role]).inc());
 }
 
 pub fn quota_rejection(key: &str) {

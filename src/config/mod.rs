@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-pub use raw::{RawApiKey, RawCommittee, RawConfig, RawJudge, RawServer, RawSim};
+pub use raw::{RawApiKey, RawCommittee, RawConfig, RawJudge, RawRedis, RawServer, RawSim};
 
 use crate::committee::dawid_skene::Reliability;
 use crate::committee::vote::{Rule, TieRule};
@@ -279,6 +279,23 @@ pub struct Config {
     pub cache: CacheConfig,
     pub server: ServerConfig,
     pub telemetry: TelemetryConfig,
+    /// `[redis]`: absent, nothing is shared between replicas.
+    pub redis: Option<RedisConfig>,
+}
+
+/// `[redis]`: the verdict cache tier and the rate limits every replica shares.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// May hold a password, hence secret.
+    pub url: SecretString,
+    /// Replicas sharing the limits; each enforces `limit / replicas` while Redis is
+    /// unreachable.
+    pub replicas: u32,
+    pub key_prefix: String,
+    /// Deadline of one command.
+    pub timeout: Duration,
+    /// Single-flight lease of one verdict cache key.
+    pub lease: Duration,
 }
 
 /// `[telemetry]`: trace export. With no `otlp_endpoint` nothing is exported and no

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::{
     ApiKeyConfig, CacheConfig, CommitteeConfig, Config, JudgeConfig, LimitsConfig, LoadedFiles,
-    LogFormat, OpenAiConfig, PromptMode, ProviderConfig, RetryConfig, Sampling, ServerConfig,
-    SimConfig, TelemetryConfig, rule_from,
+    LogFormat, OpenAiConfig, PromptMode, ProviderConfig, RedisConfig, RetryConfig, Sampling,
+    ServerConfig, SimConfig, TelemetryConfig, rule_from,
 };
 use crate::committee::vote::{Rule, TieRule};
 use crate::rubric::{FieldError, Invalid};
@@ -26,6 +26,25 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    /// Optional: state shared by replicas (verdict cache tier, rate limits).
+    pub redis: Option<RawRedis>,
+}
+
+/// `[redis]`: what replicas share through Redis (README "Deployment: Redis").
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://[:password@]host[:port][/db]` or `redis+unix:///path`.
+    pub url: Option<String>,
+    /// How many replicas share the limits: while Redis is unreachable each enforces
+    /// `limit / replicas` on its own.
+    pub replicas: Option<u32>,
+    /// Prefix of every key (several deployments may share one Redis).
+    pub key_prefix: Option<String>,
+    /// Deadline of one Redis command; past it the command counts as failed.
+    pub timeout_ms: Option<u64>,
+    /// Single-flight lease of a verdict cache key (renewed while the judge is called).
+    pub lease_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -266,6 +285,7 @@ impl RawConfig {
         };
         let server = validate_server(self.server, env, &mut errs);
         let telemetry = validate_telemetry(self.telemetry, &mut errs);
+        let redis = self.redis.and_then(|r| validate_redis(r, &mut errs));
         let cache = CacheConfig {
             max_bytes: self.cache.max_bytes.unwrap_or(64 * 1024 * 1024),
             ttl: Duration::from_secs(self.cache.ttl_secs.unwrap_or(7 * 24 * 3600)),
@@ -277,10 +297,79 @@ impl RawConfig {
                 cache,
                 server,
                 telemetry,
+                redis,
             }),
             _ => Err(Invalid(errs)),
         }
     }
+}
+
+fn validate_redis(r: RawRedis, errs: &mut Vec<FieldError>) -> Option<RedisConfig> {
+    let url = match r.url.map(|u| u.trim().to_owned()) {
+        None => {
+            errs.push(FieldError::new(
+                "redis.url",
+                "missing; set url = \"redis://127.0.0.1:6379\" or remove [redis]",
+            ));
+            None
+        }
+        Some(u)
+            if u.starts_with("redis://")
+                || u.starts_with("redis+unix://")
+                || u.starts_with("unix://") =>
+        {
+            Some(u)
+        }
+        Some(_) => {
+            // The value may hold a password, so it is not echoed.
+            errs.push(FieldError::new(
+                "redis.url",
+                "must start with redis:// (or redis+unix:// for a socket), e.g. redis://127.0.0.1:6379",
+            ));
+            None
+        }
+    };
+    let replicas = match r.replicas {
+        Some(0) => {
+            errs.push(FieldError::new(
+                "redis.replicas",
+                "must be at least 1 (the number of tribunal replicas sharing this Redis)",
+            ));
+            1
+        }
+        Some(n) => n,
+        None => 1,
+    };
+    let key_prefix = r.key_prefix.unwrap_or_else(|| "tribunal".into());
+    if key_prefix.is_empty() || key_prefix.contains(['{', '}', ' ']) {
+        errs.push(FieldError::new(
+            "redis.key_prefix",
+            "must be non-empty without spaces or braces (braces are the key's hash tag)",
+        ));
+    }
+    let positive = |v: Option<u64>, default: u64, field: &str, errs: &mut Vec<FieldError>| match v {
+        Some(0) => {
+            errs.push(FieldError::new(field, "must be at least 1 ms"));
+            default
+        }
+        Some(ms) => ms,
+        None => default,
+    };
+    let timeout = positive(r.timeout_ms, 500, "redis.timeout_ms", errs);
+    let lease = positive(r.lease_ms, 5000, "redis.lease_ms", errs);
+    if lease < 30 {
+        errs.push(FieldError::new(
+            "redis.lease_ms",
+            "must be at least 30 ms (the holder renews every third of it)",
+        ));
+    }
+    Some(RedisConfig {
+        url: SecretString::from(url?),
+        replicas,
+        key_prefix,
+        timeout: Duration::from_millis(timeout),
+        lease: Duration::from_millis(lease),
+    })
 }
 
 fn validate_telemetry(t: RawTelemetry, errs: &mut Vec<FieldError>) -> TelemetryConfig {

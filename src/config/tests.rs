@@ -875,3 +875,82 @@ fn cached_input_price_defaults_to_the_input_price_and_must_be_non_negative() {
         ),
     }
 }
+
+#[test]
+fn redis_section_is_optional_and_validated() {
+    let base = super::DEFAULT_CONFIG;
+    assert!(load_ok("no redis", None, &[]).redis.is_none());
+    let cfg = load_ok(
+        "redis defaults",
+        Some(&format!(
+            "{base}\n[redis]\nurl = \"redis://:pw@10.0.0.5:6380/2\"\n"
+        )),
+        &[],
+    );
+    let r = cfg.redis.unwrap();
+    assert_eq!(r.url.expose_secret(), "redis://:pw@10.0.0.5:6380/2");
+    assert_eq!(
+        (r.replicas, r.key_prefix.as_str(), r.timeout, r.lease),
+        (
+            1,
+            "tribunal",
+            Duration::from_millis(500),
+            Duration::from_secs(5)
+        )
+    );
+    // The password never reaches Debug output.
+    assert!(!format!("{r:?}").contains("pw"));
+    // Env overrides reach the section like any other.
+    let cfg = load_ok(
+        "redis from env",
+        None,
+        &[
+            ("TRIBUNAL__REDIS__URL", "redis://127.0.0.1:6379"),
+            ("TRIBUNAL__REDIS__REPLICAS", "3"),
+        ],
+    );
+    assert_eq!(cfg.redis.map(|r| r.replicas), Some(3));
+    for (name, section, expected) in [
+        (
+            "missing url",
+            "[redis]\nreplicas = 2\n",
+            ("redis.url", "missing"),
+        ),
+        (
+            "wrong scheme",
+            "[redis]\nurl = \"http://secret@host\"\n",
+            ("redis.url", "must start with redis://"),
+        ),
+        (
+            "no replicas",
+            "[redis]\nurl = \"redis://h\"\nreplicas = 0\n",
+            ("redis.replicas", "at least 1"),
+        ),
+        (
+            "brace in prefix",
+            "[redis]\nurl = \"redis://h\"\nkey_prefix = \"a{b}\"\n",
+            ("redis.key_prefix", "braces"),
+        ),
+        (
+            "short lease",
+            "[redis]\nurl = \"redis://h\"\nlease_ms = 10\n",
+            ("redis.lease_ms", "at least 30 ms"),
+        ),
+        (
+            "unknown key",
+            "[redis]\nurl = \"redis://h\"\nhost = \"h\"\n",
+            ("redis.host", "unknown field"),
+        ),
+    ] {
+        let problems = load_text(&format!("{base}\n{section}"), &[])
+            .map(|_| panic!("{name}: accepted"))
+            .unwrap_err()
+            .problems();
+        assert_problems(name, &problems, &[expected]);
+        // A URL's secret part is never echoed back.
+        assert!(
+            problems.iter().all(|p| !p.contains("secret")),
+            "{name}: {problems:?}"
+        );
+    }
+}

@@ -68,8 +68,13 @@ impl Service {
     }
 
     /// The caller presenting `authorization` (`Bearer <key>`), for every transport.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Error> {
-        self.auth.authenticate(authorization)
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Error> {
+        self.auth.authenticate(authorization).await
+    }
+
+    /// Moves the per-key request quotas to a store every replica shares.
+    pub fn share_quotas(&self, store: std::sync::Arc<dyn crate::limits::BucketStore>) {
+        self.auth.share(store);
     }
 
     /// Whether API keys are configured.
@@ -81,6 +86,13 @@ impl Service {
     pub async fn ready(&self) -> Result<bool, Error> {
         self.store.ping().await?;
         Ok(self.grader.simulated())
+    }
+
+    /// The health of the tier the replicas share (Redis), when configured. Not part of
+    /// readiness: without Redis a replica still grades, on local limit shares and its
+    /// local cache, so it stays ready and reports itself degraded.
+    pub async fn shared_status(&self) -> Option<crate::cache::SharedStatus> {
+        self.grader.committee.cache.shared_status().await
     }
 
     /// Refreshes the job gauges from the store (before a metrics scrape). A store

@@ -21,6 +21,7 @@ mod mock_openai;
 mod ops;
 mod parity;
 mod published_methods;
+mod redis_conformance;
 mod replicas;
 mod schema_examples;
 mod server;

@@ -708,6 +708,9 @@ async fn metrics_and_openapi() {
         "bound",
         "version",
         "commit",
+        // Redis metrics: the component that sent a command, a cache flight's role.
+        "component",
+        "role",
         "le",
     ];
     for line in text

@@ -85,17 +85,60 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 }
 
 /// Reads `authorization: Bearer <key>` metadata and attaches the `Caller`, through
-/// the service's one transport-neutral check (the same one HTTP makes).
-fn authenticate(service: &Service, mut request: Request<()>) -> Result<Request<()>, Status> {
-    let header = request
-        .metadata()
-        .get("authorization")
-        .map(|v| v.to_str().unwrap_or_default());
-    let caller = service
-        .authenticate(header)
-        .map_err(|e| fail("authenticate", &e))?;
-    request.extensions_mut().insert(caller);
-    Ok(request)
+/// the service's one transport-neutral check (the same one HTTP makes). A tower
+/// service rather than a tonic interceptor because the check is async (a key's quota
+/// may live in Redis); tonic hands the request's extensions on to the RPC.
+#[derive(Clone)]
+struct Authenticated<S> {
+    inner: S,
+    service: Arc<Service>,
+}
+
+type HttpRequest = tonic::codegen::http::Request<tonic::body::Body>;
+type HttpResponse = tonic::codegen::http::Response<tonic::body::Body>;
+
+impl<S> tower::Service<HttpRequest> for Authenticated<S>
+where
+    S: tower::Service<HttpRequest, Response = HttpResponse, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<HttpResponse, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: HttpRequest) -> Self::Future {
+        // The clone that was made ready is the one called (tower's readiness contract).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let service = Arc::clone(&self.service);
+        Box::pin(async move {
+            let header = request
+                .headers()
+                .get("authorization")
+                .map(|v| v.to_str().unwrap_or_default().to_owned());
+            match service.authenticate(header.as_deref()).await {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                    inner.call(request).await
+                }
+                Err(e) => Ok(fail("authenticate", &e).into_http()),
+            }
+        })
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for Authenticated<S> {
+    const NAME: &'static str = S::NAME;
 }
 
 /// An empty string in a proto3 field means "not given".
@@ -461,10 +504,10 @@ async fn router(service: Arc<Service>) -> tonic::transport::server::Router {
         // before `max_items_per_job` could answer clearly.
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     // Health and reflection stay open, like `/healthz` and `/openapi.json`.
-    let authenticated = tonic::service::interceptor::InterceptedService::new(
-        tribunal,
-        move |request: Request<()>| authenticate(&service, request),
-    );
+    let authenticated = Authenticated {
+        inner: tribunal,
+        service,
+    };
     Server::builder()
         .add_service(health)
         .add_optional_service(reflection_v1)

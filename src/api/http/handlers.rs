@@ -610,6 +610,20 @@ pub struct Health {
     /// Readiness only: the committee is simulated.
     #[serde(skip_serializing_if = "Option::is_none")]
     simulated: Option<bool>,
+    /// Readiness with `[redis]` only: Redis' health. A replica stays ready while Redis
+    /// is down (limits fall back to per-replica shares, the cache to local), degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<RedisHealth>,
+}
+
+/// Redis as `/readyz` shows it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RedisHealth {
+    /// `up`, or `degraded` while Redis is unreachable.
+    status: &'static str,
+    /// The last failure, while degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 /// Liveness.
@@ -618,6 +632,7 @@ pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health {
         status: "ok",
         simulated: None,
+        redis: None,
     })
 }
 
@@ -628,6 +643,10 @@ pub async fn readyz(State(s): State<HttpState>) -> ApiResult<axum::Json<Health>>
     Ok(axum::Json(Health {
         status: "ready",
         simulated: Some(simulated),
+        redis: s.service.shared_status().await.map(|r| RedisHealth {
+            status: if r.up { "up" } else { "degraded" },
+            error: r.last_error,
+        }),
     }))
 }
 

@@ -117,7 +117,8 @@ async fn authenticate(State(state): State<HttpState>, mut req: Request, next: Ne
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .map(|h| h.to_str().unwrap_or_default());
-    match state.service.authenticate(header) {
+    let authenticated = state.service.authenticate(header).await;
+    match authenticated {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

@@ -90,7 +90,11 @@ pub async fn login(
             Some("key: enter your API key".into()),
         );
     }
-    match state.service.authenticate(Some(&format!("Bearer {key}"))) {
+    match state
+        .service
+        .authenticate(Some(&format!("Bearer {key}")))
+        .await
+    {
         Ok(caller) => {
             let (token, _) = state.sessions.create(caller);
             let mut resp = Redirect::to("/ui").into_response();
