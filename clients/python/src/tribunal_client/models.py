@@ -90,6 +90,7 @@ __all__ = [
     "PromptModeName",
     "RaterKindName",
     "Raters",
+    "RedisHealth",
     "ReliabilityUndefined",
     "ReportFormat",
     "ReportScale",
@@ -507,6 +508,7 @@ GradeReport = TypedDict(
 Health = TypedDict(
     "Health",
     {
+        'redis': NotRequired[Optional['RedisHealth']],
         'simulated': NotRequired[Optional[bool]],
         'status': Required[str],
     },
@@ -890,6 +892,16 @@ Raters = TypedDict(
     {
         'humans': Required[List[str]],
         'judges': Required[List[str]],
+    },
+)
+
+
+# Redis as `/readyz` shows it.
+RedisHealth = TypedDict(
+    "RedisHealth",
+    {
+        'error': NotRequired[Optional[str]],
+        'status': Required[str],
     },
 )
 
