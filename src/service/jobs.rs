@@ -407,7 +407,13 @@ impl Service {
             ),
         };
         let job = self.own_job(caller, id).await?;
-        SummaryStream::open(Arc::clone(&self.store), &job, adjustment).await
+        let kept = kept_figures(&*self.store, &job, adjustment).await?;
+        Ok(SummaryStream::new(
+            Arc::clone(&self.store),
+            &job,
+            adjustment,
+            kept,
+        ))
     }
 }
 
@@ -463,8 +469,7 @@ pub async fn keep_job_figures(store: Arc<dyn Store>, id: &str) -> Result<(), Err
         return Ok(());
     };
     let upto = job.done + job.failed;
-    let mut stream = SummaryStream::open(Arc::clone(&store), &job, None).await?;
-    stream.kept = None;
+    let mut stream = SummaryStream::new(Arc::clone(&store), &job, None, None);
     stream.check_verbatim = true;
     while let Some(page) = stream.next_page().await {
         page?;
@@ -479,6 +484,29 @@ pub async fn keep_job_figures(store: Arc<dyn Store>, id: &str) -> Result<(), Err
     let text = serde_json::to_string(&kept).map_err(|e| Error::Internal(e.to_string()))?;
     store.put_job_figures(id, upto, &text).await?;
     Ok(())
+}
+
+/// The figures kept when `job` finished, when a summary of it may use them: the
+/// rubrics' own adjustment over every finished item of a done job, covering exactly
+/// this snapshot. Anything else (and kept figures that do not read back) is computed.
+async fn kept_figures(
+    store: &dyn Store,
+    job: &JobRecord,
+    adjustment: Option<crate::rubric::LengthAdjustment>,
+) -> Result<Option<KeptFigures>, Error> {
+    if adjustment.is_some() || job.state != JobState::Done {
+        return Ok(None);
+    }
+    Ok(match store.job_figures(&job.id).await? {
+        Some((upto, text)) if upto == job.done + job.failed => match serde_json::from_str(&text) {
+            Ok(kept) => Some(kept),
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "kept summary figures do not read back; computing them");
+                None
+            }
+        },
+        _ => None,
+    })
 }
 
 /// One job summary being read (`Service::summary_stream`).
@@ -503,29 +531,14 @@ pub struct SummaryStream {
 }
 
 impl SummaryStream {
-    async fn open(
+    fn new(
         store: Arc<dyn Store>,
         job: &JobRecord,
         adjustment: Option<crate::rubric::LengthAdjustment>,
-    ) -> Result<SummaryStream, Error> {
+        kept: Option<KeptFigures>,
+    ) -> SummaryStream {
         let upto = job.done + job.failed;
-        // Kept figures are the rubrics' own adjustment over every finished item of a
-        // done job; any other request is computed here.
-        let kept = if adjustment.is_none() && job.state == JobState::Done {
-            match store.job_figures(&job.id).await? {
-                Some((at, text)) if at == upto => match serde_json::from_str(&text) {
-                    Ok(kept) => Some(kept),
-                    Err(e) => {
-                        tracing::warn!(job = %job.id, error = %e, "kept summary figures do not read back; computing them");
-                        None
-                    }
-                },
-                _ => None,
-            }
-        } else {
-            None
-        };
-        Ok(SummaryStream {
+        SummaryStream {
             store,
             upto,
             adjustment,
@@ -542,7 +555,7 @@ impl SummaryStream {
             kept,
             check_verbatim: false,
             verbatim_ok: true,
-        })
+        }
     }
 
     /// The next page of per-example entries in item order, each one's JSON text, `None`

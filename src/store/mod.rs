@@ -3,6 +3,7 @@
 //! leased work queue (`JobQueue`) that only a shared database offers. The domain talks
 //! to the traits only. Must not grade, call judges or know about transports.
 
+mod cache_writes;
 mod postgres;
 mod sqlite;
 
@@ -380,6 +381,32 @@ impl crate::cache::SecondTier for CacheTier {
             tracing::warn!(error = %e, "verdict cache write failed");
         }
     }
+}
+
+/// A stored count or sequence number (never negative) as the `u64` the domain uses.
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// A `u64` as the `i64` both engines store (saturating; counts never get near it).
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// `(state, count)` rows of a `GROUP BY state` as a count for every state, zero for the
+/// states no job is in.
+fn counts_by_state(rows: &[(String, i64)]) -> Vec<(JobState, i64)> {
+    JobState::ALL
+        .into_iter()
+        .map(|st| {
+            (
+                st,
+                rows.iter()
+                    .find(|(s, _)| s == st.as_str())
+                    .map_or(0, |(_, n)| *n),
+            )
+        })
+        .collect()
 }
 
 pub fn now_ms() -> i64 {

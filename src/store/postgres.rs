@@ -11,9 +11,10 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 
+use super::cache_writes::CacheWrites;
 use super::{
     CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobQueue, JobRecord, JobState,
-    LabelEvent, RubricEntry, Store, StoreError, StoreResult,
+    LabelEvent, RubricEntry, Store, StoreError, StoreResult, counts_by_state, i64_of, u64_of,
 };
 use crate::rubric::{Rubric, schema::parse_rubric};
 
@@ -33,67 +34,27 @@ pub struct PostgresStore {
     events: tokio::sync::broadcast::Sender<String>,
     /// Verdict-cache writes are batched by a background task, as on SQLite: one
     /// statement per batch instead of a round trip per judge call.
-    cache_tx: tokio::sync::mpsc::Sender<CacheWrite>,
+    cache_writes: CacheWrites,
 }
 
-enum CacheWrite {
-    Put([u8; 32], String),
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-const CACHE_BATCH: usize = 512;
-
-async fn cache_writer(pool: PgPool, mut rx: tokio::sync::mpsc::Receiver<CacheWrite>) {
-    while let Some(first) = rx.recv().await {
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let mut answers: Vec<String> = Vec::new();
-        let mut acks = Vec::new();
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            match m {
-                CacheWrite::Put(k, v) => {
-                    keys.push(k.to_vec());
-                    answers.push(v);
-                }
-                CacheWrite::Flush(ack) => acks.push(ack),
-            }
-            if keys.len() < CACHE_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !keys.is_empty() {
-            // First writer wins, as on SQLite (`INSERT OR IGNORE`), so every replica
-            // reads the same answer for a key; a key twice in one batch keeps the
-            // first too (DISTINCT ON over the batch's order).
-            let written = sqlx::query(
-                "INSERT INTO verdict_cache (key, answer, created_at)
-                 SELECT DISTINCT ON (k) k, a, tribunal_now_ms()
-                 FROM UNNEST($1::BYTEA[], $2::TEXT[]) WITH ORDINALITY AS t(k, a, n)
-                 ORDER BY k, n
-                 ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(&keys)
-            .bind(&answers)
-            .execute(&pool)
-            .await;
-            if let Err(e) = written {
-                // The persistent tier is an optimisation: losing a batch costs only a
-                // repeated judge call later, never a wrong grade.
-                tracing::warn!(error = %e, entries = keys.len(), "verdict cache batch write failed");
-            }
-        }
-        for ack in acks {
-            let _ = ack.send(());
-        }
-    }
-}
-
-fn u64_of(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn i64_of(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+/// Writes one batch of verdict-cache entries in one statement. First writer wins, as
+/// on SQLite (`INSERT OR IGNORE`), so every replica reads the same answer for a key; a
+/// key twice in one batch keeps the first too (DISTINCT ON over the batch's order).
+async fn write_cache_batch(pool: PgPool, puts: Vec<([u8; 32], String)>) -> Result<(), sqlx::Error> {
+    let (keys, answers): (Vec<Vec<u8>>, Vec<String>) =
+        puts.into_iter().map(|(k, a)| (k.to_vec(), a)).unzip();
+    sqlx::query(
+        "INSERT INTO verdict_cache (key, answer, created_at)
+         SELECT DISTINCT ON (k) k, a, tribunal_now_ms()
+         FROM UNNEST($1::BYTEA[], $2::TEXT[]) WITH ORDINALITY AS t(k, a, n)
+         ORDER BY k, n
+         ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(&keys)
+    .bind(&answers)
+    .execute(&pool)
+    .await?;
+    Ok(())
 }
 
 impl PostgresStore {
@@ -131,21 +92,19 @@ impl PostgresStore {
                 }
             }
         });
-        let (cache_tx, rx) = tokio::sync::mpsc::channel(8 * CACHE_BATCH);
-        tokio::spawn(cache_writer(pool.clone(), rx));
+        let cache_pool = pool.clone();
+        let cache_writes =
+            CacheWrites::start(move |puts| write_cache_batch(cache_pool.clone(), puts));
         Ok(PostgresStore {
             pool,
             events,
-            cache_tx,
+            cache_writes,
         })
     }
 
     /// Waits until every verdict-cache write queued so far is committed.
     pub async fn flush(&self) {
-        let (ack, done) = tokio::sync::oneshot::channel();
-        if self.cache_tx.send(CacheWrite::Flush(ack)).await.is_ok() {
-            let _ = done.await;
-        }
+        self.cache_writes.flush().await;
     }
 
     pub async fn close(&self) {
@@ -855,10 +814,7 @@ impl Store for PostgresStore {
     }
 
     async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()> {
-        self.cache_tx
-            .send(CacheWrite::Put(*key, answer.to_owned()))
-            .await
-            .map_err(|_| StoreError::Db("the verdict cache writer has stopped".into()))
+        self.cache_writes.put(key, answer).await
     }
 
     async fn active_jobs(&self, owner: &str) -> StoreResult<i64> {
@@ -876,17 +832,7 @@ impl Store for PostgresStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        let by_state = JobState::ALL
-            .into_iter()
-            .map(|st| {
-                (
-                    st,
-                    rows.iter()
-                        .find(|(s, _)| s == st.as_str())
-                        .map_or(0, |(_, n)| *n),
-                )
-            })
-            .collect();
+        let by_state = counts_by_state(&rows);
         let pending: i64 = sqlx::query_scalar(
             "SELECT COALESCE(SUM(total - done - failed), 0)::BIGINT FROM jobs
              WHERE state IN ('queued', 'running')",

@@ -10,9 +10,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::cache_writes::CacheWrites;
 use super::{
     CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobRecord, JobState, LabelEvent,
-    RubricEntry, Store, StoreError, StoreResult, now_ms,
+    RubricEntry, Store, StoreError, StoreResult, counts_by_state, i64_of, now_ms, u64_of,
 };
 use crate::rubric::{Rubric, schema::parse_rubric};
 
@@ -25,53 +26,19 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Verdict-cache writes are batched by a background task: one transaction per
     /// batch instead of one per judge call.
-    cache_tx: tokio::sync::mpsc::Sender<CacheWrite>,
+    cache_writes: CacheWrites,
     /// Finished items are recorded by a background task too (group commit): each
     /// caller still gets its answer only once its item's transaction has committed.
     finish_tx: tokio::sync::mpsc::Sender<Finish>,
 }
 
-enum CacheWrite {
-    Put([u8; 32], String),
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-const CACHE_BATCH: usize = 512;
-
-async fn cache_writer(writer: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<CacheWrite>) {
-    while let Some(first) = rx.recv().await {
-        let mut puts = Vec::new();
-        let mut acks = Vec::new();
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            match m {
-                CacheWrite::Put(k, v) => puts.push((k, v)),
-                CacheWrite::Flush(ack) => acks.push(ack),
-            }
-            if puts.len() < CACHE_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !puts.is_empty() {
-            if let Err(e) = write_cache_batch(&writer, &puts).await {
-                // The persistent tier is an optimisation: losing a batch costs only a
-                // repeated judge call later, never a wrong grade.
-                tracing::warn!(error = %e, entries = puts.len(), "verdict cache batch write failed");
-            }
-        }
-        for ack in acks {
-            let _ = ack.send(());
-        }
-    }
-}
-
 async fn write_cache_batch(
-    writer: &SqlitePool,
-    puts: &[([u8; 32], String)],
+    writer: SqlitePool,
+    puts: Vec<([u8; 32], String)>,
 ) -> Result<(), sqlx::Error> {
     let mut tx = writer.begin().await?;
     let now = now_ms();
-    for (key, answer) in puts {
+    for (key, answer) in &puts {
         sqlx::query(
             "INSERT OR IGNORE INTO verdict_cache (key, answer, created_at) VALUES (?, ?, ?)",
         )
@@ -235,14 +202,6 @@ async fn write_finished(writer: &SqlitePool, batch: &[Finish]) -> StoreResult<Ve
     Ok(applied)
 }
 
-fn u64_of(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn i64_of(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 impl SqliteStore {
     /// Opens (creating if missing) `url`, e.g. `sqlite://tribunal.db`, and migrates.
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {
@@ -263,24 +222,22 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(opts.read_only(true))
             .await?;
-        let (cache_tx, rx) = tokio::sync::mpsc::channel(8 * CACHE_BATCH);
-        tokio::spawn(cache_writer(writer.clone(), rx));
+        let cache_writer = writer.clone();
+        let cache_writes =
+            CacheWrites::start(move |puts| write_cache_batch(cache_writer.clone(), puts));
         let (finish_tx, rx) = tokio::sync::mpsc::channel(FINISH_BATCH);
         tokio::spawn(finish_writer(writer.clone(), rx));
         Ok(SqliteStore {
             pool,
             writer,
-            cache_tx,
+            cache_writes,
             finish_tx,
         })
     }
 
     /// Waits until every verdict-cache write queued so far is committed.
     pub async fn flush(&self) {
-        let (ack, done) = tokio::sync::oneshot::channel();
-        if self.cache_tx.send(CacheWrite::Flush(ack)).await.is_ok() {
-            let _ = done.await;
-        }
+        self.cache_writes.flush().await;
     }
 
     pub async fn close(&self) {
@@ -888,10 +845,7 @@ impl Store for SqliteStore {
     }
 
     async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()> {
-        self.cache_tx
-            .send(CacheWrite::Put(*key, answer.to_owned()))
-            .await
-            .map_err(|_| StoreError::Db("the verdict cache writer has stopped".into()))
+        self.cache_writes.put(key, answer).await
     }
 
     async fn active_jobs(&self, owner: &str) -> StoreResult<i64> {
@@ -909,17 +863,7 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        let by_state = JobState::ALL
-            .into_iter()
-            .map(|st| {
-                (
-                    st,
-                    rows.iter()
-                        .find(|(s, _)| s == st.as_str())
-                        .map_or(0, |(_, n)| *n),
-                )
-            })
-            .collect();
+        let by_state = counts_by_state(&rows);
         let pending: i64 = sqlx::query_scalar(
             "SELECT COALESCE(SUM(total - done - failed), 0) FROM jobs WHERE state IN ('queued', 'running')",
         )
