@@ -279,6 +279,22 @@ impl Auth {
         })
     }
 
+    /// Spends one request of the quota of the key `caller` authenticated with: for a
+    /// surface that authenticates once and then serves many requests (a UI session),
+    /// so each of them costs what the same request costs over the API.
+    pub async fn spend_for(&self, caller: &Caller) -> Result<(), Error> {
+        let Some(name) = caller.key.as_deref() else {
+            return Ok(());
+        };
+        let key = self.keys.iter().find(|k| k.name == name).ok_or_else(|| {
+            Error::Unauthenticated(format!("API key \"{name}\" is not configured"))
+        })?;
+        if let Some(q) = key.quota {
+            self.spend(key, q).await?;
+        }
+        Ok(())
+    }
+
     /// The concurrent-jobs quota of a caller (calibration runs are jobs too).
     pub fn max_concurrent_jobs(&self, caller: &Caller) -> Option<usize> {
         let name = caller.key.as_deref()?;

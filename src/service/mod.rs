@@ -72,6 +72,12 @@ impl Service {
         self.auth.authenticate(authorization).await
     }
 
+    /// Spends one request of `caller`'s per-minute quota, for requests made under an
+    /// earlier `authenticate` (the UI's session): the same budget the API spends.
+    pub async fn spend_request(&self, caller: &Caller) -> Result<(), Error> {
+        self.auth.spend_for(caller).await
+    }
+
     /// Moves the per-key request quotas to a store every replica shares.
     pub fn share_quotas(&self, store: std::sync::Arc<dyn crate::limits::BucketStore>) {
         self.auth.share(store);

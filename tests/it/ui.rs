@@ -381,6 +381,38 @@ async fn sign_in_cookies_csrf_and_headers() {
     assert_eq!(c.get("/ui/assets/app.css").await.status, 200);
 }
 
+/// A session's pages spend its key's per-minute quota, one budget with the API: the
+/// UI authenticates once, but every request after that costs what it costs there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_requests_spend_the_keys_quota_like_the_api() {
+    let keys = "[[server.api_keys]]\nname = \"tight\"\nrole = \"annotator\"\nkey_env = \"K_TIGHT\"\nrequests_per_minute = 3\n";
+    let app = TestApp::spawn_with(
+        tribunal::config::DEFAULT_CONFIG,
+        keys,
+        &[("K_TIGHT", "tight-secret")],
+    )
+    .await;
+    let mut c = Client::new(&app.url);
+    // Sign-in spends one (through the API's authenticate), two pages the rest.
+    let r = c.sign_in("tight-secret").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    for _ in 0..2 {
+        let r = c.get("/ui/sets").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = c.get("/ui/sets").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    // The API shares the spent budget.
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/calibration/sets", app.url))
+        .bearer_auth("tight-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    app.running.unwrap().stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_for_every_role() {
     let app = TestApp::spawn_with(tribunal::config::DEFAULT_CONFIG, KEYS, ENV).await;

@@ -142,6 +142,11 @@ async fn gate(State(state): State<UiState>, req: Request, next: Next) -> Respons
         }
         None => return Redirect::to("/ui/login").into_response(),
     };
+    // A session request costs the key's quota like an API request does (sign-in
+    // spent one through `authenticate`; the keyless local admin has none).
+    if let Err(e) = state.service.spend_request(&session.caller).await {
+        return page_error(&e);
+    }
     let mut req = req;
     req.extensions_mut().insert(Ctx {
         caller: session.caller.clone(),
