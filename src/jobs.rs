@@ -1,6 +1,11 @@
 //! Durable batch jobs: items are stored before a job is acknowledged; a runner per job
-//! grades pending items in pages (never the whole job in memory) and records each
-//! outcome once. After a crash, `resume` restarts every unfinished job: finished items
+//! reads pending items a page at a time (never the whole job in memory), grades them
+//! and records each outcome once. Items are admitted by the judges' own limits: every
+//! job of the process shares one budget of judge calls (`Committee::call_budget`), an
+//! item holds its calls' worth of it while its judges work and gives it back before its
+//! result is written, so the judges stay busy, a slow item never holds back the ones
+//! after it, and store writes never hold judge capacity. `server.job_concurrency` is an
+//! explicit per-job cap on items in flight instead. After a crash, `resume` restarts every unfinished job: finished items
 //! are skipped, pending ones are graded (their judge calls hit the persistent cache).
 //! Every runner is a tracked task with a cancellation token (graceful shutdown, cancel).
 //! What else a finished job needs (a calibration run's report) is an on-finish hook
@@ -28,8 +33,18 @@ use crate::grader::Grader;
 use crate::item::parse_line;
 use crate::store::{ItemOutcome, JobQueue, JobState, Store};
 
-/// Items graded concurrently per job.
+/// Pending items read per store round trip.
 const PAGE: u32 = 256;
+
+/// Items one job keeps in flight at most when admitted by the call budget (memory
+/// bound; the budget is the throttle). Items waiting for their store write count too,
+/// so the group commit below has a full batch to write.
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// On a shared queue, items one runner holds leased at most when admitted by the call
+/// budget: enough to keep the judges busy, few enough that a crashed replica strands
+/// little until its leases expire.
+const MAX_LEASED: usize = 128;
 
 /// Items claimed per round trip on a shared queue: small, so replicas split a job
 /// finely and a crashed replica strands only what it held in flight until its leases
@@ -69,7 +84,7 @@ pub struct Jobs {
     /// so a follower wakes for its own job only, and only when there is something
     /// new to read. Entries exist while a job runs or someone follows it.
     progress: Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>,
-    concurrency: usize,
+    admission: Admission,
     on_finish: Arc<dyn JobFinished>,
     /// Set on a shared store: jobs run through leases instead of the local runner.
     shared: Option<SharedQueue>,
@@ -83,10 +98,11 @@ impl Jobs {
         store: Arc<dyn Store>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
-        concurrency: usize,
+        concurrency: Option<usize>,
         on_finish: Arc<dyn JobFinished>,
         shared: Option<SharedQueue>,
     ) -> Arc<Jobs> {
+        let admission = Admission::new(&grader, concurrency);
         Arc::new(Jobs {
             grader,
             store,
@@ -94,7 +110,7 @@ impl Jobs {
             shutdown,
             running: Mutex::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
-            concurrency: concurrency.max(1),
+            admission,
             on_finish,
             shared,
         })
@@ -258,35 +274,31 @@ impl Jobs {
 
     async fn run(&self, id: &str, token: &CancellationToken) -> crate::Result<()> {
         self.store.set_job_state(id, JobState::Running).await?;
-        let mut after = None;
-        loop {
-            if token.is_cancelled() {
-                return Ok(());
-            }
-            let page = self.store.pending_items(id, after, PAGE).await?;
-            let Some(last) = page.last().map(|(s, _)| *s) else {
-                break;
-            };
-            after = Some(last);
-            // Each item is graded *and recorded* inside its own future, and this loop
-            // only drains them: awaiting a store write here while the other futures sit
-            // unpolled would strand the pool connections and permits they hold.
-            // Cancellation (job cancel or shutdown) stops starting items; the ones in
-            // flight finish and are recorded.
-            let results: Vec<crate::Result<()>> = futures::stream::iter(page)
-                .take_while(|_| std::future::ready(!token.is_cancelled()))
-                .map(|(seq, input)| async move {
-                    let outcome = self.grade_one(&input).await;
-                    self.store.finish_item(id, seq, &outcome).await?;
-                    self.bump(id);
-                    Ok(())
-                })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-            for r in results {
-                r?;
-            }
+        // Each item is graded *and recorded* inside its own future, and this loop
+        // only drains them: awaiting a store write here while the other futures sit
+        // unpolled would strand the pool connections and permits they hold.
+        // Cancellation (job cancel or shutdown) stops starting items; the ones in
+        // flight finish and are recorded. Pages are read as the items before them
+        // are admitted, so a page's slowest item never holds back the next page.
+        let pages = self.read_pages(id, token);
+        // The first error is kept while the items in flight still finish and are
+        // recorded, as on cancel.
+        let first_error = pages
+            .take_while(|_| std::future::ready(!token.is_cancelled()))
+            .map(|item| async move {
+                let (seq, input) = item?;
+                let outcome = self.grade_admitted(&input).await;
+                self.store.finish_item(id, seq, &outcome).await?;
+                self.bump(id);
+                Ok(())
+            })
+            .buffer_unordered(self.admission.items_in_flight(MAX_IN_FLIGHT))
+            .fold(None, |first: Option<crate::Error>, r| async move {
+                first.or(r.err())
+            })
+            .await;
+        if let Some(e) = first_error {
+            return Err(e);
         }
         if !token.is_cancelled() {
             // The hook runs before the job reads as done, so a client that sees "done"
@@ -296,6 +308,45 @@ impl Jobs {
             self.bump(id);
         }
         Ok(())
+    }
+
+    /// Job `id`'s pending items in seq order, read a page at a time by a task of its
+    /// own, one page ahead of the items admitted, so reading never waits for the items
+    /// in flight and they are never left unpolled while a page is read (a reader that
+    /// waited for a pool connection such an item held would never get it). It stops at
+    /// the end, on cancel, on a store error (sent as the last element), or when the
+    /// stream is dropped.
+    fn read_pages(
+        &self,
+        id: &str,
+        token: &CancellationToken,
+    ) -> impl futures::Stream<Item = crate::Result<(u64, String)>> + Send + 'static {
+        let (tx, rx) = tokio::sync::mpsc::channel(PAGE as usize);
+        let store = Arc::clone(&self.store);
+        let (job, token) = (id.to_owned(), token.clone());
+        tokio::spawn(async move {
+            let mut after = None;
+            while !token.is_cancelled() {
+                match store.pending_items(&job, after, PAGE).await {
+                    Ok(page) => {
+                        let Some(last) = page.last().map(|(s, _)| *s) else {
+                            return;
+                        };
+                        after = Some(last);
+                        for item in page {
+                            if tx.send(Ok(item)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(crate::Error::from(e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
     }
 
     /// A job's runner on a shared store. Items are claimed a small batch at a time
@@ -323,13 +374,14 @@ impl Jobs {
         let mut failure: Option<crate::Error> = None;
         let mut exhausted = false;
         loop {
-            let room = self.concurrency.saturating_sub(inflight.len());
+            let most = self.admission.items_in_flight(MAX_LEASED);
+            let room = most.saturating_sub(inflight.len());
             // Claims wait for room for a batch (or an idle runner): claiming one item
             // per completion would double the round trips per item. A batch is at most
             // half the concurrency, so a slow item never stalls the pipeline.
             let batch = usize::try_from(CLAIM_BATCH)
                 .unwrap_or(1)
-                .min(self.concurrency.div_ceil(2));
+                .min(most.div_ceil(2));
             let worth_it = room >= batch || (inflight.is_empty() && room > 0);
             if !token.is_cancelled() && failure.is_none() && !exhausted && worth_it {
                 let want = u32::try_from(room).unwrap_or(CLAIM_BATCH).min(CLAIM_BATCH);
@@ -414,7 +466,7 @@ impl Jobs {
         let id = id.to_owned();
         let lease_token = lease_token.to_owned();
         self.tracker.spawn(async move {
-            let outcome = this.grade_one(&input).await;
+            let outcome = this.grade_admitted(&input).await;
             if queue
                 .finish_leased_item(&id, seq, &lease_token, &outcome)
                 .await?
@@ -427,7 +479,9 @@ impl Jobs {
         })
     }
 
-    async fn grade_one(&self, input: &str) -> ItemOutcome {
+    /// Grades one stored item once the call budget admits it; the budget is given back
+    /// as soon as its judges are done, before the caller writes the outcome.
+    async fn grade_admitted(&self, input: &str) -> ItemOutcome {
         let failed = |case_id: &str, e: &crate::Error| ItemOutcome {
             failed: true,
             result: crate::grader::failed_item_json(case_id, e).to_string(),
@@ -442,7 +496,10 @@ impl Jobs {
             Ok((_, item)) => item,
             Err(inv) => return failed("", &crate::Error::Invalid(inv)),
         };
-        match self.grader.grade(&item).await {
+        let permit = self.admission.admit(&self.grader, &item).await;
+        let graded = self.grader.grade(&item).await;
+        drop(permit);
+        match graded {
             Ok(report) => {
                 // The report is serialised once, here, for storage; the counters and
                 // the score facts come from the typed document, not from its JSON.
@@ -469,6 +526,60 @@ impl Jobs {
             }
             Err(e) => failed(&item.case.id, &e),
         }
+    }
+}
+
+/// How items are let in to grading: by an explicit per-job cap on items in flight
+/// (`server.job_concurrency`), or by the committee's call budget, one budget for every
+/// job of the process, so the judges' own limits (concurrency, RPM, TPM) are the only
+/// throttle.
+struct Admission {
+    /// `server.job_concurrency`: items in flight per job; no call budget then.
+    cap: Option<usize>,
+    /// The committee's call budget, shared by all jobs; fair, so items start in order.
+    calls: Arc<tokio::sync::Semaphore>,
+    budget: usize,
+}
+
+impl Admission {
+    fn new(grader: &Grader, cap: Option<usize>) -> Admission {
+        let budget = grader.committee.call_budget().max(1);
+        Admission {
+            cap: cap.map(|c| c.max(1)),
+            calls: Arc::new(tokio::sync::Semaphore::new(budget)),
+            budget,
+        }
+    }
+
+    /// Items one job keeps in flight: the explicit cap, else up to `most` (the call
+    /// budget then decides how many of them are with the judges).
+    fn items_in_flight(&self, most: usize) -> usize {
+        self.cap.unwrap_or(most).max(1)
+    }
+
+    /// Waits until the budget has room for the item's judge calls (each member's calls
+    /// on its criteria; an item larger than the whole budget runs alone). No permit
+    /// under an explicit cap.
+    async fn admit(
+        &self,
+        grader: &Grader,
+        item: &crate::item::Item,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if self.cap.is_some() {
+            return None;
+        }
+        let criteria = match &item.rubric {
+            crate::item::RubricSource::Inline(r) => r.criteria.len(),
+            crate::item::RubricSource::Reference { .. } => 1,
+        };
+        let calls = grader
+            .committee
+            .calls_per_member(criteria)
+            .clamp(1, self.budget);
+        Arc::clone(&self.calls)
+            .acquire_many_owned(u32::try_from(calls).unwrap_or(u32::MAX))
+            .await
+            .ok()
     }
 }
 
@@ -517,7 +628,7 @@ mod tests {
             Arc::clone(&store),
             tracker.clone(),
             CancellationToken::new(),
-            2,
+            None,
             Arc::clone(&probe) as Arc<dyn JobFinished>,
             None,
         );

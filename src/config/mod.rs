@@ -228,8 +228,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub max_items_per_job: usize,
     pub max_criteria_per_rubric: usize,
-    /// Items graded concurrently per job.
-    pub job_concurrency: usize,
+    /// An explicit cap on items graded concurrently per job. Unset (the default):
+    /// items are admitted while the judges have calls to spare (the committee's call
+    /// budget, shared by every job), so the judges' own limits are the only throttle.
+    pub job_concurrency: Option<usize>,
     pub log_format: LogFormat,
     /// Empty: no authentication (then only loopback addresses may be bound).
     pub api_keys: Vec<ApiKeyConfig>,

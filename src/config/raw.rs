@@ -520,7 +520,7 @@ fn validate_server(
         max_body_bytes: s.max_body_bytes.unwrap_or(64 * 1024 * 1024),
         max_items_per_job: s.max_items_per_job.unwrap_or(1_000_000),
         max_criteria_per_rubric: s.max_criteria_per_rubric.unwrap_or(500),
-        job_concurrency: s.job_concurrency.unwrap_or(32),
+        job_concurrency: s.job_concurrency,
         log_format,
         api_keys,
     }

@@ -322,3 +322,58 @@ async fn estimate_calls_no_judge_and_predicts_the_real_run() {
     );
     println!("estimate {est:#}\nbill {bill:?}");
 }
+
+/// A server job with one mock judge of `max_concurrency = 64` and 300 ms latency:
+/// with default flags the items are admitted by the judges' call budget, so the judge
+/// gets all 64 of its permits at once (the old fixed default let 32 items run per job),
+/// and the 300 items (more than one store page of 256) never wait for a page's
+/// slowest item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_jobs_fill_the_judges_permits_by_default() {
+    let (mock, url) = spawn(Reply::Delay(
+        std::time::Duration::from_millis(300),
+        Box::new(met(true)),
+    ))
+    .await;
+    mock.keep_bodies
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let config = format!(
+        "[judges.a]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\nmax_concurrency = 64\ntimeout_ms = 20000\n\n[committee]\nmembers = [\"a\"]\nquorum = 1\nrequest_timeout_ms = 60000\n"
+    );
+    let app = crate::server::TestApp::spawn_with(&config, "", &[]).await;
+    let items: Vec<serde_json::Value> = (0..300)
+        .map(|i| {
+            json!({
+                "case_id": format!("case-{i}"),
+                "conversation": [{"role": "user", "content": format!("Question {i}?")}],
+                "response": format!("Answer {i}."),
+                "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t",
+                           "criteria": [{"id": "c0", "text": "Answers.", "points": 5}]}
+            })
+        })
+        .collect();
+    let (code, job) = app.post("/v1/jobs", &serde_json::Value::Array(items)).await;
+    assert_eq!(code, 202, "{job}");
+    let status = app.wait_job(job["id"].as_str().unwrap()).await;
+    assert_eq!(status["done"], 300, "{status}");
+    let mut times = mock.times.lock().unwrap().clone();
+    times.sort();
+    assert_eq!(times.len(), 300);
+    // Calls arriving before the first answer can have come back: every permit was
+    // handed out at once, not the 32 a fixed item cap would allow.
+    let first_wave = times
+        .iter()
+        .filter(|t| **t - times[0] < std::time::Duration::from_millis(250))
+        .count();
+    assert!(
+        first_wave >= 60,
+        "only {first_wave} calls in the first wave"
+    );
+    // 300 calls through 64 permits at 300 ms take five waves; a runner that waited at
+    // the page boundary for the slowest of the first 256 would add one more.
+    let span = *times.last().unwrap() - times[0];
+    assert!(
+        span < std::time::Duration::from_millis(300 * 5 + 250),
+        "calls spread over {span:?}"
+    );
+}
