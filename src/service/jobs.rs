@@ -26,6 +26,11 @@ const RESULT_PAGE: u32 = 2_000;
 const SUMMARY_PAGE: u32 = 5_000;
 /// Items stored per transaction while a submission streams in.
 const STAGE_BATCH: usize = 2_000;
+/// Items a dry run estimates at a time, so a large job's estimate holds one chunk in
+/// memory. Provider prefix sharing and verdict-cache repeats are modelled within a
+/// chunk: the cost is a chunk's first call not seeing the static system prompt as
+/// cached, one call per judge in a thousand.
+const ESTIMATE_CHUNK: usize = 1_000;
 
 /// What a submission's validation remembers between items.
 #[derive(Default)]
@@ -154,6 +159,66 @@ impl Service {
                 Err(e)
             }
         }
+    }
+
+    /// What a job would cost (`dry_run`), without storing it or calling any judge: the
+    /// items are validated exactly as a submission's (same errors, same limits, stored
+    /// rubrics resolved), then the committee's estimate (`Committee::estimate`: the
+    /// prompts rendered as they would be sent, provider prefix caching, verdict-cache
+    /// repeats, the judges' prices) is summed per judge.
+    pub async fn estimate_job_stream<S>(
+        &self,
+        caller: &Caller,
+        lines: S,
+    ) -> Result<JobEstimate, Error>
+    where
+        S: futures::Stream<Item = Result<String, Error>> + Send,
+    {
+        caller.require(Action::SubmitJob)?;
+        let mut lines = std::pin::pin!(lines);
+        let mut intake = Intake::default();
+        let mut chunk = Vec::with_capacity(ESTIMATE_CHUNK);
+        let mut estimate = JobEstimate::default();
+        while let Some(line) = lines.next().await {
+            let line = line?;
+            let i = intake.seen;
+            intake.seen += 1;
+            if intake.seen > self.limits.max_items_per_job {
+                return Err(Error::TooLarge {
+                    what: "job",
+                    detail: format!(
+                        "more than {} items (server.max_items_per_job); split the job or raise the limit",
+                        self.limits.max_items_per_job
+                    ),
+                    field: Some("items".into()),
+                });
+            }
+            let checked = self.check_item(&mut intake, i, line).await?;
+            if intake.errs.len() >= 100 {
+                break;
+            }
+            // Once an item is invalid nothing is estimated: keep validating only.
+            let (Some((_, line)), true) = (checked, intake.errs.is_empty()) else {
+                continue;
+            };
+            let (_, mut item) = parse_line(&line).map_err(Error::Invalid)?;
+            item.rubric = RubricSource::Inline(self.grader.resolve(&item.rubric).await?);
+            chunk.push(item);
+            if chunk.len() >= ESTIMATE_CHUNK {
+                estimate.add(&self.grader.committee.estimate(&chunk));
+                estimate.items += chunk.len() as u64;
+                chunk.clear();
+            }
+        }
+        if !intake.errs.is_empty() {
+            return Err(Error::Invalid(Invalid(intake.errs)));
+        }
+        if intake.seen == 0 {
+            return Err(invalid("items", "a job needs at least one item"));
+        }
+        estimate.add(&self.grader.committee.estimate(&chunk));
+        estimate.items += chunk.len() as u64;
+        Ok(estimate)
     }
 
     /// Validates and stores a submission's items in batches; returns how many.
@@ -772,6 +837,74 @@ impl JobStatus {
 impl From<&JobRecord> for JobStatus {
     fn from(j: &JobRecord) -> Self {
         JobStatus::at(j, now_ms())
+    }
+}
+
+/// What a job would cost (`POST /v1/jobs?dry_run=true`, gRPC `EstimateJob`): nothing is
+/// stored and no judge is called.
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct JobEstimate {
+    /// Items that would be graded.
+    pub items: u64,
+    /// Judge calls over all judges.
+    pub calls: u64,
+    /// Expected bill over all judges, USD.
+    pub cost_usd: f64,
+    /// One row per committee member, in committee order.
+    pub judges: Vec<JudgeCostEstimate>,
+    /// How the figures are obtained, and what they leave out.
+    pub method: String,
+}
+
+/// One judge's expected calls, tokens and bill.
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct JudgeCostEstimate {
+    pub judge: String,
+    pub calls: u64,
+    /// Calls asking exactly what an earlier call of the job asks: the verdict cache
+    /// answers them, so they cost nothing.
+    pub cache_hits: u64,
+    pub input_tokens: u64,
+    /// Input tokens expected to be billed at the cached price (provider prefix caching).
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// Whether the judge's cached-input price is below its input price, so prefix
+    /// caching was modelled.
+    pub prefix_cache: bool,
+}
+
+/// What the estimate assumes; returned with every estimate so a reader knows.
+const ESTIMATE_METHOD: &str = "prompts rendered exactly as they would be sent; 4 characters per input token; 60 output tokens per criterion (capped by max_tokens); provider prefix caching from 1,024 tokens in 128-token blocks where the judge has a cached price; repeats within the job answered by the verdict cache, which is assumed empty at the start; escalations, re-asks and retries not included";
+
+impl JobEstimate {
+    /// Adds one chunk's per-judge estimate (same judges, same order every chunk).
+    fn add(&mut self, rows: &[crate::committee::estimate::JudgeEstimate]) {
+        if self.judges.is_empty() {
+            self.method = ESTIMATE_METHOD.to_owned();
+            self.judges = rows
+                .iter()
+                .map(|r| JudgeCostEstimate {
+                    judge: r.judge.clone(),
+                    prefix_cache: r.prefix_cache,
+                    ..JudgeCostEstimate::default()
+                })
+                .collect();
+        }
+        for (sum, r) in self.judges.iter_mut().zip(rows) {
+            sum.calls += r.calls;
+            sum.cache_hits += r.cache_hits;
+            sum.input_tokens += r.input_tokens;
+            sum.cached_input_tokens += r.cached_input_tokens;
+            sum.output_tokens += r.output_tokens;
+            sum.cost_usd += r.cost_usd;
+        }
+        self.calls = self.judges.iter().map(|j| j.calls).sum();
+        self.cost_usd = self.judges.iter().map(|j| j.cost_usd).sum();
     }
 }
 

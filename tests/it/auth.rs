@@ -269,6 +269,7 @@ fn grpc_table() -> Vec<(&'static str, Op)> {
         ("Grade", Op::ClientOnly),
         ("SubmitJob", Op::ClientOnly),
         ("SubmitJobStream", Op::ClientOnly),
+        ("EstimateJob", Op::ClientOnly),
         ("GetJob", Op::OwnJob),
         ("ListJobs", Op::JobList),
         ("CancelJob", Op::OwnJob),
@@ -322,6 +323,16 @@ async fn grpc_call(
             .submit_job(with_key(
                 pb::SubmitJobRequest {
                     items_json: vec![case(&format!("rj{n}"), "Rest.").to_string()],
+                    seed: 0,
+                },
+                who,
+            ))
+            .await
+            .map(drop),
+        "EstimateJob" => c
+            .estimate_job(with_key(
+                pb::SubmitJobRequest {
+                    items_json: vec![case(&format!("re{n}"), "Rest.").to_string()],
                     seed: 0,
                 },
                 who,

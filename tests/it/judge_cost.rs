@@ -377,3 +377,127 @@ async fn server_jobs_fill_the_judges_permits_by_default() {
         "calls spread over {span:?}"
     );
 }
+
+/// `POST /v1/jobs?dry_run=true` and gRPC `EstimateJob`: the items are validated like a
+/// submission, nothing is stored, no judge is called, and the figures are those of
+/// `tribunal grade --estimate` on the same items (the same committee estimate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_estimates_a_job_without_storing_it_or_calling_a_judge() {
+    use tribunal::api::grpc::pb;
+    let (mock, url) = spawn(met(true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    grade_inputs(dir.path(), &url, 1, "");
+    let mut items = Vec::new();
+    for (n, id) in ["a", "b", "c", "a"].iter().enumerate() {
+        let item = long_item(id, 6);
+        items.push(json!({
+            "case_id": format!("{id}-{n}"),
+            "conversation": [{"role": "user", "content": item.case.conversation[0].content}],
+            "response": item.response,
+            "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t",
+                       "criteria": (0..6).map(|i| json!({"id": format!("c{i}"), "text": format!("Advises point number {i} clearly."), "points": 5})).collect::<Vec<_>>()}
+        }));
+    }
+    let lines: String = items.iter().map(|i| format!("{i}\n")).collect();
+    std::fs::write(dir.path().join("in.jsonl"), &lines).unwrap();
+    let path = dir.path().to_owned();
+    let cli = tokio::task::spawn_blocking(move || {
+        crate::tribunal(&["grade", "in.jsonl", "-c", "t.toml", "--estimate"], &path)
+    })
+    .await
+    .unwrap();
+    assert_eq!(cli.code, 0, "{}", cli.stderr);
+    let cli: serde_json::Value = serde_json::from_str(&cli.stdout).unwrap();
+
+    let config = std::fs::read_to_string(dir.path().join("t.toml")).unwrap();
+    let app = crate::server::TestApp::spawn_with(&config, "", &[]).await;
+    let (code, http) = app
+        .post(
+            "/v1/jobs?dry_run=true",
+            &serde_json::Value::Array(items.clone()),
+        )
+        .await;
+    assert_eq!(code, 200, "{http}");
+    assert_eq!(http["items"], 4, "{http}");
+    assert_eq!(http["calls"], 18, "{http}");
+    let judge = &http["judges"][0];
+    for field in [
+        "judge",
+        "calls",
+        "cache_hits",
+        "input_tokens",
+        "cached_input_tokens",
+        "output_tokens",
+        "prefix_cache",
+    ] {
+        assert_eq!(
+            judge[field], cli["judges"][0][field],
+            "{field}: {http} vs {cli}"
+        );
+    }
+    let (cost, cli_cost) = (
+        judge["cost_usd"].as_f64().unwrap(),
+        cli["judges"][0]["cost_usd"].as_f64().unwrap(),
+    );
+    assert!(
+        cost > 0.0 && (cost - cli_cost).abs() < 1e-9,
+        "{cost} vs {cli_cost}"
+    );
+    assert!(
+        http["method"].as_str().unwrap().contains("verdict cache"),
+        "{http}"
+    );
+
+    // NDJSON bodies are estimated the same way.
+    let r = app
+        .http
+        .post(format!("{}/v1/jobs?dry_run=true", app.url))
+        .header("content-type", "application/x-ndjson")
+        .body(lines.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ndjson: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(ndjson, http);
+
+    // gRPC answers the same document.
+    let mut grpc = pb::tribunal_client::TribunalClient::connect(app.grpc_url.clone())
+        .await
+        .unwrap();
+    let doc = grpc
+        .estimate_job(pb::SubmitJobRequest {
+            items_json: items.iter().map(|i| i.to_string()).collect(),
+            seed: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let doc: serde_json::Value = serde_json::from_str(&doc.json).unwrap();
+    assert_eq!(doc, http);
+
+    // Nothing was stored and no judge was called.
+    let (_, list) = app.get("/v1/jobs").await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0, "{list}");
+    assert_eq!(mock.calls(), 0);
+
+    // An invalid item fails the dry run as it fails a submission, naming the field.
+    let mut bad = items.clone();
+    bad[1].as_object_mut().unwrap().remove("response");
+    let (code, err) = app
+        .post(
+            "/v1/jobs?dry_run=true",
+            &serde_json::Value::Array(bad.clone()),
+        )
+        .await;
+    assert_eq!(code, 400, "{err}");
+    assert!(err.to_string().contains("items[1].response"), "{err}");
+    let e = grpc
+        .estimate_job(pb::SubmitJobRequest {
+            items_json: bad.iter().map(|i| i.to_string()).collect(),
+            seed: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+}

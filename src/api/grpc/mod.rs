@@ -180,6 +180,23 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         Ok(Response::new(convert::job(job)))
     }
 
+    async fn estimate_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let estimate = self
+            .service
+            .estimate_job_stream(
+                &caller,
+                futures::stream::iter(req.items_json.into_iter().map(Ok)),
+            )
+            .await
+            .map_err(|e| fail("EstimateJob", &e))?;
+        Ok(Response::new(convert::document(&estimate)?))
+    }
+
     async fn submit_job_stream(
         &self,
         request: Request<tonic::Streaming<pb::SubmitJobChunk>>,

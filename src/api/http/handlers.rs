@@ -102,6 +102,9 @@ pub async fn grade(
 pub struct SubmitQuery {
     /// Bootstrap seed for the job summary.
     seed: Option<u64>,
+    /// Validate the items and answer (200) what grading them would cost per judge,
+    /// without storing a job or calling any judge.
+    dry_run: Option<bool>,
 }
 
 /// Splits a job body into item documents: a JSON array, NDJSON, or
@@ -164,7 +167,7 @@ fn job_items(bytes: &[u8]) -> Result<(Vec<String>, Option<u64>), Error> {
 #[utoipa::path(post, path = "/v1/jobs", params(SubmitQuery),
     request_body(description = "A JSON array of items, `{rubric, items, seed}`, or NDJSON (one item per line)",
         content((JobSubmission = "application/json"), (String = "application/x-ndjson"))),
-    responses((status = 202, description = "job accepted", body = JobStatus), (status = 404, description = "a referenced rubric does not exist"), (status = 400, description = "an item is invalid; nothing stored"),
+    responses((status = 202, description = "job accepted", body = JobStatus), (status = 200, description = "`dry_run=true`: what the job would cost; nothing stored, no judge called", body = crate::service::JobEstimate), (status = 404, description = "a referenced rubric does not exist"), (status = 400, description = "an item is invalid; nothing stored"),
               (status = 413, description = "too many items or too large"), (status = 429, description = "quota")))]
 pub async fn submit_job(
     State(s): State<HttpState>,
@@ -172,6 +175,18 @@ pub async fn submit_job(
     ApiQuery(q): ApiQuery<SubmitQuery>,
     body: Body,
 ) -> ApiResult<Response> {
+    if q.dry_run == Some(true) {
+        let lines = match body::read_submission(body, s.max_body_bytes).await? {
+            body::Submission::Whole(bytes) => {
+                let (lines, _) = job_items(&bytes)?;
+                drop(bytes);
+                futures::stream::iter(lines.into_iter().map(Ok)).boxed()
+            }
+            body::Submission::Lines(lines) => lines.into_stream().boxed(),
+        };
+        let estimate = s.service.estimate_job_stream(&caller, lines).await?;
+        return Ok((StatusCode::OK, axum::Json(estimate)).into_response());
+    }
     let job = match body::read_submission(body, s.max_body_bytes).await? {
         body::Submission::Whole(bytes) => {
             let (lines, seed) = job_items(&bytes)?;
