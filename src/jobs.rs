@@ -276,7 +276,8 @@ impl Jobs {
             let results: Vec<crate::Result<()>> = futures::stream::iter(page)
                 .take_while(|_| std::future::ready(!token.is_cancelled()))
                 .map(|(seq, input)| async move {
-                    let outcome = self.grade_one(&input).await;
+                    let outcome =
+                        crate::judge::batch::scope(Some(id), self.grade_one(&input)).await;
                     self.store.finish_item(id, seq, &outcome).await?;
                     self.bump(id);
                     Ok(())
@@ -414,7 +415,7 @@ impl Jobs {
         let id = id.to_owned();
         let lease_token = lease_token.to_owned();
         self.tracker.spawn(async move {
-            let outcome = this.grade_one(&input).await;
+            let outcome = crate::judge::batch::scope(Some(&id), this.grade_one(&input)).await;
             if queue
                 .finish_leased_item(&id, seq, &lease_token, &outcome)
                 .await?

@@ -179,11 +179,8 @@ impl Committee {
         est.input_tokens = usage.input_tokens;
         est.cached_input_tokens = usage.cached_input_tokens;
         est.output_tokens = usage.output_tokens;
-        est.cost_usd = cost_of(cfg, usage)
-            * client
-                .batcher
-                .as_ref()
-                .map_or(1.0, |b| b.cfg.price_factor);
+        est.cost_usd =
+            cost_of(cfg, usage) * client.batcher.as_ref().map_or(1.0, |b| b.cfg.price_factor);
         est
     }
 }

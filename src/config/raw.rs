@@ -7,9 +7,10 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    ApiKeyConfig, BATCH_COMPLETION_WINDOW, BATCH_MAX_REQUESTS_LIMIT, BatchConfig, CacheConfig, CommitteeConfig, Config, JudgeConfig, LimitsConfig, LoadedFiles,
-    LogFormat, OpenAiConfig, PromptMode, ProviderConfig, RedisConfig, RetryConfig, Sampling,
-    ServerConfig, SimConfig, TelemetryConfig, rule_from,
+    ApiKeyConfig, BATCH_COMPLETION_WINDOW, BATCH_MAX_REQUESTS_LIMIT, BatchConfig, CacheConfig,
+    CommitteeConfig, Config, JudgeConfig, LimitsConfig, LoadedFiles, LogFormat, OpenAiConfig,
+    PromptMode, ProviderConfig, RedisConfig, RetryConfig, Sampling, ServerConfig, SimConfig,
+    TelemetryConfig, rule_from,
 };
 use crate::committee::vote::{Rule, TieRule};
 use crate::rubric::{FieldError, Invalid};
@@ -746,7 +747,10 @@ fn validate_batch(j: &RawJudge, name: &str, errs: &mut Vec<FieldError>) -> Optio
             ("batch_max_requests", j.batch_max_requests.is_some()),
             ("batch_max_wait_ms", j.batch_max_wait_ms.is_some()),
             ("batch_poll_ms", j.batch_poll_ms.is_some()),
-            ("batch_completion_window", j.batch_completion_window.is_some()),
+            (
+                "batch_completion_window",
+                j.batch_completion_window.is_some(),
+            ),
             ("batch_price_factor", j.batch_price_factor.is_some()),
             ("batch_max_attempts", j.batch_max_attempts.is_some()),
         ] {
@@ -807,7 +811,9 @@ fn validate_batch(j: &RawJudge, name: &str, errs: &mut Vec<FieldError>) -> Optio
     }
     Some(BatchConfig {
         max_requests,
-        max_wait: j.batch_max_wait_ms.map_or(d.max_wait, Duration::from_millis),
+        max_wait: j
+            .batch_max_wait_ms
+            .map_or(d.max_wait, Duration::from_millis),
         poll: j.batch_poll_ms.map_or(d.poll, Duration::from_millis),
         completion_window: d.completion_window,
         price_factor,

@@ -162,7 +162,17 @@ pub struct BatchRecord {
 }
 
 /// Batches submitted, completed and failed, for one job.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct BatchCounts {
     pub submitted: u64,
     pub completed: u64,
@@ -542,7 +552,10 @@ impl Batcher {
         }
         let missing = Err(EntryError {
             retryable: true,
-            message: format!("no result for the request in batch {id} ({})", b.state.as_str()),
+            message: format!(
+                "no result for the request in batch {id} ({})",
+                b.state.as_str()
+            ),
         });
         let keep = resumed.then_some(id);
         let unclaimed = self.dispatch(ids, results, &missing, keep, completed);

@@ -384,7 +384,10 @@ impl LenientBatchLine {
                 );
             }
         }
-        let code = error.as_ref().and_then(|e| e.code.clone()).unwrap_or_default();
+        let code = error
+            .as_ref()
+            .and_then(|e| e.code.clone())
+            .unwrap_or_default();
         let message = error.and_then(|e| e.message).unwrap_or_default();
         let retryable = status == 0 || status == 429 || status >= 500 || code == "batch_expired";
         (
@@ -483,7 +486,9 @@ impl BatchApi for OpenAiProvider {
         let b: LenientBatch = serde_json::from_slice(&bytes)
             .map_err(|e| ProviderError::Decode(format!("batch create answer: {e}")))?;
         if b.id.is_empty() {
-            return Err(ProviderError::Decode("batch create answer has no id".to_owned()));
+            return Err(ProviderError::Decode(
+                "batch create answer has no id".to_owned(),
+            ));
         }
         Ok(b.id)
     }
@@ -511,7 +516,10 @@ impl BatchApi for OpenAiProvider {
 
     async fn entries(&self, file_id: &str) -> Result<Vec<(String, Entry)>, ProviderError> {
         let bytes = self
-            .batch_request(self.http.get(format!("{}/files/{file_id}/content", self.base)))
+            .batch_request(
+                self.http
+                    .get(format!("{}/files/{file_id}/content", self.base)),
+            )
             .await?;
         Ok(batch_entries(&bytes))
     }

@@ -261,7 +261,14 @@ impl Service {
     }
 
     pub async fn job(&self, caller: &Caller, id: &str) -> Result<JobStatus, Error> {
-        Ok(JobStatus::from(&self.own_job(caller, id).await?))
+        let status = JobStatus::from(&self.own_job(caller, id).await?);
+        self.with_batches(status).await
+    }
+
+    /// The job's judge batch counters, from the store (they survive restarts).
+    async fn with_batches(&self, mut status: JobStatus) -> Result<JobStatus, Error> {
+        status.batches = Some(self.store.job_batch_counts(&status.id).await?);
+        Ok(status)
     }
 
     /// The caller's jobs newest first (an admin's: everyone's, or `owner`'s).
@@ -300,7 +307,8 @@ impl Service {
         if !job.state.is_final() {
             self.jobs.cancel(id).await?;
         }
-        Ok(JobStatus::from(&self.job_record(id).await?))
+        let status = JobStatus::from(&self.job_record(id).await?);
+        self.with_batches(status).await
     }
 
     /// Finished results after `after` (completion order).
@@ -745,6 +753,11 @@ pub struct JobStatus {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Provider Batch API batches with calls of this job (batch judges only): submitted,
+    /// and how many of them completed or failed. Filled when one job is read
+    /// (`GET /v1/jobs/{id}`, cancel); null in listings.
+    #[serde(default)]
+    pub batches: Option<crate::judge::batch::BatchCounts>,
 }
 
 impl JobStatus {
@@ -765,6 +778,7 @@ impl JobStatus {
             created_at: j.created_at,
             started_at: j.started_at,
             finished_at: j.finished_at,
+            batches: None,
         }
     }
 }
