@@ -347,7 +347,9 @@ impl Grader {
             if let Some(store) = &store {
                 // Batch judges remember submitted batches in the store, so a restart
                 // resumes polling them instead of resubmitting.
-                judge.attach_batch_ledger(Arc::new(crate::store::BatchLedgerTier(Arc::clone(store))));
+                judge.attach_batch_ledger(Arc::new(crate::store::BatchLedgerTier(Arc::clone(
+                    store,
+                ))));
             }
             Ok(Arc::new(judge))
         };
