@@ -224,6 +224,10 @@ pub fn custom_id(cfg: &JudgeConfig, req: &ChatRequest) -> String {
     format!("tb-{}", &h.finalize().to_hex()[..32])
 }
 
+/// A batch file is sent before it reaches this size: OpenAI accepts input files of up
+/// to 200 MB, and the margin covers the JSONL framing estimate.
+const MAX_FILE_BYTES: usize = 190 * 1024 * 1024;
+
 struct Line {
     custom_id: String,
     body: Value,
@@ -234,6 +238,8 @@ struct Line {
 struct State {
     /// Requests waiting for the next batch file.
     pending: Vec<Line>,
+    /// Their bodies' JSON size, so a file stays under the provider's size limit.
+    pending_bytes: usize,
     /// Bumped by every flush, so the age timer of a file already sent does nothing.
     generation: u64,
     waiters: HashMap<String, Vec<oneshot::Sender<Entry>>>,
@@ -339,12 +345,14 @@ impl Batcher {
         let (tx, rx) = oneshot::channel();
         st.waiters.entry(custom_id.clone()).or_default().push(tx);
         if st.queued.insert(custom_id.clone()) {
+            st.pending_bytes += body.to_string().len() + custom_id.len() + 80;
             st.pending.push(Line {
                 custom_id,
                 body,
                 job: current_job(),
             });
-            if st.pending.len() >= self.cfg.max_requests {
+            if st.pending.len() >= self.cfg.max_requests || st.pending_bytes >= MAX_FILE_BYTES {
+                st.pending_bytes = 0;
                 let lines = std::mem::take(&mut st.pending);
                 st.generation += 1;
                 let this = Arc::clone(self);
@@ -375,6 +383,7 @@ impl Batcher {
             return Vec::new();
         }
         st.generation += 1;
+        st.pending_bytes = 0;
         std::mem::take(&mut st.pending)
     }
 

@@ -376,3 +376,22 @@ async fn grade_batch_on_a_simulated_committee_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn estimate_applies_the_batch_price_factor() {
+    let url = "http://127.0.0.1:9/v1";
+    let items = [item("est1"), item("est2")];
+    let batched = grader(url, "batch_price_factor = 0.5").committee.estimate(&items);
+    let live_cfg = config(url, "").replace("batch = true\nbatch_poll_ms = 40\n", "");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.toml");
+    std::fs::write(&path, live_cfg).unwrap();
+    let live = Grader::from_config(&Config::load(Some(&path), std::iter::empty()).unwrap())
+        .unwrap()
+        .committee
+        .estimate(&items);
+    assert!(batched[0].batch && !live[0].batch);
+    assert_eq!(batched[0].calls, live[0].calls);
+    assert!(live[0].cost_usd > 0.0);
+    assert!((batched[0].cost_usd - 0.5 * live[0].cost_usd).abs() < 1e-12);
+}

@@ -589,7 +589,12 @@ pub async fn spawn(default: Reply) -> (Arc<Mock>, String) {
     });
     let app = axum::Router::new()
         .route("/v1/chat/completions", post(handler))
-        .route("/v1/files", post(upload_file))
+        // Batch input files run to megabytes; axum's default 2 MB body limit would
+        // reject them (OpenAI accepts up to 200 MB).
+        .route(
+            "/v1/files",
+            post(upload_file).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/v1/files/{id}/content", get(file_content))
         .route("/v1/batches", post(create_batch))
         .route("/v1/batches/{id}", get(get_batch))
