@@ -169,13 +169,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
         )?,
         judge_batches: counter(
             "tribunal_judge_batches_total",
-            "Provider Batch API batches by event (submitted | completed | failed)",
-            &["judge", "event"],
+            "Provider Batch API batches by outcome (submitted | completed | failed)",
+            &["judge", "outcome"],
         )?,
         judge_batch_requests: counter(
             "tribunal_judge_batch_requests_total",
-            "Requests in provider Batch API batches by event (submitted | completed | failed)",
-            &["judge", "event"],
+            "Requests in provider Batch API batches by outcome (submitted | completed | failed)",
+            &["judge", "outcome"],
         )?,
         limiter_waits: counter(
             "tribunal_limiter_waits_total",
@@ -304,12 +304,12 @@ pub fn judge_retry(judge: &str) {
     with(|m| m.judge_retries.with_label_values(&[judge]).inc());
 }
 
-/// A judge batch of `requests` entries was `event`: submitted | completed | failed.
-pub fn judge_batch(judge: &str, event: &'static str, requests: usize) {
+/// A judge batch of `requests` entries: `outcome` submitted | completed | failed.
+pub fn judge_batch(judge: &str, outcome: &'static str, requests: usize) {
     with(|m| {
-        m.judge_batches.with_label_values(&[judge, event]).inc();
+        m.judge_batches.with_label_values(&[judge, outcome]).inc();
         m.judge_batch_requests
-            .with_label_values(&[judge, event])
+            .with_label_values(&[judge, outcome])
             .inc_by(requests as u64);
     });
 }

@@ -133,7 +133,7 @@ async fn a_batch_job_completes_with_scores_and_costs_the_mock_bill() {
     let text = metrics.as_str().unwrap_or_default();
     let completed = text.lines().find(|l| {
         l.starts_with("tribunal_judge_batches_total{")
-            && l.contains("event=\"completed\"")
+            && l.contains("outcome=\"completed\"")
             && l.contains("judge=\"a\"")
     });
     assert_eq!(completed.map(|l| l.ends_with(" 1")), Some(true), "{text}");
@@ -381,7 +381,9 @@ async fn grade_batch_on_a_simulated_committee_is_a_clear_error() {
 async fn estimate_applies_the_batch_price_factor() {
     let url = "http://127.0.0.1:9/v1";
     let items = [item("est1"), item("est2")];
-    let batched = grader(url, "batch_price_factor = 0.5").committee.estimate(&items);
+    let batched = grader(url, "batch_price_factor = 0.5")
+        .committee
+        .estimate(&items);
     let live_cfg = config(url, "").replace("batch = true\nbatch_poll_ms = 40\n", "");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.toml");
