@@ -272,8 +272,17 @@ async fn a_server_killed_mid_batch_resumes_polling_without_resubmitting() {
         .await
         .unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
+    // Kill once the batch is submitted *and stored* (the job status reads the store).
     for _ in 0..200 {
-        if !mock.batches_created().is_empty() {
+        let status: Value = http
+            .get(format!("{}/v1/jobs/{id}", first.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["batches"]["submitted"] == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
