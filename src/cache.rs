@@ -589,6 +589,9 @@ impl KeyHasher {
             price_input_per_mtok: _,
             price_cached_input_per_mtok: _,
             price_output_per_mtok: _,
+            // The Batch API delivers the same chat completion as a live call; only how
+            // it is sent and billed differs.
+            batch: _,
         } = judge;
         self.part(b"judge");
         self.part(name.as_bytes());
@@ -776,6 +779,7 @@ mod tests {
             price_input_per_mtok: 1.0,
             price_cached_input_per_mtok: 0.25,
             price_output_per_mtok: 2.0,
+            batch: None,
         }
     }
 

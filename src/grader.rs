@@ -343,7 +343,15 @@ impl Grader {
                 ),
                 ProviderConfig::Sim(s) => Arc::new(SimProvider::new(s.clone())),
             };
-            Ok(Arc::new(JudgeClient::new(j.clone(), provider)))
+            let judge = JudgeClient::new(j.clone(), provider);
+            if let Some(store) = &store {
+                // Batch judges remember submitted batches in the store, so a restart
+                // resumes polling them instead of resubmitting.
+                judge.attach_batch_ledger(Arc::new(crate::store::BatchLedgerTier(Arc::clone(
+                    store,
+                ))));
+            }
+            Ok(Arc::new(judge))
         };
         let members = cfg
             .committee

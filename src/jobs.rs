@@ -287,7 +287,7 @@ impl Jobs {
             .take_while(|_| std::future::ready(!token.is_cancelled()))
             .map(|item| async move {
                 let (seq, input) = item?;
-                let outcome = self.grade_admitted(&input).await;
+                let outcome = self.grade_admitted(id, &input).await;
                 self.store.finish_item(id, seq, &outcome).await?;
                 self.bump(id);
                 Ok(())
@@ -466,7 +466,7 @@ impl Jobs {
         let id = id.to_owned();
         let lease_token = lease_token.to_owned();
         self.tracker.spawn(async move {
-            let outcome = this.grade_admitted(&input).await;
+            let outcome = this.grade_admitted(&id, &input).await;
             if queue
                 .finish_leased_item(&id, seq, &lease_token, &outcome)
                 .await?
@@ -479,9 +479,11 @@ impl Jobs {
         })
     }
 
-    /// Grades one stored item once the call budget admits it; the budget is given back
-    /// as soon as its judges are done, before the caller writes the outcome.
-    async fn grade_admitted(&self, input: &str) -> ItemOutcome {
+    /// Grades one stored item of job `id` once the call budget admits it; the budget is
+    /// given back as soon as its judges are done, before the caller writes the outcome.
+    /// Its judge calls run in the job's batch scope, so batch judges batch them and
+    /// count them for the job.
+    async fn grade_admitted(&self, id: &str, input: &str) -> ItemOutcome {
         let failed = |case_id: &str, e: &crate::Error| ItemOutcome {
             failed: true,
             result: crate::grader::failed_item_json(case_id, e).to_string(),
@@ -497,7 +499,7 @@ impl Jobs {
             Err(inv) => return failed("", &crate::Error::Invalid(inv)),
         };
         let permit = self.admission.admit(&self.grader, &item).await;
-        let graded = self.grader.grade(&item).await;
+        let graded = crate::judge::batch::scope(Some(id), self.grader.grade(&item)).await;
         drop(permit);
         match graded {
             Ok(report) => {

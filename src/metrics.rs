@@ -20,6 +20,8 @@ pub struct Metrics {
     judge_cost: prometheus::CounterVec,
     judge_in_flight: IntGaugeVec,
     judge_retries: IntCounterVec,
+    judge_batches: IntCounterVec,
+    judge_batch_requests: IntCounterVec,
     limiter_waits: IntCounterVec,
     quota_rejections: IntCounterVec,
     cache_lookups: IntCounterVec,
@@ -165,6 +167,16 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Judge call retries",
             &["judge"],
         )?,
+        judge_batches: counter(
+            "tribunal_judge_batches_total",
+            "Provider Batch API batches by outcome (submitted | completed | failed)",
+            &["judge", "outcome"],
+        )?,
+        judge_batch_requests: counter(
+            "tribunal_judge_batch_requests_total",
+            "Requests in provider Batch API batches by outcome (submitted | completed | failed)",
+            &["judge", "outcome"],
+        )?,
         limiter_waits: counter(
             "tribunal_limiter_waits_total",
             "Outbound limiter acquisitions that waited",
@@ -290,6 +302,16 @@ pub fn judge_in_flight(judge: &str, delta: i64) {
 
 pub fn judge_retry(judge: &str) {
     with(|m| m.judge_retries.with_label_values(&[judge]).inc());
+}
+
+/// A judge batch of `requests` entries: `outcome` submitted | completed | failed.
+pub fn judge_batch(judge: &str, outcome: &'static str, requests: usize) {
+    with(|m| {
+        m.judge_batches.with_label_values(&[judge, outcome]).inc();
+        m.judge_batch_requests
+            .with_label_values(&[judge, outcome])
+            .inc_by(requests as u64);
+    });
 }
 
 pub fn limiter_wait(judge: &str) {

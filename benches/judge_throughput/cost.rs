@@ -183,6 +183,58 @@ fn call_rate(mock: &Mock) -> f64 {
     (times.len() - 1) as f64 / (*last - *first).as_secs_f64()
 }
 
+/// The v2 run again with `batch = true`: every call through the mock's Batch API (half
+/// price, the same prefix-caching rule), items admitted by the committee's call budget
+/// as a server job admits them.
+async fn batch_row(items: &[Item], simple_evals_usd: f64) {
+    let (mock, url) = quiet_mock(Reply::Content(ANSWER.into())).await;
+    mock.bill_prefixes(PRICES);
+    mock.batch_delay(Duration::from_millis(100));
+    let g = Arc::new(grader(
+        &url,
+        "max_concurrency = 64\nbatch = true\nbatch_max_requests = 1000\nbatch_max_wait_ms = 200\nbatch_poll_ms = 50",
+        "prompts = \"v2\"",
+    ));
+    let per_item = 12;
+    let in_flight = (g.committee.call_budget() / per_item).max(1);
+    let estimate = g.committee.estimate(items);
+    let started = Instant::now();
+    let reported: f64 = futures::stream::iter(items.iter().cloned().map(|it| {
+        let g = Arc::clone(&g);
+        async move {
+            tribunal::judge::batch::scope(None, g.grade(&it))
+                .await
+                .map(|r| r.cost_usd())
+                .unwrap_or(0.0)
+        }
+    }))
+    .buffer_unordered(in_flight)
+    .collect::<Vec<f64>>()
+    .await
+    .iter()
+    .sum();
+    let bill = mock.bill();
+    let batches = mock.batches_created();
+    println!(
+        "tribunal v2, batch = true ({} batches of up to 1,000 requests, {} items in flight, {:.1} s):",
+        batches.len(),
+        in_flight,
+        started.elapsed().as_secs_f64()
+    );
+    show("billed", &bill);
+    println!(
+        "  reported cost ${reported:.4} vs billed ${:.4}: {:+.3}%; --estimate ${:.4} ({:+.1}%)",
+        bill.usd,
+        100.0 * (reported - bill.usd) / bill.usd,
+        estimate[0].cost_usd,
+        100.0 * (estimate[0].cost_usd - bill.usd) / bill.usd
+    );
+    println!(
+        "cost ratio tribunal v2 batch / simple-evals style: {:.3}",
+        bill.usd / simple_evals_usd
+    );
+}
+
 pub async fn main() {
     let Some(items) = rows() else {
         println!("skipped: ../shared/data/healthbench is absent");
@@ -261,6 +313,7 @@ pub async fn main() {
                 "cost ratio tribunal v2 / simple-evals style: {:.3}",
                 bill.usd / se.usd
             );
+            batch_row(&items, se.usd).await;
         }
     }
 

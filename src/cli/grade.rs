@@ -53,6 +53,13 @@ pub struct GradeArgs {
     /// exit without calling any judge.
     #[arg(long, conflicts_with_all = ["output", "resume", "summary"])]
     pub estimate: bool,
+    /// Send the judges' calls through the provider's Batch API (`/v1/files` +
+    /// `/v1/batches`; OpenAI bills them at half price), with each judge's `batch_*`
+    /// options or their defaults. Results arrive when a batch completes (up to the
+    /// 24 h completion window), so this is for large runs, not quick checks. Without
+    /// it, `grade` calls every judge live, even one configured with `batch = true`.
+    #[arg(long)]
+    pub batch: bool,
     /// Seed for the summary's bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -103,7 +110,8 @@ fn done_ids(path: &Path) -> Result<(HashSet<String>, Vec<(String, ExampleScore)>
 }
 
 pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
-    let cfg = load_config(args.config.as_deref())?;
+    let mut cfg = load_config(args.config.as_deref())?;
+    batch_judges(&mut cfg, args.batch)?;
     // Check every line before any judge is called.
     let mut errors = Vec::new();
     let mut total = 0usize;
@@ -186,6 +194,38 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
             .map_err(|e| anyhow::anyhow!("{e}")),
     };
     write.map_err(Failure::Runtime)
+}
+
+/// `--batch` turns the Batch API on for every committee judge (keeping any `batch_*`
+/// options it has); without it every judge calls live, so a `batch = true` judge
+/// neither batches nor widens the call budget here. A simulated judge has no Batch API.
+fn batch_judges(cfg: &mut crate::config::Config, batch: bool) -> Result<(), Failure> {
+    let mut problems = Vec::new();
+    let used: HashSet<String> = cfg
+        .committee
+        .members
+        .iter()
+        .map(|(n, _)| n.clone())
+        .chain(cfg.committee.escalation.clone())
+        .collect();
+    for (name, j) in &mut cfg.judges {
+        if !batch {
+            j.batch = None;
+        } else if !used.contains(name) {
+            continue;
+        } else if j.simulated() {
+            problems.push(format!(
+                "--batch: judge \"{name}\" is simulated and has no Batch API; use provider = \"openai\" judges or drop --batch"
+            ));
+        } else if j.batch.is_none() {
+            j.batch = Some(crate::config::BatchConfig::default());
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Invalid(problems))
+    }
 }
 
 /// `--estimate`: the committee's expected bill for the items a run would grade, as
@@ -298,6 +338,7 @@ async fn grade_all(
     let budget = grader.committee.call_budget();
     let admission = Arc::new(tokio::sync::Semaphore::new(budget));
     let by_budget = args.concurrency.is_none();
+    let batch = args.batch;
     let mut stream = futures::stream::iter(items.into_iter().enumerate().map(|(seq, item)| {
         let grader = Arc::clone(&grader);
         let admission = Arc::clone(&admission);
@@ -315,7 +356,12 @@ async fn grade_all(
             } else {
                 None
             };
-            let r = grader.grade(&item).await;
+            // Inside a batch scope, batch judges send the item's calls in batch files.
+            let r = if batch {
+                crate::judge::batch::scope(None, grader.grade(&item)).await
+            } else {
+                grader.grade(&item).await
+            };
             (seq, item.case.id, r)
         }
     }))

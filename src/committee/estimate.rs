@@ -42,6 +42,10 @@ pub struct JudgeEstimate {
     /// The judge's cached-input price is below its input price, so the provider is
     /// assumed to cache prompt prefixes (1,024 tokens, then 128-token blocks).
     pub prefix_cache: bool,
+    /// The judge sends these calls through the provider's Batch API (job work with
+    /// `batch = true`, or `tribunal grade --batch`): `cost_usd` includes its
+    /// `batch_price_factor`.
+    pub batch: bool,
 }
 
 /// The prefixes a provider has seen for one judge, as hashes of the prompt's leading
@@ -96,6 +100,7 @@ impl Committee {
         let mut est = JudgeEstimate {
             judge: cfg.name.clone(),
             prefix_cache,
+            batch: client.batcher.is_some(),
             ..JudgeEstimate::default()
         };
         let mut keys = HashSet::new();
@@ -174,7 +179,8 @@ impl Committee {
         est.input_tokens = usage.input_tokens;
         est.cached_input_tokens = usage.cached_input_tokens;
         est.output_tokens = usage.output_tokens;
-        est.cost_usd = cost_of(cfg, usage);
+        est.cost_usd =
+            cost_of(cfg, usage) * client.batcher.as_ref().map_or(1.0, |b| b.cfg.price_factor);
         est
     }
 }

@@ -136,12 +136,20 @@ impl Committee {
     /// while the calls waiting for a permit stay few enough that no item's deadline runs
     /// out in the queue. Callers that admit items by this budget (`tribunal grade`,
     /// calibration runs) let the judges' own limits be the only throttle.
+    ///
+    /// A batch judge takes no permits for its batched calls; its batch files fill only
+    /// while enough calls are outstanding, so it counts as `batch_max_requests` wide:
+    /// one full file being filled while the one before it is with the provider.
     pub fn call_budget(&self) -> usize {
+        let width = |c: &JudgeClient| match &c.batcher {
+            Some(b) => c.cfg.limits.max_concurrency.max(b.cfg.max_requests),
+            None => c.cfg.limits.max_concurrency,
+        };
         let widest = self
             .members
             .iter()
-            .map(|m| m.client.cfg.limits.max_concurrency)
-            .chain(self.escalation.iter().map(|e| e.cfg.limits.max_concurrency))
+            .map(|m| width(&m.client))
+            .chain(self.escalation.iter().map(|e| width(e)))
             .max()
             .unwrap_or(1);
         widest.saturating_mul(2).max(1)
@@ -428,6 +436,9 @@ impl Committee {
                 sample: a.sample,
                 reference: refs.clone(),
             };
+            // A batched call waits for its batch, far past the item's deadline; its own
+            // bound is the batch configuration's (`JudgeClient::call_deadline`).
+            let deadline = a.client.call_deadline(deadline);
             let result = tokio::time::timeout_at(deadline.into(), a.client.call(req, deadline))
                 .await
                 .map_err(|_| Failed::whole(AbstainReason::Timeout, indices.len()))?;

@@ -116,6 +116,56 @@ pub struct JudgeConfig {
     /// (`price_cached_input_per_mtok`; defaults to the input price, i.e. no discount).
     pub price_cached_input_per_mtok: f64,
     pub price_output_per_mtok: f64,
+    /// Provider Batch API for job calls (`batch = true`); `None` sends every call live.
+    pub batch: Option<BatchConfig>,
+}
+
+/// Requests per batch file the OpenAI Batch API accepts at most.
+pub const BATCH_MAX_REQUESTS_LIMIT: usize = 50_000;
+/// The only completion window the OpenAI Batch API offers.
+pub const BATCH_COMPLETION_WINDOW: &str = "24h";
+
+/// How a batch judge groups its pending calls into batch files and waits for them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchConfig {
+    /// A batch file is sent as soon as it holds this many requests (`batch_max_requests`).
+    pub max_requests: usize,
+    /// ... or this long after its first request arrived (`batch_max_wait_ms`).
+    pub max_wait: Duration,
+    /// Interval between status polls of a submitted batch (`batch_poll_ms`).
+    pub poll: Duration,
+    /// The provider's completion window (`batch_completion_window`, only "24h").
+    pub completion_window: Duration,
+    /// Multiplies the judge's prices for batched calls (`batch_price_factor`).
+    pub price_factor: f64,
+    /// Batches one request is submitted in (the first and the retries of failed or
+    /// expired entries) before it abstains (`batch_max_attempts`).
+    pub max_attempts: u32,
+}
+
+impl Default for BatchConfig {
+    /// Batch files of up to 1,000 requests or 60 s of waiting, polled every 30 s, at
+    /// OpenAI's published half price, with one retry of failed or expired entries.
+    fn default() -> Self {
+        BatchConfig {
+            max_requests: 1_000,
+            max_wait: Duration::from_secs(60),
+            poll: Duration::from_secs(30),
+            completion_window: Duration::from_secs(24 * 3600),
+            price_factor: 0.5,
+            max_attempts: 2,
+        }
+    }
+}
+
+impl BatchConfig {
+    /// How long one batched call may take before it abstains: every attempt may wait for
+    /// its batch to fill, for the provider's completion window, and for one more poll.
+    /// This, not the judge's `timeout_ms` or the committee's `request_timeout_ms`,
+    /// bounds a batched call.
+    pub fn call_bound(&self) -> Duration {
+        (self.max_wait + self.completion_window + self.poll * 2).saturating_mul(self.max_attempts)
+    }
 }
 
 impl JudgeConfig {

@@ -7,9 +7,10 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    ApiKeyConfig, CacheConfig, CommitteeConfig, Config, JudgeConfig, LimitsConfig, LoadedFiles,
-    LogFormat, OpenAiConfig, PromptMode, ProviderConfig, RedisConfig, RetryConfig, Sampling,
-    ServerConfig, SimConfig, TelemetryConfig, rule_from,
+    ApiKeyConfig, BATCH_COMPLETION_WINDOW, BATCH_MAX_REQUESTS_LIMIT, BatchConfig, CacheConfig,
+    CommitteeConfig, Config, JudgeConfig, LimitsConfig, LoadedFiles, LogFormat, OpenAiConfig,
+    PromptMode, ProviderConfig, RedisConfig, RetryConfig, Sampling, ServerConfig, SimConfig,
+    TelemetryConfig, rule_from,
 };
 use crate::committee::vote::{Rule, TieRule};
 use crate::rubric::{FieldError, Invalid};
@@ -112,6 +113,15 @@ pub struct RawJudge {
     pub max_parse_retries: Option<u32>,
     pub backoff_base_ms: Option<u64>,
     pub backoff_max_ms: Option<u64>,
+    /// Send this judge's job calls through the provider's Batch API (`batch = true`).
+    #[serde(default)]
+    pub batch: bool,
+    pub batch_max_requests: Option<usize>,
+    pub batch_max_wait_ms: Option<u64>,
+    pub batch_poll_ms: Option<u64>,
+    pub batch_completion_window: Option<String>,
+    pub batch_price_factor: Option<f64>,
+    pub batch_max_attempts: Option<u32>,
     pub sim: Option<RawSim>,
 }
 
@@ -528,7 +538,7 @@ fn validate_server(
 
 fn validate_judge(
     name: &str,
-    j: RawJudge,
+    mut j: RawJudge,
     env: &dyn Fn(&str) -> Option<String>,
     errs: &mut Vec<FieldError>,
 ) -> Option<JudgeConfig> {
@@ -596,7 +606,7 @@ fn validate_judge(
                     ));
                 }
             }
-            let s = j.sim.unwrap_or_default();
+            let s = j.sim.take().unwrap_or_default();
             let d = SimConfig::default();
             let f = |k: &str| format!("judges.{name}.sim.{k}");
             let sim = SimConfig {
@@ -680,6 +690,7 @@ fn validate_judge(
             errs.push(FieldError::new(at(k), "must be a number >= 0"));
         }
     }
+    let batch = validate_batch(&j, name, errs);
     let backoff_base = Duration::from_millis(j.backoff_base_ms.unwrap_or(250));
     let backoff_max = Duration::from_millis(j.backoff_max_ms.unwrap_or(20_000));
     if backoff_max < backoff_base {
@@ -721,6 +732,92 @@ fn validate_judge(
             .or(j.price_input_per_mtok)
             .unwrap_or(0.0),
         price_output_per_mtok: j.price_output_per_mtok.unwrap_or(0.0),
+        batch,
+    })
+}
+
+/// The Batch API options of one judge: `Some` only with `batch = true`. Batch options
+/// without `batch = true` are an error rather than silently unused, and the simulated
+/// provider has no Batch API.
+fn validate_batch(j: &RawJudge, name: &str, errs: &mut Vec<FieldError>) -> Option<BatchConfig> {
+    let at = |k: &str| format!("judges.{name}.{k}");
+    let d = BatchConfig::default();
+    if !j.batch {
+        for (k, present) in [
+            ("batch_max_requests", j.batch_max_requests.is_some()),
+            ("batch_max_wait_ms", j.batch_max_wait_ms.is_some()),
+            ("batch_poll_ms", j.batch_poll_ms.is_some()),
+            (
+                "batch_completion_window",
+                j.batch_completion_window.is_some(),
+            ),
+            ("batch_price_factor", j.batch_price_factor.is_some()),
+            ("batch_max_attempts", j.batch_max_attempts.is_some()),
+        ] {
+            if present {
+                errs.push(FieldError::new(
+                    at(k),
+                    "only used with `batch = true`; set it or remove this option",
+                ));
+            }
+        }
+        return None;
+    }
+    if j.provider == "sim" {
+        errs.push(FieldError::new(
+            at("batch"),
+            "the simulated provider has no Batch API; use provider = \"openai\" or remove `batch`",
+        ));
+    }
+    let max_requests = j.batch_max_requests.unwrap_or(d.max_requests);
+    if !(1..=BATCH_MAX_REQUESTS_LIMIT).contains(&max_requests) {
+        errs.push(FieldError::new(
+            at("batch_max_requests"),
+            format!(
+                "{max_requests} is outside 1..={BATCH_MAX_REQUESTS_LIMIT} (the provider's limit of requests per batch file)"
+            ),
+        ));
+    }
+    for (k, v) in [
+        ("batch_max_wait_ms", j.batch_max_wait_ms),
+        ("batch_poll_ms", j.batch_poll_ms),
+    ] {
+        if v == Some(0) {
+            errs.push(FieldError::new(at(k), "must be at least 1 (milliseconds)"));
+        }
+    }
+    let window = j
+        .batch_completion_window
+        .as_deref()
+        .unwrap_or(BATCH_COMPLETION_WINDOW);
+    if window != BATCH_COMPLETION_WINDOW {
+        errs.push(FieldError::new(
+            at("batch_completion_window"),
+            format!("\"{window}\" is not supported; the Batch API accepts only \"{BATCH_COMPLETION_WINDOW}\""),
+        ));
+    }
+    let price_factor = j.batch_price_factor.unwrap_or(d.price_factor);
+    if !(price_factor.is_finite() && (0.0..=1.0).contains(&price_factor)) {
+        errs.push(FieldError::new(
+            at("batch_price_factor"),
+            format!("{price_factor} is outside [0, 1] (0.5 is OpenAI's batch discount)"),
+        ));
+    }
+    if j.batch_max_attempts == Some(0) {
+        errs.push(FieldError::new(
+            at("batch_max_attempts"),
+            "must be at least 1 (batches a request is submitted in before it abstains)",
+        ));
+    }
+    Some(BatchConfig {
+        max_requests,
+        max_wait: j
+            .batch_max_wait_ms
+            .map_or(d.max_wait, Duration::from_millis),
+        poll: j.batch_poll_ms.map_or(d.poll, Duration::from_millis),
+        completion_window: d.completion_window,
+        price_factor,
+        max_attempts: j.batch_max_attempts.unwrap_or(d.max_attempts),
     })
 }
 

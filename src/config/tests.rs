@@ -954,3 +954,108 @@ fn redis_section_is_optional_and_validated() {
         );
     }
 }
+
+#[test]
+fn batch_options_have_defaults_and_errors_name_the_field() {
+    const JUDGE: &str = "[judges.o]\nprovider = \"openai\"\nbase_url = \"http://localhost:1/v1\"\nmodel = \"m\"\nbatch = true\n[committee]\nmembers = [\"o\"]\n";
+    let cfg = load_ok("defaults", Some(JUDGE), &[]);
+    let b = cfg.judges["o"].batch.clone().unwrap();
+    assert_eq!(b, crate::config::BatchConfig::default());
+    assert_eq!(b.price_factor, 0.5);
+    assert_eq!(
+        b.completion_window,
+        std::time::Duration::from_secs(24 * 3600)
+    );
+    let cfg = load_ok(
+        "set",
+        Some(JUDGE),
+        &[
+            ("TRIBUNAL__JUDGES__O__BATCH_MAX_REQUESTS", "50"),
+            ("TRIBUNAL__JUDGES__O__BATCH_MAX_WAIT_MS", "250"),
+            ("TRIBUNAL__JUDGES__O__BATCH_POLL_MS", "100"),
+            ("TRIBUNAL__JUDGES__O__BATCH_PRICE_FACTOR", "1.0"),
+            ("TRIBUNAL__JUDGES__O__BATCH_MAX_ATTEMPTS", "3"),
+        ],
+    );
+    let b = cfg.judges["o"].batch.clone().unwrap();
+    assert_eq!(
+        (b.max_requests, b.max_wait.as_millis(), b.poll.as_millis()),
+        (50, 250, 100)
+    );
+    assert_eq!((b.price_factor, b.max_attempts), (1.0, 3));
+    // The bound of a batched call covers every attempt's fill wait, window and polls.
+    assert!(b.call_bound() > b.completion_window * 3);
+    let live = JUDGE.replace("batch = true\n", "");
+    assert!(load_ok("off", Some(&live), &[]).judges["o"].batch.is_none());
+    let cases: &[(&str, &str, &[(&str, &str)], &str, &str)] = &[
+        (
+            "zero size",
+            JUDGE,
+            &[("TRIBUNAL__JUDGES__O__BATCH_MAX_REQUESTS", "0")],
+            "judges.o.batch_max_requests",
+            "outside 1..=50000",
+        ),
+        (
+            "too big",
+            JUDGE,
+            &[("TRIBUNAL__JUDGES__O__BATCH_MAX_REQUESTS", "50001")],
+            "judges.o.batch_max_requests",
+            "outside 1..=50000",
+        ),
+        (
+            "zero wait",
+            JUDGE,
+            &[("TRIBUNAL__JUDGES__O__BATCH_MAX_WAIT_MS", "0")],
+            "judges.o.batch_max_wait_ms",
+            "at least 1",
+        ),
+        (
+            "zero poll",
+            JUDGE,
+            &[("TRIBUNAL__JUDGES__O__BATCH_POLL_MS", "0")],
+            "judges.o.batch_poll_ms",
+            "at least 1",
+        ),
+        (
+            "window",
+            JUDGE,
+            &[("TRIBUNAL__JUDGES__O__BATCH_COMPLETION_WINDOW", "\"12h\"")],
+            "judges.o.batch_completion_window",
+            "only \"24h\"",
+        ),
+        (
+            "factor",
+            JUDGE,
+            &[("TRIBUNAL__JUDGES__O__BATCH_PRICE_FACTOR", "2")],
+            "judges.o.batch_price_factor",
+            "outside [0, 1]",
+        ),
+        (
+            "attempts",
+            JUDGE,
+            &[("TRIBUNAL__JUDGES__O__BATCH_MAX_ATTEMPTS", "0")],
+            "judges.o.batch_max_attempts",
+            "at least 1",
+        ),
+        (
+            "without batch",
+            &live,
+            &[("TRIBUNAL__JUDGES__O__BATCH_POLL_MS", "10")],
+            "judges.o.batch_poll_ms",
+            "only used with `batch = true`",
+        ),
+        (
+            "sim",
+            "[judges.s]\nprovider = \"sim\"\nbatch = true\n[committee]\nmembers = [\"s\"]\n",
+            &[],
+            "judges.s.batch",
+            "no Batch API",
+        ),
+    ];
+    for (name, text, env, field, needle) in cases {
+        match load_text(text, env) {
+            Ok(_) => panic!("{name}: expected an error"),
+            Err(e) => assert_problems(name, &e.problems(), &[(field, needle)]),
+        }
+    }
+}

@@ -1,7 +1,9 @@
 //! One judge's calls: limiter permit, provider call with a per-attempt deadline,
 //! retries with capped exponential backoff and full jitter (honouring Retry-After),
 //! and re-asking when the answer cannot be parsed. Every failure ends as an explicit
-//! `AbstainReason`, never as a verdict.
+//! `AbstainReason`, never as a verdict. A batch judge's job calls go through its
+//! `Batcher` instead (no permit, no per-attempt deadline: the Batch API's completion
+//! window bounds them) and come back through the same parse, usage and cost path.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 
+use super::batch::{self, Batcher};
 use super::parse::{ParseError, parse_answer, parse_batch};
 use super::{AbstainReason, ChatRequest, ChatRole, Expect, Parsed, Provider, ProviderError, Usage};
 use crate::config::JudgeConfig;
@@ -62,15 +65,46 @@ pub struct JudgeClient {
     provider: Arc<dyn Provider>,
     pub limiter: JudgeLimiter,
     pub stats: JudgeStats,
+    /// The Batch API collector, for a `batch = true` judge whose provider has one.
+    pub batcher: Option<Arc<Batcher>>,
 }
 
 impl JudgeClient {
     pub fn new(cfg: JudgeConfig, provider: Arc<dyn Provider>) -> Self {
+        let batcher = cfg.batch.clone().and_then(|b| {
+            Arc::clone(&provider)
+                .batch_api()
+                .map(|api| Arc::new(Batcher::new(&cfg.name, b, api)))
+        });
         Self {
             limiter: JudgeLimiter::new(&cfg.limits),
             cfg,
             provider,
             stats: JudgeStats::default(),
+            batcher,
+        }
+    }
+
+    /// Gives the batch collector a place to remember submitted batches across restarts.
+    pub fn attach_batch_ledger(&self, ledger: Arc<dyn batch::BatchLedger>) {
+        if let Some(b) = &self.batcher {
+            b.attach_ledger(ledger);
+        }
+    }
+
+    /// Whether calls made now go through the Batch API: a batch judge, called from job
+    /// work (`batch::scope`).
+    pub fn batching(&self) -> bool {
+        self.batcher.is_some() && batch::in_scope()
+    }
+
+    /// The deadline of a call the committee makes now under an item deadline: a batched
+    /// call is bounded by its batch configuration (`BatchConfig::call_bound`), not by the
+    /// item's `request_timeout_ms`, which a batch's hours-long wait would always exceed.
+    pub fn call_deadline(&self, item_deadline: Instant) -> Instant {
+        match (&self.batcher, self.batching()) {
+            (Some(b), true) => item_deadline.max(Instant::now() + b.cfg.call_bound()),
+            _ => item_deadline,
         }
     }
 
@@ -82,9 +116,14 @@ impl JudgeClient {
         self.provider.simulated()
     }
 
-    /// USD cost of `usage` at this judge's prices.
+    /// USD cost of `usage` at this judge's prices, times `batch_price_factor` for a
+    /// batched call (the provider's batch discount), so it is what the provider bills.
     pub fn cost(&self, usage: Usage) -> f64 {
-        cost_of(&self.cfg, usage)
+        let full = cost_of(&self.cfg, usage);
+        match (&self.batcher, self.batching()) {
+            (Some(b), true) => full * b.cfg.price_factor,
+            _ => full,
+        }
     }
 
     /// Runs a call to completion or abstention before `deadline`.
@@ -99,7 +138,13 @@ impl JudgeClient {
         let mut attempts = 0;
         let mut reasks = 0;
         loop {
-            let completion = match self.send(&req, deadline, &mut attempts, &mut usage).await {
+            let sent = match &self.batcher {
+                Some(b) if self.batching() => {
+                    self.send_batched(b, &req, &mut attempts, &mut usage).await
+                }
+                _ => self.send(&req, deadline, &mut attempts, &mut usage).await,
+            };
+            let completion = match sent {
                 Ok(c) => c,
                 Err(reason) => return CallResult::abstain(n, reason, usage, attempts, started),
             };
@@ -264,6 +309,59 @@ impl JudgeClient {
             ProviderError::Timeout => AbstainReason::Timeout,
             _ => AbstainReason::RetriesExhausted,
         })
+    }
+
+    /// One request through the Batch API, resubmitted in a later batch when its entry
+    /// (or its whole batch) failed or expired, up to `batch_max_attempts` batches.
+    async fn send_batched(
+        &self,
+        batcher: &Arc<Batcher>,
+        req: &ChatRequest,
+        attempts: &mut u32,
+        usage: &mut Usage,
+    ) -> Result<super::Completion, AbstainReason> {
+        let chars: usize = req.messages.iter().map(|(_, t)| t.len()).sum();
+        let estimate = estimate_tokens(chars, self.cfg.sampling.max_tokens);
+        let custom_id = batch::custom_id(&self.cfg, req);
+        let body = batcher.request_body(req);
+        for attempt in 0..batcher.cfg.max_attempts {
+            if attempt > 0 {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::judge_retry(&self.cfg.name);
+            }
+            *attempts += 1;
+            self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let entry = batcher.submit(custom_id.clone(), body.clone()).await;
+            crate::metrics::judge_call(
+                &self.cfg.name,
+                match &entry {
+                    Ok(_) => "ok",
+                    Err(e) if e.retryable => "batch_failed",
+                    Err(_) => "client_error",
+                },
+                started.elapsed().as_secs_f64(),
+            );
+            match entry {
+                Ok(c) => {
+                    let u = c.usage.unwrap_or(Usage {
+                        input_tokens: estimate,
+                        ..Usage::default()
+                    });
+                    self.account(u);
+                    usage.add(u);
+                    return Ok(c);
+                }
+                Err(e) if !e.retryable => {
+                    tracing::debug!(judge = %self.cfg.name, error = %e.message, "batch entry failed for good");
+                    return Err(AbstainReason::ClientError);
+                }
+                Err(e) => {
+                    tracing::debug!(judge = %self.cfg.name, attempt, error = %e.message, "batch entry failed; retrying in a later batch");
+                }
+            }
+        }
+        Err(AbstainReason::BatchFailed)
     }
 
     fn account(&self, u: Usage) {

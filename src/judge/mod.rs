@@ -1,7 +1,8 @@
 //! Judges: the `Judge` trait and the values a judge call produces.
 //! `provider.rs` is the only importer of async-openai (wire types) and reqwest;
 //! `prompt.rs` renders minijinja templates; `parse.rs` turns model text into a
-//! `Verdict` (pure); `sim.rs` is the built-in simulated provider.
+//! `Verdict` (pure); `sim.rs` is the built-in simulated provider; `batch.rs` groups
+//! job calls into provider Batch API files.
 //! Must not know about committees, scoring policies, caches or storage.
 
 pub mod parse;
@@ -68,16 +69,20 @@ pub enum AbstainReason {
     Timeout,
     /// The request was cancelled (shutdown, job cancel, request deadline).
     Cancelled,
+    /// The provider's Batch API failed or expired the request (or its whole batch) in
+    /// every one of the judge's `batch_max_attempts` batches.
+    BatchFailed,
 }
 
 impl AbstainReason {
-    pub const ALL: [AbstainReason; 6] = [
+    pub const ALL: [AbstainReason; 7] = [
         AbstainReason::Unparseable,
         AbstainReason::Refusal,
         AbstainReason::ClientError,
         AbstainReason::RetriesExhausted,
         AbstainReason::Timeout,
         AbstainReason::Cancelled,
+        AbstainReason::BatchFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +93,7 @@ impl AbstainReason {
             AbstainReason::RetriesExhausted => "retries_exhausted",
             AbstainReason::Timeout => "timeout",
             AbstainReason::Cancelled => "cancelled",
+            AbstainReason::BatchFailed => "batch_failed",
         }
     }
 }
@@ -105,6 +111,7 @@ pub struct Parsed {
     pub explanation: String,
 }
 
+pub mod batch;
 pub mod call;
 pub mod provider;
 pub mod sim;
@@ -222,4 +229,8 @@ impl ProviderError {
 pub trait Provider: Send + Sync {
     async fn complete(&self, req: &ChatRequest) -> Result<Completion, ProviderError>;
     fn simulated(&self) -> bool;
+    /// The provider's Batch API, when it has one (OpenAI-compatible servers).
+    fn batch_api(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn batch::BatchApi>> {
+        None
+    }
 }

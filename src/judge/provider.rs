@@ -18,12 +18,15 @@ use async_openai::types::chat::{
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use super::batch::{BatchApi, Entry, EntryError, ProviderBatch, ProviderBatchState};
 use super::{ChatRequest, ChatRole, Completion, Expect, Provider, ProviderError, Scale, Usage};
 use crate::config::{JudgeConfig, OpenAiConfig, Sampling};
 
 pub struct OpenAiProvider {
     http: reqwest::Client,
     url: String,
+    /// Base URL up to `/v1`, for the Batch API's `/files` and `/batches`.
+    base: String,
     model: String,
     sampling: Sampling,
     structured_output: bool,
@@ -56,6 +59,7 @@ impl OpenAiProvider {
         Ok(Self {
             http,
             url: format!("{}/chat/completions", cfg.base_url),
+            base: cfg.base_url.clone(),
             model: judge.model.clone(),
             sampling: judge.sampling.clone(),
             structured_output: cfg.structured_output,
@@ -225,6 +229,20 @@ impl LenientUsage {
     }
 }
 
+/// The first choice of a decoded chat completion (live or from a batch output file).
+fn completion_of(body: LenientResponse) -> Result<Completion, ProviderError> {
+    let Some(choice) = body.choices.into_iter().next() else {
+        return Err(ProviderError::Decode(
+            "no choices in the response".to_owned(),
+        ));
+    };
+    Ok(Completion {
+        text: choice.message.content.unwrap_or_default(),
+        refusal: choice.message.refusal.filter(|r| !r.trim().is_empty()),
+        usage: body.usage.as_ref().map(LenientUsage::usage),
+    })
+}
+
 /// `retry-after-ms` (milliseconds, OpenAI/Azure) wins over `Retry-After` (seconds or
 /// an HTTP date, which we do not parse: it falls back to backoff).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -285,26 +303,265 @@ impl Provider for OpenAiProvider {
         }
         let body: LenientResponse =
             serde_json::from_slice(&bytes).map_err(|e| ProviderError::Decode(e.to_string()))?;
-        let Some(choice) = body.choices.into_iter().next() else {
-            return Err(ProviderError::Decode(
-                "no choices in the response".to_owned(),
-            ));
-        };
-        Ok(Completion {
-            text: choice.message.content.unwrap_or_default(),
-            refusal: choice.message.refusal.filter(|r| !r.trim().is_empty()),
-            usage: body.usage.as_ref().map(LenientUsage::usage),
-        })
+        completion_of(body)
     }
 
     fn simulated(&self) -> bool {
         false
     }
+
+    fn batch_api(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn BatchApi>> {
+        Some(self)
+    }
+}
+
+/// A batch as `GET /v1/batches/{id}` describes it (only the fields used).
+#[derive(Deserialize)]
+struct LenientBatch {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    output_file_id: Option<String>,
+    #[serde(default)]
+    error_file_id: Option<String>,
+}
+
+/// One line of a batch output or error file.
+#[derive(Deserialize)]
+struct LenientBatchLine {
+    custom_id: String,
+    #[serde(default)]
+    response: Option<LenientBatchResponse>,
+    #[serde(default)]
+    error: Option<LenientBatchError>,
+}
+
+#[derive(Deserialize)]
+struct LenientBatchResponse {
+    #[serde(default)]
+    status_code: u16,
+    #[serde(default)]
+    body: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct LenientBatchError {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl LenientBatchLine {
+    /// An entry's completion, or why there is none. Expired entries (`batch_expired`),
+    /// throttled and server-failed ones are retried in a later batch; a 4xx answer to
+    /// the request itself would fail again and is not.
+    fn entry(self) -> (String, Entry) {
+        let LenientBatchLine {
+            custom_id,
+            response,
+            error,
+        } = self;
+        let status = response.as_ref().map_or(0, |r| r.status_code);
+        if let (Some(r), None) = (response, &error) {
+            if (200..300).contains(&r.status_code) {
+                let decoded = r
+                    .body
+                    .ok_or_else(|| ProviderError::Decode("no body".to_owned()))
+                    .and_then(|b| {
+                        serde_json::from_value::<LenientResponse>(b)
+                            .map_err(|e| ProviderError::Decode(e.to_string()))
+                    })
+                    .and_then(completion_of);
+                return (
+                    custom_id,
+                    decoded.map_err(|e| EntryError {
+                        retryable: false,
+                        message: e.to_string(),
+                    }),
+                );
+            }
+        }
+        let code = error
+            .as_ref()
+            .and_then(|e| e.code.clone())
+            .unwrap_or_default();
+        let message = error.and_then(|e| e.message).unwrap_or_default();
+        let retryable = status == 0 || status == 429 || status >= 500 || code == "batch_expired";
+        (
+            custom_id,
+            Err(EntryError {
+                retryable,
+                message: format!("batch entry failed (status {status}, {code}): {message}"),
+            }),
+        )
+    }
+}
+
+impl OpenAiProvider {
+    /// Sends a Batch API request and returns the body of a 2xx answer.
+    async fn batch_request(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<bytes::Bytes, ProviderError> {
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                ProviderError::Timeout
+            } else {
+                ProviderError::Connect(e.to_string())
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let after = retry_after(resp.headers());
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::Connect(e.to_string()))?;
+        match status {
+            200..=299 => Ok(bytes),
+            429 => Err(ProviderError::RateLimited { retry_after: after }),
+            500.. => Err(ProviderError::Server {
+                status,
+                retry_after: after,
+            }),
+            _ => Err(ProviderError::Client {
+                status,
+                message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            }),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BatchApi for OpenAiProvider {
+    fn request_body(&self, req: &ChatRequest) -> serde_json::Value {
+        serde_json::to_value(self.body(req)).unwrap_or_default()
+    }
+
+    async fn upload(&self, jsonl: Vec<u8>) -> Result<String, ProviderError> {
+        // multipart/form-data written by hand (two parts), so reqwest needs no extra
+        // feature; the boundary is random, so no line of the file can contain it.
+        let boundary = format!("tribunal-{}", uuid::Uuid::now_v7().simple());
+        let mut body = Vec::with_capacity(jsonl.len() + 512);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"batch.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&jsonl);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let bytes = self
+            .batch_request(
+                self.http
+                    .post(format!("{}/files", self.base))
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        format!("multipart/form-data; boundary={boundary}"),
+                    )
+                    .body(body),
+            )
+            .await?;
+        #[derive(Deserialize)]
+        struct FileObject {
+            id: String,
+        }
+        serde_json::from_slice::<FileObject>(&bytes)
+            .map(|f| f.id)
+            .map_err(|e| ProviderError::Decode(format!("file upload answer: {e}")))
+    }
+
+    async fn create(&self, input_file_id: &str, window: &str) -> Result<String, ProviderError> {
+        let bytes = self
+            .batch_request(self.http.post(format!("{}/batches", self.base)).json(
+                &serde_json::json!({
+                    "input_file_id": input_file_id,
+                    "endpoint": "/v1/chat/completions",
+                    "completion_window": window,
+                }),
+            ))
+            .await?;
+        let b: LenientBatch = serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::Decode(format!("batch create answer: {e}")))?;
+        if b.id.is_empty() {
+            return Err(ProviderError::Decode(
+                "batch create answer has no id".to_owned(),
+            ));
+        }
+        Ok(b.id)
+    }
+
+    async fn status(&self, batch_id: &str) -> Result<ProviderBatch, ProviderError> {
+        let bytes = self
+            .batch_request(self.http.get(format!("{}/batches/{batch_id}", self.base)))
+            .await?;
+        let b: LenientBatch = serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::Decode(format!("batch status: {e}")))?;
+        let state = match b.status.as_str() {
+            "completed" => ProviderBatchState::Completed,
+            "failed" => ProviderBatchState::Failed,
+            "expired" => ProviderBatchState::Expired,
+            "cancelled" => ProviderBatchState::Cancelled,
+            // validating, in_progress, finalizing, cancelling, and anything new.
+            _ => ProviderBatchState::Running,
+        };
+        Ok(ProviderBatch {
+            state,
+            output_file_id: b.output_file_id.filter(|f| !f.is_empty()),
+            error_file_id: b.error_file_id.filter(|f| !f.is_empty()),
+        })
+    }
+
+    async fn entries(&self, file_id: &str) -> Result<Vec<(String, Entry)>, ProviderError> {
+        let bytes = self
+            .batch_request(
+                self.http
+                    .get(format!("{}/files/{file_id}/content", self.base)),
+            )
+            .await?;
+        Ok(batch_entries(&bytes))
+    }
+}
+
+/// The entries of an output or error file; undecodable lines are skipped (their
+/// requests then count as missing and are retried).
+fn batch_entries(bytes: &[u8]) -> Vec<(String, Entry)> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .filter_map(|l| serde_json::from_slice::<LenientBatchLine>(l).ok())
+        .map(LenientBatchLine::entry)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_lines_map_to_entries() {
+        let file = concat!(
+            r#"{"id":"r1","custom_id":"a","response":{"status_code":200,"body":{"choices":[{"message":{"content":"{}"}}],"usage":{"prompt_tokens":10,"completion_tokens":2}}},"error":null}"#,
+            "\n",
+            r#"{"id":"r2","custom_id":"b","response":null,"error":{"code":"batch_expired","message":"not done"}}"#,
+            "\n\n",
+            r#"{"id":"r3","custom_id":"c","response":{"status_code":400,"body":{"error":{"message":"bad"}}},"error":null}"#,
+            "\n",
+            r#"{"id":"r4","custom_id":"d","response":{"status_code":500,"body":{}},"error":null}"#,
+            "\nnot json\n",
+        );
+        let got = batch_entries(file.as_bytes());
+        let ids: Vec<&str> = got.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        let ok = got[0].1.as_ref().unwrap();
+        assert_eq!(ok.text, "{}");
+        assert_eq!(ok.usage.unwrap().input_tokens, 10);
+        assert!(got[1].1.as_ref().unwrap_err().retryable, "expired");
+        assert!(!got[2].1.as_ref().unwrap_err().retryable, "400");
+        assert!(got[3].1.as_ref().unwrap_err().retryable, "500");
+    }
 
     #[test]
     fn usage_details_are_read_leniently() {

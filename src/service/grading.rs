@@ -44,6 +44,12 @@ impl Service {
                     limiter_waits: j.limiter.waits.load(Relaxed),
                     input_tokens: s.input_tokens.load(Relaxed),
                     output_tokens: s.output_tokens.load(Relaxed),
+                    batches: j.batcher.as_ref().map(|b| JudgeBatches {
+                        submitted: b.stats.submitted.load(Relaxed),
+                        completed: b.stats.completed.load(Relaxed),
+                        failed: b.stats.failed.load(Relaxed),
+                        requests: b.stats.requests.load(Relaxed),
+                    }),
                 },
             }
         };
@@ -133,4 +139,17 @@ pub struct JudgeHealth {
     pub limiter_waits: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Provider Batch API counters; null for a judge without `batch = true`.
+    pub batches: Option<JudgeBatches>,
+}
+
+/// A batch judge's batches since the server started.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct JudgeBatches {
+    pub submitted: u64,
+    pub completed: u64,
+    /// Failed, expired or cancelled at the provider, or outliving the completion window.
+    pub failed: u64,
+    /// Requests sent in batch files, resubmissions included.
+    pub requests: u64,
 }

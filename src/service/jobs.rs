@@ -326,7 +326,14 @@ impl Service {
     }
 
     pub async fn job(&self, caller: &Caller, id: &str) -> Result<JobStatus, Error> {
-        Ok(JobStatus::from(&self.own_job(caller, id).await?))
+        let status = JobStatus::from(&self.own_job(caller, id).await?);
+        self.with_batches(status).await
+    }
+
+    /// The job's judge batch counters, from the store (they survive restarts).
+    async fn with_batches(&self, mut status: JobStatus) -> Result<JobStatus, Error> {
+        status.batches = Some(self.store.job_batch_counts(&status.id).await?);
+        Ok(status)
     }
 
     /// The caller's jobs newest first (an admin's: everyone's, or `owner`'s).
@@ -365,7 +372,8 @@ impl Service {
         if !job.state.is_final() {
             self.jobs.cancel(id).await?;
         }
-        Ok(JobStatus::from(&self.job_record(id).await?))
+        let status = JobStatus::from(&self.job_record(id).await?);
+        self.with_batches(status).await
     }
 
     /// Finished results after `after` (completion order).
@@ -810,6 +818,11 @@ pub struct JobStatus {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Provider Batch API batches with calls of this job (batch judges only): submitted,
+    /// and how many of them completed or failed. Filled when one job is read
+    /// (`GET /v1/jobs/{id}`, cancel); null in listings.
+    #[serde(default)]
+    pub batches: Option<crate::judge::batch::BatchCounts>,
 }
 
 impl JobStatus {
@@ -830,6 +843,7 @@ impl JobStatus {
             created_at: j.created_at,
             started_at: j.started_at,
             finished_at: j.finished_at,
+            batches: None,
         }
     }
 }
@@ -876,6 +890,8 @@ pub struct JudgeCostEstimate {
     /// Whether the judge's cached-input price is below its input price, so prefix
     /// caching was modelled.
     pub prefix_cache: bool,
+    /// A batch judge (`batch = true`): its cost includes `batch_price_factor`.
+    pub batch: bool,
 }
 
 /// What the estimate assumes; returned with every estimate so a reader knows.
@@ -891,6 +907,7 @@ impl JobEstimate {
                 .map(|r| JudgeCostEstimate {
                     judge: r.judge.clone(),
                     prefix_cache: r.prefix_cache,
+                    batch: r.batch,
                     ..JudgeCostEstimate::default()
                 })
                 .collect();

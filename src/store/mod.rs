@@ -14,6 +14,7 @@ use serde_json::Value;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+pub use crate::judge::batch::{BatchCounts, BatchRecord, LedgerStatus};
 use crate::rubric::Rubric;
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +322,18 @@ pub trait Store: Send + Sync {
 
     /// Liveness of the database (for /readyz).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Records a submitted judge batch (provider Batch API) with the jobs that have an
+    /// entry in it; writing the same batch id again is a no-op.
+    async fn put_judge_batch(&self, batch: &BatchRecord) -> StoreResult<()>;
+    /// Sets a judge batch's status, and its finish time once it is no longer open.
+    async fn set_judge_batch_status(&self, id: &str, status: LedgerStatus) -> StoreResult<()>;
+    /// A judge's batches still open or completed-but-not-delivered, oldest first (what a
+    /// restart resumes polling). `jobs` is left empty.
+    async fn resumable_judge_batches(&self, judge: &str) -> StoreResult<Vec<BatchRecord>>;
+    /// Batches submitted with an entry of `job`, and how many of them completed
+    /// (completed or delivered) or failed.
+    async fn job_batch_counts(&self, job: &str) -> StoreResult<BatchCounts>;
 }
 
 /// The leased work queue of a database several replicas share (Postgres): any
@@ -381,6 +394,67 @@ impl crate::cache::SecondTier for CacheTier {
             tracing::warn!(error = %e, "verdict cache write failed");
         }
     }
+}
+
+/// The store as the judges' batch ledger (`judge::batch::BatchLedger`).
+pub struct BatchLedgerTier(pub std::sync::Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl crate::judge::batch::BatchLedger for BatchLedgerTier {
+    async fn put_batch(&self, batch: &BatchRecord) -> Result<(), String> {
+        self.0
+            .put_judge_batch(batch)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn set_batch_status(&self, id: &str, status: LedgerStatus) -> Result<(), String> {
+        self.0
+            .set_judge_batch_status(id, status)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn resumable_batches(&self, judge: &str) -> Result<Vec<BatchRecord>, String> {
+        self.0
+            .resumable_judge_batches(judge)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A stored judge batch row `(id, judge, input_file_id, status, custom_ids JSON,
+/// created_at)` as a record.
+fn batch_record(row: (String, String, String, String, String, i64)) -> StoreResult<BatchRecord> {
+    let (id, judge, input_file_id, status, ids, created_at) = row;
+    let status = LedgerStatus::parse(&status)
+        .ok_or_else(|| StoreError::Corrupt(format!("judge batch {id}: status \"{status}\"")))?;
+    let custom_ids: Vec<String> = serde_json::from_str(&ids)
+        .map_err(|e| StoreError::Corrupt(format!("judge batch {id}: custom ids: {e}")))?;
+    Ok(BatchRecord {
+        id,
+        judge,
+        input_file_id,
+        status,
+        custom_ids,
+        jobs: Vec::new(),
+        created_at,
+    })
+}
+
+/// `(status, count)` rows of one job's batches as its counters.
+fn batch_counts(rows: &[(String, i64)]) -> BatchCounts {
+    let mut c = BatchCounts::default();
+    for (status, n) in rows {
+        let n = u64_of(*n);
+        c.submitted += n;
+        match LedgerStatus::parse(status) {
+            Some(LedgerStatus::Completed | LedgerStatus::Delivered) => c.completed += n,
+            Some(LedgerStatus::Failed) => c.failed += n,
+            Some(LedgerStatus::Open) | None => {}
+        }
+    }
+    c
 }
 
 /// A stored count or sequence number (never negative) as the `u64` the domain uses.

@@ -13,8 +13,9 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 
 use super::cache_writes::CacheWrites;
 use super::{
-    CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobQueue, JobRecord, JobState,
-    LabelEvent, RubricEntry, Store, StoreError, StoreResult, counts_by_state, i64_of, u64_of,
+    BatchCounts, BatchRecord, CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobQueue,
+    JobRecord, JobState, LabelEvent, LedgerStatus, RubricEntry, Store, StoreError, StoreResult,
+    counts_by_state, i64_of, now_ms, u64_of,
 };
 use crate::rubric::{Rubric, schema::parse_rubric};
 
@@ -845,6 +846,71 @@ impl Store for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn put_judge_batch(&self, batch: &BatchRecord) -> StoreResult<()> {
+        let ids = serde_json::to_string(&batch.custom_ids)
+            .map_err(|e| StoreError::Db(format!("judge batch custom ids: {e}")))?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO judge_batches (id, judge, input_file_id, status, custom_ids, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&batch.id)
+        .bind(&batch.judge)
+        .bind(&batch.input_file_id)
+        .bind(batch.status.as_str())
+        .bind(ids)
+        .bind(batch.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for job in &batch.jobs {
+            sqlx::query(
+                "INSERT INTO judge_batch_jobs (batch_id, job_id) VALUES ($1, $2)
+                 ON CONFLICT (batch_id, job_id) DO NOTHING",
+            )
+            .bind(&batch.id)
+            .bind(job)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_judge_batch_status(&self, id: &str, status: LedgerStatus) -> StoreResult<()> {
+        let finished = (status != LedgerStatus::Open).then(now_ms);
+        sqlx::query(
+            "UPDATE judge_batches SET status = $1, finished_at = COALESCE(finished_at, $2) WHERE id = $3",
+        )
+        .bind(status.as_str())
+        .bind(finished)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn resumable_judge_batches(&self, judge: &str) -> StoreResult<Vec<BatchRecord>> {
+        let rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, judge, input_file_id, status, custom_ids, created_at FROM judge_batches
+             WHERE judge = $1 AND status IN ('open', 'completed') ORDER BY created_at, id",
+        )
+        .bind(judge)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(super::batch_record).collect()
+    }
+
+    async fn job_batch_counts(&self, job: &str) -> StoreResult<BatchCounts> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT b.status, COUNT(*) FROM judge_batch_jobs j JOIN judge_batches b ON b.id = j.batch_id
+             WHERE j.job_id = $1 GROUP BY b.status",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(super::batch_counts(&rows))
     }
 }
 

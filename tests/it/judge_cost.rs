@@ -435,6 +435,7 @@ async fn a_dry_run_estimates_a_job_without_storing_it_or_calling_a_judge() {
         "cached_input_tokens",
         "output_tokens",
         "prefix_cache",
+        "batch",
     ] {
         assert_eq!(
             judge[field], cli["judges"][0][field],

@@ -15,6 +15,7 @@ mod cli_grade;
 mod cli_score;
 mod crash;
 mod healthbench_real;
+mod judge_batch;
 mod judge_cost;
 mod judges;
 mod mock_openai;

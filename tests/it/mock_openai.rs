@@ -3,16 +3,20 @@
 //! is counted and timestamped. With `bill_prefixes` it also bills like OpenAI's prompt
 //! caching: a prompt's leading part seen before (from 1,024 tokens, in 128-token blocks)
 //! is reported as `prompt_tokens_details.cached_tokens` and billed at the cached price.
+//! It also serves the Batch API (`/v1/files`, `/v1/batches`, `/v1/files/{id}/content`):
+//! a batch goes validating -> in_progress -> completed over `BatchMock::delay`, answers
+//! each entry from the same script, can fail or expire entries and whole batches on
+//! request, and bills batch entries at `BATCH_PRICE_FACTOR` of the prefix-caching bill.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 #[derive(Clone, Debug)]
@@ -38,6 +42,53 @@ pub struct Mock {
     billing: Mutex<Option<PrefixBilling>>,
     /// Keeps request bodies for `bodies` (benches turn it off to save memory).
     pub keep_bodies: std::sync::atomic::AtomicBool,
+    /// Batch API state and fault injection.
+    pub batch: Mutex<BatchMock>,
+}
+
+/// OpenAI bills Batch API requests at half the live price.
+pub const BATCH_PRICE_FACTOR: f64 = 0.5;
+
+/// The mock's Batch API: uploaded files, created batches, and what to inject.
+#[derive(Default)]
+pub struct BatchMock {
+    files: std::collections::HashMap<String, Vec<u8>>,
+    batches: std::collections::HashMap<String, MockBatch>,
+    next_id: u64,
+    /// Time from creation to `completed` (a third of it `validating`).
+    pub delay: Duration,
+    /// The next this many entries fail with a 500 in the error file.
+    pub fail_entries: usize,
+    /// The next this many entries expire (`batch_expired` in the error file).
+    pub expire_entries: usize,
+    /// The next this many batches end `failed`, with no output.
+    pub fail_batches: usize,
+    /// Custom ids of every batch created, in creation order.
+    pub created: Vec<Vec<String>>,
+    /// Status polls answered.
+    pub polls: usize,
+    /// Entries answered with a completion.
+    pub answered: usize,
+}
+
+struct MockBatch {
+    input_file_id: String,
+    created: Instant,
+    status: &'static str,
+    output_file_id: Option<String>,
+    error_file_id: Option<String>,
+}
+
+impl Mock {
+    /// Sets the Batch API's completion delay.
+    pub fn batch_delay(&self, d: Duration) {
+        self.batch.lock().unwrap().delay = d;
+    }
+
+    /// Custom ids of every batch created so far.
+    pub fn batches_created(&self) -> Vec<Vec<String>> {
+        self.batch.lock().unwrap().created.clone()
+    }
 }
 
 /// Prices of the prefix-caching bill, USD per million tokens.
@@ -233,6 +284,17 @@ fn completion(content: Value, refusal: Value, usage: Value) -> Value {
 /// The usage of a 200 reply: the override, the prefix bill (which it also books), or
 /// the fixed 100 + 20.
 fn usage_of(mock: &Mock, prompt: Option<(u64, u64)>, usage: Option<Value>, answer: &str) -> Value {
+    usage_at(mock, prompt, usage, answer, 1.0)
+}
+
+/// `usage_of` with the bill multiplied by `factor` (batch entries).
+fn usage_at(
+    mock: &Mock,
+    prompt: Option<(u64, u64)>,
+    usage: Option<Value>,
+    answer: &str,
+    factor: f64,
+) -> Value {
     if let Some(u) = usage {
         return u;
     }
@@ -247,9 +309,10 @@ fn usage_of(mock: &Mock, prompt: Option<(u64, u64)>, usage: Option<Value>, answe
         b.bill.input_tokens += input;
         b.bill.cached_input_tokens += cached;
         b.bill.output_tokens += output;
-        b.bill.usd += ((input - cached) as f64 * p.input
-            + cached as f64 * p.cached_input
-            + output as f64 * p.output)
+        b.bill.usd += factor
+            * ((input - cached) as f64 * p.input
+                + cached as f64 * p.cached_input
+                + output as f64 * p.output)
             / 1e6;
     }
     json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
@@ -295,6 +358,222 @@ fn render(
     })
 }
 
+fn next_id(b: &mut BatchMock, prefix: &str) -> String {
+    b.next_id += 1;
+    format!("{prefix}-{}", b.next_id)
+}
+
+/// `POST /v1/files`: a multipart form with `purpose` and `file`, read by hand.
+async fn upload_file(
+    State(mock): State<Arc<Mock>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let ctype = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(boundary) = ctype.split("boundary=").nth(1) else {
+        return (StatusCode::BAD_REQUEST, "no multipart boundary").into_response();
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let delim = format!("--{boundary}");
+    let mut purpose = None;
+    let mut file = None;
+    for part in text.split(delim.as_str()) {
+        let Some((head, content)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let content = content.strip_suffix("\r\n").unwrap_or(content);
+        if head.contains("name=\"purpose\"") {
+            purpose = Some(content.to_owned());
+        } else if head.contains("name=\"file\"") {
+            file = Some(content.as_bytes().to_vec());
+        }
+    }
+    if purpose.as_deref() != Some("batch") {
+        return (StatusCode::BAD_REQUEST, "purpose must be batch").into_response();
+    }
+    let Some(file) = file else {
+        return (StatusCode::BAD_REQUEST, "no file part").into_response();
+    };
+    let mut b = mock.batch.lock().unwrap();
+    let id = next_id(&mut b, "file");
+    b.files.insert(id.clone(), file);
+    axum::Json(json!({"id": id, "object": "file", "purpose": "batch"})).into_response()
+}
+
+/// `POST /v1/batches`.
+async fn create_batch(State(mock): State<Arc<Mock>>, body: axum::Json<Value>) -> Response {
+    let input = body["input_file_id"].as_str().unwrap_or("").to_owned();
+    if body["completion_window"] != "24h" || body["endpoint"] != "/v1/chat/completions" {
+        return (StatusCode::BAD_REQUEST, "bad window or endpoint").into_response();
+    }
+    let mut b = mock.batch.lock().unwrap();
+    let Some(file) = b.files.get(&input) else {
+        return (StatusCode::BAD_REQUEST, "no such file").into_response();
+    };
+    let ids: Vec<String> = String::from_utf8_lossy(file)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v["custom_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    if unique.len() != ids.len() {
+        return (StatusCode::BAD_REQUEST, "duplicate custom_id").into_response();
+    }
+    b.created.push(ids);
+    let id = next_id(&mut b, "batch");
+    b.batches.insert(
+        id.clone(),
+        MockBatch {
+            input_file_id: input,
+            created: Instant::now(),
+            status: "validating",
+            output_file_id: None,
+            error_file_id: None,
+        },
+    );
+    axum::Json(json!({"id": id, "object": "batch", "status": "validating"})).into_response()
+}
+
+/// `GET /v1/batches/{id}`: advances the batch by its age; answers every entry when it
+/// completes.
+async fn get_batch(State(mock): State<Arc<Mock>>, Path(id): Path<String>) -> Response {
+    let (status, input, age, delay, out, err) = {
+        let mut b = mock.batch.lock().unwrap();
+        b.polls += 1;
+        let delay = b.delay;
+        let Some(batch) = b.batches.get(&id) else {
+            return (StatusCode::NOT_FOUND, "no such batch").into_response();
+        };
+        (
+            batch.status,
+            batch.input_file_id.clone(),
+            batch.created.elapsed(),
+            delay,
+            batch.output_file_id.clone(),
+            batch.error_file_id.clone(),
+        )
+    };
+    let doc = |status: &str, out: Option<String>, err: Option<String>| {
+        axum::Json(json!({"id": id, "object": "batch", "status": status,
+                          "output_file_id": out, "error_file_id": err}))
+        .into_response()
+    };
+    if matches!(status, "completed" | "failed" | "expired") {
+        return doc(status, out, err);
+    }
+    if age < delay / 3 {
+        return doc("validating", None, None);
+    }
+    if age < delay {
+        return doc("in_progress", None, None);
+    }
+    let (status, out, err) = finish_batch(&mock, &input);
+    let mut b = mock.batch.lock().unwrap();
+    if let Some(batch) = b.batches.get_mut(&id) {
+        batch.status = status;
+        batch.output_file_id = out.clone();
+        batch.error_file_id = err.clone();
+    }
+    doc(status, out, err)
+}
+
+/// Answers a batch's entries: (status, output file, error file).
+fn finish_batch(mock: &Mock, input: &str) -> (&'static str, Option<String>, Option<String>) {
+    let lines: Vec<Value> = {
+        let mut b = mock.batch.lock().unwrap();
+        if b.fail_batches > 0 {
+            b.fail_batches -= 1;
+            return ("failed", None, None);
+        }
+        let file = b.files.get(input).cloned().unwrap_or_default();
+        String::from_utf8_lossy(&file)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let mut output = String::new();
+    let mut errors = String::new();
+    for line in lines {
+        let cid = line["custom_id"].clone();
+        let inject = {
+            let mut b = mock.batch.lock().unwrap();
+            if b.expire_entries > 0 {
+                b.expire_entries -= 1;
+                Some(json!({"code": "batch_expired", "message": "not completed in the window"}))
+            } else if b.fail_entries > 0 {
+                b.fail_entries -= 1;
+                Some(json!({"code": "server_error", "message": "injected failure"}))
+            } else {
+                None
+            }
+        };
+        if let Some(e) = inject {
+            let status = if e["code"] == "batch_expired" {
+                Value::Null
+            } else {
+                json!({"status_code": 500, "body": {}})
+            };
+            errors.push_str(
+                &json!({"id": "r", "custom_id": cid, "response": status, "error": e}).to_string(),
+            );
+            errors.push('\n');
+            continue;
+        }
+        let body = &line["body"];
+        let mut reply = {
+            let next = mock.script.lock().unwrap().pop_front();
+            next.unwrap_or_else(|| mock.default.lock().unwrap().clone())
+        };
+        while let Reply::Delay(_, inner) = reply {
+            reply = *inner;
+        }
+        let prompt = mock.billing.lock().unwrap().as_mut().map(|b| b.admit(body));
+        let usage = mock.usage.lock().unwrap().clone();
+        let entry = match reply {
+            Reply::Content(text) => {
+                let u = usage_at(mock, prompt, usage, &text, BATCH_PRICE_FACTOR);
+                json!({"status_code": 200, "body": completion(json!(text), Value::Null, u)})
+            }
+            Reply::Refusal(text) => {
+                let u = usage_at(mock, prompt, usage, &text, BATCH_PRICE_FACTOR);
+                json!({"status_code": 200, "body": completion(Value::Null, json!(text), u)})
+            }
+            Reply::Status(code, _, text) => {
+                json!({"status_code": code, "body": {"error": {"message": text}}})
+            }
+            Reply::Delay(..) => unreachable!("delays are unwrapped above"),
+        };
+        let ok = entry["status_code"] == 200;
+        mock.batch.lock().unwrap().answered += usize::from(ok);
+        let doc = json!({"id": "r", "custom_id": cid, "response": entry, "error": Value::Null});
+        let target = if ok { &mut output } else { &mut errors };
+        target.push_str(&doc.to_string());
+        target.push('\n');
+    }
+    let mut b = mock.batch.lock().unwrap();
+    let mut put = |text: String| {
+        (!text.is_empty()).then(|| {
+            let id = next_id(&mut b, "file");
+            b.files.insert(id.clone(), text.into_bytes());
+            id
+        })
+    };
+    let out = put(output);
+    let err = put(errors);
+    ("completed", out, err)
+}
+
+/// `GET /v1/files/{id}/content`.
+async fn file_content(State(mock): State<Arc<Mock>>, Path(id): Path<String>) -> Response {
+    match mock.batch.lock().unwrap().files.get(&id) {
+        Some(bytes) => bytes.clone().into_response(),
+        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
+}
+
 /// Starts the mock on 127.0.0.1:0; returns it and its base URL (ending in /v1).
 pub async fn spawn(default: Reply) -> (Arc<Mock>, String) {
     let mock = Arc::new(Mock {
@@ -306,9 +585,19 @@ pub async fn spawn(default: Reply) -> (Arc<Mock>, String) {
         usage: Mutex::new(None),
         billing: Mutex::new(None),
         keep_bodies: std::sync::atomic::AtomicBool::new(true),
+        batch: Mutex::new(BatchMock::default()),
     });
     let app = axum::Router::new()
         .route("/v1/chat/completions", post(handler))
+        // Batch input files run to megabytes; axum's default 2 MB body limit would
+        // reject them (OpenAI accepts up to 200 MB).
+        .route(
+            "/v1/files",
+            post(upload_file).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/v1/files/{id}/content", get(file_content))
+        .route("/v1/batches", post(create_batch))
+        .route("/v1/batches/{id}", get(get_batch))
         .with_state(Arc::clone(&mock));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

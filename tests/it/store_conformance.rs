@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tribunal::store::{
-    CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobQueue, JobState, LabelEvent,
-    PostgresStore, SqliteStore, Store,
+    BatchCounts, BatchRecord, CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobQueue,
+    JobState, LabelEvent, LedgerStatus, PostgresStore, SqliteStore, Store,
 };
 
 /// The env var naming the Postgres server the suite (and the replica test) may use.
@@ -152,6 +152,7 @@ conformance!(
     calibration_sets_labels_and_runs,
     verdict_cache_first_writer_wins,
     ping_answers,
+    judge_batches_resume_and_count_per_job,
 );
 
 const RUBRIC: &str = r#"{"format": "rubric.v1", "id": "r", "version": 1, "title": "T", "scoring": {"policy": "weighted"}, "criteria": [{"id": "a", "text": "A.", "points": 1}]}"#;
@@ -651,6 +652,67 @@ async fn verdict_cache_first_writer_wins(b: &Backend) {
             .unwrap()
             .is_none()
     );
+}
+
+fn judge_batch(id: &str, judge: &str, ids: &[&str], jobs: &[&str], at: i64) -> BatchRecord {
+    BatchRecord {
+        id: id.into(),
+        judge: judge.into(),
+        input_file_id: format!("file-{id}"),
+        status: LedgerStatus::Open,
+        custom_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+        jobs: jobs.iter().map(|s| (*s).to_owned()).collect(),
+        created_at: at,
+    }
+}
+
+async fn judge_batches_resume_and_count_per_job(b: &Backend) {
+    let s = b.store();
+    assert!(s.resumable_judge_batches("a").await.unwrap().is_empty());
+    let b1 = judge_batch("b1", "a", &["x", "y"], &["j1", "j2"], 1_000);
+    s.put_judge_batch(&b1).await.unwrap();
+    // Writing the same batch again changes nothing (no duplicate job links either).
+    s.put_judge_batch(&b1).await.unwrap();
+    s.put_judge_batch(&judge_batch("b2", "a", &["z"], &["j1"], 2_000))
+        .await
+        .unwrap();
+    s.put_judge_batch(&judge_batch("b3", "other", &["w"], &["j1"], 3_000))
+        .await
+        .unwrap();
+    let open = s.resumable_judge_batches("a").await.unwrap();
+    assert_eq!(
+        open.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["b1", "b2"],
+        "oldest first, this judge's only"
+    );
+    assert_eq!(open[0].custom_ids, ["x", "y"]);
+    assert_eq!(open[0].input_file_id, "file-b1");
+    assert_eq!(open[0].created_at, 1_000);
+    let counts = |submitted, completed, failed| BatchCounts {
+        submitted,
+        completed,
+        failed,
+    };
+    assert_eq!(s.job_batch_counts("j1").await.unwrap(), counts(3, 0, 0));
+    assert_eq!(s.job_batch_counts("j2").await.unwrap(), counts(1, 0, 0));
+    assert_eq!(s.job_batch_counts("none").await.unwrap(), counts(0, 0, 0));
+    // Completed batches still resume (entries may be unclaimed); delivered and failed
+    // ones do not.
+    s.set_judge_batch_status("b1", LedgerStatus::Completed)
+        .await
+        .unwrap();
+    s.set_judge_batch_status("b2", LedgerStatus::Failed)
+        .await
+        .unwrap();
+    let open = s.resumable_judge_batches("a").await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].status, LedgerStatus::Completed);
+    s.set_judge_batch_status("b1", LedgerStatus::Delivered)
+        .await
+        .unwrap();
+    assert!(s.resumable_judge_batches("a").await.unwrap().is_empty());
+    assert_eq!(s.job_batch_counts("j1").await.unwrap(), counts(3, 1, 1));
+    assert_eq!(s.job_batch_counts("j2").await.unwrap(), counts(1, 1, 0));
 }
 
 async fn ping_answers(b: &Backend) {

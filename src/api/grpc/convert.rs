@@ -51,6 +51,7 @@ pub fn job(status: JobStatus) -> pb::Job {
         created_at,
         started_at,
         finished_at,
+        batches,
     } = status;
     pb::Job {
         id,
@@ -68,6 +69,11 @@ pub fn job(status: JobStatus) -> pb::Job {
         created_at,
         started_at,
         finished_at,
+        batches: batches.map(|b| pb::JobBatches {
+            submitted: b.submitted,
+            completed: b.completed,
+            failed: b.failed,
+        }),
     }
 }
 
@@ -113,6 +119,11 @@ mod tests {
             created_at: 1_000,
             started_at: Some(1_000),
             finished_at: None,
+            batches: Some(crate::judge::batch::BatchCounts {
+                submitted: 3,
+                completed: 2,
+                failed: 1,
+            }),
         };
         assert_eq!(
             job(status),
@@ -132,6 +143,11 @@ mod tests {
                 created_at: 1_000,
                 started_at: Some(1_000),
                 finished_at: None,
+                batches: Some(pb::JobBatches {
+                    submitted: 3,
+                    completed: 2,
+                    failed: 1,
+                }),
             }
         );
     }
