@@ -83,7 +83,9 @@ fn redis_section(cfg: &Config) -> String {
         r.timeout,
         r.lease
     );
-    out.push_str("redis shares: judge RPM/TPM, API key quotas, verdict cache tier, single flight\n");
+    out.push_str(
+        "redis shares: judge RPM/TPM, API key quotas, verdict cache tier, single flight\n",
+    );
     let share = |l: u32| f64::from(l) / f64::from(r.replicas.max(1));
     for (name, j) in &cfg.judges {
         let l = &j.limits;

@@ -1003,12 +1003,22 @@ fn redis_needs_every_shared_limit_to_cover_each_replica() {
 fn redis_url_display_masks_the_password() {
     let base = super::DEFAULT_CONFIG;
     for (url, shown) in [
-        ("redis://:pw@10.0.0.5:6380/2", "redis://:***@10.0.0.5:6380/2"),
+        (
+            "redis://:pw@10.0.0.5:6380/2",
+            "redis://:***@10.0.0.5:6380/2",
+        ),
         ("redis://app:pw@h:6379", "redis://app:***@h:6379"),
         ("redis://h:6379/0", "redis://h:6379/0"),
-        ("redis+unix:///run/redis.sock", "redis+unix:///run/redis.sock"),
+        (
+            "redis+unix:///run/redis.sock",
+            "redis+unix:///run/redis.sock",
+        ),
     ] {
-        let cfg = load_ok(url, Some(&format!("{base}\n[redis]\nurl = \"{url}\"\n")), &[]);
+        let cfg = load_ok(
+            url,
+            Some(&format!("{base}\n[redis]\nurl = \"{url}\"\n")),
+            &[],
+        );
         assert_eq!(cfg.redis.unwrap().url_display(), shown);
     }
 }

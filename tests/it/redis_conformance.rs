@@ -654,7 +654,9 @@ fn config_check_prints_the_redis_section_and_refuses_shares_below_one() {
     assert!(
         run.stderr
             .contains("judges.sim-a.requests_per_minute: is 2, below redis.replicas = 3")
-            && run.stderr.contains("raise it to at least 3 or lower redis.replicas"),
+            && run
+                .stderr
+                .contains("raise it to at least 3 or lower redis.replicas"),
         "{}",
         run.stderr
     );
