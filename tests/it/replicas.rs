@@ -2,7 +2,8 @@
 //! one replica is worked by all; one replica is killed with SIGKILL mid-job and the
 //! others reclaim its items when their leases expire; every item ends with exactly one
 //! result and the summary equals a single-node (SQLite) run's. Also: `/readyz` fails
-//! while the database is unreachable. Needs `TRIBUNAL_TEST_POSTGRES_URL` (see
+//! while the database is unreachable, and the store metrics show the pool and the
+//! failed queries. Needs `TRIBUNAL_TEST_POSTGRES_URL` (see
 //! `store_conformance`); prints `skipped` without it, fails under `CI=true`.
 //! The combined test (`three_replicas_on_postgres_and_redis_...`) adds one Redis: the
 //! replicas share one requests-per-minute limit, and the mock judge's call times show
@@ -400,6 +401,15 @@ async fn three_replicas_on_postgres_and_redis_share_one_rpm_limit_through_a_sigk
     }
 }
 
+/// The sum of `tribunal_store_errors_total` over its kinds in a scrape.
+fn store_errors(scrape: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| l.starts_with("tribunal_store_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_fails_while_postgres_is_unreachable() {
     use sqlx::Connection;
@@ -429,6 +439,21 @@ async fn readyz_fails_while_postgres_is_unreachable() {
             .as_u16()
     };
     assert_eq!(ready().await, 200);
+    let metrics = || async {
+        http.get(format!("{}/metrics", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = metrics().await;
+    assert!(
+        before.contains("tribunal_store_pool_connections{state=\"max\"} 16"),
+        "{before}"
+    );
+    let errors_before = store_errors(&before);
     // Closing the database to new connections and ending the server's ones stands for
     // Postgres going down, for this server only (other tests share the cluster).
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
@@ -443,6 +468,11 @@ async fn readyz_fails_while_postgres_is_unreachable() {
         .await
         .unwrap();
     assert_eq!(ready().await, 503, "not ready without its database");
+    let during = metrics().await;
+    assert!(
+        store_errors(&during) > errors_before,
+        "the failed probe is counted: {during}"
+    );
     sqlx::query(&outage(true)).execute(&mut conn).await.unwrap();
     let mut back = 0;
     for _ in 0..100 {
