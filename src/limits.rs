@@ -565,7 +565,7 @@ mod tests {
         };
         // The outage begins: the share starts empty.
         assert!(matches!(
-            store.take(&[full.clone()]).await,
+            store.take(std::slice::from_ref(&full)).await,
             Ok(Admit::Wait(_))
         ));
         // A call estimated at 250 (the share would have clamped it to its 100) used
