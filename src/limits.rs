@@ -146,6 +146,21 @@ pub trait BucketStore: Send + Sync {
     /// may leave the bucket in debt, which later takes wait out; negative refunds, up
     /// to capacity.
     async fn charge(&self, take: &Take) -> Result<(), SharedError>;
+
+    /// Settles `taken` (the take as asked for, its cost the estimate) with the `actual`
+    /// usage. The difference is computed against what this store took for it: a store
+    /// that clamped the cost (a fallback's smaller bucket) refunds only what it took.
+    async fn settle(&self, taken: &Take, actual: f64) -> Result<(), SharedError> {
+        let delta = actual - taken.cost;
+        if delta == 0.0 {
+            return Ok(());
+        }
+        self.charge(&Take {
+            cost: delta,
+            ..taken.clone()
+        })
+        .await
+    }
 }
 
 /// Buckets in this process, on the monotonic clock.
@@ -330,6 +345,23 @@ impl BucketStore for Failover {
             None => Ok(()),
         }
     }
+
+    async fn settle(&self, taken: &Take, actual: f64) -> Result<(), SharedError> {
+        match self.shared.settle(taken, actual).await {
+            Ok(()) => {
+                self.recovered();
+                return Ok(());
+            }
+            Err(e) => self.failed(&e),
+        }
+        // The share took at most its own capacity for this call (`shares`), so the
+        // refund is reckoned from that, not from the full bucket's clamp: otherwise a
+        // large estimate would refund tokens the share never gave out.
+        match self.shares(std::slice::from_ref(taken)).first() {
+            Some(s) => self.fallback.settle(s, actual).await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// The outbound limits of one judge.
@@ -461,17 +493,13 @@ impl JudgeLimiter {
     /// refunds what was not used.
     pub async fn reconcile(&self, estimated: u64, actual: u64) {
         let Some(l) = self.tpm else { return };
-        let taken = (estimated.max(1) as f64).min(l.spec().capacity);
-        let delta = actual as f64 - taken;
-        if delta == 0.0 {
-            return;
-        }
-        let t = Take {
+        // The take `acquire` made; the store works out what it took for it.
+        let taken = Take {
             key: self.key("tpm"),
             limit: l,
-            cost: delta,
+            cost: (estimated.max(1) as f64).min(l.spec().capacity),
         };
-        if let Err(e) = self.store().charge(&t).await {
+        if let Err(e) = self.store().settle(&taken, actual as f64).await {
             tracing::debug!(error = %e, "token reconcile lost");
         }
     }
@@ -509,6 +537,50 @@ mod tests {
         let l = Limit::per_minute(600, 30.0).share(3);
         let s = l.spec();
         assert!((3.0 * (s.capacity + s.per_sec * 60.0) - 600.0).abs() < 1e-6);
+    }
+
+    /// A shared store that is always down.
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl BucketStore for Down {
+        async fn take(&self, _: &[Take]) -> Result<Admit, SharedError> {
+            Err(SharedError("down".into()))
+        }
+        async fn charge(&self, _: &Take) -> Result<(), SharedError> {
+            Err(SharedError("down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fallback_refunds_against_its_own_share() {
+        // 3,000 tokens a minute with a burst of 300; three replicas: each share is a
+        // bucket of 100 refilled at 15 a second.
+        let limit = Limit::per_minute(3000, 300.0);
+        let store = Failover::new(Arc::new(Down), 3);
+        let full = Take {
+            key: "j:tpm".into(),
+            limit,
+            cost: 250.0,
+        };
+        // The outage begins: the share starts empty.
+        assert!(matches!(
+            store.take(std::slice::from_ref(&full)).await,
+            Ok(Admit::Wait(_))
+        ));
+        // A call estimated at 250 (the share would have clamped it to its 100) used
+        // 10: the share gets 90 back, not 240 (which would fill it to its capacity).
+        store.settle(&full, 10.0).await.unwrap();
+        let ninety_five = Take {
+            cost: 95.0,
+            ..full.clone()
+        };
+        match store.take(&[ninety_five]).await.unwrap() {
+            Admit::Wait(w) => assert!(w > Duration::from_millis(200), "{w:?}"),
+            other => panic!("the share holds 90 (+ refill), not 95: {other:?}"),
+        }
+        let ninety = Take { cost: 90.0, ..full };
+        assert_eq!(store.take(&[ninety]).await.unwrap(), Admit::Taken);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct Metrics {
     redis_fallbacks: IntCounterVec,
     redis_up: IntGauge,
     cache_flights: IntCounterVec,
+    store_pool: IntGaugeVec,
+    store_errors: IntCounterVec,
 }
 
 /// The commit the binary was built from, or `unknown` (set by build.rs).
@@ -128,6 +130,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["version", "commit"],
     )?;
     registry.register(Box::new(build_info.clone()))?;
+    let store_pool = IntGaugeVec::new(
+        Opts::new(
+            "tribunal_store_pool_connections",
+            "Postgres pool connections by state (in_use, idle) and the pool's max, refreshed before each scrape (absent on SQLite)",
+        ),
+        &["state"],
+    )?;
+    registry.register(Box::new(store_pool.clone()))?;
     let redis_up = IntGauge::new(
         "tribunal_redis_up",
         "1 while the last Redis command succeeded, 0 during an outage (absent without [redis])",
@@ -229,6 +239,12 @@ fn build() -> Result<Metrics, prometheus::Error> {
             &["component"],
         )?,
         redis_up,
+        store_pool,
+        store_errors: counter(
+            "tribunal_store_errors_total",
+            "Store (database) operations that failed, by kind: pool_timeout (no connection within the acquire timeout), connection, database, other",
+            &["kind"],
+        )?,
         cache_flights: counter(
             "tribunal_cache_flights_total",
             "Cross-replica single-flight outcomes of verdict cache misses",
@@ -336,6 +352,32 @@ pub fn redis_up(up: bool) {
 /// verdict), takeover (the lease expired or was dropped and this caller led instead).
 pub fn cache_flight(role: &'static str) {
     with(|m| m.cache_flights.with_label_values(&[role]).inc());
+}
+
+/// The Postgres pool's connections: `size` open, `idle` of them idle, `max` allowed.
+/// A pool with no idle connection at its max makes requests wait for one (up to the
+/// acquire timeout, then `pool_timeout` errors).
+pub fn store_pool(size: u32, idle: usize, max: u32) {
+    with(|m| {
+        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        let size = i64::from(size);
+        m.store_pool
+            .with_label_values(&["in_use"])
+            .set((size - idle).max(0));
+        m.store_pool.with_label_values(&["idle"]).set(idle);
+        m.store_pool.with_label_values(&["max"]).set(i64::from(max));
+    });
+}
+
+/// One failed store operation (any engine), by a bounded kind.
+pub fn store_error(e: &sqlx::Error) {
+    let kind = match e {
+        sqlx::Error::PoolTimedOut => "pool_timeout",
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => "connection",
+        sqlx::Error::Database(_) => "database",
+        _ => "other",
+    };
+    with(|m| m.store_errors.with_label_values(&[kind]).inc());
 }
 
 pub fn quota_rejection(key: &str) {

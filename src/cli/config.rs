@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use super::shared::{Failure, load_config};
-use crate::config::ProviderConfig;
+use crate::config::{Config, ProviderConfig};
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -61,9 +61,56 @@ fn check(path: Option<&Path>) -> Result<(), Failure> {
         cfg.telemetry.otlp_endpoint.as_deref().unwrap_or("off"),
         cfg.telemetry.service_name
     ));
+    out.push_str(&redis_section(&cfg));
     if cfg.simulated() {
         out.push_str("NOTE: every judge is simulated; grades are not real.\n");
     }
     print!("{out}");
     Ok(())
+}
+
+/// The `[redis]` lines: the connection (password masked), what is shared, and each
+/// limit's fallback share (what one replica enforces alone while Redis is unreachable).
+fn redis_section(cfg: &Config) -> String {
+    let Some(r) = &cfg.redis else {
+        return "redis: off (limits and the verdict cache are per replica)\n".to_owned();
+    };
+    let mut out = format!(
+        "redis: url={} replicas={} key_prefix={} timeout={:?} lease={:?}\n",
+        r.url_display(),
+        r.replicas,
+        r.key_prefix,
+        r.timeout,
+        r.lease
+    );
+    out.push_str(
+        "redis shares: judge RPM/TPM, API key quotas, verdict cache tier, single flight\n",
+    );
+    let share = |l: u32| f64::from(l) / f64::from(r.replicas.max(1));
+    for (name, j) in &cfg.judges {
+        let l = &j.limits;
+        let mut parts = Vec::new();
+        if let Some(rpm) = l.requests_per_minute {
+            parts.push(format!("requests_per_minute {rpm} -> {:.1}", share(rpm)));
+        }
+        if let Some(tpm) = l.tokens_per_minute {
+            parts.push(format!("tokens_per_minute {tpm} -> {:.1}", share(tpm)));
+        }
+        if !parts.is_empty() {
+            out.push_str(&format!(
+                "redis fallback share of judge {name}: {}\n",
+                parts.join(", ")
+            ));
+        }
+    }
+    for k in &cfg.server.api_keys {
+        if let Some(rpm) = k.requests_per_minute {
+            out.push_str(&format!(
+                "redis fallback share of key {}: requests_per_minute {rpm} -> {:.1}\n",
+                k.name,
+                share(rpm)
+            ));
+        }
+    }
+    out
 }

@@ -350,6 +350,24 @@ pub struct RedisConfig {
     pub lease: Duration,
 }
 
+impl RedisConfig {
+    /// The URL with any password replaced by `***`, for `config check` and logs.
+    pub fn url_display(&self) -> String {
+        use secrecy::ExposeSecret;
+        let url = self.url.expose_secret();
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.to_owned();
+        };
+        match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or("", |(u, _)| u);
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_owned(),
+        }
+    }
+}
+
 /// `[telemetry]`: trace export. With no `otlp_endpoint` nothing is exported and no
 /// exporter or background task exists; spans still reach the local log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -296,6 +296,9 @@ impl RawConfig {
         let server = validate_server(self.server, env, &mut errs);
         let telemetry = validate_telemetry(self.telemetry, &mut errs);
         let redis = self.redis.and_then(|r| validate_redis(r, &mut errs));
+        if let Some(r) = &redis {
+            check_limit_shares(r.replicas, &judges, &server, &mut errs);
+        }
         let cache = CacheConfig {
             max_bytes: self.cache.max_bytes.unwrap_or(64 * 1024 * 1024),
             ttl: Duration::from_secs(self.cache.ttl_secs.unwrap_or(7 * 24 * 3600)),
@@ -311,6 +314,46 @@ impl RawConfig {
             }),
             _ => Err(Invalid(errs)),
         }
+    }
+}
+
+/// With `[redis]`, every shared limit must hold at least one unit per replica: while
+/// Redis is unreachable each replica enforces `limit / replicas` alone, and a share
+/// below one would be a bucket that admits nothing (a judge that never gets called, a
+/// key that is always refused). Named per field, with both ways out.
+fn check_limit_shares(
+    replicas: u32,
+    judges: &BTreeMap<String, JudgeConfig>,
+    server: &ServerConfig,
+    errs: &mut Vec<FieldError>,
+) {
+    let mut check = |field: String, limit: Option<u32>| {
+        if let Some(l) = limit.filter(|l| *l < replicas) {
+            errs.push(FieldError::new(
+                field,
+                format!(
+                    "is {l}, below redis.replicas = {replicas}: while Redis is unreachable each \
+                     replica enforces limit / replicas, which would admit nothing; raise it to \
+                     at least {replicas} or lower redis.replicas"
+                ),
+            ));
+        }
+    };
+    for (name, j) in judges {
+        check(
+            format!("judges.{name}.requests_per_minute"),
+            j.limits.requests_per_minute,
+        );
+        check(
+            format!("judges.{name}.tokens_per_minute"),
+            j.limits.tokens_per_minute,
+        );
+    }
+    for (i, k) in server.api_keys.iter().enumerate() {
+        check(
+            format!("server.api_keys[{i}].requests_per_minute"),
+            k.requests_per_minute,
+        );
     }
 }
 

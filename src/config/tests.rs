@@ -1059,3 +1059,71 @@ fn batch_options_have_defaults_and_errors_name_the_field() {
         }
     }
 }
+
+#[test]
+fn redis_needs_every_shared_limit_to_cover_each_replica() {
+    // A share of limit / replicas below one would admit nothing while Redis is down.
+    let limited = super::DEFAULT_CONFIG
+        .replace(
+            "model = \"sim-a\"\n",
+            "model = \"sim-a\"\nrequests_per_minute = 2\n",
+        )
+        .replace(
+            "model = \"sim-b\"\n",
+            "model = \"sim-b\"\ntokens_per_minute = 1\n",
+        );
+    let key = format!(
+        "[[server.api_keys]]\nname = \"k\"\nblake3 = \"{}\"\nrequests_per_minute = 1\n",
+        "ab".repeat(32)
+    );
+    let text = |replicas: u32| {
+        format!("{limited}\n{key}\n[redis]\nurl = \"redis://h\"\nreplicas = {replicas}\n")
+    };
+    let problems = load_text(&text(3), &[])
+        .map(|_| panic!("limits below replicas accepted"))
+        .unwrap_err()
+        .problems();
+    assert_problems(
+        "below replicas",
+        &problems,
+        &[
+            (
+                "judges.sim-a.requests_per_minute",
+                "is 2, below redis.replicas = 3",
+            ),
+            ("judges.sim-b.tokens_per_minute", "raise it to at least 3"),
+            (
+                "server.api_keys[0].requests_per_minute",
+                "lower redis.replicas",
+            ),
+        ],
+    );
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    // At one unit per replica, or without [redis], the same limits are fine.
+    load_ok("one replica", Some(&text(1)), &[]);
+    load_ok("no redis", Some(&format!("{limited}\n{key}")), &[]);
+}
+
+#[test]
+fn redis_url_display_masks_the_password() {
+    let base = super::DEFAULT_CONFIG;
+    for (url, shown) in [
+        (
+            "redis://:pw@10.0.0.5:6380/2",
+            "redis://:***@10.0.0.5:6380/2",
+        ),
+        ("redis://app:pw@h:6379", "redis://app:***@h:6379"),
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        (
+            "redis+unix:///run/redis.sock",
+            "redis+unix:///run/redis.sock",
+        ),
+    ] {
+        let cfg = load_ok(
+            url,
+            Some(&format!("{base}\n[redis]\nurl = \"{url}\"\n")),
+            &[],
+        );
+        assert_eq!(cfg.redis.unwrap().url_display(), shown);
+    }
+}

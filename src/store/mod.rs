@@ -29,6 +29,8 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        // Every failed query of either engine passes here once.
+        crate::metrics::store_error(&e);
         StoreError::Db(e.to_string())
     }
 }

@@ -30,6 +30,10 @@ const CHANNEL: &str = "tribunal_jobs";
 /// job to expire, and any replica's janitor then removes it.
 const STAGING_TTL_MS: i64 = 10 * 60 * 1000;
 
+/// Pooled connections per replica (plus one for the listener): the server's
+/// `max_connections` must exceed 17 x replicas (README).
+const MAX_CONNECTIONS: u32 = 16;
+
 pub struct PostgresStore {
     pool: PgPool,
     events: tokio::sync::broadcast::Sender<String>,
@@ -65,7 +69,7 @@ impl PostgresStore {
         // A short acquire timeout makes /readyz answer "unavailable" promptly when the
         // database is down, instead of hanging for sqlx's default 30 s.
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await
@@ -828,6 +832,9 @@ impl Store for PostgresStore {
     }
 
     async fn job_counts(&self) -> StoreResult<(Vec<(JobState, i64)>, i64)> {
+        // This runs before every metrics scrape, so the pool gauges are as fresh as the
+        // scrape (and set even when the queries below fail).
+        crate::metrics::store_pool(self.pool.size(), self.pool.num_idle(), MAX_CONNECTIONS);
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT state, COUNT(*) FROM jobs WHERE state != 'staging' GROUP BY state",
         )

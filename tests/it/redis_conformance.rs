@@ -615,3 +615,49 @@ async fn two_servers_share_verdicts_through_redis() {
     a.running.unwrap().stop().await;
     b.running.unwrap().stop().await;
 }
+
+#[test]
+fn config_check_prints_the_redis_section_and_refuses_shares_below_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let judge = tribunal::config::DEFAULT_CONFIG.replace(
+        "model = \"sim-a\"\n",
+        "model = \"sim-a\"\nrequests_per_minute = 600\ntokens_per_minute = 90000\n",
+    );
+    let redis = "[redis]\nurl = \"redis://:hunter2@127.0.0.1:6390/2\"\nreplicas = 3\nkey_prefix = \"team-a\"\n";
+    std::fs::write(dir.path().join("ok.toml"), format!("{judge}\n{redis}")).unwrap();
+    let run = crate::tribunal(&["config", "check", "-c", "ok.toml"], dir.path());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(
+            "redis: url=redis://:***@127.0.0.1:6390/2 replicas=3 key_prefix=team-a timeout=500ms lease=5s"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "redis fallback share of judge sim-a: requests_per_minute 600 -> 200.0, tokens_per_minute 90000 -> 30000.0"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("hunter2"), "{}", run.stdout);
+    // Without [redis] it says nothing is shared.
+    std::fs::write(dir.path().join("local.toml"), &judge).unwrap();
+    let run = crate::tribunal(&["config", "check", "-c", "local.toml"], dir.path());
+    assert!(run.stdout.contains("redis: off"), "{}", run.stdout);
+    // A limit below one per replica is refused with the field and the fix.
+    let low = judge.replace("requests_per_minute = 600", "requests_per_minute = 2");
+    std::fs::write(dir.path().join("low.toml"), format!("{low}\n{redis}")).unwrap();
+    let run = crate::tribunal(&["config", "check", "-c", "low.toml"], dir.path());
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("judges.sim-a.requests_per_minute: is 2, below redis.replicas = 3")
+            && run
+                .stderr
+                .contains("raise it to at least 3 or lower redis.replicas"),
+        "{}",
+        run.stderr
+    );
+}
