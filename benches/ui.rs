@@ -60,7 +60,9 @@ fn set_text(n: usize) -> String {
                 json!({"rater": name, "kind": "human", "value": truth(i) != ((i + 3 * r) % 11 == 0)})
             })
             .collect();
-        labels.push(json!({"rater": "judge-gpt", "kind": "judge", "value": truth(i) != (i % 4 == 3)}));
+        labels.push(
+            json!({"rater": "judge-gpt", "kind": "judge", "value": truth(i) != (i % 4 == 3)}),
+        );
         lines.push(
             json!({"id": format!("x{i}"), "category": categories[i % 3],
                 "case": format!("Question {i}: I have had a headache for two days. What should I do?"),
@@ -248,7 +250,10 @@ async fn main() {
     let mut results = Vec::new();
     for (what, path) in [
         ("set list", "/ui/sets".to_owned()),
-        ("dashboard (set page, newest run)", format!("/ui/sets/{set}")),
+        (
+            "dashboard (set page, newest run)",
+            format!("/ui/sets/{set}"),
+        ),
         ("queue: first item (blind)", format!("/ui/sets/{set}/queue")),
         (
             "queue: labelled item (run's ballots shown)",

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::auth::ListFilter;
-use crate::calibration::report::AgreementReport;
 use super::{Action, Caller, Owned, Service, corrupt, invalid};
+use crate::calibration::report::AgreementReport;
 use crate::calibration::set::NewLabel;
 use crate::calibration::{CalibrationSet, LabelValue, RaterKind};
 use crate::error::Error;
@@ -611,7 +611,12 @@ impl Service {
     /// Keeps the set just written under its new label version, when the store's
     /// version is the one this write made (another replica writing in between makes
     /// it differ; the next read then parses the stored document instead).
-    async fn keep_written_set(&self, id: &str, expected: u64, set: CalibrationSet) -> Arc<CachedSet> {
+    async fn keep_written_set(
+        &self,
+        id: &str,
+        expected: u64,
+        set: CalibrationSet,
+    ) -> Arc<CachedSet> {
         let cached = Arc::new(CachedSet::new(set));
         if let Ok(Some((_, v))) = self.store.calibration_set_version(id).await {
             if v == expected {
@@ -1218,6 +1223,36 @@ fn plan_majority(set: &CalibrationSet, i: usize, binarized: bool) -> (Option<usi
     )
 }
 
+/// `plan_majority`'s category without copying anything, for the disagreement filter's
+/// pass over every item: the set's own majority, or, for a binarized run, the strict
+/// majority of met against not met over each human rater's first label (as
+/// `live::base_set` and `human_majority` count them).
+fn plan_majority_fast(set: &CalibrationSet, i: usize, binarized: bool) -> Option<usize> {
+    let met = set
+        .met
+        .as_ref()
+        .and_then(|m| set.categories.iter().position(|c| c == m));
+    let (true, Some(met)) = (binarized, met) else {
+        return crate::calibration::report::human_majority(set, i);
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    let mut counts = [0usize; 2];
+    for l in set.items.get(i)?.labels.iter() {
+        if l.kind != RaterKind::Human || seen.contains(&l.rater.as_str()) {
+            continue;
+        }
+        seen.push(&l.rater);
+        if let LabelValue::Category(c) = l.value {
+            counts[usize::from(c == met)] += 1;
+        }
+    }
+    match counts[0].cmp(&counts[1]) {
+        std::cmp::Ordering::Greater => Some(0),
+        std::cmp::Ordering::Less => Some(1),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
 /// A set's document as the API shows it, from a kept parse.
 fn cached_set_doc(rec: &CalibrationSetRecord, c: &CachedSet) -> CalibrationSetDoc {
     use crate::calibration::Scale;
@@ -1352,7 +1387,11 @@ impl Service {
         let text = match text {
             Some(t) => Some(t),
             None => {
-                owned = self.store.calibration_run(run_id).await?.and_then(|r| r.report);
+                owned = self
+                    .store
+                    .calibration_run(run_id)
+                    .await?
+                    .and_then(|r| r.report);
                 owned.as_deref()
             }
         };
@@ -1612,8 +1651,7 @@ impl Service {
             set_judges
                 || match (&readings, &view) {
                     (Some(rs), Some(v)) => rs.get(i).and_then(Option::as_ref).is_some_and(|cats| {
-                        plan_majority(set, i, v.binarized)
-                            .0
+                        plan_majority_fast(set, i, v.binarized)
                             .is_some_and(|m| cats.iter().any(|&c| c != m))
                     }),
                     _ => false,
@@ -1634,13 +1672,12 @@ impl Service {
                     && (!filter.disagreements || disagrees(i))
             })
             .collect();
-        let find = |id: &str| {
-            cached
-                .index
-                .get(id)
-                .copied()
-                .ok_or_else(|| invalid("item", format!("no item \"{id}\" in set \"{}\"", set.name)))
-        };
+        let find =
+            |id: &str| {
+                cached.index.get(id).copied().ok_or_else(|| {
+                    invalid("item", format!("no item \"{id}\" in set \"{}\"", set.name))
+                })
+            };
         let current = match at {
             QueuePosition::First => matches.first().copied(),
             QueuePosition::Item(id) => Some(find(id)?),
@@ -1821,5 +1858,47 @@ impl Service {
             })
             .collect();
         Ok(reveal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The filter's shortcut agrees with the exact computation (a one-item copy through
+    /// `live::base_set`) on ties, repeats, missing labels and three categories.
+    #[test]
+    fn fast_plan_majority_matches_the_exact_one() {
+        let header = r#"{"format": "calibration.v1", "name": "m", "scale": "nominal", "categories": ["a", "b", "c"], "met": "b"}"#;
+        let cases: [&[(&str, &str)]; 7] = [
+            &[],
+            &[("x", "a")],
+            &[("x", "b"), ("y", "a")],
+            &[("x", "b"), ("y", "a"), ("z", "c")],
+            &[("x", "b"), ("x", "a"), ("y", "b")],
+            &[("x", "a"), ("y", "c"), ("z", "b")],
+            &[("x", "b"), ("y", "b"), ("z", "a")],
+        ];
+        let mut lines = vec![header.to_owned()];
+        for (n, labels) in cases.iter().enumerate() {
+            let labels: Vec<Value> = labels
+                .iter()
+                .map(|(r, v)| json!({"rater": r, "kind": "human", "value": v}))
+                .chain(std::iter::once(
+                    json!({"rater": "j", "kind": "judge", "value": "c"}),
+                ))
+                .collect();
+            lines.push(json!({"id": format!("i{n}"), "labels": labels}).to_string());
+        }
+        let set = crate::calibration::set::parse_set(&lines.join("\n")).unwrap();
+        for i in 0..cases.len() {
+            for binarized in [false, true] {
+                assert_eq!(
+                    plan_majority_fast(&set, i, binarized),
+                    plan_majority(&set, i, binarized).0,
+                    "item {i}, binarized {binarized}"
+                );
+            }
+        }
     }
 }

@@ -839,8 +839,13 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((calibration_set_from(&r, false)?, u64_of(r.try_get("version")?))))
-            .transpose()
+        row.map(|r| {
+            Ok((
+                calibration_set_from(&r, false)?,
+                u64_of(r.try_get("version")?),
+            ))
+        })
+        .transpose()
     }
 
     async fn calibration_runs_of_set(

@@ -338,15 +338,28 @@ async fn annotator_flow_in_chromium() {
     b.wait("document.getElementById('item').dataset.item === 'x3'", "j")
         .await;
     b.screenshot(&shots.join("ui-queue-blind.png")).await;
-    // u returns to the item just labelled, now revealed with every judge's explanation.
+    // u undoes the last label (x2's): the queue goes back to x2, blind again since
+    // the label is gone; labelling it again (2) moves on, and x2 then shows every
+    // judge's explanation.
+    b.keys("u").await;
+    b.wait("document.getElementById('item').dataset.item === 'x2' && !!document.getElementById('undone')", "u")
+        .await;
+    assert_eq!(
+        b.js("return !!document.getElementById('blind');").await,
+        json!(true),
+        "x2 is unlabelled again"
+    );
+    b.keys("2").await;
+    b.wait(
+        "document.getElementById('item').dataset.item === 'x3'",
+        "relabel x2",
+    )
+    .await;
     b.goto(&format!(
-        "{}/ui/sets/{}/queue?run={}&after=x1&last=x2",
+        "{}/ui/sets/{}/queue?run={}&item=x2",
         app.url, fx.set, fx.run
     ))
     .await;
-    b.keys("u").await;
-    b.wait("document.getElementById('item').dataset.item === 'x2'", "u")
-        .await;
     let src = b.source().await;
     for shown in [
         "judge-hidden",
@@ -375,21 +388,27 @@ async fn annotator_flow_in_chromium() {
             assert_eq!(e["rater"], "doc");
             (
                 e["item"].as_str().unwrap().to_owned(),
-                e["value"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap_or("removed").to_owned(),
             )
         })
         .collect();
     assert_eq!(
         written,
-        [("x0", "true"), ("x1", "false"), ("x2", "true")]
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        [
+            ("x0", "true"),
+            ("x1", "false"),
+            ("x2", "true"),
+            ("x2", "removed"),
+            ("x2", "true")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
     );
     b.goto(&format!("{}/ui/sets/{}/history", app.url, fx.set))
         .await;
     assert_eq!(
         b.js("return document.querySelectorAll('#history tbody tr').length;")
             .await,
-        json!(3)
+        json!(5)
     );
 
     // Sign out; the owner starts a new run from the set page and the dashboard
@@ -410,9 +429,14 @@ async fn annotator_flow_in_chromium() {
         .await;
     let run = run.as_str().unwrap().to_owned();
     assert_ne!(run, fx.run);
+    // The page follows the run (server-sent events) and shows its report by itself
+    // once it is written, without a reload from here.
+    b.wait(
+        "!document.getElementById('run-live') && !!document.getElementById('judges')",
+        "the new run's report on the page",
+    )
+    .await;
     wait_done(&app, &run, "a-secret").await;
-    b.goto(&format!("{}/ui/sets/{}?run={run}", app.url, fx.set))
-        .await;
     let report = api(
         &app,
         "get",

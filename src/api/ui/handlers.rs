@@ -711,7 +711,11 @@ pub async fn job_page(
         .await?;
     let more = rows.len() > JOB_PAGE_ITEMS as usize;
     rows.truncate(JOB_PAGE_ITEMS as usize);
-    let next = if more { rows.last().map(|(s, _)| *s) } else { None };
+    let next = if more {
+        rows.last().map(|(s, _)| *s)
+    } else {
+        None
+    };
     let items: Vec<Tpl> = rows
         .into_iter()
         .map(|(seq, text)| {
@@ -787,7 +791,9 @@ pub async fn run_events(
         // The run is over when its report is written (or its job failed or was
         // cancelled, when no report will come).
         let after_done = after_done + u32::from(r.state.is_final());
-        let over = r.finished_at.is_some() || r.state == crate::service::JobState::Cancelled || after_done > POLLS_AFTER_DONE;
+        let over = r.finished_at.is_some()
+            || r.state == crate::service::JobState::Cancelled
+            || after_done > POLLS_AFTER_DONE;
         let data = json!({"state": r.state, "done": r.done, "failed": r.failed,
             "total": r.total, "report": r.finished_at.is_some()})
         .to_string();
