@@ -4,6 +4,8 @@
 //! present after), labels three items with the keyboard only, finds the labels through
 //! the API and the history, starts a new run and sees the dashboard follow it, follows
 //! a job page's live progress to done, and checks an XSS payload stays inert.
+//! The same flow runs in Firefox (firefox-esr through geckodriver) when geckodriver is
+//! on PATH or `TRIBUNAL_UI_FIREFOX=1`.
 //! Says `skipped` without chromedriver, but fails under `CI=true`. Screenshots go to
 //! a temporary directory, or to `docs/` with `TRIBUNAL_UI_SCREENSHOTS=docs`.
 
@@ -72,21 +74,37 @@ impl Driver {
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "chromedriver did not start"
+                "the WebDriver server did not start"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    async fn browser(&self) -> Browser<'_> {
-        let binary = find_on_path("chromium").map(|p| p.display().to_string());
-        let mut opts = json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-            "--disable-dev-shm-usage", "--window-size=1280,1500"]});
-        if let Some(b) = binary {
-            opts["binary"] = json!(b);
-        }
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome", "goog:chromeOptions": opts}}});
+    async fn browser(&self, kind: Kind) -> Browser<'_> {
+        let caps = match kind {
+            Kind::Chromium => {
+                let binary = find_on_path("chromium").map(|p| p.display().to_string());
+                let mut opts = json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--window-size=1280,1500"]});
+                if let Some(b) = binary {
+                    opts["binary"] = json!(b);
+                }
+                json!({"capabilities": {"alwaysMatch": {
+                    "browserName": "chrome", "goog:chromeOptions": opts}}})
+            }
+            Kind::Firefox => {
+                let binary = find_on_path("firefox-esr")
+                    .or_else(|| find_on_path("firefox"))
+                    .map(|p| p.display().to_string());
+                let mut opts = json!({"args": ["-headless", "-width=1280", "-height=1500"],
+                    "prefs": {"browser.shell.checkDefaultBrowser": false}});
+                if let Some(b) = binary {
+                    opts["binary"] = json!(b);
+                }
+                json!({"capabilities": {"alwaysMatch": {
+                    "browserName": "firefox", "moz:firefoxOptions": opts}}})
+            }
+        };
         let r: Value = self
             .http
             .post(format!("{}/session", self.base))
@@ -255,6 +273,15 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
+/// The browsers the flow runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Debian's `chromium` through `chromedriver`.
+    Chromium,
+    /// Debian's `firefox-esr` through `geckodriver` (`cargo install geckodriver`).
+    Firefox,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn annotator_flow_in_chromium() {
     let Some(driver_exe) = find_on_path("chromedriver") else {
@@ -265,6 +292,31 @@ async fn annotator_flow_in_chromium() {
         eprintln!("skipped: no chromedriver on PATH (apt-get install chromium chromium-driver)");
         return;
     };
+    annotator_flow(Kind::Chromium, &driver_exe).await;
+}
+
+/// The same flow in Firefox. Runs when `TRIBUNAL_UI_FIREFOX=1` (then a missing
+/// geckodriver or Firefox is a failure), or when geckodriver is on PATH; says `skipped`
+/// otherwise, since Debian packages Firefox but not geckodriver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotator_flow_in_firefox() {
+    let wanted = std::env::var("TRIBUNAL_UI_FIREFOX").as_deref() == Ok("1");
+    let driver = find_on_path("geckodriver");
+    let firefox = find_on_path("firefox-esr").or_else(|| find_on_path("firefox"));
+    let (Some(driver_exe), Some(_)) = (driver, firefox) else {
+        assert!(
+            !wanted,
+            "TRIBUNAL_UI_FIREFOX=1 but geckodriver or firefox-esr is missing (cargo install geckodriver; apt-get install firefox-esr)"
+        );
+        eprintln!(
+            "skipped: no geckodriver and firefox-esr on PATH (cargo install geckodriver; apt-get install firefox-esr)"
+        );
+        return;
+    };
+    annotator_flow(Kind::Firefox, &driver_exe).await;
+}
+
+async fn annotator_flow(kind: Kind, driver_exe: &Path) {
     // Slow judges, so a job page has progress to follow.
     let base = tribunal::config::DEFAULT_CONFIG
         .replace("seed = 1\n", "seed = 1\nlatency_ms = 40\n")
@@ -278,12 +330,13 @@ async fn annotator_flow_in_chromium() {
     .await;
     let fx = fixture(&app, 16).await;
     let shots = match std::env::var("TRIBUNAL_UI_SCREENSHOTS").as_deref() {
-        Ok("docs") => crate::root().join("docs"),
+        // The committed screenshots are Chromium's.
+        Ok("docs") if kind == Kind::Chromium => crate::root().join("docs"),
         _ => std::env::temp_dir().join(format!("tribunal-ui-{}", std::process::id())),
     };
     std::fs::create_dir_all(&shots).unwrap();
-    let driver = Driver::start(&driver_exe).await;
-    let b = driver.browser().await;
+    let driver = Driver::start(driver_exe).await;
+    let b = driver.browser(kind).await;
 
     // Sign in through the form.
     b.goto(&format!("{}/ui/login", app.url)).await;
