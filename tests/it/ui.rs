@@ -1143,9 +1143,7 @@ async fn job_page_pages_through_every_item_and_items_open_by_seq() {
     assert_eq!(first.status, 200);
     assert_eq!(rows(&first.body), 200, "a page of 200 items");
     assert!(
-        first
-            .body
-            .contains(&format!("?after=199\" id=\"items-next\"")),
+        first.body.contains("?after=199\" id=\"items-next\""),
         "{}",
         first.body
     );
