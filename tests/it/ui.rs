@@ -795,8 +795,9 @@ async fn open_on_loopback_without_keys_and_runs_from_the_set_page() {
 
 /// Server time of the queue and dashboard pages of a 10,000-item set (median of 7
 /// loopback requests, so it includes the HTTP round trip). Ignored by default: run
-/// with `cargo test --test it ui::pages_at_10k_items -- --ignored --nocapture`
-/// (add `--release` for the figures that matter).
+/// with `cargo test --test it ui::pages_at_10k_items -- --ignored --nocapture`. The
+/// figures in BENCHMARKS.md come from `cargo bench --bench ui` (benches/ui.rs), which
+/// times more pages with median and p95 in a release build.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check; see the doc comment"]
 async fn pages_at_10k_items() {
