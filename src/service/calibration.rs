@@ -3,10 +3,13 @@
 //! started it; annotators and admins see every set and run, a client only its own
 //! (another's is `not_found`). Must not compute statistics (that is `calibration`).
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::auth::ListFilter;
 use super::{Action, Caller, Owned, Service, corrupt, invalid};
+use crate::calibration::report::AgreementReport;
 use crate::calibration::set::NewLabel;
 use crate::calibration::{CalibrationSet, LabelValue, RaterKind};
 use crate::error::Error;
@@ -169,6 +172,17 @@ pub struct LabelsWritten {
     pub added: usize,
     /// Labels that corrected an earlier label of the same rater and kind.
     pub replaced: usize,
+    pub set: CalibrationSetDoc,
+}
+
+/// What an undo changed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LabelUndone {
+    /// The label write that was undone.
+    pub undone: LabelEvent,
+    /// The history entry the undo wrote: `value` is the label restored, null when the
+    /// undone write had added it (the label is removed); `previous` is the undone value.
+    pub event: LabelEvent,
     pub set: CalibrationSetDoc,
 }
 
@@ -385,23 +399,37 @@ impl Service {
         Ok(set_doc(&rec, Some(&parsed)))
     }
 
-    /// A stored set the caller may see, parsed.
+    /// A stored set the caller may see, parsed, with its label version. The parse is
+    /// kept (`SetCache`) and reused while the version is unchanged, so a page of a
+    /// large set costs one small read, not a parse of its whole document.
     async fn stored_set(
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<(CalibrationSetRecord, CalibrationSet), Error> {
+    ) -> Result<(CalibrationSetRecord, Arc<CachedSet>, u64), Error> {
         let missing = || Error::NotFound {
             what: "calibration set",
             name: id.to_owned(),
         };
-        let rec = self.store.calibration_set(id).await?.ok_or_else(missing)?;
+        let (rec, version) = self
+            .store
+            .calibration_set_version(id)
+            .await?
+            .ok_or_else(missing)?;
         if !caller.sees(Owned::Calibration, rec.owner.as_deref()) {
             return Err(missing());
         }
-        let set = crate::calibration::set::parse_set(&rec.document)
+        if let Some(set) = self.calibration_cache.set(id, version) {
+            return Ok((rec, set, version));
+        }
+        let full = self.store.calibration_set(id).await?.ok_or_else(missing)?;
+        let set = crate::calibration::set::parse_set(&full.document)
             .map_err(|e| corrupt(format_args!("stored calibration set {id}"), e.join("; ")))?;
-        Ok((rec, set))
+        // The document was read after the version, so it is at least that new: kept
+        // under `version`, it can only be newer than a reader expects, never older.
+        let set = Arc::new(CachedSet::new(set));
+        self.calibration_cache.put_set(id, version, set.clone());
+        Ok((rec, set, version))
     }
 
     pub async fn calibration_set(
@@ -410,8 +438,8 @@ impl Service {
         id: &str,
     ) -> Result<CalibrationSetDoc, Error> {
         caller.require(Action::ReadCalibration)?;
-        let (rec, set) = self.stored_set(caller, id).await?;
-        Ok(set_doc(&rec, Some(&set)))
+        let (rec, set, _) = self.stored_set(caller, id).await?;
+        Ok(cached_set_doc(&rec, &set))
     }
 
     /// The caller's sets (annotators and admins: every set, or `owner`'s).
@@ -445,7 +473,8 @@ impl Service {
         let labels = parse_new_labels(doc).map_err(|e| errors_under("labels", e))?;
         // Read-modify-write of one set at a time, so two annotators never lose a label.
         let _guard = self.calibration_lock.lock().await;
-        let (rec, mut set) = self.stored_set(caller, id).await?;
+        let (rec, cached, version) = self.stored_set(caller, id).await?;
+        let mut set = cached.set.clone();
         // Adding labels never adds or moves items, so one index serves before and after.
         let index = item_index(&set);
         let previous: Vec<Option<Value>> = labels
@@ -479,11 +508,122 @@ impl Service {
         self.store
             .update_calibration_set(id, &rec.document, rec.items, rec.labels, &history)
             .await?;
+        let set = self
+            .keep_written_set(id, version + history.len() as u64, set)
+            .await;
         Ok(LabelsWritten {
             added: added.added,
             replaced: added.replaced,
-            set: set_doc(&rec, Some(&set)),
+            set: cached_set_doc(&rec, &set),
         })
+    }
+
+    /// Undoes the caller's newest label write on a set that is not undone yet: the
+    /// label gets back the value it replaced, or is removed when that write added it.
+    /// The undo is a history entry like any write (who, when, old and new value) that
+    /// also names the write it undoes, so a second undo goes one write further back.
+    /// Same rules as adding labels: the `AddLabels` action on a set the caller sees,
+    /// and only the caller's own writes.
+    pub async fn undo_calibration_label(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<LabelUndone, Error> {
+        use crate::calibration::set::parse_new_labels;
+        caller.require(Action::AddLabels)?;
+        let _guard = self.calibration_lock.lock().await;
+        let (rec, cached, version) = self.stored_set(caller, id).await?;
+        let Some((n, undone)) = self.store.last_undoable_label(id, caller.owner()).await? else {
+            return Err(Error::Conflict(format!(
+                "nothing to undo: {} has no label write on this set that is not undone yet",
+                rater_name(caller)
+            )));
+        };
+        let kind = RaterKind::parse(&undone.kind).ok_or_else(|| {
+            corrupt(
+                format_args!("label history of set {id}"),
+                format!("rater kind {:?}", undone.kind),
+            )
+        })?;
+        let mut set = cached.set.clone();
+        let key = NewLabel {
+            item: undone.item.clone(),
+            rater: undone.rater.clone(),
+            kind,
+            value: Value::Null,
+        };
+        // Someone (an admin, or another write under the same rater) may have changed
+        // the label since: undoing would then silently drop their value.
+        let now = current_label(&set, &cached.index, &key);
+        if now.as_ref() != Some(&undone.value) {
+            return Err(Error::Conflict(format!(
+                "the label of item \"{}\" by {} was changed after that write (it is now {}); write the label you want instead",
+                undone.item,
+                undone.rater,
+                now.map_or_else(|| "removed".to_owned(), |v| v.to_string())
+            )));
+        }
+        match &undone.previous {
+            Some(previous) => {
+                let restore = parse_new_labels(&json!({"labels": [{
+                    "item": undone.item, "rater": undone.rater, "kind": undone.kind, "value": previous,
+                }]}))
+                .map_err(|e| errors_under("labels", e))?;
+                set.add_labels(&restore)
+                    .map_err(|e| errors_under("labels", e))?;
+            }
+            None => {
+                if let Some(&i) = cached.index.get(&undone.item) {
+                    set.items[i]
+                        .labels
+                        .retain(|l| !(l.rater == undone.rater && l.kind == kind));
+                }
+            }
+        }
+        let at = now_ms();
+        let event = LabelEvent {
+            item: undone.item.clone(),
+            rater: undone.rater.clone(),
+            kind: undone.kind.clone(),
+            value: undone.previous.clone().unwrap_or(Value::Null),
+            previous: Some(undone.value.clone()),
+            author: caller.owner().map(str::to_owned),
+            at,
+        };
+        let rec = CalibrationSetRecord {
+            document: set.to_jsonl(),
+            items: set.items.len() as u64,
+            labels: label_count(&set),
+            updated_at: at,
+            ..rec
+        };
+        self.store
+            .undo_calibration_label(id, &rec.document, rec.items, rec.labels, &event, n)
+            .await?;
+        let set = self.keep_written_set(id, version + 1, set).await;
+        Ok(LabelUndone {
+            undone,
+            event,
+            set: cached_set_doc(&rec, &set),
+        })
+    }
+
+    /// Keeps the set just written under its new label version, when the store's
+    /// version is the one this write made (another replica writing in between makes
+    /// it differ; the next read then parses the stored document instead).
+    async fn keep_written_set(
+        &self,
+        id: &str,
+        expected: u64,
+        set: CalibrationSet,
+    ) -> Arc<CachedSet> {
+        let cached = Arc::new(CachedSet::new(set));
+        if let Ok(Some((_, v))) = self.store.calibration_set_version(id).await {
+            if v == expected {
+                self.calibration_cache.put_set(id, v, cached.clone());
+            }
+        }
+        cached
     }
 
     /// Every label written to a set through the API (one item's, when given), oldest
@@ -495,9 +635,10 @@ impl Service {
         item: Option<&str>,
     ) -> Result<LabelHistory, Error> {
         caller.require(Action::ReadCalibration)?;
-        let (_, set) = self.stored_set(caller, id).await?;
+        let (_, cached, _) = self.stored_set(caller, id).await?;
+        let set = &cached.set;
         if let Some(item) = item {
-            if !set.items.iter().any(|it| it.id == item) {
+            if !cached.index.contains_key(item) {
                 return Err(invalid(
                     "item",
                     format!("no item \"{item}\" in set \"{}\"", set.name),
@@ -546,7 +687,8 @@ impl Service {
                 ));
             }
         };
-        let (_, set) = self.stored_set(caller, set_id).await?;
+        let (_, cached, _) = self.stored_set(caller, set_id).await?;
+        let set = &cached.set;
         if set.items.len() > self.limits.max_items_per_job {
             return Err(Error::TooLarge {
                 what: "calibration run",
@@ -579,7 +721,7 @@ impl Service {
                 rubrics.insert(rubric.clone(), r);
             }
         }
-        let plan = live::plan(&set, &rubrics, self.grader.simulated())
+        let plan = live::plan(set, &rubrics, self.grader.simulated())
             .map_err(|e| errors_under("set", e))?;
         let opts = RunOptions::from_plan(
             &plan,
@@ -629,13 +771,10 @@ impl Service {
         id: &str,
     ) -> Result<CalibrationRunDoc, Error> {
         let (run, job) = self.stored_run(caller, id).await?;
-        let report: Option<crate::calibration::report::AgreementReport> = match &run.report {
-            Some(text) => Some(
-                serde_json::from_str(text)
-                    .map_err(|e| corrupt(format_args!("report of calibration run {id}"), e))?,
-            ),
-            None => None,
-        };
+        let report = self
+            .run_report(id, run.report.as_deref())
+            .await?
+            .map(|r| (*r).clone());
         Ok(CalibrationRunDoc {
             id: run.id,
             set: run.set_id,
@@ -662,8 +801,8 @@ impl Service {
             .map_err(|e| corrupt(format_args!("options of calibration run {id}"), e))?;
         // The run was visible, so its set is read as the service (a client's run may
         // be over a set it could see when it started the run).
-        let (_, stored) = self.stored_set(&Caller::local_admin(), &rec.set_id).await?;
-        let plan = run::stored_plan(&stored, &opts)?;
+        let (_, stored, _) = self.stored_set(&Caller::local_admin(), &rec.set_id).await?;
+        let plan = run::stored_plan(&stored.set, &opts)?;
         let limit = super::jobs::check_limit(limit)? as usize;
         let name = |c: Option<usize>| c.and_then(|c| plan.set.categories.get(c)).cloned();
         let mut items = Vec::new();
@@ -769,9 +908,11 @@ fn csv_mapping(v: &CsvUpload) -> Result<crate::calibration::set::CsvMapping, Err
 // the UI transport; the API's label write (`add_calibration_labels`) stays the one
 // way labels are written.
 
-/// How many of the newest jobs `calibration_runs_of_set` looks through. The store has
-/// no "runs of a set" query, so the runs are found among the jobs (runs are jobs).
-const RUN_SCAN_JOBS: u32 = 500;
+/// How many of a set's newest runs its pages list.
+const RUNS_LISTED: u32 = 200;
+
+/// How many finished runs the dashboard's kappa-over-time chart shows.
+const TREND_RUNS: usize = 20;
 
 /// Which items the review queue walks through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -871,7 +1012,271 @@ pub struct RunEntry {
     pub id: String,
     pub state: crate::store::JobState,
     pub created_at: i64,
+    /// When the report was written.
     pub finished_at: Option<i64>,
+    pub done: u64,
+    pub failed: u64,
+    pub total: u64,
+}
+
+impl RunEntry {
+    fn new(run: &CalibrationRunRecord, job: &crate::store::JobRecord) -> RunEntry {
+        RunEntry {
+            id: run.id.clone(),
+            state: job.state,
+            created_at: job.created_at,
+            finished_at: run.finished_at,
+            done: job.done,
+            failed: job.failed,
+            total: job.total,
+        }
+    }
+}
+
+/// The committee's (or the only judge's) kappa against the human majority in one
+/// finished run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunKappa {
+    pub run: String,
+    pub at: Option<i64>,
+    pub judge: Option<String>,
+    pub kappa: Option<f64>,
+}
+
+/// A set as the set list shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SetOverview {
+    pub set: CalibrationSetDoc,
+    pub runs: usize,
+    /// The newest finished run's kappa.
+    pub last: Option<RunKappa>,
+}
+
+/// The agreement dashboard of a set.
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    pub set: CalibrationSetDoc,
+    pub runs: Vec<RunEntry>,
+    /// The run whose report is shown.
+    pub run: Option<RunEntry>,
+    pub report: Option<Arc<AgreementReport>>,
+    /// Kappa per finished run, oldest first.
+    pub trend: Vec<RunKappa>,
+}
+
+/// A parsed set with the facts every page of it needs, computed once per label
+/// version.
+#[derive(Debug)]
+pub struct CachedSet {
+    pub set: CalibrationSet,
+    /// Item positions by id.
+    pub index: std::collections::HashMap<String, usize>,
+    pub humans: Vec<String>,
+    pub judges: Vec<String>,
+    pub runnable: usize,
+    /// Items each human rater has labelled.
+    pub progress: std::collections::BTreeMap<String, usize>,
+    /// Distinct item categories and criterion keys, for the queue's filters.
+    pub item_categories: Vec<String>,
+    pub criteria: Vec<String>,
+}
+
+impl CachedSet {
+    fn new(set: CalibrationSet) -> CachedSet {
+        let mut progress = std::collections::BTreeMap::<String, usize>::new();
+        let mut seen = Vec::new();
+        for it in &set.items {
+            seen.clear();
+            for l in it.labels.iter().filter(|l| l.kind == RaterKind::Human) {
+                if !seen.contains(&l.rater.as_str()) {
+                    seen.push(l.rater.as_str());
+                    match progress.get_mut(&l.rater) {
+                        Some(n) => *n += 1,
+                        None => {
+                            progress.insert(l.rater.clone(), 1);
+                        }
+                    }
+                }
+            }
+        }
+        let distinct = |f: fn(&crate::calibration::set::CalItem) -> Option<&String>| {
+            let s: std::collections::BTreeSet<&String> = set.items.iter().filter_map(f).collect();
+            s.into_iter().cloned().collect::<Vec<_>>()
+        };
+        CachedSet {
+            index: item_index(&set),
+            humans: set.raters(RaterKind::Human),
+            judges: set.raters(RaterKind::Judge),
+            runnable: set.items.iter().filter(|i| i.task.is_some()).count(),
+            item_categories: distinct(|it| it.category.as_ref()),
+            criteria: distinct(|it| it.criterion.as_ref()),
+            progress,
+            set,
+        }
+    }
+}
+
+/// What the review queue needs of a run.
+#[derive(Debug)]
+pub struct RunView {
+    set_id: String,
+    binarized: bool,
+    map: crate::calibration::live::LabelMap,
+    /// The job's `seq` of each set item the run graded.
+    seq_of: std::collections::HashMap<usize, u64>,
+    /// `items[seq]`: the set item of each `seq`.
+    items: Vec<usize>,
+    finished: bool,
+    readings: std::sync::OnceLock<Arc<Vec<Option<Vec<usize>>>>>,
+}
+
+/// Parsed sets, reports and run views kept between requests. Sets are kept under
+/// their label version (a write makes a new version, so a kept parse is never read
+/// stale); reports and run views only once their run is done (they never change
+/// after). Small and bounded: a few sets (a 10,000-item parse is tens of MB), more
+/// reports.
+#[derive(Debug, Default)]
+pub struct CalibrationCache {
+    sets: std::sync::Mutex<std::collections::VecDeque<(String, u64, Arc<CachedSet>)>>,
+    reports: std::sync::Mutex<std::collections::HashMap<String, Arc<AgreementReport>>>,
+    runs: std::sync::Mutex<std::collections::HashMap<String, Arc<RunView>>>,
+}
+
+/// Kept parses of sets, reports and run views at most.
+const KEPT_SETS: usize = 4;
+const KEPT_REPORTS: usize = 256;
+const KEPT_RUNS: usize = 8;
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps half-written (each
+    // change is one insert or remove), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl CalibrationCache {
+    fn set(&self, id: &str, version: u64) -> Option<Arc<CachedSet>> {
+        let sets = locked(&self.sets);
+        sets.iter()
+            .find(|(i, v, _)| i == id && *v == version)
+            .map(|(_, _, s)| s.clone())
+    }
+
+    fn put_set(&self, id: &str, version: u64, set: Arc<CachedSet>) {
+        let mut sets = locked(&self.sets);
+        sets.retain(|(i, _, _)| i != id);
+        if sets.len() >= KEPT_SETS {
+            sets.pop_front();
+        }
+        sets.push_back((id.to_owned(), version, set));
+    }
+
+    fn report(&self, run: &str) -> Option<Arc<AgreementReport>> {
+        locked(&self.reports).get(run).cloned()
+    }
+
+    fn put_report(&self, run: &str, report: Arc<AgreementReport>) {
+        let mut m = locked(&self.reports);
+        if m.len() >= KEPT_REPORTS {
+            m.clear();
+        }
+        m.insert(run.to_owned(), report);
+    }
+
+    fn run(&self, run: &str) -> Option<Arc<RunView>> {
+        locked(&self.runs).get(run).cloned()
+    }
+
+    fn put_run(&self, run: &str, view: Arc<RunView>) {
+        let mut m = locked(&self.runs);
+        if m.len() >= KEPT_RUNS {
+            m.clear();
+        }
+        m.insert(run.to_owned(), view);
+    }
+}
+
+/// The human majority of item `i` in the categories a run judged it in (the set's
+/// own, or met / not met when the run binarized the set), and those categories. Only
+/// item `i` is copied, so the queue never copies the whole set for one item.
+fn plan_majority(set: &CalibrationSet, i: usize, binarized: bool) -> (Option<usize>, Vec<String>) {
+    let Some(it) = set.items.get(i) else {
+        return (None, Vec::new());
+    };
+    let one = CalibrationSet {
+        name: String::new(),
+        description: None,
+        scale: set.scale,
+        categories: set.categories.clone(),
+        met: set.met.clone(),
+        items: vec![crate::calibration::set::CalItem {
+            id: String::new(),
+            category: None,
+            criterion: None,
+            task: None,
+            labels: it.labels.clone(),
+        }],
+    };
+    let base = crate::calibration::live::base_set(&one, binarized);
+    (
+        crate::calibration::report::human_majority(&base, 0),
+        base.categories,
+    )
+}
+
+/// `plan_majority`'s category without copying anything, for the disagreement filter's
+/// pass over every item: the set's own majority, or, for a binarized run, the strict
+/// majority of met against not met over each human rater's first label (as
+/// `live::base_set` and `human_majority` count them).
+fn plan_majority_fast(set: &CalibrationSet, i: usize, binarized: bool) -> Option<usize> {
+    let met = set
+        .met
+        .as_ref()
+        .and_then(|m| set.categories.iter().position(|c| c == m));
+    let (true, Some(met)) = (binarized, met) else {
+        return crate::calibration::report::human_majority(set, i);
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    let mut counts = [0usize; 2];
+    for l in set.items.get(i)?.labels.iter() {
+        if l.kind != RaterKind::Human || seen.contains(&l.rater.as_str()) {
+            continue;
+        }
+        seen.push(&l.rater);
+        if let LabelValue::Category(c) = l.value {
+            counts[usize::from(c == met)] += 1;
+        }
+    }
+    match counts[0].cmp(&counts[1]) {
+        std::cmp::Ordering::Greater => Some(0),
+        std::cmp::Ordering::Less => Some(1),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
+/// A set's document as the API shows it, from a kept parse.
+fn cached_set_doc(rec: &CalibrationSetRecord, c: &CachedSet) -> CalibrationSetDoc {
+    use crate::calibration::Scale;
+    CalibrationSetDoc {
+        id: rec.id.clone(),
+        name: rec.name.clone(),
+        owner: rec.owner.clone(),
+        items: rec.items,
+        labels: rec.labels,
+        created_at: rec.created_at,
+        updated_at: rec.updated_at,
+        scale: Some(match c.set.scale {
+            Scale::Nominal => ScaleName::Nominal,
+            Scale::Ordinal => ScaleName::Ordinal,
+            Scale::Interval => ScaleName::Interval,
+        }),
+        categories: Some(c.set.categories.clone()),
+        met: c.set.met.clone(),
+        raters: Some(Raters {
+            humans: c.humans.clone(),
+            judges: c.judges.clone(),
+        }),
+        runnable_items: Some(c.runnable),
+    }
 }
 
 /// The rater name a caller's own labels are written under: its key's name, or
@@ -888,8 +1293,30 @@ impl Service {
         id: &str,
     ) -> Result<(String, String), Error> {
         caller.require(Action::ReadCalibration)?;
-        let (rec, _) = self.stored_set(caller, id).await?;
-        Ok((rec.name, rec.document))
+        let (rec, _, _) = self.stored_set(caller, id).await?;
+        let full = self
+            .store
+            .calibration_set(id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "calibration set",
+                name: id.to_owned(),
+            })?;
+        Ok((rec.name, full.document))
+    }
+
+    /// A job's finished items (done or failed) in item order after `after` (a `seq`),
+    /// for the UI's job and item pages: one store query, whatever the job's size.
+    pub async fn job_items_by_seq(
+        &self,
+        caller: &Caller,
+        id: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<(u64, String)>, Error> {
+        self.job(caller, id).await?;
+        let limit = super::jobs::check_limit(limit)?;
+        Ok(self.store.finished_items_by_seq(id, after, limit).await?)
     }
 
     /// `run` as a run of `set_id` the caller may see; a run of another set is
@@ -910,51 +1337,283 @@ impl Service {
         Ok(doc)
     }
 
-    /// The runs of a set the caller may see, newest first. Looked for among the newest
-    /// `RUN_SCAN_JOBS` jobs: a dedicated store query would make this one read.
+    /// The runs of a set the caller may see, newest first (the newest `RUNS_LISTED`),
+    /// from one store query over the set's runs.
     pub async fn calibration_runs_of_set(
         &self,
         caller: &Caller,
         set_id: &str,
     ) -> Result<Vec<RunEntry>, Error> {
         caller.require(Action::ReadCalibration)?;
-        // Visibility only: the document is not parsed (a 10,000-item set takes longer
-        // to parse than the scan below).
+        // Visibility only: the document is neither read nor parsed.
         let missing = || Error::NotFound {
             what: "calibration set",
             name: set_id.to_owned(),
         };
-        let rec = self
+        let (rec, _) = self
             .store
-            .calibration_set(set_id)
+            .calibration_set_version(set_id)
             .await?
             .ok_or_else(missing)?;
         if !caller.sees(Owned::Calibration, rec.owner.as_deref()) {
             return Err(missing());
         }
-        let jobs = self.store.list_jobs(None, RUN_SCAN_JOBS, None).await?;
-        let mut runs = Vec::new();
-        for job in jobs {
-            if !caller.sees(Owned::Calibration, job.owner.as_deref()) {
-                continue;
+        self.visible_runs(caller, set_id).await
+    }
+
+    async fn visible_runs(&self, caller: &Caller, set_id: &str) -> Result<Vec<RunEntry>, Error> {
+        let runs = self
+            .store
+            .calibration_runs_of_set(set_id, RUNS_LISTED)
+            .await?;
+        Ok(runs
+            .into_iter()
+            .filter(|(_, job)| caller.sees(Owned::Calibration, job.owner.as_deref()))
+            .map(|(run, job)| RunEntry::new(&run, &job))
+            .collect())
+    }
+
+    /// A finished run's report, parsed once and kept (a report never changes once
+    /// written). `None` while the run is unfinished. The caller checks visibility.
+    async fn run_report(
+        &self,
+        run_id: &str,
+        text: Option<&str>,
+    ) -> Result<Option<Arc<AgreementReport>>, Error> {
+        if let Some(r) = self.calibration_cache.report(run_id) {
+            return Ok(Some(r));
+        }
+        let owned;
+        let text = match text {
+            Some(t) => Some(t),
+            None => {
+                owned = self
+                    .store
+                    .calibration_run(run_id)
+                    .await?
+                    .and_then(|r| r.report);
+                owned.as_deref()
             }
-            if let Some(run) = self.store.calibration_run(&job.id).await? {
-                if run.set_id == set_id {
-                    runs.push(RunEntry {
-                        id: run.id,
-                        state: job.state,
-                        created_at: job.created_at,
-                        finished_at: run.finished_at,
-                    });
+        };
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        let report: AgreementReport = serde_json::from_str(text)
+            .map_err(|e| corrupt(format_args!("report of calibration run {run_id}"), e))?;
+        let report = Arc::new(report);
+        self.calibration_cache.put_report(run_id, report.clone());
+        Ok(Some(report))
+    }
+
+    /// The committee's (or the only judge's) kappa against the human majority in a
+    /// finished run, for the set list and the trend.
+    async fn run_kappa(&self, run: &RunEntry) -> Result<Option<RunKappa>, Error> {
+        if run.finished_at.is_none() {
+            return Ok(None);
+        }
+        let Some(rep) = self.run_report(&run.id, None).await? else {
+            return Ok(None);
+        };
+        let j = rep
+            .judges
+            .iter()
+            .find(|j| j.judge == crate::calibration::live::COMMITTEE)
+            .or_else(|| rep.judges.first());
+        Ok(Some(RunKappa {
+            run: run.id.clone(),
+            at: run.finished_at,
+            judge: j.map(|j| j.judge.clone()),
+            kappa: j.and_then(|j| j.vs_human_majority.cohen_kappa.value),
+        }))
+    }
+
+    /// The caller's sets with their last finished run's committee kappa (the UI's set
+    /// list): one run query per set, reports read from the kept parses.
+    pub async fn calibration_set_overview(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<SetOverview>, Error> {
+        let list = self.calibration_sets(caller, None).await?;
+        let mut out = Vec::with_capacity(list.sets.len());
+        for set in list.sets {
+            let runs = self.visible_runs(caller, &set.id).await?;
+            let last = match runs.iter().find(|r| r.finished_at.is_some()) {
+                Some(r) => self.run_kappa(r).await?,
+                None => None,
+            };
+            out.push(SetOverview {
+                set,
+                runs: runs.len(),
+                last,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The agreement dashboard of a set: the set, its runs, the chosen run (`run`, or
+    /// the newest finished one) with its report, and the committee's kappa in each
+    /// finished run, oldest first (the newest `TREND_RUNS`).
+    pub async fn calibration_dashboard(
+        &self,
+        caller: &Caller,
+        set_id: &str,
+        run: Option<&str>,
+    ) -> Result<Dashboard, Error> {
+        caller.require(Action::ReadCalibration)?;
+        let (rec, set, _) = self.stored_set(caller, set_id).await?;
+        let runs = self.visible_runs(caller, set_id).await?;
+        let chosen = match run {
+            Some(r) => {
+                let (run_rec, job) = self.stored_run(caller, r).await?;
+                if run_rec.set_id != set_id {
+                    return Err(invalid(
+                        "run",
+                        format!("run {r} is a run of another set; pick one of this set's runs"),
+                    ));
                 }
+                let report = self.run_report(r, run_rec.report.as_deref()).await?;
+                Some((RunEntry::new(&run_rec, &job), report))
+            }
+            None => match runs.iter().find(|r| r.finished_at.is_some()) {
+                Some(r) => Some((r.clone(), self.run_report(&r.id, None).await?)),
+                None => None,
+            },
+        };
+        let mut trend = Vec::new();
+        for r in runs
+            .iter()
+            .filter(|r| r.finished_at.is_some())
+            .take(TREND_RUNS)
+        {
+            trend.extend(self.run_kappa(r).await?);
+        }
+        trend.reverse();
+        let (run, report) = chosen.unzip();
+        Ok(Dashboard {
+            set: cached_set_doc(&rec, &set),
+            runs,
+            run,
+            report: report.flatten(),
+            trend,
+        })
+    }
+
+    /// A run's progress for someone who can see its set (annotators cannot read jobs):
+    /// the run must be a run of `set_id` the caller may see.
+    pub async fn calibration_run_progress(
+        &self,
+        caller: &Caller,
+        set_id: &str,
+        run: &str,
+    ) -> Result<RunEntry, Error> {
+        caller.require(Action::ReadCalibration)?;
+        let (run_rec, job) = self.stored_run(caller, run).await?;
+        if run_rec.set_id != set_id {
+            return Err(invalid(
+                "run",
+                format!("run {run} is a run of another set; pick one of this set's runs"),
+            ));
+        }
+        Ok(RunEntry::new(&run_rec, &job))
+    }
+
+    /// What the queue needs of a run: its item mapping (parsed once per run and kept)
+    /// and, for the disagreement filter, every item's readings (kept once it is done).
+    async fn run_view(
+        &self,
+        caller: &Caller,
+        run_id: &str,
+        set_id: &str,
+    ) -> Result<Arc<RunView>, Error> {
+        if let Some(v) = self.calibration_cache.run(run_id) {
+            // Kept views are only of runs this caller's check below admitted once;
+            // visibility is still checked per caller.
+            if v.set_id == set_id {
+                self.stored_run_visible(caller, run_id).await?;
+                return Ok(v);
             }
         }
-        Ok(runs)
+        let (rec, job) = self.stored_run(caller, run_id).await?;
+        if rec.set_id != set_id {
+            return Err(invalid(
+                "run",
+                format!("run {run_id} is a run of another set; pick one of this set's runs"),
+            ));
+        }
+        let opts: crate::calibration::run::RunOptions = serde_json::from_str(&rec.options)
+            .map_err(|e| corrupt(format_args!("options of calibration run {run_id}"), e))?;
+        let map = opts
+            .map()
+            .ok_or_else(|| corrupt("calibration run options", "no category mapping"))?;
+        let seq_of = opts
+            .items
+            .iter()
+            .enumerate()
+            .map(|(seq, &i)| (i, seq as u64))
+            .collect();
+        let view = Arc::new(RunView {
+            set_id: rec.set_id.clone(),
+            binarized: opts.binarized,
+            map,
+            seq_of,
+            items: opts.items,
+            finished: job.state.is_final(),
+            readings: std::sync::OnceLock::new(),
+        });
+        if view.finished {
+            self.calibration_cache.put_run(run_id, view.clone());
+        }
+        Ok(view)
+    }
+
+    /// Whether the caller may see a run (one job read).
+    async fn stored_run_visible(&self, caller: &Caller, id: &str) -> Result<(), Error> {
+        let job = self.job_record(id).await?;
+        if !caller.sees(Owned::Calibration, job.owner.as_deref()) {
+            return Err(run_not_found(id));
+        }
+        Ok(())
+    }
+
+    /// Every graded item's readings in a run (committee and judges, categories of the
+    /// run's possibly binarized set), by set item index. Read from all of the run's
+    /// results once; kept with the run's view when the run is done.
+    async fn run_readings(
+        &self,
+        run_id: &str,
+        view: &RunView,
+    ) -> Result<Arc<Vec<Option<Vec<usize>>>>, Error> {
+        use crate::calibration::{live, run};
+        if let Some(r) = view.readings.get() {
+            return Ok(r.clone());
+        }
+        let n = view.items.iter().copied().max().map_or(0, |m| m + 1);
+        let mut out: Vec<Option<Vec<usize>>> = vec![None; n];
+        for (seq, rep) in run::results(self.store.as_ref(), run_id).await? {
+            let Some(&i) = usize::try_from(seq).ok().and_then(|s| view.items.get(s)) else {
+                continue;
+            };
+            let cats = live::readings(&rep, view.map)
+                .into_iter()
+                .filter_map(|r| r.category)
+                .collect();
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(cats);
+            }
+        }
+        let out = Arc::new(out);
+        if view.finished {
+            let _ = view.readings.set(out.clone());
+        }
+        Ok(out)
     }
 
     /// The review queue of a set for the caller, at `at` among the items `filter`
     /// admits. The other raters' labels and the judges' readings (from `run`, when
-    /// given) are only included for an item the caller has labelled.
+    /// given) are only included for an item the caller has labelled. Whole-set work
+    /// is a pass over the kept parse (no document read, no report parsed); the run's
+    /// results are read for the one item shown, or once per run for the disagreement
+    /// filter.
     pub async fn review_queue(
         &self,
         caller: &Caller,
@@ -964,30 +1623,44 @@ impl Service {
         run: Option<&str>,
     ) -> Result<ReviewQueue, Error> {
         caller.require(Action::ReadCalibration)?;
-        let (rec, set) = self.stored_set(caller, set_id).await?;
-        if let Some(r) = run {
-            self.run_of_set(caller, r, set_id).await?;
-        }
+        let (rec, cached, _) = self.stored_set(caller, set_id).await?;
+        let set = &cached.set;
+        let view = match run {
+            Some(r) => Some(self.run_view(caller, r, set_id).await?),
+            None => None,
+        };
+        let readings = match (&view, run, filter.disagreements) {
+            (Some(v), Some(r), true) => Some(self.run_readings(r, v).await?),
+            _ => None,
+        };
         let rater = rater_name(caller);
         let mine_of = |it: &crate::calibration::set::CalItem| {
             it.labels
                 .iter()
-                .find(|l| l.kind == RaterKind::Human && l.rater == rater)
-                .map(|l| label_value_json(&set, &l.value))
+                .any(|l| l.kind == RaterKind::Human && l.rater == rater)
         };
+        // A judge label in the set, or (with a run) a judge's or the committee's
+        // reading in that run, differs from the human majority.
         let disagrees = |i: usize| {
-            let Some(majority) = crate::calibration::report::human_majority(&set, i) else {
-                return false;
-            };
-            set.items[i]
-                .labels
-                .iter()
-                .any(|l| l.kind == RaterKind::Judge && l.value != LabelValue::Category(majority))
+            let set_judges = crate::calibration::report::human_majority(set, i).is_some_and(|m| {
+                set.items[i]
+                    .labels
+                    .iter()
+                    .any(|l| l.kind == RaterKind::Judge && l.value != LabelValue::Category(m))
+            });
+            set_judges
+                || match (&readings, &view) {
+                    (Some(rs), Some(v)) => rs.get(i).and_then(Option::as_ref).is_some_and(|cats| {
+                        plan_majority_fast(set, i, v.binarized)
+                            .is_some_and(|m| cats.iter().any(|&c| c != m))
+                    }),
+                    _ => false,
+                }
         };
         let matches: Vec<usize> = (0..set.items.len())
             .filter(|&i| {
                 let it = &set.items[i];
-                (!filter.unlabelled || mine_of(it).is_none())
+                (!filter.unlabelled || !mine_of(it))
                     && filter
                         .category
                         .as_ref()
@@ -999,49 +1672,39 @@ impl Service {
                     && (!filter.disagreements || disagrees(i))
             })
             .collect();
-        let index = item_index(&set);
-        let find = |id: &str| {
-            index
-                .get(id)
-                .copied()
-                .ok_or_else(|| invalid("item", format!("no item \"{id}\" in set \"{}\"", set.name)))
-        };
+        let find =
+            |id: &str| {
+                cached.index.get(id).copied().ok_or_else(|| {
+                    invalid("item", format!("no item \"{id}\" in set \"{}\"", set.name))
+                })
+            };
         let current = match at {
             QueuePosition::First => matches.first().copied(),
             QueuePosition::Item(id) => Some(find(id)?),
             QueuePosition::After(id) => {
                 let after = find(id)?;
-                matches.iter().copied().find(|&i| i > after)
+                let k = matches.partition_point(|&i| i <= after);
+                matches.get(k).copied()
             }
         };
-        let pos = current.and_then(|c| matches.iter().position(|&i| i == c));
-        let (prev, next) = match current {
-            Some(c) => (
-                matches.iter().rev().find(|&&i| i < c),
-                matches.iter().find(|&&i| i > c),
-            ),
-            None => (None, None),
+        // `matches` is in item order, so positions are binary searches.
+        let (pos, prev, next) = match current {
+            Some(c) => {
+                let k = matches.partition_point(|&i| i < c);
+                let here = matches.get(k) == Some(&c);
+                let prev = k.checked_sub(1).and_then(|p| matches.get(p));
+                let next = matches.get(if here { k + 1 } else { k });
+                (here.then_some(k), prev, next)
+            }
+            None => (None, None, None),
         };
         let id_of = |i: Option<&usize>| i.map(|&i| set.items[i].id.clone());
-        let mut progress = std::collections::BTreeMap::<String, usize>::new();
-        for it in &set.items {
-            let mut seen = std::collections::BTreeSet::new();
-            for l in it.labels.iter().filter(|l| l.kind == RaterKind::Human) {
-                if seen.insert(l.rater.as_str()) {
-                    *progress.entry(l.rater.clone()).or_default() += 1;
-                }
-            }
-        }
-        let mine = progress.get(&rater).copied().unwrap_or(0);
-        let distinct = |f: fn(&crate::calibration::set::CalItem) -> Option<&String>| {
-            let s: std::collections::BTreeSet<String> =
-                set.items.iter().filter_map(|it| f(it).cloned()).collect();
-            s.into_iter().collect::<Vec<_>>()
-        };
-        let item_categories = distinct(|it| it.category.as_ref());
-        let criteria = distinct(|it| it.criterion.as_ref());
+        let mine = cached.progress.get(&rater).copied().unwrap_or(0);
         let current = match current {
-            Some(i) => Some(self.review_item(&set, i, &rater, run, caller).await?),
+            Some(i) => Some(
+                self.review_item(set, i, &rater, run.zip(view.as_deref()))
+                    .await?,
+            ),
             None => None,
         };
         Ok(ReviewQueue {
@@ -1050,9 +1713,13 @@ impl Service {
             total: set.items.len(),
             mine,
             progress: if caller.role == super::Role::Admin {
-                progress
-                    .into_iter()
-                    .map(|(rater, labelled)| RaterProgress { rater, labelled })
+                cached
+                    .progress
+                    .iter()
+                    .map(|(rater, &labelled)| RaterProgress {
+                        rater: rater.clone(),
+                        labelled,
+                    })
                     .collect()
             } else {
                 Vec::new()
@@ -1061,10 +1728,10 @@ impl Service {
             position: pos.map(|p| p + 1),
             prev: id_of(prev),
             next: id_of(next),
-            item_categories,
-            criteria,
+            item_categories: cached.item_categories.clone(),
+            criteria: cached.criteria.clone(),
             current,
-            set: set_doc(&rec, Some(&set)),
+            set: cached_set_doc(&rec, &cached),
         })
     }
 
@@ -1073,8 +1740,7 @@ impl Service {
         set: &CalibrationSet,
         i: usize,
         rater: &str,
-        run: Option<&str>,
-        caller: &Caller,
+        run: Option<(&str, &RunView)>,
     ) -> Result<ReviewItem, Error> {
         use crate::calibration::set::TaskCriterion;
         let it = &set.items[i];
@@ -1096,7 +1762,7 @@ impl Service {
             None => it.criterion.clone(),
         };
         let reveal = match mine {
-            Some(_) => Some(self.reveal(set, i, rater, run, caller).await?),
+            Some(_) => Some(self.reveal(set, i, rater, run).await?),
             None => None,
         };
         Ok(ReviewItem {
@@ -1139,8 +1805,7 @@ impl Service {
         set: &CalibrationSet,
         i: usize,
         rater: &str,
-        run: Option<&str>,
-        caller: &Caller,
+        run: Option<(&str, &RunView)>,
     ) -> Result<Reveal, Error> {
         use crate::calibration::{live, run as cal_run};
         let it = &set.items[i];
@@ -1162,19 +1827,16 @@ impl Service {
             run: None,
             readings: Vec::new(),
         };
-        let Some(run_id) = run else {
+        let Some((run_id, view)) = run else {
             return Ok(reveal);
         };
-        let (rec, _) = self.stored_run(caller, run_id).await?;
-        let opts: cal_run::RunOptions = serde_json::from_str(&rec.options)
-            .map_err(|e| corrupt(format_args!("options of calibration run {run_id}"), e))?;
-        let plan = cal_run::stored_plan(set, &opts)?;
-        let Some(seq) = plan.items.iter().position(|&x| x == i) else {
+        let Some(&seq) = view.seq_of.get(&i) else {
             return Ok(reveal);
         };
-        let seq = seq as u64;
-        let after = seq.checked_sub(1);
-        let page = self.store.results_by_seq(run_id, after, 1).await?;
+        let page = self
+            .store
+            .results_by_seq(run_id, seq.checked_sub(1), 1)
+            .await?;
         let Some((_, text)) = page.into_iter().find(|(s, _)| *s == seq) else {
             return Ok(reveal);
         };
@@ -1183,10 +1845,10 @@ impl Service {
         else {
             return Ok(reveal);
         };
-        let majority = crate::calibration::report::human_majority(&plan.set, i);
-        let name = |c: Option<usize>| c.and_then(|c| plan.set.categories.get(c)).cloned();
+        let (majority, categories) = plan_majority(set, i, view.binarized);
+        let name = |c: Option<usize>| c.and_then(|c| categories.get(c)).cloned();
         reveal.run = Some(run_id.to_owned());
-        reveal.readings = live::readings(&report, plan.map)
+        reveal.readings = live::readings(&report, view.map)
             .into_iter()
             .map(|r| JudgeReading {
                 judge: r.rater.clone(),
@@ -1196,5 +1858,47 @@ impl Service {
             })
             .collect();
         Ok(reveal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The filter's shortcut agrees with the exact computation (a one-item copy through
+    /// `live::base_set`) on ties, repeats, missing labels and three categories.
+    #[test]
+    fn fast_plan_majority_matches_the_exact_one() {
+        let header = r#"{"format": "calibration.v1", "name": "m", "scale": "nominal", "categories": ["a", "b", "c"], "met": "b"}"#;
+        let cases: [&[(&str, &str)]; 7] = [
+            &[],
+            &[("x", "a")],
+            &[("x", "b"), ("y", "a")],
+            &[("x", "b"), ("y", "a"), ("z", "c")],
+            &[("x", "b"), ("x", "a"), ("y", "b")],
+            &[("x", "a"), ("y", "c"), ("z", "b")],
+            &[("x", "b"), ("y", "b"), ("z", "a")],
+        ];
+        let mut lines = vec![header.to_owned()];
+        for (n, labels) in cases.iter().enumerate() {
+            let labels: Vec<Value> = labels
+                .iter()
+                .map(|(r, v)| json!({"rater": r, "kind": "human", "value": v}))
+                .chain(std::iter::once(
+                    json!({"rater": "j", "kind": "judge", "value": "c"}),
+                ))
+                .collect();
+            lines.push(json!({"id": format!("i{n}"), "labels": labels}).to_string());
+        }
+        let set = crate::calibration::set::parse_set(&lines.join("\n")).unwrap();
+        for i in 0..cases.len() {
+            for binarized in [false, true] {
+                assert_eq!(
+                    plan_majority_fast(&set, i, binarized),
+                    plan_majority(&set, i, binarized).0,
+                    "item {i}, binarized {binarized}"
+                );
+            }
+        }
     }
 }

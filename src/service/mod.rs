@@ -47,6 +47,8 @@ pub struct Service {
     limits: Limits,
     /// Serialises calibration set writes (unique names; read, add labels, write back).
     calibration_lock: tokio::sync::Mutex<()>,
+    /// Parsed calibration sets and reports kept between requests (see `calibration`).
+    calibration_cache: calibration::CalibrationCache,
 }
 
 impl Service {
@@ -64,6 +66,7 @@ impl Service {
             auth,
             limits,
             calibration_lock: tokio::sync::Mutex::new(()),
+            calibration_cache: calibration::CalibrationCache::default(),
         }
     }
 

@@ -312,6 +312,47 @@ pub trait Store: Send + Sync {
     /// Writes a run's report once; a second write is ignored (returns false).
     async fn finish_calibration_run(&self, id: &str, report: &str) -> StoreResult<bool>;
 
+    /// A set without its document, with its label version: the number of label
+    /// writes it has had (its history's length), which changes with every write, so
+    /// a parsed copy of the document can be kept and checked with this one small read.
+    async fn calibration_set_version(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(CalibrationSetRecord, u64)>>;
+    /// A set's runs with their jobs, newest first, at most `limit`; the runs' options
+    /// and reports are left out (read one with `calibration_run`).
+    async fn calibration_runs_of_set(
+        &self,
+        set: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(CalibrationRunRecord, JobRecord)>>;
+    /// Finished items (done or failed) in item order after `after` (a `seq`):
+    /// `(seq, result_json)`. `after = seq - 1, limit = 1` reads one item by its `seq`.
+    async fn finished_items_by_seq(
+        &self,
+        job: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>>;
+    /// The newest label write of `author` (`None`: written without auth) on a set that
+    /// is not itself an undo and has not been undone, with its place `n` in the history.
+    async fn last_undoable_label(
+        &self,
+        set: &str,
+        author: Option<&str>,
+    ) -> StoreResult<Option<(u64, LabelEvent)>>;
+    /// Like `update_calibration_set` for one write, `event`, that undoes history entry
+    /// `undoes` (recorded, so the same write is never undone twice).
+    async fn undo_calibration_label(
+        &self,
+        id: &str,
+        document: &str,
+        items: u64,
+        labels: u64,
+        event: &LabelEvent,
+        undoes: u64,
+    ) -> StoreResult<()>;
+
     async fn cache_get(&self, key: &[u8; 32]) -> StoreResult<Option<String>>;
     async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()>;
 

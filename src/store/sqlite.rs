@@ -339,6 +339,26 @@ fn calibration_set_from(
     })
 }
 
+/// A label history row (`item, rater, kind, value, previous, author, at`).
+fn label_event_from(r: &sqlx::sqlite::SqliteRow, set: &str) -> StoreResult<LabelEvent> {
+    let json = |text: String| {
+        serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("label history of set {set}: {e}")))
+    };
+    Ok(LabelEvent {
+        item: r.try_get("item")?,
+        rater: r.try_get("rater")?,
+        kind: r.try_get("kind")?,
+        value: json(r.try_get("value")?)?,
+        previous: r
+            .try_get::<Option<String>, _>("previous")?
+            .map(json)
+            .transpose()?,
+        author: r.try_get("author")?,
+        at: r.try_get("at")?,
+    })
+}
+
 /// A job's row, counters included: no item is read. Staging jobs (submissions still
 /// arriving) are invisible.
 const JOB_SELECT: &str =
@@ -766,26 +786,7 @@ impl Store for SqliteStore {
             .bind(item)
             .fetch_all(&self.pool)
             .await?;
-        let json = |text: String| {
-            serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt(format!("label history of set {set}: {e}")))
-        };
-        rows.iter()
-            .map(|r| {
-                Ok(LabelEvent {
-                    item: r.try_get("item")?,
-                    rater: r.try_get("rater")?,
-                    kind: r.try_get("kind")?,
-                    value: json(r.try_get("value")?)?,
-                    previous: r
-                        .try_get::<Option<String>, _>("previous")?
-                        .map(json)
-                        .transpose()?,
-                    author: r.try_get("author")?,
-                    at: r.try_get("at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| label_event_from(r, set)).collect()
     }
 
     async fn create_calibration_run(
@@ -824,6 +825,135 @@ impl Store for SqliteStore {
             })
         })
         .transpose()
+    }
+
+    async fn calibration_set_version(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(CalibrationSetRecord, u64)>> {
+        // The history's primary key is (set_id, n), so its newest entry is one probe.
+        let row = sqlx::query(
+            "SELECT id, name, owner, items, labels, created_at, updated_at,
+                (SELECT COALESCE(MAX(n) + 1, 0) FROM calibration_label_history h WHERE h.set_id = s.id) AS version
+             FROM calibration_sets s WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                calibration_set_from(&r, false)?,
+                u64_of(r.try_get("version")?),
+            ))
+        })
+        .transpose()
+    }
+
+    async fn calibration_runs_of_set(
+        &self,
+        set: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(CalibrationRunRecord, JobRecord)>> {
+        let rows = sqlx::query(
+            "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
+                j.done, j.failed, j.abstained, j.calls, j.input_tokens, j.output_tokens, j.cost_usd,
+                r.set_id, r.finished_at AS run_finished_at
+             FROM calibration_runs r JOIN jobs j ON j.id = r.id
+             WHERE r.set_id = ? AND j.state != 'staging'
+             ORDER BY j.created_at DESC, j.id DESC LIMIT ?",
+        )
+        .bind(set)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let job = job_from(r)?;
+                Ok((
+                    CalibrationRunRecord {
+                        id: job.id.clone(),
+                        set_id: r.try_get("set_id")?,
+                        options: String::new(),
+                        report: None,
+                        finished_at: r.try_get("run_finished_at")?,
+                    },
+                    job,
+                ))
+            })
+            .collect()
+    }
+
+    async fn finished_items_by_seq(
+        &self,
+        job: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, result FROM job_items WHERE job_id = ? AND state != 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(job)
+        .bind(after.map_or(-1, i64_of))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(s, r)| (u64_of(s), r)).collect())
+    }
+
+    async fn last_undoable_label(
+        &self,
+        set: &str,
+        author: Option<&str>,
+    ) -> StoreResult<Option<(u64, LabelEvent)>> {
+        let row = sqlx::query(
+            "SELECT n, item, rater, kind, value, previous, author, at FROM calibration_label_history h
+             WHERE h.set_id = ?1 AND h.author IS ?2 AND h.undoes IS NULL
+               AND NOT EXISTS (SELECT 1 FROM calibration_label_history u WHERE u.set_id = h.set_id AND u.undoes = h.n)
+             ORDER BY h.n DESC LIMIT 1",
+        )
+        .bind(set)
+        .bind(author)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((u64_of(r.try_get("n")?), label_event_from(&r, set)?)))
+            .transpose()
+    }
+
+    async fn undo_calibration_label(
+        &self,
+        id: &str,
+        document: &str,
+        items: u64,
+        labels: u64,
+        event: &LabelEvent,
+        undoes: u64,
+    ) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE calibration_sets SET document = ?, items = ?, labels = ?, updated_at = ? WHERE id = ?")
+            .bind(document)
+            .bind(i64_of(items))
+            .bind(i64_of(labels))
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO calibration_label_history (set_id, n, item, rater, kind, value, previous, author, at, undoes)
+             SELECT ?1, COALESCE(MAX(n) + 1, 0), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM calibration_label_history WHERE set_id = ?1",
+        )
+        .bind(id)
+        .bind(&event.item)
+        .bind(&event.rater)
+        .bind(&event.kind)
+        .bind(event.value.to_string())
+        .bind(event.previous.as_ref().map(ToString::to_string))
+        .bind(&event.author)
+        .bind(event.at)
+        .bind(i64_of(undoes))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn finish_calibration_run(&self, id: &str, report: &str) -> StoreResult<bool> {

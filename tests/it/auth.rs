@@ -180,6 +180,11 @@ fn http_table() -> Vec<(&'static str, &'static str, Op)> {
             "/v1/calibration/sets/{id}/labels",
             Op::OwnCalibration,
         ),
+        (
+            "post",
+            "/v1/calibration/sets/{id}/labels/undo",
+            Op::OwnCalibration,
+        ),
         ("post", "/v1/calibration/runs", Op::RunOwnSet),
         ("get", "/v1/calibration/runs/{id}", Op::OwnCalibration),
         (
@@ -220,6 +225,19 @@ async fn http_call(
         _ => None,
     };
     let url = format!("{}{path}", app.url);
+    if route == "/v1/calibration/sets/{id}/labels/undo" {
+        // An undo needs a write of the caller's own to undo: write one first (its
+        // answer is the labels route's, checked in its own row).
+        let mut w = app
+            .http
+            .post(format!("{}/v1/calibration/sets/{}/labels", app.url, fx.set))
+            .header("content-type", "application/json")
+            .body(label().to_string());
+        if let Some(k) = who.key() {
+            w = w.header("authorization", format!("Bearer {k}"));
+        }
+        w.send().await.unwrap();
+    }
     let mut r = match method {
         "get" => app.http.get(url),
         "post" => app.http.post(url),
@@ -287,6 +305,7 @@ fn grpc_table() -> Vec<(&'static str, Op)> {
         ("GetCalibrationRun", Op::OwnCalibration),
         ("ListCalibrationDisagreements", Op::OwnCalibration),
         ("GetLabelHistory", Op::OwnCalibration),
+        ("UndoCalibrationLabel", Op::OwnCalibration),
     ]
 }
 
@@ -466,6 +485,26 @@ async fn grpc_call(
             ))
             .await
             .map(drop),
+        "UndoCalibrationLabel" => {
+            // As over HTTP: the caller's own write first, then its undo.
+            let _ = c
+                .add_calibration_labels(with_key(
+                    pb::AddCalibrationLabelsRequest {
+                        set_id: fx.set.clone(),
+                        json: label().to_string(),
+                    },
+                    who,
+                ))
+                .await;
+            c.undo_calibration_label(with_key(
+                pb::UndoCalibrationLabelRequest {
+                    set_id: fx.set.clone(),
+                },
+                who,
+            ))
+            .await
+            .map(drop)
+        }
         other => panic!("RPC {other} has no call in this test: add one"),
     }
 }

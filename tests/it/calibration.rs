@@ -241,3 +241,207 @@ fn bad_sets_and_live_mode_are_clear_errors() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("Fleiss kappa"), "{}", run.stdout);
 }
+
+/// Undo of a label write over HTTP and gRPC: the caller's newest write that is not
+/// undone yet gets its previous value back (or is removed), each undo is kept in the
+/// history, a second undo goes one write further back, and the rules are those of
+/// adding labels (own writes only, sets the caller sees, a changed label is a
+/// conflict).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_restores_the_previous_label_on_every_surface() {
+    use crate::server::TestApp;
+    use crate::ui::{ENV, KEYS, api, api_status, live_set};
+    use serde_json::json;
+
+    let app = TestApp::spawn_with(tribunal::config::DEFAULT_CONFIG, KEYS, ENV).await;
+    let set = api(
+        &app,
+        "post",
+        "/v1/calibration/sets",
+        "a-secret",
+        Some(json!({"content": live_set("undo", 3)})),
+    )
+    .await;
+    let id = set["id"].as_str().unwrap().to_owned();
+    let labels = format!("/v1/calibration/sets/{id}/labels");
+    let undo = format!("{labels}/undo");
+    let write = |item: &'static str, rater: &'static str, value: bool| json!({"labels": [{"item": item, "rater": rater, "kind": "human", "value": value}]});
+    let count = |v: &Value| v["set"]["labels"].as_u64().unwrap();
+    let base = set["labels"].as_u64().unwrap();
+
+    // doc: x0 new (true), x0 corrected (false), x1 new (true).
+    api(
+        &app,
+        "post",
+        &labels,
+        "doc-secret",
+        Some(write("x0", "doc", true)),
+    )
+    .await;
+    api(
+        &app,
+        "post",
+        &labels,
+        "doc-secret",
+        Some(write("x0", "doc", false)),
+    )
+    .await;
+    api(
+        &app,
+        "post",
+        &labels,
+        "doc-secret",
+        Some(write("x1", "doc", true)),
+    )
+    .await;
+
+    // 1: x1's label was new, so it is removed.
+    let u = api(&app, "post", &undo, "doc-secret", None).await;
+    assert_eq!(u["undone"]["item"], "x1");
+    assert_eq!(
+        (&u["event"]["value"], &u["event"]["previous"]),
+        (&Value::Null, &json!("true"))
+    );
+    assert_eq!(count(&u), base + 1);
+    // 2: x0's correction is undone: back to true.
+    let u = api(&app, "post", &undo, "doc-secret", None).await;
+    assert_eq!(u["undone"]["item"], "x0");
+    assert_eq!(
+        (&u["event"]["value"], &u["event"]["previous"]),
+        (&json!("true"), &json!("false"))
+    );
+    assert_eq!(u["event"]["author"], "doc");
+    assert_eq!(count(&u), base + 1);
+    // 3: x0's first write is undone: removed.
+    let u = api(&app, "post", &undo, "doc-secret", None).await;
+    assert_eq!(
+        (&u["undone"]["item"], &u["event"]["value"]),
+        (&json!("x0"), &Value::Null)
+    );
+    assert_eq!(count(&u), base);
+    // 4: nothing left.
+    let (code, body) = api_status(&app, "post", &undo, "doc-secret", None).await;
+    assert_eq!(
+        (code, body["error"]["kind"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to undo")
+    );
+
+    // The history keeps all six writes, undos included, with who and the old value.
+    let h = api(&app, "get", &labels, "doc-secret", None).await;
+    let h: Vec<(String, Value, Value)> = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["author"], "doc");
+            (
+                e["item"].as_str().unwrap().to_owned(),
+                e["value"].clone(),
+                e["previous"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        h,
+        vec![
+            ("x0".into(), json!("true"), Value::Null),
+            ("x0".into(), json!("false"), json!("true")),
+            ("x1".into(), json!("true"), Value::Null),
+            ("x1".into(), Value::Null, json!("true")),
+            ("x0".into(), json!("true"), json!("false")),
+            ("x0".into(), Value::Null, json!("true")),
+        ]
+    );
+
+    // Only the caller's own writes: the admin's write is not doc's to undo.
+    api(
+        &app,
+        "post",
+        &labels,
+        "admin-secret",
+        Some(write("x2", "root", true)),
+    )
+    .await;
+    let (code, _) = api_status(&app, "post", &undo, "doc-secret", None).await;
+    assert_eq!(code, 409);
+    // A label changed after the write is a conflict, and nothing changes.
+    api(
+        &app,
+        "post",
+        &labels,
+        "doc-secret",
+        Some(write("x2", "doc", true)),
+    )
+    .await;
+    api(
+        &app,
+        "post",
+        &labels,
+        "admin-secret",
+        Some(write("x2", "doc", false)),
+    )
+    .await;
+    let (code, body) = api_status(&app, "post", &undo, "doc-secret", None).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("was changed"),
+        "{body}"
+    );
+    // The admin's own newest write (doc's label set to false) is the admin's to undo.
+    let u = api(&app, "post", &undo, "admin-secret", None).await;
+    assert_eq!(
+        (&u["undone"]["rater"], &u["event"]["value"]),
+        (&json!("doc"), &json!("true"))
+    );
+
+    // A client that does not own the set: not found; a key without the right: refused.
+    let (code, _) = api_status(&app, "post", &undo, "b-secret", None).await;
+    assert_eq!(code, 404);
+    let (code, _) = api_status(&app, "post", &undo, "wrong", None).await;
+    assert_eq!(code, 401);
+
+    // gRPC: the same operation and document.
+    use tribunal::api::grpc::pb;
+    api(
+        &app,
+        "post",
+        &labels,
+        "doc-secret",
+        Some(write("x1", "doc", false)),
+    )
+    .await;
+    let mut grpc = pb::tribunal_client::TribunalClient::connect(app.grpc_url.clone())
+        .await
+        .unwrap();
+    let mut req = tonic::Request::new(pb::UndoCalibrationLabelRequest { set_id: id.clone() });
+    req.metadata_mut()
+        .insert("authorization", "Bearer doc-secret".parse().unwrap());
+    let doc: Value = serde_json::from_str(
+        &grpc
+            .undo_calibration_label(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .json,
+    )
+    .unwrap();
+    assert_eq!(
+        (&doc["undone"]["item"], &doc["event"]["value"]),
+        (&json!("x1"), &Value::Null)
+    );
+    let mut req = tonic::Request::new(pb::UndoCalibrationLabelRequest { set_id: id.clone() });
+    req.metadata_mut()
+        .insert("authorization", "Bearer b-secret".parse().unwrap());
+    let err = grpc.undo_calibration_label(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+}

@@ -795,8 +795,9 @@ async fn open_on_loopback_without_keys_and_runs_from_the_set_page() {
 
 /// Server time of the queue and dashboard pages of a 10,000-item set (median of 7
 /// loopback requests, so it includes the HTTP round trip). Ignored by default: run
-/// with `cargo test --test it ui::pages_at_10k_items -- --ignored --nocapture`
-/// (add `--release` for the figures that matter).
+/// with `cargo test --test it ui::pages_at_10k_items -- --ignored --nocapture`. The
+/// figures in BENCHMARKS.md come from `cargo bench --bench ui` (benches/ui.rs), which
+/// times more pages with median and p95 in a release build.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check; see the doc comment"]
 async fn pages_at_10k_items() {
@@ -853,4 +854,322 @@ async fn pages_at_10k_items() {
             times[3], times[0], times[6]
         );
     }
+}
+
+/// A request with a key whose answer may be a refusal: status and JSON body.
+pub async fn api_status(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{}{path}", app.url);
+    let mut r = match method {
+        "get" => app.http.get(url),
+        _ => app.http.post(url),
+    }
+    .header("authorization", format!("Bearer {key}"));
+    if let Some(b) = body {
+        r = r
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The committee's kappa in a finished run's report, as the API gives it.
+async fn committee_kappa(app: &TestApp, run: &str) -> Option<f64> {
+    let r = api(
+        app,
+        "get",
+        &format!("/v1/calibration/runs/{run}"),
+        "a-secret",
+        None,
+    )
+    .await;
+    r["report"]["judges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["judge"] == "committee")
+        .unwrap()["vs_human_majority"]["cohen_kappa"]["value"]
+        .as_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_list_kappa_undo_and_run_progress_per_role() {
+    let app = TestApp::spawn_with(tribunal::config::DEFAULT_CONFIG, KEYS, ENV).await;
+    let fx = fixture(&app, 4).await;
+    let kappa = committee_kappa(&app, &fx.run).await;
+    let want = kappa.map_or("–".to_owned(), |k| format!("{k:.3}"));
+
+    // The set list shows the last run's committee kappa to everyone who sees the set.
+    for key in ["doc-secret", "a-secret", "admin-secret"] {
+        let mut c = Client::new(&app.url);
+        c.sign_in(key).await;
+        let list = c.get("/ui/sets").await;
+        assert_eq!(list.status, 200);
+        let cell = list
+            .body
+            .split("class=\"n kappa\"")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{key}: no kappa cell: {}", list.body));
+        let cell = cell.split("</td>").next().unwrap();
+        assert!(cell.contains(&want), "{key}: {cell} lacks {want}");
+        assert!(cell.contains(&format!("run={}", fx.run)), "{cell}");
+    }
+    // A client that does not own the set sees no row at all.
+    let mut other = Client::new(&app.url);
+    other.sign_in("b-secret").await;
+    assert!(!other.get("/ui/sets").await.body.contains(&fx.set));
+
+    // Run progress: a stream under the set page, for anyone who may see the set
+    // (annotators cannot read jobs); the finished run ends it with `report: true`.
+    let events = format!("/ui/sets/{}/runs/{}/events", fx.set, fx.run);
+    let mut doc = Client::new(&app.url);
+    doc.sign_in("doc-secret").await;
+    let job_events = doc.get(&format!("/ui/jobs/{}/events", fx.run)).await;
+    assert_eq!(job_events.status, 403, "annotators cannot read jobs");
+    let r = doc.get(&events).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    assert!(
+        r.body.contains("event: progress") && r.body.contains("\"report\":true"),
+        "{}",
+        r.body
+    );
+    assert_eq!(other.get(&events).await.status, 404, "not the client's set");
+    // A run of another set is refused on `run`.
+    let other_set = api(
+        &app,
+        "post",
+        "/v1/calibration/sets",
+        "a-secret",
+        Some(json!({"content": live_set("second", 2)})),
+    )
+    .await;
+    let r = doc
+        .get(&format!(
+            "/ui/sets/{}/runs/{}/events",
+            other_set["id"].as_str().unwrap(),
+            fx.run
+        ))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // Undo: through the service's call, CSRF-checked, for the caller's own label only.
+    let queue = doc.get(&format!("/ui/sets/{}/queue", fx.set)).await;
+    let csrf = csrf_of(&queue.body);
+    assert!(queue.body.contains("id=\"undo-form\""));
+    let r = doc
+        .post(
+            &format!("/ui/sets/{}/label", fx.set),
+            &[("csrf", &csrf), ("item", "x0"), ("value", "true")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let r = doc.post(&format!("/ui/sets/{}/undo", fx.set), &[]).await;
+    assert_eq!(r.status, 403, "an undo without the CSRF token is refused");
+    let r = doc
+        .post(
+            &format!("/ui/sets/{}/undo", fx.set),
+            &[("csrf", &csrf), ("run", &fx.run)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.location().contains("item=x0"), "{}", r.location());
+    let back = doc.get(r.location()).await;
+    assert!(back.body.contains("id=\"undone\""), "{}", back.body);
+    // The label is gone, so the item is blind again.
+    assert!(back.body.contains("id=\"blind\""), "{}", back.body);
+    let h = api(
+        &app,
+        "get",
+        &format!("/v1/calibration/sets/{}/labels?item=x0", fx.set),
+        "doc-secret",
+        None,
+    )
+    .await;
+    let hist = h["history"].as_array().unwrap();
+    assert_eq!(hist.len(), 2, "{h}");
+    assert_eq!(
+        (&hist[1]["value"], &hist[1]["previous"], &hist[1]["author"]),
+        (&Value::Null, &json!("true"), &json!("doc"))
+    );
+    // Nothing left to undo: the refusal is a page naming why.
+    let r = doc
+        .post(&format!("/ui/sets/{}/undo", fx.set), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("nothing to undo"), "{}", r.body);
+    // A client outside the set cannot undo there.
+    let oq = other.get("/ui/sets").await;
+    let ocsrf = csrf_of(&oq.body);
+    let r = other
+        .post(&format!("/ui/sets/{}/undo", fx.set), &[("csrf", &ocsrf)])
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disagreement_filter_reads_the_runs_judges() {
+    // No judge labels in the set: every disagreement the filter finds comes from
+    // the run's readings, so it must list exactly the items the API's
+    // disagreements route lists.
+    let app = TestApp::spawn_with(tribunal::config::DEFAULT_CONFIG, KEYS, ENV).await;
+    let text: String = live_set("no judges", 40)
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if let Some(labels) = v.get_mut("labels").and_then(Value::as_array_mut) {
+                labels.retain(|x| x["kind"] == "human");
+            }
+            v.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let set = api(
+        &app,
+        "post",
+        "/v1/calibration/sets",
+        "a-secret",
+        Some(json!({"content": text})),
+    )
+    .await;
+    let set = set["id"].as_str().unwrap().to_owned();
+    let run = api(
+        &app,
+        "post",
+        "/v1/calibration/runs",
+        "a-secret",
+        Some(json!({"set": set, "resamples": 10})),
+    )
+    .await;
+    let run = run["id"].as_str().unwrap().to_owned();
+    wait_done(&app, &run, "a-secret").await;
+    for _ in 0..200 {
+        if committee_kappa_ready(&app, &run).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let d = api(
+        &app,
+        "get",
+        &format!("/v1/calibration/runs/{run}/disagreements?limit=500"),
+        "doc-secret",
+        None,
+    )
+    .await;
+    let api_items: Vec<String> = d["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !api_items.is_empty(),
+        "the simulated judges disagree somewhere: {d}"
+    );
+    let mut doc = Client::new(&app.url);
+    doc.sign_in("doc-secret").await;
+    // Without a run given, the queue uses the newest finished one.
+    let page = doc
+        .get(&format!("/ui/sets/{set}/queue?disagreements=1"))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(&format!("{} matching", api_items.len())),
+        "want {} matching ({api_items:?}): {}",
+        api_items.len(),
+        page.body
+    );
+    if let Some(first) = api_items.first() {
+        assert!(
+            page.body.contains(&format!("data-item=\"{first}\"")),
+            "{}",
+            page.body
+        );
+    }
+    // Walking the filter with save-and-next's cursor visits the same items in order.
+    let mut seen = Vec::new();
+    let mut at = page.body;
+    while let Some(i) = at.split("data-item=\"").nth(1) {
+        let id = i.split('"').next().unwrap().to_owned();
+        seen.push(id.clone());
+        at = doc
+            .get(&format!(
+                "/ui/sets/{set}/queue?disagreements=1&after={id}&run={run}"
+            ))
+            .await
+            .body;
+        assert!(seen.len() <= 40, "the walk does not end");
+    }
+    assert_eq!(seen, api_items);
+}
+
+async fn committee_kappa_ready(app: &TestApp, run: &str) -> bool {
+    let r = api(
+        app,
+        "get",
+        &format!("/v1/calibration/runs/{run}"),
+        "a-secret",
+        None,
+    )
+    .await;
+    !r["report"].is_null()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_page_pages_through_every_item_and_items_open_by_seq() {
+    let app = TestApp::spawn_with(tribunal::config::DEFAULT_CONFIG, KEYS, ENV).await;
+    let cases: Vec<Value> = (0..230)
+        .map(|i| case(&format!("c{i}"), "Rest and fluids."))
+        .collect();
+    let job = api(&app, "post", "/v1/jobs", "a-secret", Some(json!(cases))).await;
+    let job = job["id"].as_str().unwrap().to_owned();
+    wait_done(&app, &job, "a-secret").await;
+    let mut c = Client::new(&app.url);
+    c.sign_in("a-secret").await;
+    let rows = |body: &str| body.matches(&format!("/ui/jobs/{job}/items/")).count();
+    let first = c.get(&format!("/ui/jobs/{job}")).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(rows(&first.body), 200, "a page of 200 items");
+    assert!(
+        first.body.contains("?after=199\" id=\"items-next\""),
+        "{}",
+        first.body
+    );
+    let second = c.get(&format!("/ui/jobs/{job}?after=199")).await;
+    assert_eq!(rows(&second.body), 30);
+    assert!(second.body.contains("/items/229\""));
+    assert!(!second.body.contains("id=\"items-next\""));
+    assert!(second.body.contains("id=\"items-first\""));
+    // An item far into the job opens by its seq; one past the end is not found.
+    let item = c.get(&format!("/ui/jobs/{job}/items/229")).await;
+    assert_eq!(item.status, 200);
+    assert!(item.body.contains("c229"), "{}", item.body);
+    assert_eq!(
+        c.get(&format!("/ui/jobs/{job}/items/230")).await.status,
+        404
+    );
+    // Another client's job stays not found, pages and items alike.
+    let mut other = Client::new(&app.url);
+    other.sign_in("b-secret").await;
+    assert_eq!(
+        other.get(&format!("/ui/jobs/{job}?after=199")).await.status,
+        404
+    );
+    assert_eq!(
+        other.get(&format!("/ui/jobs/{job}/items/5")).await.status,
+        404
+    );
 }

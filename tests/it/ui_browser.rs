@@ -4,6 +4,8 @@
 //! present after), labels three items with the keyboard only, finds the labels through
 //! the API and the history, starts a new run and sees the dashboard follow it, follows
 //! a job page's live progress to done, and checks an XSS payload stays inert.
+//! The same flow runs in Firefox (firefox-esr through geckodriver) when geckodriver is
+//! on PATH or `TRIBUNAL_UI_FIREFOX=1`.
 //! Says `skipped` without chromedriver, but fails under `CI=true`. Screenshots go to
 //! a temporary directory, or to `docs/` with `TRIBUNAL_UI_SCREENSHOTS=docs`.
 
@@ -72,21 +74,37 @@ impl Driver {
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "chromedriver did not start"
+                "the WebDriver server did not start"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    async fn browser(&self) -> Browser<'_> {
-        let binary = find_on_path("chromium").map(|p| p.display().to_string());
-        let mut opts = json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-            "--disable-dev-shm-usage", "--window-size=1280,1500"]});
-        if let Some(b) = binary {
-            opts["binary"] = json!(b);
-        }
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome", "goog:chromeOptions": opts}}});
+    async fn browser(&self, kind: Kind) -> Browser<'_> {
+        let caps = match kind {
+            Kind::Chromium => {
+                let binary = find_on_path("chromium").map(|p| p.display().to_string());
+                let mut opts = json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--window-size=1280,1500"]});
+                if let Some(b) = binary {
+                    opts["binary"] = json!(b);
+                }
+                json!({"capabilities": {"alwaysMatch": {
+                    "browserName": "chrome", "goog:chromeOptions": opts}}})
+            }
+            Kind::Firefox => {
+                let binary = find_on_path("firefox-esr")
+                    .or_else(|| find_on_path("firefox"))
+                    .map(|p| p.display().to_string());
+                let mut opts = json!({"args": ["-headless", "-width=1280", "-height=1500"],
+                    "prefs": {"browser.shell.checkDefaultBrowser": false}});
+                if let Some(b) = binary {
+                    opts["binary"] = json!(b);
+                }
+                json!({"capabilities": {"alwaysMatch": {
+                    "browserName": "firefox", "moz:firefoxOptions": opts}}})
+            }
+        };
         let r: Value = self
             .http
             .post(format!("{}/session", self.base))
@@ -255,6 +273,15 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
+/// The browsers the flow runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Debian's `chromium` through `chromedriver`.
+    Chromium,
+    /// Debian's `firefox-esr` through `geckodriver` (`cargo install geckodriver`).
+    Firefox,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn annotator_flow_in_chromium() {
     let Some(driver_exe) = find_on_path("chromedriver") else {
@@ -265,6 +292,31 @@ async fn annotator_flow_in_chromium() {
         eprintln!("skipped: no chromedriver on PATH (apt-get install chromium chromium-driver)");
         return;
     };
+    annotator_flow(Kind::Chromium, &driver_exe).await;
+}
+
+/// The same flow in Firefox. Runs when `TRIBUNAL_UI_FIREFOX=1` (then a missing
+/// geckodriver or Firefox is a failure), or when geckodriver is on PATH; says `skipped`
+/// otherwise, since Debian packages Firefox but not geckodriver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotator_flow_in_firefox() {
+    let wanted = std::env::var("TRIBUNAL_UI_FIREFOX").as_deref() == Ok("1");
+    let driver = find_on_path("geckodriver");
+    let firefox = find_on_path("firefox-esr").or_else(|| find_on_path("firefox"));
+    let (Some(driver_exe), Some(_)) = (driver, firefox) else {
+        assert!(
+            !wanted,
+            "TRIBUNAL_UI_FIREFOX=1 but geckodriver or firefox-esr is missing (cargo install geckodriver; apt-get install firefox-esr)"
+        );
+        eprintln!(
+            "skipped: no geckodriver and firefox-esr on PATH (cargo install geckodriver; apt-get install firefox-esr)"
+        );
+        return;
+    };
+    annotator_flow(Kind::Firefox, &driver_exe).await;
+}
+
+async fn annotator_flow(kind: Kind, driver_exe: &Path) {
     // Slow judges, so a job page has progress to follow.
     let base = tribunal::config::DEFAULT_CONFIG
         .replace("seed = 1\n", "seed = 1\nlatency_ms = 40\n")
@@ -278,12 +330,13 @@ async fn annotator_flow_in_chromium() {
     .await;
     let fx = fixture(&app, 16).await;
     let shots = match std::env::var("TRIBUNAL_UI_SCREENSHOTS").as_deref() {
-        Ok("docs") => crate::root().join("docs"),
+        // The committed screenshots are Chromium's.
+        Ok("docs") if kind == Kind::Chromium => crate::root().join("docs"),
         _ => std::env::temp_dir().join(format!("tribunal-ui-{}", std::process::id())),
     };
     std::fs::create_dir_all(&shots).unwrap();
-    let driver = Driver::start(&driver_exe).await;
-    let b = driver.browser().await;
+    let driver = Driver::start(driver_exe).await;
+    let b = driver.browser(kind).await;
 
     // Sign in through the form.
     b.goto(&format!("{}/ui/login", app.url)).await;
@@ -338,15 +391,28 @@ async fn annotator_flow_in_chromium() {
     b.wait("document.getElementById('item').dataset.item === 'x3'", "j")
         .await;
     b.screenshot(&shots.join("ui-queue-blind.png")).await;
-    // u returns to the item just labelled, now revealed with every judge's explanation.
+    // u undoes the last label (x2's): the queue goes back to x2, blind again since
+    // the label is gone; labelling it again (2) moves on, and x2 then shows every
+    // judge's explanation.
+    b.keys("u").await;
+    b.wait("document.getElementById('item').dataset.item === 'x2' && !!document.getElementById('undone')", "u")
+        .await;
+    assert_eq!(
+        b.js("return !!document.getElementById('blind');").await,
+        json!(true),
+        "x2 is unlabelled again"
+    );
+    b.keys("2").await;
+    b.wait(
+        "document.getElementById('item').dataset.item === 'x3'",
+        "relabel x2",
+    )
+    .await;
     b.goto(&format!(
-        "{}/ui/sets/{}/queue?run={}&after=x1&last=x2",
+        "{}/ui/sets/{}/queue?run={}&item=x2",
         app.url, fx.set, fx.run
     ))
     .await;
-    b.keys("u").await;
-    b.wait("document.getElementById('item').dataset.item === 'x2'", "u")
-        .await;
     let src = b.source().await;
     for shown in [
         "judge-hidden",
@@ -375,21 +441,27 @@ async fn annotator_flow_in_chromium() {
             assert_eq!(e["rater"], "doc");
             (
                 e["item"].as_str().unwrap().to_owned(),
-                e["value"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap_or("removed").to_owned(),
             )
         })
         .collect();
     assert_eq!(
         written,
-        [("x0", "true"), ("x1", "false"), ("x2", "true")]
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        [
+            ("x0", "true"),
+            ("x1", "false"),
+            ("x2", "true"),
+            ("x2", "removed"),
+            ("x2", "true")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
     );
     b.goto(&format!("{}/ui/sets/{}/history", app.url, fx.set))
         .await;
     assert_eq!(
         b.js("return document.querySelectorAll('#history tbody tr').length;")
             .await,
-        json!(3)
+        json!(5)
     );
 
     // Sign out; the owner starts a new run from the set page and the dashboard
@@ -410,9 +482,14 @@ async fn annotator_flow_in_chromium() {
         .await;
     let run = run.as_str().unwrap().to_owned();
     assert_ne!(run, fx.run);
+    // The page follows the run (server-sent events) and shows its report by itself
+    // once it is written, without a reload from here.
+    b.wait(
+        "!document.getElementById('run-live') && !!document.getElementById('judges')",
+        "the new run's report on the page",
+    )
+    .await;
     wait_done(&app, &run, "a-secret").await;
-    b.goto(&format!("{}/ui/sets/{}?run={run}", app.url, fx.set))
-        .await;
     let report = api(
         &app,
         "get",

@@ -471,6 +471,18 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         Ok(Response::new(convert::document(&history)?))
     }
 
+    async fn undo_calibration_label(
+        &self,
+        request: Request<pb::UndoCalibrationLabelRequest>,
+    ) -> Result<Response<pb::JsonDocument>, Status> {
+        let undone = self
+            .service
+            .undo_calibration_label(&caller(&request)?, &request.get_ref().set_id)
+            .await
+            .map_err(|e| fail("UndoCalibrationLabel", &e))?;
+        Ok(Response::new(convert::document(&undone)?))
+    }
+
     async fn list_calibration_disagreements(
         &self,
         request: Request<pb::ListCalibrationDisagreementsRequest>,

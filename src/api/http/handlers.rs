@@ -566,6 +566,23 @@ pub async fn add_calibration_labels(
     ))
 }
 
+/// Undo the caller's newest label write on a set that is not undone yet: the label
+/// gets back the value it replaced (or is removed, when that write added it). Recorded
+/// in the label history like any write; a second undo goes one write further back.
+#[utoipa::path(post, path = "/v1/calibration/sets/{id}/labels/undo",
+    responses((status = 200, description = "what was undone", body = crate::service::calibration::LabelUndone),
+              (status = 404, description = "no such set"),
+              (status = 409, description = "nothing to undo, or the label was changed after that write")))]
+pub async fn undo_calibration_label(
+    State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<axum::Json<crate::service::calibration::LabelUndone>> {
+    Ok(axum::Json(
+        s.service.undo_calibration_label(&caller, &id).await?,
+    ))
+}
+
 /// Start a calibration run (a job over the set's items): `{"set", "seed"?, "resamples"?, "confidence"?}` (202).
 #[utoipa::path(post, path = "/v1/calibration/runs", request_body = crate::service::NewCalibrationRun,
     responses((status = 202, description = "the run, queued", body = crate::service::calibration::CalibrationRunDoc), (status = 400, description = "the set cannot be run"),

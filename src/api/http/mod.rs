@@ -67,6 +67,7 @@ pub fn router(state: HttpState) -> axum::Router {
             handlers::add_calibration_labels,
             handlers::label_history
         ))
+        .routes(routes!(handlers::undo_calibration_label))
         .routes(routes!(handlers::start_calibration_run))
         .routes(routes!(handlers::get_calibration_run))
         .routes(routes!(handlers::calibration_disagreements))

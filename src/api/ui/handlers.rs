@@ -133,11 +133,11 @@ pub async fn logout(State(state): State<UiState>, headers: HeaderMap) -> Respons
 // ----- calibration sets ------------------------------------------------------------
 
 pub async fn sets(State(state): State<UiState>, Extension(ctx): Extension<Ctx>) -> Page {
-    let list = state.service.calibration_sets(&ctx.caller, None).await?;
+    let list = state.service.calibration_set_overview(&ctx.caller).await?;
     Ok(page(
         &ctx,
         "sets.html",
-        context! { sets => Tpl::from_serialize(&list.sets) },
+        context! { sets => Tpl::from_serialize(&list) },
     ))
 }
 
@@ -186,38 +186,19 @@ pub async fn set_page(
     Path(id): Path<String>,
     Query(q): Query<SetQuery>,
 ) -> Page {
-    let svc = &state.service;
-    let set = svc.calibration_set(&ctx.caller, &id).await?;
-    let runs = svc.calibration_runs_of_set(&ctx.caller, &id).await?;
-    let chosen = q.run.clone().filter(|r| !r.is_empty()).or_else(|| {
-        runs.iter()
-            .find(|r| r.finished_at.is_some())
-            .map(|r| r.id.clone())
-    });
-    let mut run_doc = None;
-    if let Some(r) = &chosen {
-        run_doc = Some(svc.run_of_set(&ctx.caller, r, &id).await?);
-    }
-    // Kappa over time: the committee's (or the only judge's) kappa in each finished run,
-    // oldest first; the newest 20 runs at most, each one report read.
-    let mut trend = Vec::new();
-    for r in runs.iter().filter(|r| r.finished_at.is_some()).take(20) {
-        let doc = svc.calibration_run(&ctx.caller, &r.id).await?;
-        if let Some(rep) = doc.report {
-            let j = rep
-                .judges
-                .iter()
-                .find(|j| j.judge == crate::calibration::live::COMMITTEE)
-                .or_else(|| rep.judges.first());
-            trend.push(context! {
-                run => r.id.clone(), at => r.finished_at,
-                judge => j.map(|j| j.judge.clone()),
-                kappa => j.and_then(|j| j.vs_human_majority.cohen_kappa.value),
-            });
-        }
-    }
-    trend.reverse();
-    let (report, charts) = match run_doc.as_ref().and_then(|d| d.report.as_ref()) {
+    let run = q.run.clone().filter(|r| !r.is_empty());
+    let d = state
+        .service
+        .calibration_dashboard(&ctx.caller, &id, run.as_deref())
+        .await?;
+    let trend: Vec<Tpl> = d
+        .trend
+        .iter()
+        .map(|t| {
+            context! { run => t.run.clone(), at => t.at, judge => t.judge.clone(), kappa => t.kappa }
+        })
+        .collect();
+    let (report, charts) = match d.report.as_deref() {
         Some(rep) => {
             let forest_svg = forest(
                 &forest_rows(rep),
@@ -296,11 +277,14 @@ pub async fn set_page(
         &ctx,
         "set.html",
         context! {
-            set => Tpl::from_serialize(&set),
-            runs => Tpl::from_serialize(&runs),
-            run => run_doc.as_ref().map(|d| context! {
-                id => d.id.clone(), state => d.state.as_str(),
-                done => d.job.done, total => d.job.total,
+            set => Tpl::from_serialize(&d.set),
+            runs => Tpl::from_serialize(&d.runs),
+            run => d.run.as_ref().map(|r| context! {
+                id => r.id.clone(), state => r.state.as_str(),
+                done => r.done, failed => r.failed, total => r.total,
+            }),
+            active => d.runs.iter().find(|r| r.finished_at.is_none() && r.state != crate::service::JobState::Cancelled).map(|r| context! {
+                id => r.id.clone(), state => r.state.as_str(), done => r.done, failed => r.failed, total => r.total,
             }),
             report => report, charts => charts, trend => trend,
             can_run => ctx.caller.role.allows(Action::StartCalibrationRun),
@@ -314,9 +298,9 @@ pub struct QueueQuery {
     item: Option<String>,
     #[serde(default)]
     after: Option<String>,
-    /// The item labelled last, for `u` (back to it, to correct the label).
+    /// Set after an undo, for the notice.
     #[serde(default)]
-    last: Option<String>,
+    undone: Option<String>,
     #[serde(default)]
     run: Option<String>,
     #[serde(default)]
@@ -418,7 +402,7 @@ pub async fn queue(
             q => Tpl::from_serialize(&rq),
             keep => keep,
             run => run,
-            last => nonempty(q.last.as_ref()),
+            undone => nonempty(q.undone.as_ref()).is_some(),
             interval => interval,
             can_label => ctx.caller.role.allows(Action::AddLabels),
             filter => context! {
@@ -467,10 +451,31 @@ pub async fn label(
     let keep = form.keep.keep(nonempty(form.keep.run.as_ref()).as_deref());
     let sep = if keep.is_empty() { "" } else { "&" };
     Ok(Redirect::to(&format!(
-        "/ui/sets/{}/queue?after={}&last={}{sep}{keep}",
+        "/ui/sets/{}/queue?after={}{sep}{keep}",
         percent(&id),
         percent(&form.item),
-        percent(&form.item)
+    ))
+    .into_response())
+}
+
+/// Undoes the caller's last label on the set (the service's undo, as the API's) and
+/// goes back to that item, so it can be labelled again.
+pub async fn undo(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    axum::Form(keep): axum::Form<QueueQuery>,
+) -> Page {
+    let undone = state
+        .service
+        .undo_calibration_label(&ctx.caller, &id)
+        .await?;
+    let keep = keep.keep(nonempty(keep.run.as_ref()).as_deref());
+    let sep = if keep.is_empty() { "" } else { "&" };
+    Ok(Redirect::to(&format!(
+        "/ui/sets/{}/queue?item={}&undone=1{sep}{keep}",
+        percent(&id),
+        percent(&undone.undone.item),
     ))
     .into_response())
 }
@@ -681,26 +686,42 @@ pub async fn jobs(
     ))
 }
 
-/// The first finished items of a job (item order), read as JSON documents.
+/// Finished items per page of the job page (item order).
 const JOB_PAGE_ITEMS: u32 = 200;
+
+#[derive(Deserialize, Default)]
+pub struct JobPageQuery {
+    /// Show the items after this `seq`.
+    #[serde(default)]
+    after: Option<u64>,
+}
 
 pub async fn job_page(
     State(state): State<UiState>,
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
+    Query(q): Query<JobPageQuery>,
 ) -> Page {
     let svc = &state.service;
     let job = svc.job(&ctx.caller, &id).await?;
     let summary = state.service.summary(&ctx.caller, &id, None).await.ok();
-    let rows = svc.results(&ctx.caller, &id, 0, JOB_PAGE_ITEMS).await?.rows;
-    let mut items: Vec<(u64, Value)> = rows
+    // One more than a page, to know whether a next page exists.
+    let mut rows = svc
+        .job_items_by_seq(&ctx.caller, &id, q.after, JOB_PAGE_ITEMS + 1)
+        .await?;
+    let more = rows.len() > JOB_PAGE_ITEMS as usize;
+    rows.truncate(JOB_PAGE_ITEMS as usize);
+    let next = if more {
+        rows.last().map(|(s, _)| *s)
+    } else {
+        None
+    };
+    let items: Vec<Tpl> = rows
         .into_iter()
-        .map(|r| (r.seq, serde_json::from_str(&r.json).unwrap_or(Value::Null)))
-        .collect();
-    items.sort_by_key(|(s, _)| *s);
-    let items: Vec<Tpl> = items
-        .into_iter()
-        .map(|(seq, v)| context! { seq => seq, doc => Tpl::from_serialize(&v) })
+        .map(|(seq, text)| {
+            let v = serde_json::from_str(&text).unwrap_or(Value::Null);
+            context! { seq => seq, doc => Tpl::from_serialize(&v) }
+        })
         .collect();
     Ok(page(
         &ctx,
@@ -709,6 +730,8 @@ pub async fn job_page(
             job => Tpl::from_serialize(&job),
             summary => summary.map(|s| Tpl::from_serialize(&s)),
             items => items,
+            after => q.after,
+            next => next,
             shown => JOB_PAGE_ITEMS,
         },
     ))
@@ -742,6 +765,52 @@ pub async fn job_events(
         .into_response())
 }
 
+/// A calibration run's progress as server-sent events, for everyone who can see the
+/// set (annotators cannot read jobs), every half second until its report is written.
+pub async fn run_events(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path((set, run)): Path<(String, String)>,
+) -> Result<Response, UiError> {
+    // Checked once up front, so an unknown run is an error page, not an empty stream.
+    state
+        .service
+        .calibration_run_progress(&ctx.caller, &set, &run)
+        .await?;
+    // The report is written just after the job is done; a done job whose report has
+    // not come after this many more polls (a failed report write, logged by the
+    // runner) ends the stream instead of polling forever.
+    const POLLS_AFTER_DONE: u32 = 20;
+    let stream = futures::stream::unfold(Some((state, ctx, set, run, 0)), |st| async move {
+        let (state, ctx, set, run, after_done) = st?;
+        let r = state
+            .service
+            .calibration_run_progress(&ctx.caller, &set, &run)
+            .await
+            .ok()?;
+        // The run is over when its report is written (or its job failed or was
+        // cancelled, when no report will come).
+        let after_done = after_done + u32::from(r.state.is_final());
+        let over = r.finished_at.is_some()
+            || r.state == crate::service::JobState::Cancelled
+            || after_done > POLLS_AFTER_DONE;
+        let data = json!({"state": r.state, "done": r.done, "failed": r.failed,
+            "total": r.total, "report": r.finished_at.is_some()})
+        .to_string();
+        let event = Event::default().event("progress").data(data);
+        let next = if over {
+            None
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Some((state, ctx, set, run, after_done))
+        };
+        Some((Ok::<_, std::convert::Infallible>(event), next))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
 pub async fn item_page(
     State(state): State<UiState>,
     Extension(ctx): Extension<Ctx>,
@@ -749,24 +818,12 @@ pub async fn item_page(
 ) -> Page {
     let svc = &state.service;
     let job = svc.job(&ctx.caller, &id).await?;
-    // Results come in completion order; the item is found by reading pages of them (a
-    // store query by `seq` would make this one read).
-    let mut after = 0;
-    let mut found = None;
-    'scan: loop {
-        let page = svc.results(&ctx.caller, &id, after, 500).await?.rows;
-        let Some(last) = page.last().map(|r| r.finished_seq) else {
-            break;
-        };
-        for r in page {
-            if r.seq == seq {
-                found = Some(r.json);
-                break 'scan;
-            }
-        }
-        after = last;
-    }
-    let Some(text) = found else {
+    let found = svc
+        .job_items_by_seq(&ctx.caller, &id, seq.checked_sub(1), 1)
+        .await?
+        .into_iter()
+        .find(|(s, _)| *s == seq);
+    let Some((_, text)) = found else {
         return Err(UiError(Error::NotFound {
             what: "finished item",
             name: format!("{seq} of job {id}"),

@@ -59,6 +59,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(service: Arc<Service>) -> axum::
         .route("/ui/sets/{id}/queue", get(handlers::queue))
         .route("/ui/sets/{id}/label", post(handlers::label))
         .route("/ui/sets/{id}/run", post(handlers::start_run))
+        .route("/ui/sets/{id}/undo", post(handlers::undo))
+        .route("/ui/sets/{id}/runs/{run}/events", get(handlers::run_events))
         .route("/ui/sets/{id}/history", get(handlers::history))
         .route("/ui/sets/{id}/export.jsonl", get(handlers::export_set))
         .route("/ui/runs/{id}/report.json", get(handlers::export_report))

@@ -27,7 +27,11 @@
     if (!document.getElementById("item") && k !== "u") { return; }
     if (k === "j") { follow("next"); e.preventDefault(); return; }
     if (k === "k") { follow("prev"); e.preventDefault(); return; }
-    if (k === "u") { follow("undo"); e.preventDefault(); return; }
+    if (k === "u") {
+      var u = document.getElementById("undo-form");
+      if (u) { u.submit(); e.preventDefault(); }
+      return;
+    }
     if (/^[1-9]$/.test(k)) {
       var b = document.querySelector('button.category[data-key="' + k + '"]');
       if (b) { b.click(); e.preventDefault(); }
@@ -73,6 +77,26 @@
           es.close();
           var live = document.getElementById("job-live");
           if (live) { live.textContent = "The job is " + p.state + "."; }
+        }
+      });
+    }
+
+    // Live calibration-run progress on the set page; the page reloads (showing the
+    // new report) when the run's report is written.
+    var run = document.getElementById("run-live");
+    if (run && window.EventSource) {
+      var rs = new EventSource(run.dataset.events);
+      rs.addEventListener("progress", function (ev) {
+        var p = JSON.parse(ev.data);
+        document.getElementById("run-state").textContent = p.state;
+        document.getElementById("run-progress").textContent = p.done;
+        document.getElementById("run-bar").value = p.done + p.failed;
+        if (p.report) {
+          rs.close();
+          window.location.href = run.dataset.reload;
+        } else if (p.state === "cancelled") {
+          rs.close();
+          document.getElementById("run-live-hint").textContent = "The run was cancelled.";
         }
       });
     }
