@@ -24,6 +24,7 @@ __all__ = [
     "Ballot",
     "Band",
     "BandPosition",
+    "BatchCounts",
     "Breakdown",
     "CalibrationRunDoc",
     "CalibrationSetDoc",
@@ -61,11 +62,14 @@ __all__ = [
     "HumanPair",
     "HumansSection",
     "Item",
+    "JobEstimate",
     "JobList",
     "JobState",
     "JobStatus",
     "JobSubmission",
     "JobSummary",
+    "JudgeBatches",
+    "JudgeCostEstimate",
     "JudgeDoc",
     "JudgeHealth",
     "JudgeLimits",
@@ -75,6 +79,7 @@ __all__ = [
     "Judges",
     "LabelEvent",
     "LabelHistory",
+    "LabelUndone",
     "LabelsWritten",
     "LengthAdjustment",
     "MajorityCoverage",
@@ -127,7 +132,7 @@ __all__ = [
 
 
 # Why a ballot carries no verdict. An abstention is never turned into met / not met. Its snake_case names are part of `grade_report.v1` and the metrics labels.
-AbstainReason = Literal['unparseable', 'refusal', 'client_error', 'retries_exhausted', 'timeout', 'cancelled']
+AbstainReason = Literal['unparseable', 'refusal', 'client_error', 'retries_exhausted', 'timeout', 'cancelled', 'batch_failed']
 
 
 # One abstained ballot, listed for the report's reader.
@@ -209,6 +214,17 @@ Band = TypedDict(
 
 # Where the judge's kappa against the human majority falls relative to the human band.
 BandPosition = Literal['below', 'within', 'above', 'undefined']
+
+
+# Batches submitted, completed and failed, for one job.
+BatchCounts = TypedDict(
+    "BatchCounts",
+    {
+        'completed': Required[int],
+        'failed': Required[int],
+        'submitted': Required[int],
+    },
+)
 
 
 # A `by_category` or `by_criterion` entry: the humans and judges over its items.
@@ -627,6 +643,19 @@ HumansSection = TypedDict(
 Item = Union['CaseRow', 'HealthBenchRow', 'HealthBenchProfessionalRow']
 
 
+# What a job would cost (`POST /v1/jobs?dry_run=true`, gRPC `EstimateJob`): nothing is stored and no judge is called.
+JobEstimate = TypedDict(
+    "JobEstimate",
+    {
+        'calls': Required[int],
+        'cost_usd': Required[float],
+        'items': Required[int],
+        'judges': Required[List['JudgeCostEstimate']],
+        'method': Required[str],
+    },
+)
+
+
 # One page of jobs, newest first.
 JobList = TypedDict(
     "JobList",
@@ -646,6 +675,7 @@ JobStatus = TypedDict(
     "JobStatus",
     {
         'abstained': Required[int],
+        'batches': NotRequired[Optional['BatchCounts']],
         'calls': Required[int],
         'cost_usd': Required[float],
         'created_at': Required[int],
@@ -672,6 +702,35 @@ JobSubmission = Union[List['Item'], 'SharedRubricJob']
 JobSummary = Dict[str, Any]
 
 
+# A batch judge's batches since the server started.
+JudgeBatches = TypedDict(
+    "JudgeBatches",
+    {
+        'completed': Required[int],
+        'failed': Required[int],
+        'requests': Required[int],
+        'submitted': Required[int],
+    },
+)
+
+
+# One judge's expected calls, tokens and bill.
+JudgeCostEstimate = TypedDict(
+    "JudgeCostEstimate",
+    {
+        'batch': Required[bool],
+        'cache_hits': Required[int],
+        'cached_input_tokens': Required[int],
+        'calls': Required[int],
+        'cost_usd': Required[float],
+        'input_tokens': Required[int],
+        'judge': Required[str],
+        'output_tokens': Required[int],
+        'prefix_cache': Required[bool],
+    },
+)
+
+
 JudgeDoc = TypedDict(
     "JudgeDoc",
     {
@@ -690,6 +749,7 @@ JudgeDoc = TypedDict(
 JudgeHealth = TypedDict(
     "JudgeHealth",
     {
+        'batches': NotRequired[Optional['JudgeBatches']],
         'calls': Required[int],
         'input_tokens': Required[int],
         'limiter_waits': Required[int],
@@ -770,6 +830,17 @@ LabelHistory = TypedDict(
         'history': Required[List['LabelEvent']],
         'item': NotRequired[Optional[str]],
         'set': Required[str],
+    },
+)
+
+
+# What an undo changed.
+LabelUndone = TypedDict(
+    "LabelUndone",
+    {
+        'event': Required['LabelEvent'],
+        'set': Required['CalibrationSetDoc'],
+        'undone': Required['LabelEvent'],
     },
 )
 
