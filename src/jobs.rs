@@ -287,7 +287,9 @@ impl Jobs {
             .take_while(|_| std::future::ready(!token.is_cancelled()))
             .map(|item| async move {
                 let (seq, input) = item?;
-                let outcome = self.grade_admitted(id, &input).await;
+                let Some(outcome) = self.grade_admitted(id, &input).await else {
+                    return Ok(());
+                };
                 self.store.finish_item(id, seq, &outcome).await?;
                 self.bump(id);
                 Ok(())
@@ -466,7 +468,11 @@ impl Jobs {
         let id = id.to_owned();
         let lease_token = lease_token.to_owned();
         self.tracker.spawn(async move {
-            let outcome = this.grade_admitted(&id, &input).await;
+            let Some(outcome) = this.grade_admitted(&id, &input).await else {
+                // Shutdown while the item waited for a provider batch: its lease runs
+                // out and a replica (or this one, restarted) picks it up.
+                return Ok(());
+            };
             if queue
                 .finish_leased_item(&id, seq, &lease_token, &outcome)
                 .await?
@@ -483,23 +489,38 @@ impl Jobs {
     /// given back as soon as its judges are done, before the caller writes the outcome.
     /// Its judge calls run in the job's batch scope, so batch judges batch them and
     /// count them for the job.
-    async fn grade_admitted(&self, id: &str, input: &str) -> ItemOutcome {
-        let failed = |case_id: &str, e: &crate::Error| ItemOutcome {
-            failed: true,
-            result: crate::grader::failed_item_json(case_id, e).to_string(),
-            facts: None,
-            abstained: false,
-            calls: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_usd: 0.0,
+    /// `None`: shutdown came while the item waited for a provider batch; it stays pending.
+    async fn grade_admitted(&self, id: &str, input: &str) -> Option<ItemOutcome> {
+        let failed = |case_id: &str, e: &crate::Error| {
+            Some(ItemOutcome {
+                failed: true,
+                result: crate::grader::failed_item_json(case_id, e).to_string(),
+                facts: None,
+                abstained: false,
+                calls: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cost_usd: 0.0,
+            })
         };
         let item = match parse_line(input) {
             Ok((_, item)) => item,
             Err(inv) => return failed("", &crate::Error::Invalid(inv)),
         };
         let permit = self.admission.admit(&self.grader, &item).await;
-        let graded = crate::judge::batch::scope(Some(id), self.grader.grade(&item)).await;
+        let grading = crate::judge::batch::scope(Some(id), self.grader.grade(&item));
+        let graded = if self.grader.committee.batches() {
+            // A batched call can wait hours for its batch: on shutdown the item is left
+            // pending instead of holding the process. Its batch is stored, so the item
+            // re-run after the restart waits for that batch rather than resubmitting.
+            tokio::select! {
+                graded = grading => graded,
+                () = self.shutdown.cancelled() => return None,
+            }
+        } else {
+            // Live calls finish and are recorded, so nothing paid for is asked again.
+            grading.await
+        };
         drop(permit);
         match graded {
             Ok(report) => {
@@ -515,7 +536,7 @@ impl Jobs {
                         );
                     }
                 };
-                ItemOutcome {
+                Some(ItemOutcome {
                     failed: false,
                     abstained: !doc.abstentions.is_empty(),
                     calls: doc.usage.upstream_calls,
@@ -524,7 +545,7 @@ impl Jobs {
                     cost_usd: doc.usage.cost_usd,
                     facts: Some(doc.score_facts_json()),
                     result,
-                }
+                })
             }
             Err(e) => failed(&item.case.id, &e),
         }

@@ -155,6 +155,13 @@ impl Committee {
         widest.saturating_mul(2).max(1)
     }
 
+    /// Whether any judge (member or escalation) sends job calls through provider
+    /// batches, whose answers can take hours.
+    pub fn batches(&self) -> bool {
+        self.members.iter().any(|m| m.client.batcher.is_some())
+            || self.escalation.iter().any(|e| e.batcher.is_some())
+    }
+
     /// Calls one item with `criteria` criteria asks of each member judge.
     pub fn calls_per_member(&self, criteria: usize) -> usize {
         let per_sample = match self.cfg.prompt_mode {

@@ -406,3 +406,101 @@ async fn estimate_applies_the_batch_price_factor() {
     assert!(live[0].cost_usd > 0.0);
     assert!((batched[0].cost_usd - 0.5 * live[0].cost_usd).abs() < 1e-12);
 }
+
+/// SIGTERM while a job's calls wait in a provider batch: the server stops without
+/// waiting for the batch (the items stay pending instead of holding shutdown), and the
+/// restarted server waits for the stored batch rather than sending a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_does_not_wait_for_a_batch() {
+    // The batch completes 8 s after submission; a shutdown that waited for it would
+    // record the items as done before exiting.
+    let (mock, url) = mock(8_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tribunal.toml");
+    let db = dir.path().join("batch.db");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n[server]\ndatabase_url = \"sqlite://{}\"\n",
+            config(&url, "batch_max_requests = 100\nbatch_max_wait_ms = 100"),
+            db.display()
+        ),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let items: Vec<Value> = (0..3)
+        .map(|i| case(&format!("g{i}"), &format!("answer {i}")))
+        .collect();
+    let mut first = crate::spawn::serve(&cfg);
+    let job: Value = http
+        .post(format!("{}/v1/jobs", first.url))
+        .body(Value::Array(items).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    for _ in 0..200 {
+        let status: Value = http
+            .get(format!("{}/v1/jobs/{id}", first.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["batches"]["submitted"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sizes(&mock),
+        [9],
+        "the batch was submitted before the shutdown"
+    );
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &first.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM failed");
+    let exit = tokio::task::spawn_blocking(move || first.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "graceful exit: {exit:?}");
+
+    // The items were left pending (nothing recorded while the batch was out).
+    let mut second = crate::spawn::serve(&cfg);
+    let status: Value = http
+        .get(format!("{}/v1/jobs/{id}", second.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["done"], 0, "{status}");
+    let mut status = status;
+    for _ in 0..800 {
+        if status["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        status = http
+            .get(format!("{}/v1/jobs/{id}", second.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    }
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    assert_eq!(status["state"], "done", "{status}");
+    assert_eq!(status["done"], 3, "{status}");
+    assert_eq!(sizes(&mock), [9], "no second batch for the same requests");
+}
