@@ -15,7 +15,7 @@ use super::{Action, Caller, Owned, Service, corrupt, invalid};
 use crate::error::Error;
 use crate::grader::read_example_score_text;
 use crate::item::{RubricSource, parse_line};
-use crate::rubric::{FieldError, Invalid};
+use crate::rubric::{FieldError, Invalid, Rubric};
 use crate::score::{self, DEFAULT_RESAMPLES, report};
 use crate::store::{JobRecord, JobState, Store, now_ms};
 
@@ -38,9 +38,29 @@ struct Intake {
     /// Items read so far.
     seen: usize,
     errs: Vec<FieldError>,
-    /// Criteria per stored rubric reference, resolved once per job, not per item.
-    referenced: HashMap<(String, Option<u32>), Result<usize, String>>,
+    /// Each stored rubric reference, resolved once per job, not per item.
+    referenced: HashMap<(String, Option<u32>), Result<Arc<Rubric>, String>>,
 }
+impl Intake {
+    /// The submission's verdict once every line is read: its problems, or none at all.
+    fn finish(self) -> Result<(), Error> {
+        if !self.errs.is_empty() {
+            return Err(Error::Invalid(Invalid(self.errs)));
+        }
+        if self.seen == 0 {
+            return Err(invalid("items", "a job needs at least one item"));
+        }
+        Ok(())
+    }
+}
+
+/// A valid item of a submission: the line as given (what is stored) and the item
+/// parsed from it with its rubric inline (what is estimated).
+struct Taken {
+    graded: crate::item::Item,
+    line: String,
+}
+
 /// Longest wait for a progress notification before a follower looks again anyway: a
 /// safety net only, since every finished item and state change of a job wakes its
 /// followers.
@@ -180,42 +200,20 @@ impl Service {
         let mut chunk = Vec::with_capacity(ESTIMATE_CHUNK);
         let mut estimate = JobEstimate::default();
         while let Some(line) = lines.next().await {
-            let line = line?;
-            let i = intake.seen;
-            intake.seen += 1;
-            if intake.seen > self.limits.max_items_per_job {
-                return Err(Error::TooLarge {
-                    what: "job",
-                    detail: format!(
-                        "more than {} items (server.max_items_per_job); split the job or raise the limit",
-                        self.limits.max_items_per_job
-                    ),
-                    field: Some("items".into()),
-                });
-            }
-            let checked = self.check_item(&mut intake, i, line).await?;
+            let kept = self.take_item(&mut intake, line?).await?;
             if intake.errs.len() >= 100 {
                 break;
             }
-            // Once an item is invalid nothing is estimated: keep validating only.
-            let (Some((_, line)), true) = (checked, intake.errs.is_empty()) else {
-                continue;
-            };
-            let (_, mut item) = parse_line(&line).map_err(Error::Invalid)?;
-            item.rubric = RubricSource::Inline(self.grader.resolve(&item.rubric).await?);
-            chunk.push(item);
+            if let Some(item) = kept {
+                chunk.push(item.graded);
+            }
             if chunk.len() >= ESTIMATE_CHUNK {
                 estimate.add(&self.grader.committee.estimate(&chunk));
                 estimate.items += chunk.len() as u64;
                 chunk.clear();
             }
         }
-        if !intake.errs.is_empty() {
-            return Err(Error::Invalid(Invalid(intake.errs)));
-        }
-        if intake.seen == 0 {
-            return Err(invalid("items", "a job needs at least one item"));
-        }
+        intake.finish()?;
         estimate.add(&self.grader.committee.estimate(&chunk));
         estimate.items += chunk.len() as u64;
         Ok(estimate)
@@ -231,28 +229,12 @@ impl Service {
         let mut batch = Vec::with_capacity(STAGE_BATCH);
         let mut stored = 0u64;
         while let Some(line) = lines.next().await {
-            let line = line?;
-            let i = intake.seen;
-            intake.seen += 1;
-            if intake.seen > self.limits.max_items_per_job {
-                return Err(Error::TooLarge {
-                    what: "job",
-                    detail: format!(
-                        "more than {} items (server.max_items_per_job); split the job or raise the limit",
-                        self.limits.max_items_per_job
-                    ),
-                    field: Some("items".into()),
-                });
-            }
-            if let Some(row) = self.check_item(&mut intake, i, line).await? {
-                // Once an item is invalid nothing will be stored: keep validating (to
-                // report up to 100 problems at once), stop writing.
-                if intake.errs.is_empty() {
-                    batch.push(row);
-                }
-            }
+            let kept = self.take_item(&mut intake, line?).await?;
             if intake.errs.len() >= 100 {
                 break;
+            }
+            if let Some(item) = kept {
+                batch.push((item.graded.case.id, item.line));
             }
             if batch.len() >= STAGE_BATCH {
                 self.store.stage_items(id, stored, &batch).await?;
@@ -260,12 +242,7 @@ impl Service {
                 batch.clear();
             }
         }
-        if !intake.errs.is_empty() {
-            return Err(Error::Invalid(Invalid(intake.errs)));
-        }
-        if intake.seen == 0 {
-            return Err(invalid("items", "a job needs at least one item"));
-        }
+        intake.finish()?;
         if !batch.is_empty() {
             self.store.stage_items(id, stored, &batch).await?;
             stored += batch.len() as u64;
@@ -273,31 +250,53 @@ impl Service {
         Ok(stored)
     }
 
-    /// One item of a submission: its `(case_id, line)` row when valid; problems go
-    /// to `intake.errs` under `items[i]`. Only a store failure (or a rubric over the
-    /// criteria limit, which names no single item's fix) is an error of its own.
+    /// Counts one line of a submission against `max_items_per_job` and checks it. The
+    /// item comes back only while every item so far is valid: once one is invalid
+    /// nothing will be stored or estimated, and the rest are only validated (to report
+    /// up to 100 problems at once).
+    async fn take_item(&self, intake: &mut Intake, line: String) -> Result<Option<Taken>, Error> {
+        let i = intake.seen;
+        intake.seen += 1;
+        if intake.seen > self.limits.max_items_per_job {
+            return Err(Error::TooLarge {
+                what: "job",
+                detail: format!(
+                    "more than {} items (server.max_items_per_job); split the job or raise the limit",
+                    self.limits.max_items_per_job
+                ),
+                field: Some("items".into()),
+            });
+        }
+        let taken = self.check_item(intake, i, line).await?;
+        Ok(taken.filter(|_| intake.errs.is_empty()))
+    }
+
+    /// One item of a submission, with its stored rubric reference (if any) resolved,
+    /// when valid; problems go to `intake.errs` under `items[i]`. Only a store failure
+    /// (or a rubric over the criteria limit, which names no single item's fix) is an
+    /// error of its own.
     async fn check_item(
         &self,
         intake: &mut Intake,
         i: usize,
         line: String,
-    ) -> Result<Option<(String, String)>, Error> {
-        let item = match parse_line(&line) {
+    ) -> Result<Option<Taken>, Error> {
+        let mut item = match parse_line(&line) {
             Ok((_, item)) => item,
             Err(inv) => {
                 intake.errs.extend(inv.under(&format!("items[{i}]")).0);
                 return Ok(None);
             }
         };
-        let criteria = match &item.rubric {
-            RubricSource::Inline(r) => Ok(r.criteria.len()),
+        let rubric = match &item.rubric {
+            RubricSource::Inline(r) => Ok(Arc::clone(r)),
             RubricSource::Reference { id, version } => {
                 let key = (id.clone(), *version);
                 if let Some(known) = intake.referenced.get(&key) {
                     known.clone()
                 } else {
                     let found = match self.grader.resolve(&item.rubric).await {
-                        Ok(r) => Ok(r.criteria.len()),
+                        Ok(r) => Ok(r),
                         Err(e @ Error::NotFound { .. }) => Err(e.to_string()),
                         Err(e) => return Err(e),
                     };
@@ -306,23 +305,26 @@ impl Service {
                 }
             }
         };
-        match criteria {
+        match rubric {
             Err(message) => {
                 intake
                     .errs
                     .push(FieldError::new(format!("items[{i}].rubric"), message));
                 return Ok(None);
             }
-            Ok(n) => self.check_criteria(n, &format!("items[{i}].rubric.criteria"))?,
+            Ok(r) => {
+                self.check_criteria(r.criteria.len(), &format!("items[{i}].rubric.criteria"))?;
+                if item.response.is_none() {
+                    intake.errs.push(FieldError::new(
+                        format!("items[{i}].response"),
+                        "missing: the text to grade goes in `response`",
+                    ));
+                    return Ok(None);
+                }
+                item.rubric = RubricSource::Inline(r);
+            }
         }
-        if item.response.is_none() {
-            intake.errs.push(FieldError::new(
-                format!("items[{i}].response"),
-                "missing: the text to grade goes in `response`",
-            ));
-            return Ok(None);
-        }
-        Ok(Some((item.case.id, line)))
+        Ok(Some(Taken { graded: item, line }))
     }
 
     pub async fn job(&self, caller: &Caller, id: &str) -> Result<JobStatus, Error> {
