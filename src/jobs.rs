@@ -559,18 +559,15 @@ impl Jobs {
 struct Admission {
     /// `server.job_concurrency`: items in flight per job; no call budget then.
     cap: Option<usize>,
-    /// The committee's call budget, shared by all jobs; fair, so items start in order.
-    calls: Arc<tokio::sync::Semaphore>,
-    budget: usize,
+    /// The committee's call budget, shared by all jobs.
+    calls: crate::committee::CallBudget,
 }
 
 impl Admission {
     fn new(grader: &Grader, cap: Option<usize>) -> Admission {
-        let budget = grader.committee.call_budget().max(1);
         Admission {
             cap: cap.map(|c| c.max(1)),
-            calls: Arc::new(tokio::sync::Semaphore::new(budget)),
-            budget,
+            calls: crate::committee::CallBudget::of(&grader.committee),
         }
     }
 
@@ -580,9 +577,7 @@ impl Admission {
         self.cap.unwrap_or(most).max(1)
     }
 
-    /// Waits until the budget has room for the item's judge calls (each member's calls
-    /// on its criteria; an item larger than the whole budget runs alone). No permit
-    /// under an explicit cap.
+    /// Waits for the item's calls in the budget; no permit under an explicit cap.
     async fn admit(
         &self,
         grader: &Grader,
@@ -591,18 +586,7 @@ impl Admission {
         if self.cap.is_some() {
             return None;
         }
-        let criteria = match &item.rubric {
-            crate::item::RubricSource::Inline(r) => r.criteria.len(),
-            crate::item::RubricSource::Reference { .. } => 1,
-        };
-        let calls = grader
-            .committee
-            .calls_per_member(criteria)
-            .clamp(1, self.budget);
-        Arc::clone(&self.calls)
-            .acquire_many_owned(u32::try_from(calls).unwrap_or(u32::MAX))
-            .await
-            .ok()
+        self.calls.admit(&grader.committee, item).await
     }
 }
 

@@ -335,24 +335,15 @@ async fn grade_all(
     let cap = args
         .concurrency
         .map_or(usize::MAX, |c| usize::try_from(c).unwrap_or(usize::MAX));
-    let budget = grader.committee.call_budget();
-    let admission = Arc::new(tokio::sync::Semaphore::new(budget));
+    let admission = Arc::new(crate::committee::CallBudget::of(&grader.committee));
     let by_budget = args.concurrency.is_none();
     let batch = args.batch;
     let mut stream = futures::stream::iter(items.into_iter().enumerate().map(|(seq, item)| {
         let grader = Arc::clone(&grader);
         let admission = Arc::clone(&admission);
         async move {
-            let criteria = match &item.rubric {
-                crate::item::RubricSource::Inline(r) => r.criteria.len(),
-                crate::item::RubricSource::Reference { .. } => 1,
-            };
-            let calls = grader.committee.calls_per_member(criteria).min(budget);
             let _permit = if by_budget {
-                admission
-                    .acquire_many_owned(u32::try_from(calls).unwrap_or(u32::MAX))
-                    .await
-                    .ok()
+                admission.admit(&grader.committee, &item).await
             } else {
                 None
             };

@@ -155,6 +155,16 @@ impl Committee {
         widest.saturating_mul(2).max(1)
     }
 
+    /// Judge calls one item asks of each member: `calls_per_member` of its criteria (a
+    /// stored rubric reference not yet resolved counts as one criterion).
+    pub fn item_calls(&self, item: &crate::item::Item) -> usize {
+        let criteria = match &item.rubric {
+            crate::item::RubricSource::Inline(r) => r.criteria.len(),
+            crate::item::RubricSource::Reference { .. } => 1,
+        };
+        self.calls_per_member(criteria)
+    }
+
     /// Whether any judge (member or escalation) sends job calls through provider
     /// batches, whose answers can take hours.
     pub fn batches(&self) -> bool {
@@ -528,5 +538,38 @@ impl Committee {
                 )
             })
             .collect()
+    }
+}
+
+/// The committee's call budget as a fair semaphore: callers that admit items by it
+/// (`tribunal grade`, the server's job runners) hold an item's calls' worth while its
+/// judges work, so the judges' own limits are the only throttle, and items start in
+/// the order they ask.
+pub struct CallBudget {
+    calls: Arc<tokio::sync::Semaphore>,
+    budget: usize,
+}
+
+impl CallBudget {
+    pub fn of(committee: &Committee) -> CallBudget {
+        let budget = committee.call_budget().max(1);
+        CallBudget {
+            calls: Arc::new(tokio::sync::Semaphore::new(budget)),
+            budget,
+        }
+    }
+
+    /// Waits until the budget has room for `item`'s judge calls (an item larger than
+    /// the whole budget runs alone); the permit gives them back when dropped.
+    pub async fn admit(
+        &self,
+        committee: &Committee,
+        item: &crate::item::Item,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let calls = committee.item_calls(item).clamp(1, self.budget);
+        Arc::clone(&self.calls)
+            .acquire_many_owned(u32::try_from(calls).unwrap_or(u32::MAX))
+            .await
+            .ok()
     }
 }
