@@ -242,9 +242,20 @@ async fn calls_outside_a_job_stay_live() {
     assert!((cost - mock.bill().usd).abs() <= mock.bill().usd * 0.01);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_mid_batch_resumes_polling_without_resubmitting() {
-    let (mock, url) = mock(2_500).await;
+/// A server on a SQLite file with one batch judge (the mock completes batches
+/// `delay_ms` after submission), running a three-item job whose nine calls were just
+/// submitted as one batch and stored (the job status reads the store).
+struct MidBatch {
+    mock: std::sync::Arc<Mock>,
+    _dir: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+    server: crate::spawn::Server,
+    job: String,
+    http: reqwest::Client,
+}
+
+async fn mid_batch(delay_ms: u64, prefix: &str) -> MidBatch {
+    let (mock, url) = mock(delay_ms).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("tribunal.toml");
     let db = dir.path().join("batch.db");
@@ -259,11 +270,11 @@ async fn a_server_killed_mid_batch_resumes_polling_without_resubmitting() {
     .unwrap();
     let http = reqwest::Client::new();
     let items: Vec<Value> = (0..3)
-        .map(|i| case(&format!("r{i}"), &format!("answer {i}")))
+        .map(|i| case(&format!("{prefix}{i}"), &format!("answer {i}")))
         .collect();
-    let mut first = crate::spawn::serve(&cfg);
+    let server = crate::spawn::serve(&cfg);
     let job: Value = http
-        .post(format!("{}/v1/jobs", first.url))
+        .post(format!("{}/v1/jobs", server.url))
         .body(Value::Array(items).to_string())
         .send()
         .await
@@ -271,54 +282,80 @@ async fn a_server_killed_mid_batch_resumes_polling_without_resubmitting() {
         .json()
         .await
         .unwrap();
-    let id = job["id"].as_str().unwrap().to_owned();
-    // Kill once the batch is submitted *and stored* (the job status reads the store).
+    let job = job["id"].as_str().unwrap().to_owned();
+    let mut run = MidBatch {
+        mock,
+        _dir: dir,
+        cfg,
+        server,
+        job,
+        http,
+    };
     for _ in 0..200 {
-        let status: Value = http
-            .get(format!("{}/v1/jobs/{id}", first.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["batches"]["submitted"] == 1 {
+        if run.status().await["batches"]["submitted"] == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(sizes(&mock), [9], "the batch was submitted before the kill");
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    assert_eq!(sizes(&run.mock), [9], "the batch was submitted and stored");
+    run
+}
 
-    let mut second = crate::spawn::serve(&cfg);
-    let mut status = Value::Null;
-    for _ in 0..400 {
-        status = http
-            .get(format!("{}/v1/jobs/{id}", second.url))
+impl MidBatch {
+    async fn status(&self) -> Value {
+        self.http
+            .get(format!("{}/v1/jobs/{}", self.server.url, self.job))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        if status["state"] == "done" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+            .unwrap()
     }
-    second.child.kill().unwrap();
-    second.child.wait().unwrap();
+
+    /// Starts the next server on the same store file.
+    fn restart(&mut self) {
+        self.server = crate::spawn::serve(&self.cfg);
+    }
+
+    /// Polls until the job is done (or gives up after `polls`), then stops the server.
+    async fn finish(&mut self, polls: usize) -> Value {
+        let mut status = self.status().await;
+        for _ in 0..polls {
+            if status["state"] == "done" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            status = self.status().await;
+        }
+        self.server.child.kill().unwrap();
+        self.server.child.wait().unwrap();
+        status
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_batch_resumes_polling_without_resubmitting() {
+    let mut run = mid_batch(2_500, "r").await;
+    run.server.child.kill().unwrap();
+    run.server.child.wait().unwrap();
+
+    run.restart();
+    let status = run.finish(400).await;
     assert_eq!(status["state"], "done", "{status}");
     assert_eq!(status["done"], 3, "{status}");
-    assert_eq!(sizes(&mock), [9], "no second batch for the same requests");
-    assert_eq!(mock.calls(), 0);
+    assert_eq!(
+        sizes(&run.mock),
+        [9],
+        "no second batch for the same requests"
+    );
+    assert_eq!(run.mock.calls(), 0);
     assert_eq!(
         status["batches"],
         json!({"submitted": 1, "completed": 1, "failed": 0})
     );
     let cost = status["cost_usd"].as_f64().unwrap();
-    let bill = mock.bill().usd;
+    let bill = run.mock.bill().usd;
     assert!((cost - bill).abs() <= bill * 0.01, "{cost} vs {bill}");
 }
 
@@ -414,93 +451,26 @@ async fn estimate_applies_the_batch_price_factor() {
 async fn a_graceful_shutdown_does_not_wait_for_a_batch() {
     // The batch completes 8 s after submission; a shutdown that waited for it would
     // record the items as done before exiting.
-    let (mock, url) = mock(8_000).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("tribunal.toml");
-    let db = dir.path().join("batch.db");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{}\n[server]\ndatabase_url = \"sqlite://{}\"\n",
-            config(&url, "batch_max_requests = 100\nbatch_max_wait_ms = 100"),
-            db.display()
-        ),
-    )
-    .unwrap();
-    let http = reqwest::Client::new();
-    let items: Vec<Value> = (0..3)
-        .map(|i| case(&format!("g{i}"), &format!("answer {i}")))
-        .collect();
-    let mut first = crate::spawn::serve(&cfg);
-    let job: Value = http
-        .post(format!("{}/v1/jobs", first.url))
-        .body(Value::Array(items).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = job["id"].as_str().unwrap().to_owned();
-    for _ in 0..200 {
-        let status: Value = http
-            .get(format!("{}/v1/jobs/{id}", first.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["batches"]["submitted"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        sizes(&mock),
-        [9],
-        "the batch was submitted before the shutdown"
-    );
+    let mut run = mid_batch(8_000, "g").await;
     let ok = std::process::Command::new("kill")
-        .args(["-TERM", &first.child.id().to_string()])
+        .args(["-TERM", &run.server.child.id().to_string()])
         .status()
         .unwrap()
         .success();
     assert!(ok, "kill -TERM failed");
-    let exit = tokio::task::spawn_blocking(move || first.child.wait().unwrap())
-        .await
-        .unwrap();
+    let exit = run.server.child.wait().unwrap();
     assert!(exit.success(), "graceful exit: {exit:?}");
 
     // The items were left pending (nothing recorded while the batch was out).
-    let mut second = crate::spawn::serve(&cfg);
-    let status: Value = http
-        .get(format!("{}/v1/jobs/{id}", second.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    run.restart();
+    let status = run.status().await;
     assert_eq!(status["done"], 0, "{status}");
-    let mut status = status;
-    for _ in 0..800 {
-        if status["state"] == "done" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        status = http
-            .get(format!("{}/v1/jobs/{id}", second.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    }
-    second.child.kill().unwrap();
-    second.child.wait().unwrap();
+    let status = run.finish(800).await;
     assert_eq!(status["state"], "done", "{status}");
     assert_eq!(status["done"], 3, "{status}");
-    assert_eq!(sizes(&mock), [9], "no second batch for the same requests");
+    assert_eq!(
+        sizes(&run.mock),
+        [9],
+        "no second batch for the same requests"
+    );
 }
