@@ -283,7 +283,7 @@ async fn mid_batch(delay_ms: u64, prefix: &str) -> MidBatch {
         .await
         .unwrap();
     let job = job["id"].as_str().unwrap().to_owned();
-    let mut run = MidBatch {
+    let run = MidBatch {
         mock,
         _dir: dir,
         cfg,
