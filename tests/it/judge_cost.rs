@@ -196,6 +196,25 @@ async fn v2_prompts_are_billed_as_cached_and_the_reported_cost_is_the_bill() {
     }
 }
 
+/// Three long items with six criteria each, one of them twice (a verdict-cache
+/// repeat: same conversation, response and criteria under another case id).
+fn repeat_items() -> Vec<serde_json::Value> {
+    ["a", "b", "c", "a"]
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let item = long_item(id, 6);
+            json!({
+                "case_id": format!("{id}-{n}"),
+                "conversation": [{"role": "user", "content": item.case.conversation[0].content}],
+                "response": item.response,
+                "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t",
+                           "criteria": (0..6).map(|i| json!({"id": format!("c{i}"), "text": format!("Advises point number {i} clearly."), "points": 5})).collect::<Vec<_>>()}
+            })
+        })
+        .collect()
+}
+
 /// Writes a JSONL input of `n` one-criterion items and a config for the mock at `url`.
 fn grade_inputs(dir: &std::path::Path, url: &str, n: usize, judge_extra: &str) {
     let mut lines = String::new();
@@ -269,20 +288,7 @@ async fn estimate_calls_no_judge_and_predicts_the_real_run() {
     mock.bill_prefixes(PRICES);
     let dir = tempfile::tempdir().unwrap();
     grade_inputs(dir.path(), &url, 1, "");
-    // Three long items with six criteria each, one of them twice (a verdict-cache repeat).
-    let mut lines = String::new();
-    for id in ["a", "b", "c", "a"] {
-        let item = long_item(id, 6);
-        let row = json!({
-            "case_id": format!("{id}-{}", lines.len()),
-            "conversation": [{"role": "user", "content": item.case.conversation[0].content}],
-            "response": item.response,
-            "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t",
-                       "criteria": (0..6).map(|i| json!({"id": format!("c{i}"), "text": format!("Advises point number {i} clearly."), "points": 5})).collect::<Vec<_>>()}
-        });
-        lines.push_str(&row.to_string());
-        lines.push('\n');
-    }
+    let lines: String = repeat_items().iter().map(|i| format!("{i}\n")).collect();
     std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
     let path = dir.path().to_owned();
     let est = tokio::task::spawn_blocking(move || {
@@ -393,17 +399,7 @@ async fn a_dry_run_estimates_a_job_without_storing_it_or_calling_a_judge() {
     let (mock, url) = spawn(met(true)).await;
     let dir = tempfile::tempdir().unwrap();
     grade_inputs(dir.path(), &url, 1, "");
-    let mut items = Vec::new();
-    for (n, id) in ["a", "b", "c", "a"].iter().enumerate() {
-        let item = long_item(id, 6);
-        items.push(json!({
-            "case_id": format!("{id}-{n}"),
-            "conversation": [{"role": "user", "content": item.case.conversation[0].content}],
-            "response": item.response,
-            "rubric": {"format": "rubric.v1", "id": "r", "version": 1, "title": "t",
-                       "criteria": (0..6).map(|i| json!({"id": format!("c{i}"), "text": format!("Advises point number {i} clearly."), "points": 5})).collect::<Vec<_>>()}
-        }));
-    }
+    let items = repeat_items();
     let lines: String = items.iter().map(|i| format!("{i}\n")).collect();
     std::fs::write(dir.path().join("in.jsonl"), &lines).unwrap();
     let path = dir.path().to_owned();
