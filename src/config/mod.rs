@@ -202,8 +202,8 @@ pub struct CommitteeConfig {
     pub prompt_mode: PromptMode,
     /// Overall deadline of one graded item (longer than any judge call's).
     pub request_timeout: Duration,
-    /// Built-in template set (`prompts = "v1" | "v2"`, default v2, the one laid out
-    /// for provider prefix caching); ignored when `prompts_dir` names a custom set.
+    /// Built-in template set (`prompts = "v1" | "v2" | "v3"`, default v3, laid out for
+    /// provider prefix caching); ignored when `prompts_dir` names a custom set.
     pub prompts: crate::judge::prompt::BuiltinPrompts,
     /// Custom template directory; `None` = the built-in set `prompts`.
     pub prompts_dir: Option<std::path::PathBuf>,

@@ -1019,7 +1019,7 @@ fn validate_committee(
             None => {
                 errs.push(FieldError::new(
                     "committee.prompts",
-                    format!("unknown built-in prompt set \"{name}\"; use v1 or v2"),
+                    format!("unknown built-in prompt set \"{name}\"; use v1, v2 or v3"),
                 ));
                 crate::judge::prompt::BuiltinPrompts::default()
             }

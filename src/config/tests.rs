@@ -817,9 +817,14 @@ fn database_url_selects_the_store_and_its_password_is_masked() {
 }
 
 #[test]
-fn prompts_default_to_v2_and_name_the_field_when_wrong() {
+fn prompts_default_to_v3_and_name_the_field_when_wrong() {
     const BASE: &str = "[judges.s]\nprovider = \"sim\"\n[committee]\nmembers = [\"s\"]\n";
     let cfg = load_ok("default", Some(BASE), &[]);
+    assert_eq!(
+        cfg.committee.prompts,
+        crate::judge::prompt::BuiltinPrompts::V3
+    );
+    let cfg = load_ok("v2", Some(BASE), &[("TRIBUNAL__COMMITTEE__PROMPTS", "v2")]);
     assert_eq!(
         cfg.committee.prompts,
         crate::judge::prompt::BuiltinPrompts::V2
@@ -833,7 +838,7 @@ fn prompts_default_to_v2_and_name_the_field_when_wrong() {
         (
             "unknown set",
             &[("TRIBUNAL__COMMITTEE__PROMPTS", "v9")],
-            "use v1 or v2",
+            "use v1, v2 or v3",
         ),
         (
             "both a set and a directory",

@@ -129,11 +129,13 @@ async fn without_a_cached_price_cached_tokens_cost_the_input_price() {
 }
 
 #[tokio::test]
-async fn v2_prompts_are_billed_as_cached_and_the_reported_cost_is_the_bill() {
+async fn cache_laid_out_prompts_are_billed_as_cached_and_the_reported_cost_is_the_bill() {
     for (version, mode) in [
         ("v1", "per_criterion"),
         ("v2", "per_criterion"),
         ("v2", "batched"),
+        ("v3", "per_criterion"),
+        ("v3", "batched"),
     ] {
         let reply = if mode == "batched" {
             let results: Vec<_> = (0..6)
@@ -181,8 +183,8 @@ async fn v2_prompts_are_billed_as_cached_and_the_reported_cost_is_the_bill() {
                 );
             }
             // Batched sends one call per item. Under v1 the system message holds the
-            // nonce, so the two items share nothing; v2's static system message (with
-            // its worked examples, past the 1,024-token minimum) is cached on the
+            // nonce, so the two items share nothing; the v2 and v3 static system message
+            // (with its worked examples, past the 1,024-token minimum) is cached on the
             // second item.
             _ => {
                 assert_eq!(bill.calls, 2);
