@@ -183,17 +183,17 @@ fn call_rate(mock: &Mock) -> f64 {
     (times.len() - 1) as f64 / (*last - *first).as_secs_f64()
 }
 
-/// The v2 run again with `batch = true`: every call through the mock's Batch API (half
+/// A run again with `batch = true`: every call through the mock's Batch API (half
 /// price, the same prefix-caching rule), items admitted by the committee's call budget
 /// as a server job admits them.
-async fn batch_row(items: &[Item], simple_evals_usd: f64) {
+async fn batch_row(items: &[Item], version: &str, simple_evals_usd: f64) {
     let (mock, url) = quiet_mock(Reply::Content(ANSWER.into())).await;
     mock.bill_prefixes(PRICES);
     mock.batch_delay(Duration::from_millis(100));
     let g = Arc::new(grader(
         &url,
         "max_concurrency = 64\nbatch = true\nbatch_max_requests = 1000\nbatch_max_wait_ms = 200\nbatch_poll_ms = 50",
-        "prompts = \"v2\"",
+        &format!("prompts = \"{version}\""),
     ));
     let per_item = 12;
     let in_flight = (g.committee.call_budget() / per_item).max(1);
@@ -216,7 +216,7 @@ async fn batch_row(items: &[Item], simple_evals_usd: f64) {
     let bill = mock.bill();
     let batches = mock.batches_created();
     println!(
-        "tribunal v2, batch = true ({} batches of up to 1,000 requests, {} items in flight, {:.1} s):",
+        "tribunal {version}, batch = true ({} batches of up to 1,000 requests, {} items in flight, {:.1} s):",
         batches.len(),
         in_flight,
         started.elapsed().as_secs_f64()
@@ -230,7 +230,7 @@ async fn batch_row(items: &[Item], simple_evals_usd: f64) {
         100.0 * (estimate[0].cost_usd - bill.usd) / bill.usd
     );
     println!(
-        "cost ratio tribunal v2 batch / simple-evals style: {:.3}",
+        "cost ratio tribunal {version} batch / simple-evals style: {:.3}",
         bill.usd / simple_evals_usd
     );
 }
@@ -252,12 +252,23 @@ pub async fn main() {
         items.len()
     );
 
-    // 1-3. Cost: tribunal v2 (estimate first, then the real run) vs simple-evals style.
+    // 1-3. Cost: each built-in set (estimate first, then the real run) vs simple-evals
+    // style; the default set (v3) and v2 also with `batch = true`.
     let versions: &[&str] = if std::env::var_os("COST_BENCH_RATE_ONLY").is_some() {
         &[]
     } else {
-        &["v2", "v1"]
+        &["v3", "v2", "v1"]
     };
+    let mut simple_evals_usd = None;
+    if !versions.is_empty() {
+        let (se_mock, se_url) = quiet_mock(Reply::Content(ANSWER.into())).await;
+        se_mock.bill_prefixes(PRICES);
+        minimal_client(&se_url, &items, 64).await;
+        let se = se_mock.bill();
+        println!("simple-evals-style prompt:");
+        show("billed", &se);
+        simple_evals_usd = Some(se.usd);
+    }
     for &version in versions {
         let (mock, url) = quiet_mock(Reply::Content(ANSWER.into())).await;
         mock.bill_prefixes(PRICES);
@@ -302,18 +313,14 @@ pub async fn main() {
             e.cost_usd,
             pct(e.cost_usd, bill.usd)
         );
-        if version == "v2" {
-            let (se_mock, se_url) = quiet_mock(Reply::Content(ANSWER.into())).await;
-            se_mock.bill_prefixes(PRICES);
-            minimal_client(&se_url, &items, 64).await;
-            let se = se_mock.bill();
-            println!("simple-evals-style prompt:");
-            show("billed", &se);
+        if let Some(se_usd) = simple_evals_usd {
             println!(
-                "cost ratio tribunal v2 / simple-evals style: {:.3}",
-                bill.usd / se.usd
+                "cost ratio tribunal {version} / simple-evals style: {:.3}",
+                bill.usd / se_usd
             );
-            batch_row(&items, se.usd).await;
+            if version != "v1" {
+                batch_row(&items, version, se_usd).await;
+            }
         }
     }
 
