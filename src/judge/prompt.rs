@@ -1161,6 +1161,16 @@ mod tests {
             let again = render(&"x".repeat(len));
             assert_eq!(again, long);
         }
+        // The negative-points reminder sits on a line of its own after the criterion
+        // (v2's template runs the two together; v2 is frozen, so v3 mends it).
+        let p = ok(t.render_criterion(&case(), RESPONSE, &criteria[0], NONCE));
+        assert!(
+            p.user.ends_with(
+                "# Criterion\n[-6] Recommends aspirin.\n(Negative points: answer true if the response DID this undesirable thing.)"
+            ),
+            "{}",
+            p.user
+        );
         // The switch reads the whole item: a long conversation with a short response
         // drops the examples too.
         let mut long_case = case();
