@@ -260,7 +260,10 @@ impl Jobs {
         }
     }
 
-    /// Cancels a job: no new items start; items in flight finish and are recorded.
+    /// Cancels a job: no new items start; items in flight on live judges finish and are
+    /// recorded, and items waiting for a provider batch are let go (they stay pending in
+    /// the cancelled job; the batch collector leaves their calls out of files not yet
+    /// sent and cancels a submitted batch once every job in it is cancelled).
     pub async fn cancel(&self, id: &str) -> crate::Result<()> {
         self.store.set_job_state(id, JobState::Cancelled).await?;
         if let Ok(map) = self.running.lock() {
@@ -287,7 +290,7 @@ impl Jobs {
             .take_while(|_| std::future::ready(!token.is_cancelled()))
             .map(|item| async move {
                 let (seq, input) = item?;
-                let Some(outcome) = self.grade_admitted(id, &input).await else {
+                let Some(outcome) = self.grade_admitted(id, &input, token).await else {
                     return Ok(());
                 };
                 self.store.finish_item(id, seq, &outcome).await?;
@@ -395,7 +398,14 @@ impl Jobs {
                     Ok(items) => {
                         exhausted = items.is_empty();
                         for (seq, input) in items {
-                            inflight.push(self.spawn_leased(id, seq, input, &lease_token, shared));
+                            inflight.push(self.spawn_leased(
+                                id,
+                                seq,
+                                input,
+                                &lease_token,
+                                shared,
+                                token,
+                            ));
                         }
                         continue;
                     }
@@ -462,15 +472,18 @@ impl Jobs {
         input: String,
         lease_token: &str,
         shared: &SharedQueue,
+        token: &CancellationToken,
     ) -> tokio::task::JoinHandle<crate::Result<()>> {
         let this = Arc::clone(self);
+        let token = token.clone();
         let queue = Arc::clone(&shared.queue);
         let id = id.to_owned();
         let lease_token = lease_token.to_owned();
         self.tracker.spawn(async move {
-            let Some(outcome) = this.grade_admitted(&id, &input).await else {
-                // Shutdown while the item waited for a provider batch: its lease runs
-                // out and a replica (or this one, restarted) picks it up.
+            let Some(outcome) = this.grade_admitted(&id, &input, &token).await else {
+                // Shutdown (or the job's cancel) while the item waited for a provider
+                // batch: its lease runs out and a replica (or this one, restarted)
+                // picks it up if the job still runs.
                 return Ok(());
             };
             if queue
@@ -489,8 +502,14 @@ impl Jobs {
     /// given back as soon as its judges are done, before the caller writes the outcome.
     /// Its judge calls run in the job's batch scope, so batch judges batch them and
     /// count them for the job.
-    /// `None`: shutdown came while the item waited for a provider batch; it stays pending.
-    async fn grade_admitted(&self, id: &str, input: &str) -> Option<ItemOutcome> {
+    /// `None`: shutdown or the job's cancel (`cancel`) came while the item waited for a
+    /// provider batch; it stays pending.
+    async fn grade_admitted(
+        &self,
+        id: &str,
+        input: &str,
+        cancel: &CancellationToken,
+    ) -> Option<ItemOutcome> {
         let failed = |case_id: &str, e: &crate::Error| {
             Some(ItemOutcome {
                 failed: true,
@@ -513,9 +532,12 @@ impl Jobs {
             // A batched call can wait hours for its batch: on shutdown the item is left
             // pending instead of holding the process. Its batch is stored, so the item
             // re-run after the restart waits for that batch rather than resubmitting.
+            // A cancelled job lets its waiting items go the same way: the answers
+            // would be paid for and never read.
             tokio::select! {
                 graded = grading => graded,
                 () = self.shutdown.cancelled() => return None,
+                () = cancel.cancelled() => return None,
             }
         } else {
             // Live calls finish and are recorded, so nothing paid for is asked again.

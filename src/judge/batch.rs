@@ -106,6 +106,9 @@ pub trait BatchApi: Send + Sync {
     /// Creates a batch over an uploaded file; returns the batch id.
     async fn create(&self, input_file_id: &str, window: &str) -> Result<String, ProviderError>;
     async fn status(&self, batch_id: &str) -> Result<ProviderBatch, ProviderError>;
+    /// Asks the provider to stop a batch (`POST /v1/batches/{id}/cancel`): it goes
+    /// `cancelling`, then `cancelled`, and only entries already answered are billed.
+    async fn cancel(&self, batch_id: &str) -> Result<(), ProviderError>;
     /// The entries of an output or error file: `(custom_id, outcome)`.
     async fn entries(&self, file_id: &str) -> Result<Vec<(String, Entry)>, ProviderError>;
 }
@@ -187,6 +190,9 @@ pub trait BatchLedger: Send + Sync {
     async fn set_batch_status(&self, id: &str, status: LedgerStatus) -> Result<(), String>;
     /// A judge's batches still `Open` or `Completed` (the ones a restart resumes).
     async fn resumable_batches(&self, judge: &str) -> Result<Vec<BatchRecord>, String>;
+    /// Whether every job with an entry in batch `id` was cancelled (false when it is
+    /// linked to no job).
+    async fn jobs_all_cancelled(&self, id: &str) -> Result<bool, String>;
 }
 
 /// Live counters of one batch judge.
@@ -197,6 +203,10 @@ pub struct BatchStats {
     pub failed: AtomicU64,
     /// Requests sent in batch files (retries included).
     pub requests: AtomicU64,
+    /// Batches this process asked the provider to cancel (every job in them cancelled).
+    pub cancelled: AtomicU64,
+    /// Requests dropped before their file was sent (every caller had gone).
+    pub dropped: AtomicU64,
 }
 
 /// The deterministic id of a request in a batch file: the judge, the system prompt
@@ -418,6 +428,10 @@ impl Batcher {
 
     /// Writes a file, creates its batch, records it and polls it to the end.
     async fn flush(self: Arc<Self>, lines: Vec<Line>) {
+        let lines = self.drop_abandoned(lines);
+        if lines.is_empty() {
+            return;
+        }
         let ids: Vec<String> = lines.iter().map(|l| l.custom_id.clone()).collect();
         let mut jobs: Vec<String> = lines.iter().filter_map(|l| l.job.clone()).collect();
         jobs.sort();
@@ -470,6 +484,57 @@ impl Batcher {
         self.poll(id, ids, created_at, false).await;
     }
 
+    /// Leaves out the lines nobody waits for any more: every caller of the request went
+    /// away (its job was cancelled, or the process is shutting down) while the file
+    /// filled. Sending them would bill answers no one reads; after a restart, items
+    /// still pending ask again.
+    fn drop_abandoned(&self, lines: Vec<Line>) -> Vec<Line> {
+        let mut st = self.lock();
+        let mut kept = Vec::with_capacity(lines.len());
+        for line in lines {
+            let wanted = st
+                .waiters
+                .get(&line.custom_id)
+                .is_some_and(|ws| ws.iter().any(|w| !w.is_closed()));
+            if wanted {
+                kept.push(line);
+            } else {
+                st.waiters.remove(&line.custom_id);
+                st.queued.remove(&line.custom_id);
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        kept
+    }
+
+    /// Whether nobody in this process waits for any entry of the batch and every job
+    /// with an entry in it was cancelled: then its answers would be paid for and never
+    /// read. Waiters are checked too because an identical request of another job may
+    /// have joined an entry after the batch (and its job links) was written.
+    async fn unwanted(&self, id: &str, ids: &[String]) -> bool {
+        let waited = {
+            let st = self.lock();
+            ids.iter().any(|cid| {
+                st.waiters
+                    .get(cid)
+                    .is_some_and(|ws| ws.iter().any(|w| !w.is_closed()))
+            })
+        };
+        if waited {
+            return false;
+        }
+        let Some(ledger) = self.ledger.get() else {
+            return false;
+        };
+        match ledger.jobs_all_cancelled(id).await {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::warn!(judge = %self.judge, batch = %id, error = %e, "cannot read the batch's jobs; not cancelling it");
+                false
+            }
+        }
+    }
+
     /// Upload and create, retrying transient errors a few times.
     async fn send_file(&self, jsonl: Vec<u8>) -> Result<(String, String), ProviderError> {
         let mut last = ProviderError::Timeout;
@@ -507,11 +572,28 @@ impl Batcher {
         let give_up_at = created_at
             .saturating_add(window_ms)
             .saturating_add(poll_ms.saturating_mul(2));
+        let mut cancel_sent = false;
         loop {
             match self.api.status(&id).await {
                 Ok(b) if b.state != ProviderBatchState::Running => {
                     self.finish(&id, &ids, b, resumed).await;
                     return;
+                }
+                Ok(_) if !cancel_sent && self.unwanted(&id, &ids).await => {
+                    // Every job in it was cancelled: stop paying for it. The batch
+                    // ends `cancelled` at the provider and is finished as any failed
+                    // batch (its answered entries are handed to nobody).
+                    match self.api.cancel(&id).await {
+                        Ok(()) => {
+                            cancel_sent = true;
+                            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                            crate::metrics::judge_batch(&self.judge, "cancel_requested", ids.len());
+                            tracing::info!(judge = %self.judge, batch = %id, "every job in the batch was cancelled; asked the provider to cancel it");
+                        }
+                        Err(e) => {
+                            tracing::warn!(judge = %self.judge, batch = %id, error = %e, "batch cancel failed; asking again at the next poll");
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {

@@ -493,6 +493,16 @@ impl BatchApi for OpenAiProvider {
         Ok(b.id)
     }
 
+    async fn cancel(&self, batch_id: &str) -> Result<(), ProviderError> {
+        // The answer is the batch object (now `cancelling`); polling reads the rest.
+        self.batch_request(
+            self.http
+                .post(format!("{}/batches/{batch_id}/cancel", self.base)),
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn status(&self, batch_id: &str) -> Result<ProviderBatch, ProviderError> {
         let bytes = self
             .batch_request(self.http.get(format!("{}/batches/{batch_id}", self.base)))

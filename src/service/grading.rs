@@ -49,6 +49,8 @@ impl Service {
                         completed: b.stats.completed.load(Relaxed),
                         failed: b.stats.failed.load(Relaxed),
                         requests: b.stats.requests.load(Relaxed),
+                        cancel_requested: b.stats.cancelled.load(Relaxed),
+                        dropped: b.stats.dropped.load(Relaxed),
                     }),
                 },
             }
@@ -152,4 +154,10 @@ pub struct JudgeBatches {
     pub failed: u64,
     /// Requests sent in batch files, resubmissions included.
     pub requests: u64,
+    /// Batches this process asked the provider to cancel because every job with an entry
+    /// in them was cancelled.
+    pub cancel_requested: u64,
+    /// Requests left out of a batch file because every caller had gone (a cancelled job)
+    /// before the file was sent.
+    pub dropped: u64,
 }

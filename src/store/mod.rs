@@ -377,6 +377,9 @@ pub trait Store: Send + Sync {
     /// Batches submitted with an entry of `job`, and how many of them completed
     /// (completed or delivered) or failed.
     async fn job_batch_counts(&self, job: &str) -> StoreResult<BatchCounts>;
+    /// Whether every job with an entry in batch `id` was cancelled (false for a batch
+    /// linked to no job): nobody wants its answers, so the provider can stop it.
+    async fn judge_batch_jobs_all_cancelled(&self, id: &str) -> StoreResult<bool>;
 }
 
 /// The leased work queue of a database several replicas share (Postgres): any
@@ -454,6 +457,13 @@ impl crate::judge::batch::BatchLedger for BatchLedgerTier {
     async fn set_batch_status(&self, id: &str, status: LedgerStatus) -> Result<(), String> {
         self.0
             .set_judge_batch_status(id, status)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn jobs_all_cancelled(&self, id: &str) -> Result<bool, String> {
+        self.0
+            .judge_batch_jobs_all_cancelled(id)
             .await
             .map_err(|e| e.to_string())
     }

@@ -1072,6 +1072,17 @@ impl Store for SqliteStore {
         .await?;
         Ok(super::batch_counts(&rows))
     }
+
+    async fn judge_batch_jobs_all_cancelled(&self, id: &str) -> StoreResult<bool> {
+        let (linked, cancelled): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN jobs.state = 'cancelled' THEN 1 ELSE 0 END), 0)
+             FROM judge_batch_jobs j JOIN jobs ON jobs.id = j.job_id WHERE j.batch_id = ?",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(linked > 0 && cancelled == linked)
+    }
 }
 
 #[cfg(test)]

@@ -474,3 +474,110 @@ async fn a_graceful_shutdown_does_not_wait_for_a_batch() {
         "no second batch for the same requests"
     );
 }
+
+/// Cancelling a job whose calls sit in a submitted batch asks the provider to cancel
+/// that batch (every job in it is cancelled, nobody waits for its entries), so its
+/// requests are never answered or billed; the batch ends `cancelled` at the provider and
+/// counts as failed for the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_job_cancels_its_submitted_batch_at_the_provider() {
+    // The batch would complete after 20 s; the cancellation must stop it long before.
+    let (mock, url) = mock(20_000).await;
+    let app = TestApp::spawn_with(
+        &config(&url, "batch_max_requests = 100\nbatch_max_wait_ms = 100"),
+        "",
+        &[],
+    )
+    .await;
+    let items: Vec<Value> = (0..3)
+        .map(|i| case(&format!("x{i}"), &format!("Drink fluids ({i}).")))
+        .collect();
+    let (code, job) = app.post("/v1/jobs", &Value::Array(items)).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    // Wait for the file to be sent and the batch stored.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, status) = app.get(&format!("/v1/jobs/{id}")).await;
+        if status["batches"]["submitted"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no batch: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sizes(&mock), [9]);
+    let resp = reqwest::Client::new()
+        .delete(format!("{}/v1/jobs/{id}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The next polls see every job of the batch cancelled and cancel it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, status) = app.get(&format!("/v1/jobs/{id}")).await;
+        if status["batches"]["failed"] == 1 {
+            assert_eq!(status["state"], "cancelled", "{status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "batch still open: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cancelled = mock.batch.lock().unwrap().cancelled.clone();
+    assert_eq!(cancelled.len(), 1, "one cancel request: {cancelled:?}");
+    let bill = mock.bill();
+    assert_eq!(bill.calls, 0, "no entry answered or billed: {bill:?}");
+    let (_, judges) = app.get("/v1/judges").await;
+    assert_eq!(
+        judges["judges"][0]["health"]["batches"]["cancel_requested"], 1,
+        "{judges}"
+    );
+}
+
+/// A job cancelled while its calls wait for the next batch file: the file is never
+/// sent (the calls' callers are gone), and a running job's batch is never cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_before_its_file_is_sent_submits_nothing() {
+    let (mock, url) = mock(200).await;
+    let app = TestApp::spawn_with(
+        &config(&url, "batch_max_requests = 100\nbatch_max_wait_ms = 1500"),
+        "",
+        &[],
+    )
+    .await;
+    let items: Vec<Value> = (0..3)
+        .map(|i| case(&format!("y{i}"), &format!("Rest ({i}).")))
+        .collect();
+    let (code, job) = app.post("/v1/jobs", &Value::Array(items.clone())).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    // Let the calls reach the collector, then cancel well before the 1.5 s file age.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let resp = reqwest::Client::new()
+        .delete(format!("{}/v1/jobs/{id}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert!(
+        sizes(&mock).is_empty(),
+        "a file was sent: {:?}",
+        sizes(&mock)
+    );
+    let (_, judges) = app.get("/v1/judges").await;
+    let batches = &judges["judges"][0]["health"]["batches"];
+    assert_eq!(batches["submitted"], 0, "{judges}");
+    assert_eq!(batches["dropped"], 9, "{judges}");
+
+    // A job that is not cancelled still gets its batch, answered in full.
+    let (code, job) = app.post("/v1/jobs", &Value::Array(items)).await;
+    assert_eq!(code, 202, "{job}");
+    let done = app.wait_job(job["id"].as_str().unwrap()).await;
+    assert_eq!(done["done"], 3, "{done}");
+    assert_eq!(sizes(&mock), [9]);
+    assert!(mock.batch.lock().unwrap().cancelled.is_empty());
+}

@@ -69,6 +69,8 @@ pub struct BatchMock {
     pub polls: usize,
     /// Entries answered with a completion.
     pub answered: usize,
+    /// Ids of the batches a client asked to cancel, in order.
+    pub cancelled: Vec<String>,
 }
 
 struct MockBatch {
@@ -461,8 +463,15 @@ async fn get_batch(State(mock): State<Arc<Mock>>, Path(id): Path<String>) -> Res
                           "output_file_id": out, "error_file_id": err}))
         .into_response()
     };
-    if matches!(status, "completed" | "failed" | "expired") {
+    if matches!(status, "completed" | "failed" | "expired" | "cancelled") {
         return doc(status, out, err);
+    }
+    if status == "cancelling" {
+        // Cancelled before any entry was answered: nothing is billed, no files.
+        if let Some(batch) = mock.batch.lock().unwrap().batches.get_mut(&id) {
+            batch.status = "cancelled";
+        }
+        return doc("cancelled", None, None);
     }
     if age < delay / 3 {
         return doc("validating", None, None);
@@ -478,6 +487,21 @@ async fn get_batch(State(mock): State<Arc<Mock>>, Path(id): Path<String>) -> Res
         batch.error_file_id = err.clone();
     }
     doc(status, out, err)
+}
+
+/// `POST /v1/batches/{id}/cancel`: a batch not yet final goes `cancelling`, and
+/// `cancelled` at the next poll.
+async fn cancel_batch(State(mock): State<Arc<Mock>>, Path(id): Path<String>) -> Response {
+    let mut b = mock.batch.lock().unwrap();
+    b.cancelled.push(id.clone());
+    let Some(batch) = b.batches.get_mut(&id) else {
+        return (StatusCode::NOT_FOUND, "no such batch").into_response();
+    };
+    if matches!(batch.status, "validating" | "in_progress") {
+        batch.status = "cancelling";
+    }
+    let status = batch.status;
+    axum::Json(json!({"id": id, "object": "batch", "status": status})).into_response()
 }
 
 /// Answers a batch's entries: (status, output file, error file).
@@ -598,6 +622,7 @@ pub async fn spawn(default: Reply) -> (Arc<Mock>, String) {
         .route("/v1/files/{id}/content", get(file_content))
         .route("/v1/batches", post(create_batch))
         .route("/v1/batches/{id}", get(get_batch))
+        .route("/v1/batches/{id}/cancel", post(cancel_batch))
         .with_state(Arc::clone(&mock));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

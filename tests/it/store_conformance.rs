@@ -153,6 +153,7 @@ conformance!(
     verdict_cache_first_writer_wins,
     ping_answers,
     judge_batches_resume_and_count_per_job,
+    a_batch_is_unwanted_once_every_job_in_it_is_cancelled,
 );
 
 const RUBRIC: &str = r#"{"format": "rubric.v1", "id": "r", "version": 1, "title": "T", "scoring": {"policy": "weighted"}, "criteria": [{"id": "a", "text": "A.", "points": 1}]}"#;
@@ -713,6 +714,38 @@ async fn judge_batches_resume_and_count_per_job(b: &Backend) {
     assert!(s.resumable_judge_batches("a").await.unwrap().is_empty());
     assert_eq!(s.job_batch_counts("j1").await.unwrap(), counts(3, 1, 1));
     assert_eq!(s.job_batch_counts("j2").await.unwrap(), counts(1, 1, 0));
+}
+
+/// `judge_batch_jobs_all_cancelled`: true only when the batch has job links and every
+/// linked job is cancelled (a done or running job keeps it wanted).
+async fn a_batch_is_unwanted_once_every_job_in_it_is_cancelled(b: &Backend) {
+    let s = b.store();
+    for id in ["c1", "c2"] {
+        queued_job(s, id, 1, None).await;
+        s.set_job_state(id, JobState::Running).await.unwrap();
+    }
+    s.put_judge_batch(&judge_batch("both", "a", &["x"], &["c1", "c2"], 1_000))
+        .await
+        .unwrap();
+    s.put_judge_batch(&judge_batch("one", "a", &["y"], &["c1"], 1_000))
+        .await
+        .unwrap();
+    s.put_judge_batch(&judge_batch("none", "a", &["z"], &[], 1_000))
+        .await
+        .unwrap();
+    let unwanted =
+        |id: &'static str| async move { s.judge_batch_jobs_all_cancelled(id).await.unwrap() };
+    assert!(!unwanted("both").await && !unwanted("one").await);
+    assert!(!unwanted("none").await, "no job links: never cancelled");
+    assert!(!unwanted("missing").await);
+    s.set_job_state("c1", JobState::Cancelled).await.unwrap();
+    assert!(unwanted("one").await);
+    assert!(!unwanted("both").await, "c2 still runs");
+    s.set_job_state("c2", JobState::Done).await.unwrap();
+    assert!(
+        !unwanted("both").await,
+        "a done job's batch is not cancelled"
+    );
 }
 
 async fn ping_answers(b: &Backend) {
