@@ -475,7 +475,7 @@ async fn a_graceful_shutdown_does_not_wait_for_a_batch() {
     );
 }
 
-/// Cancelling a job whose calls sit in a submitted batch asks the provider to cancel
+/// Cancelling a job (gRPC `CancelJob`) whose calls sit in a submitted batch asks the provider to cancel
 /// that batch (every job in it is cancelled, nobody waits for its entries), so its
 /// requests are never answered or billed; the batch ends `cancelled` at the provider and
 /// counts as failed for the job.
@@ -506,12 +506,17 @@ async fn cancelling_a_job_cancels_its_submitted_batch_at_the_provider() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sizes(&mock), [9]);
-    let resp = reqwest::Client::new()
-        .delete(format!("{}/v1/jobs/{id}", app.url))
-        .send()
+    // Cancelled over gRPC here (the next test cancels over HTTP): one service call.
+    use tribunal::api::grpc::pb;
+    let mut grpc = pb::tribunal_client::TribunalClient::connect(app.grpc_url.clone())
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
+    let cancelled = grpc
+        .cancel_job(pb::CancelJobRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state, "cancelled", "{cancelled:?}");
     // The next polls see every job of the batch cancelled and cancel it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -537,7 +542,7 @@ async fn cancelling_a_job_cancels_its_submitted_batch_at_the_provider() {
     );
 }
 
-/// A job cancelled while its calls wait for the next batch file: the file is never
+/// A job cancelled (HTTP `DELETE /v1/jobs/{id}`) while its calls wait for the next batch file: the file is never
 /// sent (the calls' callers are gone), and a running job's batch is never cancelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_cancelled_before_its_file_is_sent_submits_nothing() {
