@@ -147,6 +147,13 @@ fn label() -> Value {
     json!({"labels": [{"item": "l0", "rater": "nurse-z", "kind": "human", "value": true}]})
 }
 
+/// Operations reached through a documented route with a query flag (no row of their own
+/// in the OpenAPI paths): the job dry run is `POST /v1/jobs?dry_run=true`, the same
+/// service call as gRPC `EstimateJob`, and must be refused to the same callers.
+fn http_query_variants() -> Vec<(&'static str, &'static str, Op)> {
+    vec![("post", "/v1/jobs?dry_run=true", Op::ClientOnly)]
+}
+
 /// The HTTP table: (method, route template) -> operation kind.
 fn http_table() -> Vec<(&'static str, &'static str, Op)> {
     vec![
@@ -217,7 +224,9 @@ async fn http_call(
         .replace("{version}", "1");
     let body = match (method, route) {
         ("post", "/v1/grade") => Some(case(&format!("g{n}"), "Rest and drink fluids.")),
-        ("post", "/v1/jobs") => Some(json!([case(&format!("j{n}"), "Rest.")])),
+        ("post", "/v1/jobs" | "/v1/jobs?dry_run=true") => {
+            Some(json!([case(&format!("j{n}"), "Rest.")]))
+        }
         ("post", "/v1/rubrics" | "/v1/rubrics/validate") => Some(rubric()),
         ("post", "/v1/calibration/sets") => Some(set_upload(&format!("set-{n}"))),
         ("post", "/v1/calibration/sets/{id}/labels") => Some(label()),
@@ -596,7 +605,7 @@ async fn every_route_and_rpc_for_every_caller() {
 
     let mut n = 0;
     let mut failures = Vec::new();
-    for (method, route, op) in http_table() {
+    for (method, route, op) in http_table().into_iter().chain(http_query_variants()) {
         for who in EVERYONE {
             n += 1;
             let (code, body) = http_call(&app, &fx, method, route, who, n).await;
