@@ -518,7 +518,9 @@ impl Jobs {
                 abstained: false,
                 calls: 0,
                 input_tokens: 0,
+                cached_input_tokens: 0,
                 output_tokens: 0,
+                reasoning_tokens: 0,
                 cost_usd: 0.0,
             })
         };
@@ -563,7 +565,9 @@ impl Jobs {
                     abstained: !doc.abstentions.is_empty(),
                     calls: doc.usage.upstream_calls,
                     input_tokens: doc.usage.input_tokens,
+                    cached_input_tokens: doc.usage.cached_input_tokens,
                     output_tokens: doc.usage.output_tokens,
+                    reasoning_tokens: doc.usage.reasoning_tokens,
                     cost_usd: doc.usage.cost_usd,
                     facts: Some(doc.score_facts_json()),
                     result,

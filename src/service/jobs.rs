@@ -812,7 +812,12 @@ pub struct JobStatus {
     /// Judge calls made (cache hits excluded).
     pub calls: u64,
     pub input_tokens: u64,
+    /// Part of `input_tokens` the provider billed at its cached price (prefix caching),
+    /// summed over the job's finished items as their reports' `usage` gives it.
+    pub cached_input_tokens: u64,
     pub output_tokens: u64,
+    /// Part of `output_tokens` spent on hidden reasoning.
+    pub reasoning_tokens: u64,
     pub cost_usd: f64,
     /// Seconds left at the pace so far; null before the first item or once final.
     pub eta_seconds: Option<f64>,
@@ -839,7 +844,9 @@ impl JobStatus {
             pending: j.pending(),
             calls: j.calls,
             input_tokens: j.input_tokens,
+            cached_input_tokens: j.cached_input_tokens,
             output_tokens: j.output_tokens,
+            reasoning_tokens: j.reasoning_tokens,
             cost_usd: j.cost_usd,
             eta_seconds: j.eta_seconds(now_ms),
             created_at: j.created_at,
@@ -972,7 +979,9 @@ mod tests {
             abstained: 2,
             calls: 40,
             input_tokens: 1_234,
+            cached_input_tokens: 1_024,
             output_tokens: 56,
+            reasoning_tokens: 12,
             cost_usd: 0.25,
         }
     }

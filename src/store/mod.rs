@@ -98,7 +98,11 @@ pub struct JobRecord {
     pub abstained: u64,
     pub calls: u64,
     pub input_tokens: u64,
+    /// Part of `input_tokens` the provider billed at its cached price.
+    pub cached_input_tokens: u64,
     pub output_tokens: u64,
+    /// Part of `output_tokens` spent on hidden reasoning.
+    pub reasoning_tokens: u64,
     pub cost_usd: f64,
 }
 
@@ -133,7 +137,11 @@ pub struct ItemOutcome {
     pub abstained: bool,
     pub calls: u64,
     pub input_tokens: u64,
+    /// Part of `input_tokens` the provider billed at its cached price.
+    pub cached_input_tokens: u64,
     pub output_tokens: u64,
+    /// Part of `output_tokens` spent on hidden reasoning.
+    pub reasoning_tokens: u64,
     pub cost_usd: f64,
 }
 

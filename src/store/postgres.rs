@@ -156,6 +156,7 @@ impl PostgresStore {
              ), item AS (
                  UPDATE job_items SET state = $3, result = $4, abstained = $5, calls = $6,
                      input_tokens = $7, output_tokens = $8, cost_usd = $9,
+                     cached_input_tokens = $15, reasoning_tokens = $16,
                      finished_at = tribunal_now_ms(), lease_until = NULL,
                      finished_seq = (SELECT fseq FROM j)
                  WHERE job_id = $1 AND seq = $2 AND state = 'pending'
@@ -164,7 +165,9 @@ impl PostgresStore {
              ), counted AS (
                  UPDATE jobs SET done = done + $11, failed = failed + $12, abstained = abstained + $5,
                      calls = calls + $6, input_tokens = input_tokens + $7,
-                     output_tokens = output_tokens + $8, cost_usd = cost_usd + $9
+                     output_tokens = output_tokens + $8, cost_usd = cost_usd + $9,
+                     cached_input_tokens = cached_input_tokens + $15,
+                     reasoning_tokens = reasoning_tokens + $16
                  WHERE id = $1 AND EXISTS (SELECT 1 FROM item)
                  RETURNING id
              ), facts AS (
@@ -187,6 +190,8 @@ impl PostgresStore {
         .bind(i64::from(o.failed))
         .bind(o.facts.as_deref())
         .bind(CHANNEL)
+        .bind(i64_of(o.cached_input_tokens))
+        .bind(i64_of(o.reasoning_tokens))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
@@ -292,7 +297,8 @@ fn label_event_from(r: &PgRow, set: &str) -> StoreResult<LabelEvent> {
 
 const JOB_SELECT: &str =
     "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
-    j.done, j.failed, j.abstained, j.calls, j.input_tokens, j.output_tokens, j.cost_usd
+    j.done, j.failed, j.abstained, j.calls, j.input_tokens, j.output_tokens, j.cost_usd,
+    j.cached_input_tokens, j.reasoning_tokens
     FROM jobs j WHERE j.state != 'staging'";
 
 fn job_from(row: &PgRow) -> StoreResult<JobRecord> {
@@ -312,7 +318,9 @@ fn job_from(row: &PgRow) -> StoreResult<JobRecord> {
         abstained: u64_of(row.try_get(10)?),
         calls: u64_of(row.try_get(11)?),
         input_tokens: u64_of(row.try_get(12)?),
+        cached_input_tokens: u64_of(row.try_get(15)?),
         output_tokens: u64_of(row.try_get(13)?),
+        reasoning_tokens: u64_of(row.try_get(16)?),
         cost_usd: row.try_get(14)?,
     })
 }
@@ -828,7 +836,7 @@ impl Store for PostgresStore {
         let rows = sqlx::query(
             "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
                 j.done, j.failed, j.abstained, j.calls, j.input_tokens, j.output_tokens, j.cost_usd,
-                r.set_id, r.finished_at AS run_finished_at
+                j.cached_input_tokens, j.reasoning_tokens, r.set_id, r.finished_at AS run_finished_at
              FROM calibration_runs r JOIN jobs j ON j.id = r.id
              WHERE r.set_id = $1 AND j.state != 'staging'
              ORDER BY j.created_at DESC, j.id DESC LIMIT $2",

@@ -111,7 +111,9 @@ async fn write_finished(writer: &SqlitePool, batch: &[Finish]) -> StoreResult<Ve
         abstained: i64,
         calls: i64,
         input_tokens: i64,
+        cached_input_tokens: i64,
         output_tokens: i64,
+        reasoning_tokens: i64,
         cost_usd: f64,
     }
     let mut tx = writer.begin().await?;
@@ -138,7 +140,8 @@ async fn write_finished(writer: &SqlitePool, batch: &[Finish]) -> StoreResult<Ve
         let o = &f.outcome;
         let r = sqlx::query(
             "UPDATE job_items SET state = ?, result = ?, abstained = ?, calls = ?, input_tokens = ?,
-                 output_tokens = ?, cost_usd = ?, finished_at = ?, finished_seq = ?
+                 output_tokens = ?, cost_usd = ?, cached_input_tokens = ?, reasoning_tokens = ?,
+                 finished_at = ?, finished_seq = ?
              WHERE job_id = ? AND seq = ? AND state = 'pending'",
         )
         .bind(if o.failed { "failed" } else { "done" })
@@ -148,6 +151,8 @@ async fn write_finished(writer: &SqlitePool, batch: &[Finish]) -> StoreResult<Ve
         .bind(i64_of(o.input_tokens))
         .bind(i64_of(o.output_tokens))
         .bind(o.cost_usd)
+        .bind(i64_of(o.cached_input_tokens))
+        .bind(i64_of(o.reasoning_tokens))
         .bind(now)
         .bind(finished_seq)
         .bind(&f.job)
@@ -175,7 +180,9 @@ async fn write_finished(writer: &SqlitePool, batch: &[Finish]) -> StoreResult<Ve
         sums.abstained += i64::from(o.abstained);
         sums.calls += i64_of(o.calls);
         sums.input_tokens += i64_of(o.input_tokens);
+        sums.cached_input_tokens += i64_of(o.cached_input_tokens);
         sums.output_tokens += i64_of(o.output_tokens);
+        sums.reasoning_tokens += i64_of(o.reasoning_tokens);
         sums.cost_usd += o.cost_usd;
         applied.push(true);
     }
@@ -185,7 +192,8 @@ async fn write_finished(writer: &SqlitePool, batch: &[Finish]) -> StoreResult<Ve
         }
         sqlx::query(
             "UPDATE jobs SET done = done + ?, failed = failed + ?, abstained = abstained + ?, calls = calls + ?,
-                 input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, cost_usd = cost_usd + ?
+                 input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, cost_usd = cost_usd + ?,
+                 cached_input_tokens = cached_input_tokens + ?, reasoning_tokens = reasoning_tokens + ?
              WHERE id = ?",
         )
         .bind(s.done)
@@ -195,6 +203,8 @@ async fn write_finished(writer: &SqlitePool, batch: &[Finish]) -> StoreResult<Ve
         .bind(s.input_tokens)
         .bind(s.output_tokens)
         .bind(s.cost_usd)
+        .bind(s.cached_input_tokens)
+        .bind(s.reasoning_tokens)
         .bind(*job)
         .execute(&mut *tx)
         .await?;
@@ -363,7 +373,8 @@ fn label_event_from(r: &sqlx::sqlite::SqliteRow, set: &str) -> StoreResult<Label
 /// arriving) are invisible.
 const JOB_SELECT: &str =
     "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
-    j.done, j.failed, j.abstained, j.calls, j.input_tokens, j.output_tokens, j.cost_usd
+    j.done, j.failed, j.abstained, j.calls, j.input_tokens, j.output_tokens, j.cost_usd,
+    j.cached_input_tokens, j.reasoning_tokens
     FROM jobs j WHERE j.state != 'staging'";
 
 fn job_from(row: &sqlx::sqlite::SqliteRow) -> StoreResult<JobRecord> {
@@ -383,7 +394,9 @@ fn job_from(row: &sqlx::sqlite::SqliteRow) -> StoreResult<JobRecord> {
         abstained: u64_of(row.try_get(10)?),
         calls: u64_of(row.try_get(11)?),
         input_tokens: u64_of(row.try_get(12)?),
+        cached_input_tokens: u64_of(row.try_get(15)?),
         output_tokens: u64_of(row.try_get(13)?),
+        reasoning_tokens: u64_of(row.try_get(16)?),
         cost_usd: row.try_get(14)?,
     })
 }
@@ -857,7 +870,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
                 j.done, j.failed, j.abstained, j.calls, j.input_tokens, j.output_tokens, j.cost_usd,
-                r.set_id, r.finished_at AS run_finished_at
+                j.cached_input_tokens, j.reasoning_tokens, r.set_id, r.finished_at AS run_finished_at
              FROM calibration_runs r JOIN jobs j ON j.id = r.id
              WHERE r.set_id = ? AND j.state != 'staging'
              ORDER BY j.created_at DESC, j.id DESC LIMIT ?",

@@ -444,7 +444,9 @@ async fn a_run_report_is_written_once_from_stored_results() {
             abstained: false,
             calls: 1,
             input_tokens: 0,
+            cached_input_tokens: 0,
             output_tokens: 0,
+            reasoning_tokens: 0,
             cost_usd: 0.0,
         };
         assert!(store.finish_item("r1", seq, &outcome).await.unwrap());

@@ -506,3 +506,97 @@ async fn a_dry_run_estimates_a_job_without_storing_it_or_calling_a_judge() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
 }
+
+/// A server job's status carries its cached input tokens (and reasoning tokens) like
+/// its input tokens: against the mock that bills cached prefixes, the job's
+/// `cached_input_tokens` is what the mock billed as cached, the sum over its results'
+/// report usage, and the same over HTTP (one job and the listing), gRPC (`GetJob` and
+/// `ListJobs`) and the UI's job page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_status_counts_the_cached_input_tokens_the_provider_billed() {
+    use tribunal::api::grpc::pb;
+    let (mock, url) = spawn(met(true)).await;
+    mock.bill_prefixes(PRICES);
+    let config = format!(
+        "[judges.a]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\ntimeout_ms = 5000\nprice_input_per_mtok = {}\nprice_cached_input_per_mtok = {}\nprice_output_per_mtok = {}\n\n[committee]\nmembers = [\"a\"]\nquorum = 1\nrequest_timeout_ms = 20000\n",
+        PRICES.input, PRICES.cached_input, PRICES.output
+    );
+    let app = crate::server::TestApp::spawn_with(&config, "", &[]).await;
+    // Three distinct long items (no verdict-cache repeats), six criteria each: every
+    // call after an item's first shares its conversation prefix.
+    let items: Vec<serde_json::Value> = repeat_items().into_iter().take(3).collect();
+    let (code, job) = app.post("/v1/jobs", &serde_json::Value::Array(items)).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let status = app.wait_job(&id).await;
+    assert_eq!(status["done"], 3, "{status}");
+
+    let bill = mock.bill();
+    assert_eq!(bill.calls, 18, "{bill:?}");
+    let cached = status["cached_input_tokens"].as_u64().unwrap();
+    assert!(cached > 0, "{status}\n{bill:?}");
+    assert_eq!(cached, bill.cached_input_tokens, "{status}\n{bill:?}");
+    assert_eq!(status["input_tokens"], bill.input_tokens, "{status}");
+    let counted = status["cost_usd"].as_f64().unwrap();
+    assert!(
+        (counted - bill.usd).abs() <= bill.usd * 1e-9,
+        "job cost {counted} vs billed {}",
+        bill.usd
+    );
+    // The counters are the sums over the job's results, the new ones included.
+    let results = crate::server::all_results(&app.http, &app.url, &id).await;
+    crate::server::assert_counters_match(&status, &results);
+    let sum = |k: &str| -> u64 {
+        results
+            .iter()
+            .map(|r| r["usage"][k].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(cached, sum("cached_input_tokens"));
+    assert_eq!(status["reasoning_tokens"], sum("reasoning_tokens"));
+
+    // The listing reads the same row.
+    let (_, list) = app.get("/v1/jobs").await;
+    let listed = &list["jobs"][0];
+    assert_eq!(listed["id"], id.as_str(), "{list}");
+    assert_eq!(listed["cached_input_tokens"], cached, "{list}");
+
+    // gRPC's Job message carries the same figures.
+    let mut grpc = pb::tribunal_client::TribunalClient::connect(app.grpc_url.clone())
+        .await
+        .unwrap();
+    let got = grpc
+        .get_job(pb::GetJobRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            got.cached_input_tokens,
+            got.reasoning_tokens,
+            got.input_tokens
+        ),
+        (
+            cached,
+            status["reasoning_tokens"].as_u64().unwrap(),
+            bill.input_tokens
+        )
+    );
+    let page = grpc
+        .list_jobs(pb::ListJobsRequest {
+            limit: 10,
+            after: String::new(),
+            owner: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.jobs[0].cached_input_tokens, cached);
+
+    // The UI's job page shows it next to the input tokens.
+    let mut ui = crate::ui::Client::new(&app.url);
+    let r = ui.get(&format!("/ui/jobs/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let shown = format!("<span id=\"job-cached\">{cached}</span> cached");
+    assert!(r.body.contains(&shown), "no {shown:?} in {}", r.body);
+}

@@ -154,6 +154,7 @@ conformance!(
     ping_answers,
     judge_batches_resume_and_count_per_job,
     a_batch_is_unwanted_once_every_job_in_it_is_cancelled,
+    cached_and_reasoning_tokens_are_job_counters,
 );
 
 const RUBRIC: &str = r#"{"format": "rubric.v1", "id": "r", "version": 1, "title": "T", "scoring": {"policy": "weighted"}, "criteria": [{"id": "a", "text": "A.", "points": 1}]}"#;
@@ -312,7 +313,9 @@ fn done(calls: u64, abstained: bool, score: f64) -> ItemOutcome {
         abstained,
         calls,
         input_tokens: calls * 10,
+        cached_input_tokens: calls * 6,
         output_tokens: calls * 2,
+        reasoning_tokens: calls,
         cost_usd: 0.5 * calls as f64,
     }
 }
@@ -325,7 +328,9 @@ fn failed() -> ItemOutcome {
         abstained: false,
         calls: 0,
         input_tokens: 0,
+        cached_input_tokens: 0,
         output_tokens: 0,
+        reasoning_tokens: 0,
         cost_usd: 0.0,
     }
 }
@@ -900,4 +905,62 @@ async fn postgres_job_events_reach_every_listener() {
     assert_eq!(next(&mut events).await, "j", "running");
     assert!(pg.finish_item("j", 0, &done(1, false, 1.0)).await.unwrap());
     assert_eq!(next(&mut events).await, "j", "item finished");
+}
+
+/// A job's cached-input and reasoning tokens are counters like its input tokens: 0 for
+/// a new job, the sum over recorded items (each counted once, also when many finish at
+/// once and the store commits them together), and the same in `job` and `list_jobs`.
+async fn cached_and_reasoning_tokens_are_job_counters(b: &Backend) {
+    let s = b.store();
+    queued_job(s, "t", 12, None).await;
+    let fresh = s.job("t").await.unwrap().unwrap();
+    assert_eq!((fresh.cached_input_tokens, fresh.reasoning_tokens), (0, 0));
+    s.set_job_state("t", JobState::Running).await.unwrap();
+    // Items 0..10 finish concurrently, two writers each (one wins); item 10 fails;
+    // item 11 stays pending.
+    let writes = (0..10u64).flat_map(|seq| (0..2u64).map(move |w| (seq, w)));
+    let wins: Vec<bool> = futures::future::join_all(writes.map(|(seq, w)| async move {
+        // The two writers' figures differ, so a double or a mixed count would show.
+        let mut o = done(seq + 1, false, 1.0);
+        o.cached_input_tokens += w * 1_000;
+        o.reasoning_tokens += w * 100;
+        o.result = json!({"writer": w}).to_string();
+        s.finish_item("t", seq, &o).await.unwrap()
+    }))
+    .await;
+    assert_eq!(wins.iter().filter(|w| **w).count(), 10);
+    assert!(s.finish_item("t", 10, &failed()).await.unwrap());
+    // The counters are the sums of the recorded outcomes: item seq spent seq + 1
+    // calls, so 6 * (seq + 1) cached and seq + 1 reasoning tokens, plus its winning
+    // writer's offset.
+    let results = s.results("t", 0, 100).await.unwrap();
+    let (mut cached, mut reasoning) = (0, 0);
+    for (_, seq, text) in &results {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        let Some(w) = v["writer"].as_u64() else {
+            continue;
+        };
+        cached += 6 * (seq + 1) + 1_000 * w;
+        reasoning += seq + 1 + 100 * w;
+    }
+    let job = s.job("t").await.unwrap().unwrap();
+    assert_eq!((job.done, job.failed), (10, 1), "{job:?}");
+    assert_eq!(
+        (job.cached_input_tokens, job.reasoning_tokens),
+        (cached, reasoning),
+        "{job:?}"
+    );
+    let listed = s.list_jobs(None, 10, None).await.unwrap();
+    let listed = listed.iter().find(|j| j.id == "t").unwrap();
+    assert_eq!(
+        (listed.cached_input_tokens, listed.reasoning_tokens),
+        (job.cached_input_tokens, job.reasoning_tokens)
+    );
+    // A result recorded twice still counts once.
+    assert!(!s.finish_item("t", 0, &done(50, false, 1.0)).await.unwrap());
+    let again = s.job("t").await.unwrap().unwrap();
+    assert_eq!(
+        (again.cached_input_tokens, again.reasoning_tokens),
+        (job.cached_input_tokens, job.reasoning_tokens)
+    );
 }

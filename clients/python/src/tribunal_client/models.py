@@ -676,6 +676,7 @@ JobStatus = TypedDict(
     {
         'abstained': Required[int],
         'batches': NotRequired[Optional['BatchCounts']],
+        'cached_input_tokens': Required[int],
         'calls': Required[int],
         'cost_usd': Required[float],
         'created_at': Required[int],
@@ -687,6 +688,7 @@ JobStatus = TypedDict(
         'input_tokens': Required[int],
         'output_tokens': Required[int],
         'pending': Required[int],
+        'reasoning_tokens': Required[int],
         'started_at': NotRequired[Optional[int]],
         'state': Required['JobState'],
         'total': Required[int],
