@@ -262,6 +262,16 @@ pub fn assert_counters_match(status: &Value, results: &[Value]) {
     assert_eq!(status["calls"], sum("upstream_calls"), "{status}");
     assert_eq!(status["input_tokens"], sum("input_tokens"), "{status}");
     assert_eq!(status["output_tokens"], sum("output_tokens"), "{status}");
+    assert_eq!(
+        status["cached_input_tokens"],
+        sum("cached_input_tokens"),
+        "{status}"
+    );
+    assert_eq!(
+        status["reasoning_tokens"],
+        sum("reasoning_tokens"),
+        "{status}"
+    );
     let counted = status["cost_usd"].as_f64().unwrap();
     assert!(
         (counted - cost).abs() <= 1e-9 * cost.max(1.0),

@@ -708,7 +708,9 @@ JobSummary = Dict[str, Any]
 JudgeBatches = TypedDict(
     "JudgeBatches",
     {
+        'cancel_requested': Required[int],
         'completed': Required[int],
+        'dropped': Required[int],
         'failed': Required[int],
         'requests': Required[int],
         'submitted': Required[int],
