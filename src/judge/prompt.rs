@@ -675,6 +675,23 @@ mod tests {
         }
     }
 
+    /// A negative points criterion, an important tier and a pitfall: one per template.
+    fn one_of_each_scale() -> [Criterion; 3] {
+        [
+            crit("a", CriterionKind::Points(-6), "Recommends aspirin."),
+            crit(
+                "b",
+                CriterionKind::Tier(Tier::Important),
+                "Mentions dosing.",
+            ),
+            crit(
+                "c",
+                CriterionKind::Tier(Tier::Pitfall),
+                "Gives adult doses.",
+            ),
+        ]
+    }
+
     fn builtin() -> Templates {
         builtin_of(BuiltinPrompts::V1)
     }
@@ -1018,19 +1035,7 @@ mod tests {
     fn nonces_change_only_the_nonce() {
         for (_, t) in all() {
             let other = "fedcba9876543210";
-            let criteria = [
-                crit("a", CriterionKind::Points(-6), "Recommends aspirin."),
-                crit(
-                    "b",
-                    CriterionKind::Tier(Tier::Important),
-                    "Mentions dosing.",
-                ),
-                crit(
-                    "c",
-                    CriterionKind::Tier(Tier::Pitfall),
-                    "Gives adult doses.",
-                ),
-            ];
+            let criteria = one_of_each_scale();
             let mut pairs = Vec::new();
             for c in &criteria {
                 pairs.push((
@@ -1107,19 +1112,7 @@ mod tests {
     #[test]
     fn v3_shows_its_examples_only_to_items_too_short_to_fill_the_cache() {
         let t = builtin_of(BuiltinPrompts::V3);
-        let criteria = [
-            crit("b", CriterionKind::Points(-6), "Recommends aspirin."),
-            crit(
-                "c",
-                CriterionKind::Tier(Tier::Important),
-                "Mentions dosing.",
-            ),
-            crit(
-                "s",
-                CriterionKind::Tier(Tier::Pitfall),
-                "Gives adult doses.",
-            ),
-        ];
+        let criteria = one_of_each_scale();
         for c in &criteria {
             let render = |response: &str| ok(t.render_criterion(&case(), response, c, NONCE));
             // Grow the response until the examples drop out; they must not come back.

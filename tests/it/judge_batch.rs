@@ -475,6 +475,32 @@ async fn a_graceful_shutdown_does_not_wait_for_a_batch() {
     );
 }
 
+/// A server with one batch judge (`batch_max_wait_ms = wait_ms`) on a mock whose batches
+/// complete after `delay_ms`, and a submitted job of three one-line items.
+async fn batch_job(
+    delay_ms: u64,
+    wait_ms: u64,
+    prefix: &str,
+) -> (std::sync::Arc<Mock>, TestApp, Vec<Value>, String) {
+    let (mock, url) = mock(delay_ms).await;
+    let app = TestApp::spawn_with(
+        &config(
+            &url,
+            &format!("batch_max_requests = 100\nbatch_max_wait_ms = {wait_ms}"),
+        ),
+        "",
+        &[],
+    )
+    .await;
+    let items: Vec<Value> = (0..3)
+        .map(|i| case(&format!("{prefix}{i}"), &format!("Drink fluids ({i}).")))
+        .collect();
+    let (code, job) = app.post("/v1/jobs", &Value::Array(items.clone())).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    (mock, app, items, id)
+}
+
 /// Cancelling a job (gRPC `CancelJob`) whose calls sit in a submitted batch asks the provider to cancel
 /// that batch (every job in it is cancelled, nobody waits for its entries), so its
 /// requests are never answered or billed; the batch ends `cancelled` at the provider and
@@ -482,19 +508,7 @@ async fn a_graceful_shutdown_does_not_wait_for_a_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_job_cancels_its_submitted_batch_at_the_provider() {
     // The batch would complete after 20 s; the cancellation must stop it long before.
-    let (mock, url) = mock(20_000).await;
-    let app = TestApp::spawn_with(
-        &config(&url, "batch_max_requests = 100\nbatch_max_wait_ms = 100"),
-        "",
-        &[],
-    )
-    .await;
-    let items: Vec<Value> = (0..3)
-        .map(|i| case(&format!("x{i}"), &format!("Drink fluids ({i}).")))
-        .collect();
-    let (code, job) = app.post("/v1/jobs", &Value::Array(items)).await;
-    assert_eq!(code, 202, "{job}");
-    let id = job["id"].as_str().unwrap().to_owned();
+    let (mock, app, _, id) = batch_job(20_000, 100, "x").await;
     // Wait for the file to be sent and the batch stored.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -546,19 +560,7 @@ async fn cancelling_a_job_cancels_its_submitted_batch_at_the_provider() {
 /// sent (the calls' callers are gone), and a running job's batch is never cancelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_cancelled_before_its_file_is_sent_submits_nothing() {
-    let (mock, url) = mock(200).await;
-    let app = TestApp::spawn_with(
-        &config(&url, "batch_max_requests = 100\nbatch_max_wait_ms = 1500"),
-        "",
-        &[],
-    )
-    .await;
-    let items: Vec<Value> = (0..3)
-        .map(|i| case(&format!("y{i}"), &format!("Rest ({i}).")))
-        .collect();
-    let (code, job) = app.post("/v1/jobs", &Value::Array(items.clone())).await;
-    assert_eq!(code, 202, "{job}");
-    let id = job["id"].as_str().unwrap().to_owned();
+    let (mock, app, items, id) = batch_job(200, 1_500, "y").await;
     // Let the calls reach the collector, then cancel well before the 1.5 s file age.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let resp = reqwest::Client::new()
