@@ -91,7 +91,9 @@ pub async fn results(store: &dyn Store, id: &str) -> Result<Vec<(u64, live::Repo
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let page = store.results_by_seq(id, after, 1000).await?;
+        let page = store
+            .items_by_seq(id, crate::store::Finished::DoneOnly, after, 1000)
+            .await?;
         let Some(last) = page.last().map(|(s, _)| *s) else {
             break;
         };

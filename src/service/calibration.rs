@@ -15,7 +15,7 @@ use crate::calibration::{CalibrationSet, LabelValue, RaterKind};
 use crate::error::Error;
 use crate::item::RubricSource;
 use crate::rubric::{FieldError, Invalid};
-use crate::store::{CalibrationRunRecord, CalibrationSetRecord, LabelEvent, now_ms};
+use crate::store::{CalibrationRunRecord, CalibrationSetRecord, Finished, LabelEvent, now_ms};
 
 /// Largest bootstrap a calibration run may ask for (CPU per report).
 const MAX_RESAMPLES: usize = 10_000;
@@ -809,7 +809,10 @@ impl Service {
         let mut cursor = after;
         let mut more = false;
         'pages: loop {
-            let page = self.store.results_by_seq(id, cursor, 500).await?;
+            let page = self
+                .store
+                .items_by_seq(id, Finished::DoneOnly, cursor, 500)
+                .await?;
             let Some(last) = page.last().map(|(s, _)| *s) else {
                 break;
             };
@@ -1316,7 +1319,10 @@ impl Service {
     ) -> Result<Vec<(u64, String)>, Error> {
         self.job(caller, id).await?;
         let limit = super::jobs::check_limit(limit)?;
-        Ok(self.store.finished_items_by_seq(id, after, limit).await?)
+        Ok(self
+            .store
+            .items_by_seq(id, Finished::AlsoFailed, after, limit)
+            .await?)
     }
 
     /// `run` as a run of `set_id` the caller may see; a run of another set is
@@ -1835,7 +1841,7 @@ impl Service {
         };
         let page = self
             .store
-            .results_by_seq(run_id, seq.checked_sub(1), 1)
+            .items_by_seq(run_id, Finished::DoneOnly, seq.checked_sub(1), 1)
             .await?;
         let Some((_, text)) = page.into_iter().find(|(s, _)| *s == seq) else {
             return Ok(reveal);

@@ -125,6 +125,21 @@ impl JobRecord {
     }
 }
 
+/// Which recorded items `Store::items_by_seq` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Items graded to a report.
+    DoneOnly,
+    /// Those and the items that failed (their error document).
+    AlsoFailed,
+}
+
+impl Finished {
+    fn also_failed(self) -> bool {
+        self == Finished::AlsoFailed
+    }
+}
+
 /// One finished item, as the job runner records it.
 #[derive(Debug, Clone)]
 pub struct ItemOutcome {
@@ -279,11 +294,14 @@ pub trait Store: Send + Sync {
     async fn put_job_figures(&self, job: &str, upto: u64, figures: &str) -> StoreResult<()>;
     /// The figures `put_job_figures` kept, with the `upto` they cover.
     async fn job_figures(&self, job: &str) -> StoreResult<Option<(u64, String)>>;
-    /// Done items' whole reports in item order (calibration runs read the ballots),
-    /// paged by `seq`.
-    async fn results_by_seq(
+    /// Recorded items in item order after `after` (a `seq`): `(seq, result_json)`, the
+    /// done items' whole reports (calibration runs read the ballots) and, with
+    /// `Finished::AlsoFailed`, failed items' error documents too (the UI's job pages).
+    /// `after = seq - 1, limit = 1` reads one item by its `seq`.
+    async fn items_by_seq(
         &self,
         job: &str,
+        which: Finished,
         after: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<(u64, String)>>;
@@ -334,14 +352,6 @@ pub trait Store: Send + Sync {
         set: &str,
         limit: u32,
     ) -> StoreResult<Vec<(CalibrationRunRecord, JobRecord)>>;
-    /// Finished items (done or failed) in item order after `after` (a `seq`):
-    /// `(seq, result_json)`. `after = seq - 1, limit = 1` reads one item by its `seq`.
-    async fn finished_items_by_seq(
-        &self,
-        job: &str,
-        after: Option<u64>,
-        limit: u32,
-    ) -> StoreResult<Vec<(u64, String)>>;
     /// The newest label write of `author` (`None`: written without auth) on a set that
     /// is not itself an undo and has not been undone, with its place `n` in the history.
     async fn last_undoable_label(

@@ -641,17 +641,19 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn results_by_seq(
+    async fn items_by_seq(
         &self,
         job: &str,
+        which: super::Finished,
         after: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<(u64, String)>> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT seq, result FROM job_items WHERE job_id = $1 AND state = 'done' AND seq > $2
-             ORDER BY seq LIMIT $3",
+            "SELECT seq, result FROM job_items WHERE job_id = $1
+             AND (state = 'done' OR ($2 AND state = 'failed')) AND seq > $3 ORDER BY seq LIMIT $4",
         )
         .bind(job)
+        .bind(which.also_failed())
         .bind(after.map_or(-1, i64_of))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -860,24 +862,6 @@ impl Store for PostgresStore {
                 ))
             })
             .collect()
-    }
-
-    async fn finished_items_by_seq(
-        &self,
-        job: &str,
-        after: Option<u64>,
-        limit: u32,
-    ) -> StoreResult<Vec<(u64, String)>> {
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT seq, result FROM job_items WHERE job_id = $1 AND state != 'pending' AND seq > $2
-             ORDER BY seq LIMIT $3",
-        )
-        .bind(job)
-        .bind(after.map_or(-1, i64_of))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(s, r)| (u64_of(s), r)).collect())
     }
 
     async fn last_undoable_label(

@@ -697,16 +697,19 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn results_by_seq(
+    async fn items_by_seq(
         &self,
         job: &str,
+        which: super::Finished,
         after: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<(u64, String)>> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT seq, result FROM job_items WHERE job_id = ? AND state = 'done' AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, result FROM job_items WHERE job_id = ?
+             AND (state = 'done' OR (? AND state = 'failed')) AND seq > ? ORDER BY seq LIMIT ?",
         )
         .bind(job)
+        .bind(which.also_failed())
         .bind(after.map_or(-1, i64_of))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -894,23 +897,6 @@ impl Store for SqliteStore {
                 ))
             })
             .collect()
-    }
-
-    async fn finished_items_by_seq(
-        &self,
-        job: &str,
-        after: Option<u64>,
-        limit: u32,
-    ) -> StoreResult<Vec<(u64, String)>> {
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT seq, result FROM job_items WHERE job_id = ? AND state != 'pending' AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(job)
-        .bind(after.map_or(-1, i64_of))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(s, r)| (u64_of(s), r)).collect())
     }
 
     async fn last_undoable_label(

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tribunal::store::{
-    BatchCounts, BatchRecord, CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobQueue,
-    JobState, LabelEvent, LedgerStatus, PostgresStore, SqliteStore, Store,
+    BatchCounts, BatchRecord, CalibrationRunRecord, CalibrationSetRecord, Finished, ItemOutcome,
+    JobQueue, JobState, LabelEvent, LedgerStatus, PostgresStore, SqliteStore, Store,
 };
 
 /// The env var naming the Postgres server the suite (and the replica test) may use.
@@ -392,14 +392,33 @@ async fn counters_results_and_snapshots(b: &Backend) {
         .collect();
     assert_eq!(paged, [3]);
     let reports: Vec<u64> = s
-        .results_by_seq("j", None, 10)
+        .items_by_seq("j", Finished::DoneOnly, None, 10)
         .await
         .unwrap()
         .iter()
         .map(|(q, _)| *q)
         .collect();
     assert_eq!(reports, [2, 3], "done items only, by seq");
-    assert_eq!(s.results_by_seq("j", Some(2), 1).await.unwrap().len(), 1);
+    assert_eq!(
+        s.items_by_seq("j", Finished::DoneOnly, Some(2), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // With the failed ones: item 0's error document too, never the pending item 1.
+    let finished = s
+        .items_by_seq("j", Finished::AlsoFailed, None, 10)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = finished.iter().map(|(q, _)| *q).collect();
+    assert_eq!(seqs, [0, 2, 3], "done and failed items, by seq");
+    assert!(finished[0].1.contains("boom"));
+    let one = s
+        .items_by_seq("j", Finished::AlsoFailed, Some(1), 1)
+        .await
+        .unwrap();
+    assert_eq!(one.iter().map(|(q, _)| *q).collect::<Vec<_>>(), [2]);
 }
 
 async fn concurrent_finishes_count_once_in_a_gap_free_order(b: &Backend) {
