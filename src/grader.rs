@@ -331,6 +331,7 @@ impl Grader {
             None => Templates::builtin(cfg.committee.prompts),
             Some(dir) => Templates::from_dir(dir, &dir.display().to_string()),
         }
+        .and_then(|t| t.with_explanations(cfg.committee.explanations))
         .map_err(|e| Error::Internal(format!("judge prompts: {e}")))?;
         let client = |name: &str| -> Result<Arc<JudgeClient>, Error> {
             let j = cfg.judges.get(name).ok_or_else(|| {

@@ -15,6 +15,9 @@ use tribunal::item::{Item, Role, parse_line};
 
 use super::mock_openai::{Bill, Mock, Prices, Reply, spawn};
 
+// `COST_BENCH_ROWS=v3-verdict,v3-schema cargo bench --bench judge_throughput -- cost`
+// measures only those rows (and the simple-evals-style baseline).
+
 /// gpt-4.1 list prices, USD per million tokens.
 const PRICES: Prices = Prices {
     input: 2.0,
@@ -24,6 +27,10 @@ const PRICES: Prices = Prices {
 
 /// A realistic judge answer (two sentences of explanation and the verdict).
 const ANSWER: &str = r#"{"explanation": "The response tells the user to seek urgent care if the chest pain spreads or comes with shortness of breath, which is what the criterion asks for. It also explains the warning signs in plain language.", "criteria_met": true}"#;
+
+/// `ANSWER` as a provider enforcing a verdict-only schema writes it (what the mock's
+/// `constrain_to_schema` makes of `ANSWER`).
+const VERDICT_ONLY_ANSWER: &str = r#"{"criteria_met":true}"#;
 
 /// Instructions in the manner of simple-evals' HealthBench grader: placed after the
 /// rubric item, so only the short opening and the conversation come first. Written for
@@ -183,17 +190,85 @@ fn call_rate(mock: &Mock) -> f64 {
     (times.len() - 1) as f64 / (*last - *first).as_secs_f64()
 }
 
+/// One measured configuration of tribunal.
+struct Row {
+    /// Selects the row in `COST_BENCH_ROWS` (comma-separated; default: every row).
+    key: &'static str,
+    label: &'static str,
+    judge_extra: &'static str,
+    committee_extra: &'static str,
+    /// The mock answers as a provider enforcing a strict structured-output schema.
+    constrain: bool,
+    /// Also measured with `batch = true`.
+    batch: bool,
+}
+
+const ROWS: [Row; 5] = [
+    Row {
+        key: "v3",
+        label: "v3",
+        judge_extra: "",
+        committee_extra: "prompts = \"v3\"",
+        constrain: false,
+        batch: true,
+    },
+    Row {
+        key: "v2",
+        label: "v2",
+        judge_extra: "",
+        committee_extra: "prompts = \"v2\"",
+        constrain: false,
+        batch: true,
+    },
+    Row {
+        key: "v1",
+        label: "v1",
+        judge_extra: "",
+        committee_extra: "prompts = \"v1\"",
+        constrain: false,
+        batch: false,
+    },
+    Row {
+        key: "v3-schema",
+        label: "v3, structured_output = true",
+        judge_extra: "structured_output = true",
+        committee_extra: "prompts = \"v3\"",
+        constrain: true,
+        batch: false,
+    },
+    Row {
+        key: "v3-verdict",
+        label: "v3, explanations = false, structured_output = true",
+        judge_extra: "structured_output = true",
+        committee_extra: "prompts = \"v3\"\nexplanations = false",
+        constrain: true,
+        batch: true,
+    },
+];
+
+/// A mock answering `ANSWER` (cut to the schema when `row.constrain`) and billing.
+async fn row_mock(row: &Row) -> (Arc<Mock>, String) {
+    let (mock, url) = quiet_mock(Reply::Content(ANSWER.into())).await;
+    mock.bill_prefixes(PRICES);
+    mock.constrain_to_schema
+        .store(row.constrain, std::sync::atomic::Ordering::Relaxed);
+    (mock, url)
+}
+
 /// A run again with `batch = true`: every call through the mock's Batch API (half
 /// price, the same prefix-caching rule), items admitted by the committee's call budget
 /// as a server job admits them.
-async fn batch_row(items: &[Item], version: &str, simple_evals_usd: f64) {
-    let (mock, url) = quiet_mock(Reply::Content(ANSWER.into())).await;
-    mock.bill_prefixes(PRICES);
+async fn batch_row(items: &[Item], row: &Row, simple_evals_usd: f64) {
+    let version = row.label;
+    let (mock, url) = row_mock(row).await;
     mock.batch_delay(Duration::from_millis(100));
     let g = Arc::new(grader(
         &url,
-        "max_concurrency = 64\nbatch = true\nbatch_max_requests = 1000\nbatch_max_wait_ms = 200\nbatch_poll_ms = 50",
-        &format!("prompts = \"{version}\""),
+        &format!(
+            "max_concurrency = 64\nbatch = true\nbatch_max_requests = 1000\nbatch_max_wait_ms = 200\nbatch_poll_ms = 50\n{}",
+            row.judge_extra
+        ),
+        row.committee_extra,
     ));
     let per_item = 12;
     let in_flight = (g.committee.call_budget() / per_item).max(1);
@@ -253,13 +328,22 @@ pub async fn main() {
     );
 
     // 1-3. Cost: each built-in set (estimate first, then the real run) vs simple-evals
-    // style; the default set (v3) and v2 also with `batch = true`.
-    let versions: &[&str] = if std::env::var_os("COST_BENCH_RATE_ONLY").is_some() {
-        &[]
+    // style, v3 with structured output with and without explanations; the rows marked
+    // `batch` also with `batch = true`.
+    let selected = std::env::var("COST_BENCH_ROWS").ok();
+    let versions: Vec<&Row> = if std::env::var_os("COST_BENCH_RATE_ONLY").is_some() {
+        Vec::new()
     } else {
-        &["v3", "v2", "v1"]
+        ROWS.iter()
+            .filter(|r| {
+                selected
+                    .as_deref()
+                    .is_none_or(|s| s.split(',').any(|k| k.trim() == r.key))
+            })
+            .collect()
     };
     let mut simple_evals_usd = None;
+    let mut simple_evals_verdict_usd = None;
     if !versions.is_empty() {
         let (se_mock, se_url) = quiet_mock(Reply::Content(ANSWER.into())).await;
         se_mock.bill_prefixes(PRICES);
@@ -268,14 +352,26 @@ pub async fn main() {
         println!("simple-evals-style prompt:");
         show("billed", &se);
         simple_evals_usd = Some(se.usd);
+        if versions.iter().any(|r| r.key == "v3-verdict") {
+            // The same prompt answered with the verdict alone (as if its instructions
+            // asked for no explanation): what dropping explanations saves without any
+            // change of layout, so the verdict-only row can be read both ways.
+            let (mock, url) = quiet_mock(Reply::Content(VERDICT_ONLY_ANSWER.into())).await;
+            mock.bill_prefixes(PRICES);
+            minimal_client(&url, &items, 64).await;
+            let b = mock.bill();
+            println!("simple-evals-style prompt, answered with the verdict alone:");
+            show("billed", &b);
+            simple_evals_verdict_usd = Some(b.usd);
+        }
     }
-    for &version in versions {
-        let (mock, url) = quiet_mock(Reply::Content(ANSWER.into())).await;
-        mock.bill_prefixes(PRICES);
+    for row in versions {
+        let version = row.label;
+        let (mock, url) = row_mock(row).await;
         let g = Arc::new(grader(
             &url,
-            "max_concurrency = 64",
-            &format!("prompts = \"{version}\""),
+            &format!("max_concurrency = 64\n{}", row.judge_extra),
+            row.committee_extra,
         ));
         let estimate = g.committee.estimate(&items);
         let reported: f64 = futures::stream::iter(items.iter().cloned().map(|it| {
@@ -318,8 +414,14 @@ pub async fn main() {
                 "cost ratio tribunal {version} / simple-evals style: {:.3}",
                 bill.usd / se_usd
             );
-            if version != "v1" {
-                batch_row(&items, version, se_usd).await;
+            if let (Some(v), "v3-verdict") = (simple_evals_verdict_usd, row.key) {
+                println!(
+                    "cost ratio tribunal {version} / simple-evals style answered with the verdict alone: {:.3}",
+                    bill.usd / v
+                );
+            }
+            if row.batch {
+                batch_row(&items, row, se_usd).await;
             }
         }
     }

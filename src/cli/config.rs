@@ -43,8 +43,8 @@ fn check(path: Option<&Path>) -> Result<(), Failure> {
     }
     let c = &cfg.committee;
     out.push_str(&format!(
-        "committee: members={:?} n_samples={} consensus={:?} veto_consensus={:?} quorum={} escalation={:?} min_agreement={} prompt_mode={:?} request_timeout={:?}\ncache: {:?}\n",
-        c.members, c.n_samples, c.consensus, c.veto_consensus, c.quorum, c.escalation, c.min_agreement, c.prompt_mode, c.request_timeout, cfg.cache
+        "committee: members={:?} n_samples={} consensus={:?} veto_consensus={:?} quorum={} escalation={:?} min_agreement={} prompt_mode={:?} prompts={} explanations={} request_timeout={:?}\ncache: {:?}\n",
+        c.members, c.n_samples, c.consensus, c.veto_consensus, c.quorum, c.escalation, c.min_agreement, c.prompt_mode, c.prompts_dir.as_ref().map_or_else(|| c.prompts.as_str().to_owned(), |d| d.display().to_string()), c.explanations, c.request_timeout, cfg.cache
     ));
     if let Some(p) = &c.weights_from {
         out.push_str(&format!("committee weights from: {}\n", p.display()));

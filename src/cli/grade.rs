@@ -254,7 +254,7 @@ fn estimate(
             "cost_usd": cost,
         },
         "assumptions": {
-            "output_tokens_per_criterion": crate::committee::estimate::OUTPUT_TOKENS_PER_CRITERION,
+            "output_tokens_per_criterion": grader.committee.output_tokens_per_criterion(),
             "chars_per_token": 4,
             "escalations": "not included",
         }

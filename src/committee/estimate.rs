@@ -8,8 +8,9 @@ use std::collections::HashSet;
 use crate::cache::{KeyInputs, cache_key};
 use crate::config::PromptMode;
 use crate::item::{Item, RubricSource};
-use crate::judge::Usage;
 use crate::judge::call::{JudgeClient, cost_of};
+use crate::judge::provider::response_format_text;
+use crate::judge::{Expect, Scale, Usage};
 use crate::rubric::Criterion;
 
 use super::Committee;
@@ -22,6 +23,10 @@ pub const CACHE_BLOCK_TOKENS: u64 = 128;
 /// verdict field); capped by the judge's `max_tokens`. Answers vary, so this is the
 /// estimate's least certain part.
 pub const OUTPUT_TOKENS_PER_CRITERION: u64 = 60;
+/// Expected answer size of one verdict without an explanation (`committee.explanations
+/// = false`): `{"criteria_met": true}` and the like, 6 to 9 tokens. A batched answer
+/// also repeats each criterion's id.
+pub const OUTPUT_TOKENS_PER_VERDICT: u64 = 8;
 /// Characters per token, the same rule the outbound limiter budgets with.
 const CHARS_PER_TOKEN: u64 = 4;
 /// Tokens a chat request adds around its messages (role markers, separators).
@@ -82,6 +87,16 @@ impl PrefixModel {
 }
 
 impl Committee {
+    /// The estimate's expected answer size per criterion: an explanation and the verdict,
+    /// or the verdict alone (`committee.explanations = false`).
+    pub fn output_tokens_per_criterion(&self) -> u64 {
+        if self.templates.explains() {
+            OUTPUT_TOKENS_PER_CRITERION
+        } else {
+            OUTPUT_TOKENS_PER_VERDICT
+        }
+    }
+
     /// Expected calls, tokens and cost per member judge for grading `items` once, in
     /// order, from an empty verdict cache. Items whose rubric is a store reference, and
     /// calls whose prompt does not render, are skipped (grading would fail them too).
@@ -106,7 +121,12 @@ impl Committee {
         let mut keys = HashSet::new();
         let mut prefixes = PrefixModel::default();
         let mut usage = Usage::default();
-        let per_answer = OUTPUT_TOKENS_PER_CRITERION;
+        let per_answer = self.output_tokens_per_criterion();
+        let structured = matches!(
+            &cfg.provider,
+            crate::config::ProviderConfig::OpenAi(o) if o.structured_output
+        );
+        let explain = self.templates.explains();
         for item in items {
             let (RubricSource::Inline(rubric), Some(response)) = (&item.rubric, &item.response)
             else {
@@ -119,10 +139,10 @@ impl Committee {
             };
             for sample in 0..self.cfg.n_samples {
                 for criteria in &asks {
-                    let (template_hash, rendered) = if criteria.len() == 1
-                        && self.cfg.prompt_mode == PromptMode::PerCriterion
-                    {
-                        let scale = crate::judge::Scale::of(criteria[0].kind);
+                    let one =
+                        criteria.len() == 1 && self.cfg.prompt_mode == PromptMode::PerCriterion;
+                    let (template_hash, rendered) = if one {
+                        let scale = Scale::of(criteria[0].kind);
                         (
                             self.templates.template_hash(scale),
                             self.templates.render_criterion(
@@ -154,7 +174,24 @@ impl Committee {
                         continue;
                     }
                     est.calls += 1;
-                    let text = format!("{}\n{}", rendered.system, rendered.user);
+                    // A structured-output schema is part of the prompt a provider bills,
+                    // ahead of the system message (OpenAI caches it as a prefix).
+                    let schema = if structured {
+                        let expect = if one {
+                            Expect::One(Scale::of(criteria[0].kind))
+                        } else {
+                            Expect::Batch(
+                                criteria
+                                    .iter()
+                                    .map(|c| (c.id.0.clone(), Scale::of(c.kind)))
+                                    .collect(),
+                            )
+                        };
+                        response_format_text(&expect, explain) + "\n"
+                    } else {
+                        String::new()
+                    };
+                    let text = format!("{schema}{}\n{}", rendered.system, rendered.user);
                     let input =
                         (text.len() as u64).div_ceil(CHARS_PER_TOKEN) + 2 * TOKENS_PER_MESSAGE;
                     let cached = if prefix_cache {
@@ -162,7 +199,16 @@ impl Committee {
                     } else {
                         0
                     };
-                    let answer = per_answer * criteria.len() as u64;
+                    // A batched verdict-only answer is mostly ids: count them.
+                    let ids: u64 = if explain || one {
+                        0
+                    } else {
+                        criteria
+                            .iter()
+                            .map(|c| (c.id.0.len() as u64).div_ceil(CHARS_PER_TOKEN) + 4)
+                            .sum()
+                    };
+                    let answer = per_answer * criteria.len() as u64 + ids;
                     let output = cfg
                         .sampling
                         .max_tokens

@@ -449,6 +449,7 @@ impl Committee {
                     (ChatRole::User, rendered.user),
                 ],
                 expect: expect.clone(),
+                explain: self.templates.explains(),
                 content_key,
                 sample: a.sample,
                 reference: refs.clone(),

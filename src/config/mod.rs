@@ -207,6 +207,10 @@ pub struct CommitteeConfig {
     pub prompts: crate::judge::prompt::BuiltinPrompts,
     /// Custom template directory; `None` = the built-in set `prompts`.
     pub prompts_dir: Option<std::path::PathBuf>,
+    /// `explanations = false` asks judges for the verdict alone (default true: an
+    /// explanation and the verdict). Cuts the output tokens of every call to a few
+    /// (README "Judge cost"); needs v3 or a custom set that reads `explain`.
+    pub explanations: bool,
     /// Judge confusion matrices for `dawid_skene` (`reliability = "FILE"`: a saved
     /// agreement report, calibration run or reliability object), read and interpreted by
     /// the loader at load time (`LoadedFiles`).

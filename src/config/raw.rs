@@ -166,6 +166,7 @@ pub struct RawCommittee {
     pub request_timeout_ms: Option<u64>,
     pub prompts: Option<String>,
     pub prompts_dir: Option<std::path::PathBuf>,
+    pub explanations: Option<bool>,
     pub reliability: Option<std::path::PathBuf>,
     pub weights_from: Option<std::path::PathBuf>,
 }
@@ -1025,6 +1026,19 @@ fn validate_committee(
             }
         },
     };
+    let explanations = c.explanations.unwrap_or(true);
+    if !explanations
+        && c.prompts_dir.is_none()
+        && prompts != crate::judge::prompt::BuiltinPrompts::V3
+    {
+        errs.push(FieldError::new(
+            "committee.explanations",
+            format!(
+                "false needs prompts = \"v3\" (the {} templates always ask for an explanation) or a custom set in prompts_dir whose templates read `explain`; set prompts = \"v3\" or remove explanations",
+                prompts.as_str()
+            ),
+        ));
+    }
     let request_timeout = Duration::from_millis(c.request_timeout_ms.unwrap_or(300_000));
     let longest_call = members
         .iter()
@@ -1059,6 +1073,7 @@ fn validate_committee(
         request_timeout,
         prompts,
         prompts_dir: c.prompts_dir,
+        explanations,
         reliability,
         weights_from: c.weights_from,
     })

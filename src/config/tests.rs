@@ -858,6 +858,30 @@ fn prompts_default_to_v3_and_name_the_field_when_wrong() {
 }
 
 #[test]
+fn explanations_default_on_and_off_needs_a_set_that_reads_explain() {
+    const BASE: &str = "[judges.s]\nprovider = \"sim\"\n[committee]\nmembers = [\"s\"]\n";
+    let off = [("TRIBUNAL__COMMITTEE__EXPLANATIONS", "false")];
+    assert!(load_ok("default", Some(BASE), &[]).committee.explanations);
+    assert!(!load_ok("v3", Some(BASE), &off).committee.explanations);
+    let custom = [off[0], ("TRIBUNAL__COMMITTEE__PROMPTS_DIR", "/tmp/prompts")];
+    assert!(
+        !load_ok("custom", Some(BASE), &custom)
+            .committee
+            .explanations
+    );
+    for set in ["v1", "v2"] {
+        match load_text(BASE, &[off[0], ("TRIBUNAL__COMMITTEE__PROMPTS", set)]) {
+            Ok(_) => panic!("{set}: explanations = false was accepted"),
+            Err(e) => assert_problems(
+                set,
+                &e.problems(),
+                &[("committee.explanations", "set prompts = \"v3\"")],
+            ),
+        }
+    }
+}
+
+#[test]
 fn cached_input_price_defaults_to_the_input_price_and_must_be_non_negative() {
     const JUDGE: &str = "[judges.s]\nprovider = \"sim\"\nprice_input_per_mtok = 2.0\n[committee]\nmembers = [\"s\"]\n";
     let cfg = load_ok("default", Some(JUDGE), &[]);

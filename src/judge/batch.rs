@@ -714,6 +714,7 @@ mod tests {
                 (ChatRole::User, user.into()),
             ],
             expect: Expect::One(Scale::Binary),
+            explain: true,
             content_key: [3; 32],
             sample,
             reference: None,

@@ -138,6 +138,9 @@ pub enum Expect {
 pub struct ChatRequest {
     pub messages: Vec<(ChatRole, String)>,
     pub expect: Expect,
+    /// The prompt asks for an explanation with each verdict (`committee.explanations`);
+    /// when false, a structured-output schema allows the verdict field alone.
+    pub explain: bool,
     /// Content hash of the destructured inputs (not of the nonce'd text) with a
     /// wording-neutral template identity (`prompt::wording_neutral_hash`): the simulated
     /// provider derives its deterministic answers from it.

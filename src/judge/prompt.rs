@@ -246,6 +246,9 @@ pub struct Templates {
     secret: [u8; 32],
     /// How untrusted blocks are fenced (fixed per set; part of the template hash).
     delimiters: Delimiters,
+    /// Whether the judge is asked to explain its verdict (`committee.explanations`);
+    /// templates read it as `explain`, and `false` is part of the template hash.
+    explain: bool,
 }
 
 impl std::fmt::Debug for Templates {
@@ -358,7 +361,7 @@ impl Templates {
         let mut entries = Vec::with_capacity(4);
         for (kind, source) in Kind::ALL.into_iter().zip(sources) {
             let id = format!("{version_label}/{}", kind.stem());
-            let hash = hash_template(&id, &source, delimiters);
+            let hash = hash_template(&id, &source, delimiters, true);
             env.add_template_owned(id.clone(), source)
                 .map_err(|e| PromptError::Syntax {
                     template_id: id.clone(),
@@ -378,7 +381,34 @@ impl Templates {
             entries,
             secret: rand::rng().random(),
             delimiters,
+            explain: true,
         })
+    }
+
+    /// Asks the judge for its verdict alone, with no explanation (`explain = false`), or
+    /// for both (the default). The choice changes what the templates render, so it is
+    /// folded into every template hash (the cache key and each ballot carry it); the
+    /// default leaves the hashes as they were. Only templates that read `explain` (v3 and
+    /// custom sets written for it) change their wording; the config refuses
+    /// `explanations = false` with v1 and v2.
+    pub fn with_explanations(mut self, explain: bool) -> Result<Templates, PromptError> {
+        self.explain = explain;
+        for entry in &mut self.entries {
+            let template = self
+                .env
+                .get_template(&entry.id)
+                .map_err(|e| PromptError::Render {
+                    template_id: entry.id.clone(),
+                    message: describe(&e),
+                })?;
+            entry.hash = hash_template(&entry.id, template.source(), self.delimiters, explain);
+        }
+        Ok(self)
+    }
+
+    /// Whether judges are asked to explain their verdicts (see `with_explanations`).
+    pub fn explains(&self) -> bool {
+        self.explain
     }
 
     fn entry(&self, kind: Kind) -> &Entry {
@@ -408,6 +438,7 @@ impl Templates {
         let response_block = self.delimiters.block(nonce, "response", response);
         let item_chars = item_chars(&conversation, &response_block);
         let criterion = CriterionView::of(criterion);
+        let explain = self.explain;
         self.render(entry, |part| {
             context! {
                 part,
@@ -415,6 +446,7 @@ impl Templates {
                 conversation => &conversation,
                 response_block => &response_block,
                 item_chars,
+                explain,
                 criterion => &criterion,
             }
         })
@@ -437,6 +469,7 @@ impl Templates {
         let response_block = self.delimiters.block(nonce, "response", response);
         let item_chars = item_chars(&conversation, &response_block);
         let criteria: Vec<CriterionView> = criteria.iter().map(|c| CriterionView::of(c)).collect();
+        let explain = self.explain;
         self.render(entry, |part| {
             context! {
                 part,
@@ -444,6 +477,7 @@ impl Templates {
                 conversation => &conversation,
                 response_block => &response_block,
                 item_chars,
+                explain,
                 criteria => &criteria,
             }
         })
@@ -494,6 +528,7 @@ static V1_HASHES: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(||
             &format!("v1/{}", kind.stem()),
             &source,
             Delimiters::Labelled,
+            true,
         );
     }
     out
@@ -538,12 +573,15 @@ fn check_nonce(nonce: &str) -> Result<(), PromptError> {
 }
 
 /// Blake3 over the renderer version, template id and source, each length-prefixed so no
-/// two different (id, source) pairs can produce the same byte stream.
-fn hash_template(id: &str, source: &str, delimiters: Delimiters) -> String {
+/// two different (id, source) pairs can produce the same byte stream. Non-default
+/// fencing and verdict-only answers add a tag each, so the default hashes stay as they
+/// were.
+fn hash_template(id: &str, source: &str, delimiters: Delimiters, explain: bool) -> String {
     let mut h = blake3::Hasher::new();
     for field in [RENDERER_VERSION, id, source]
         .into_iter()
         .chain(delimiters.hash_tag())
+        .chain((!explain).then_some("answers=verdict-only"))
     {
         h.update(&(field.len() as u64).to_le_bytes());
         h.update(field.as_bytes());
@@ -703,13 +741,20 @@ mod tests {
         }
     }
 
-    /// Every built-in set: every rendering and injection-defence test runs on each.
-    fn all() -> [(BuiltinPrompts, Templates); 3] {
+    /// Every built-in set, and v3 asking for verdicts alone: every rendering and
+    /// injection-defence test runs on each.
+    fn all() -> [(BuiltinPrompts, Templates); 4] {
         [
             (BuiltinPrompts::V1, builtin_of(BuiltinPrompts::V1)),
             (BuiltinPrompts::V2, builtin_of(BuiltinPrompts::V2)),
             (BuiltinPrompts::V3, builtin_of(BuiltinPrompts::V3)),
+            (BuiltinPrompts::V3, verdict_only()),
         ]
+    }
+
+    /// v3 with `explanations = false`.
+    fn verdict_only() -> Templates {
+        ok(builtin_of(BuiltinPrompts::V3).with_explanations(false))
     }
 
     /// The real opening and closing lines of `kind`'s block in `version`, with `NONCE`.
@@ -1113,7 +1158,10 @@ mod tests {
     fn v3_shows_its_examples_only_to_items_too_short_to_fill_the_cache() {
         let t = builtin_of(BuiltinPrompts::V3);
         let criteria = one_of_each_scale();
-        for c in &criteria {
+        for (t, c) in [&t, &verdict_only()]
+            .into_iter()
+            .flat_map(|t| criteria.iter().map(move |c| (t, c)))
+        {
             let render = |response: &str| ok(t.render_criterion(&case(), response, c, NONCE));
             // Grow the response until the examples drop out; they must not come back.
             let mut switched_at = None;
@@ -1225,6 +1273,59 @@ mod tests {
     }
 
     #[test]
+    fn verdict_only_answers_ask_for_the_verdict_alone() {
+        let explained = builtin_of(BuiltinPrompts::V3);
+        let terse = verdict_only();
+        assert!(explained.explains() && !terse.explains());
+        let formats = [
+            "{\"criteria_met\": true|false}",
+            "{\"credit\": 0|0.5|1}",
+            "{\"severity\": \"none\"|\"minor\"|\"major\"}",
+        ];
+        // A short item (worked examples shown) and a long one (no examples).
+        for response in [RESPONSE.to_owned(), "x".repeat(4_000)] {
+            for (c, format) in one_of_each_scale().iter().zip(formats) {
+                let scale = Scale::of(c.kind);
+                assert_ne!(explained.template_hash(scale), terse.template_hash(scale));
+                let e = ok(explained.render_criterion(&case(), &response, c, NONCE));
+                let t = ok(terse.render_criterion(&case(), &response, c, NONCE));
+                assert!(e.system.contains("{\"explanation\": \""), "{}", e.system);
+                assert!(!t.system.contains("\"explanation\""), "{}", t.system);
+                assert!(
+                    t.system.contains(&format!(
+                        "no explanation, no prose before or after it and no code fence:\n{format}"
+                    )),
+                    "{}",
+                    t.system
+                );
+                // Only the answer changes: the item and the criterion are asked the same.
+                assert_eq!(e.user, t.user);
+                assert_eq!(t.template_hash, terse.template_hash(scale));
+            }
+        }
+        // The worked examples keep their reasons, after the answer.
+        let c = &one_of_each_scale()[0];
+        let t = ok(terse.render_criterion(&case(), RESPONSE, c, NONCE));
+        assert!(
+            t.system.contains(
+                "Answer: {\"criteria_met\": false}. Reason: The dose stays at the 4 g daily maximum"
+            ),
+            "{}",
+            t.system
+        );
+        let all = one_of_each_scale();
+        let refs: Vec<&Criterion> = all.iter().collect();
+        let e = ok(explained.render_batch(&case(), RESPONSE, &refs, NONCE));
+        let t = ok(terse.render_batch(&case(), RESPONSE, &refs, NONCE));
+        assert_ne!(explained.batch_template_hash(), terse.batch_template_hash());
+        assert!(e.system.contains("\"explanation\""));
+        assert!(!t.system.contains("\"explanation\""), "{}", t.system);
+        assert!(t.system.contains("{\"results\": [{\"id\": \"<criterion id>\", \"<field for its scale>\": <value>}, ...]}"), "{}", t.system);
+        assert!(t.system.contains("Entry: {\"id\": \"...\", \"severity\": \"major\"}. Reason: Aspirin for a child risks Reye's syndrome."), "{}", t.system);
+        assert_eq!(e.user, t.user);
+    }
+
+    #[test]
     fn versions_have_distinct_hashes_and_names() {
         let sets = all();
         for (i, (_, a)) in sets.iter().enumerate() {
@@ -1264,18 +1365,23 @@ mod tests {
         assert_eq!(hashes[3], t2.batch_template_hash());
         // The id is part of the hash: the same text under another version label differs.
         assert_ne!(
-            hash_template("v1/binary", "same", Delimiters::Labelled),
-            hash_template("v2/binary", "same", Delimiters::Labelled)
+            hash_template("v1/binary", "same", Delimiters::Labelled, true),
+            hash_template("v2/binary", "same", Delimiters::Labelled, true)
         );
         // So is the fencing: the same text with compact delimiters renders other prompts.
         assert_ne!(
-            hash_template("v3/binary", "same", Delimiters::Labelled),
-            hash_template("v3/binary", "same", Delimiters::Compact)
+            hash_template("v3/binary", "same", Delimiters::Labelled, true),
+            hash_template("v3/binary", "same", Delimiters::Compact, true)
+        );
+        // So is the answer shape: verdict-only answers render other prompts.
+        assert_ne!(
+            hash_template("v3/binary", "same", Delimiters::Compact, true),
+            hash_template("v3/binary", "same", Delimiters::Compact, false)
         );
         // Length prefixes keep (id, source) boundaries unambiguous.
         assert_ne!(
-            hash_template("ab", "c", Delimiters::Labelled),
-            hash_template("a", "bc", Delimiters::Labelled)
+            hash_template("ab", "c", Delimiters::Labelled, true),
+            hash_template("a", "bc", Delimiters::Labelled, true)
         );
     }
 

@@ -109,14 +109,24 @@ impl OpenAiProvider {
             top_p: self.sampling.top_p.map(|t| t as f32),
             max_tokens: self.sampling.max_tokens,
             seed: self.sampling.seed,
-            response_format: self.structured_output.then(|| response_format(&req.expect)),
+            response_format: self
+                .structured_output
+                .then(|| response_format(&req.expect, req.explain)),
             ..Default::default()
         }
     }
 }
 
+/// The `response_format` a structured-output call sends, as JSON text: providers bill it
+/// as prompt tokens, so the cost estimate counts it.
+pub fn response_format_text(expect: &Expect, explain: bool) -> String {
+    serde_json::to_string(&response_format(expect, explain)).unwrap_or_default()
+}
+
 /// A JSON schema for the expected answer, for servers that support structured output.
-fn response_format(expect: &Expect) -> ResponseFormat {
+/// Without `explain` the schema holds the verdict field alone, so a provider that
+/// enforces it (strict mode) writes a few tokens per answer instead of a paragraph.
+fn response_format(expect: &Expect, explain: bool) -> ResponseFormat {
     fn field(scale: Scale) -> serde_json::Value {
         match scale {
             Scale::Binary => serde_json::json!({"type": "boolean"}),
@@ -127,27 +137,46 @@ fn response_format(expect: &Expect) -> ResponseFormat {
         }
     }
     let schema = match expect {
-        Expect::One(scale) => serde_json::json!({
-            "type": "object",
-            "properties": {"explanation": {"type": "string"}, scale.field(): field(*scale)},
-            "required": ["explanation", scale.field()],
-            "additionalProperties": false
-        }),
-        Expect::Batch(items) => serde_json::json!({
-            "type": "object",
-            "properties": {"results": {"type": "array", "items": {
+        Expect::One(scale) => {
+            let mut properties = serde_json::Map::new();
+            let mut required = Vec::new();
+            if explain {
+                properties.insert("explanation".into(), serde_json::json!({"type": "string"}));
+                required.push("explanation");
+            }
+            properties.insert(scale.field().into(), field(*scale));
+            required.push(scale.field());
+            serde_json::json!({
                 "type": "object",
-                "properties": {
-                    "id": {"type": "string", "enum": items.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()},
-                    "explanation": {"type": "string"},
-                    "criteria_met": field(Scale::Binary),
-                    "credit": field(Scale::Credit),
-                    "severity": field(Scale::Severity)
-                },
-                "required": ["id", "explanation"]
-            }}},
-            "required": ["results"]
-        }),
+                "properties": properties,
+                "required": required,
+                "additionalProperties": false
+            })
+        }
+        Expect::Batch(items) => {
+            let mut properties = serde_json::Map::new();
+            properties.insert(
+                "id".into(),
+                serde_json::json!({"type": "string", "enum": items.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()}),
+            );
+            let mut required = vec!["id"];
+            if explain {
+                properties.insert("explanation".into(), serde_json::json!({"type": "string"}));
+                required.push("explanation");
+            }
+            properties.insert("criteria_met".into(), field(Scale::Binary));
+            properties.insert("credit".into(), field(Scale::Credit));
+            properties.insert("severity".into(), field(Scale::Severity));
+            serde_json::json!({
+                "type": "object",
+                "properties": {"results": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": properties,
+                    "required": required
+                }}},
+                "required": ["results"]
+            })
+        }
     };
     ResponseFormat::JsonSchema {
         json_schema: ResponseFormatJsonSchema {

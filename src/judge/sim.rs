@@ -96,14 +96,18 @@ impl SimProvider {
         pick(&options[..options.len() - 1], v)
     }
 
-    fn answer_json(verdict: Verdict, explanation: &str) -> serde_json::Value {
+    /// The answer a real judge would write: with an explanation unless the prompt asked
+    /// for the verdict alone.
+    fn answer_json(verdict: Verdict, explanation: Option<&str>) -> serde_json::Value {
         let (field, value) = match verdict {
             Verdict::Met(b) => ("criteria_met", serde_json::json!(b)),
             Verdict::Credit(_) => ("credit", verdict.to_json()),
             Verdict::Severity(_) => ("severity", verdict.to_json()),
         };
         let mut m = serde_json::Map::new();
-        m.insert("explanation".into(), serde_json::json!(explanation));
+        if let Some(e) = explanation {
+            m.insert("explanation".into(), serde_json::json!(e));
+        }
         m.insert(field.into(), value);
         serde_json::Value::Object(m)
     }
@@ -172,10 +176,11 @@ impl Provider for SimProvider {
                 .as_ref()
                 .and_then(|r| r.get(i).copied().flatten())
         };
+        let explanation = req.explain.then_some("simulated verdict");
         let text = match &req.expect {
             Expect::One(scale) => {
                 let v = self.verdict(&req.content_key, req.sample, *scale, reference(0));
-                Self::answer_json(v, "simulated verdict").to_string()
+                Self::answer_json(v, explanation).to_string()
             }
             Expect::Batch(items) => {
                 let results: Vec<serde_json::Value> = items
@@ -185,7 +190,7 @@ impl Provider for SimProvider {
                         let mut key = req.content_key.to_vec();
                         key.extend_from_slice(id.as_bytes());
                         let v = self.verdict(&key, req.sample, *scale, reference(i));
-                        let mut o = Self::answer_json(v, "simulated verdict");
+                        let mut o = Self::answer_json(v, explanation);
                         if let serde_json::Value::Object(m) = &mut o {
                             m.insert("id".into(), serde_json::json!(id));
                         }
@@ -216,6 +221,7 @@ mod tests {
         ChatRequest {
             messages: vec![(ChatRole::User, "x".into())],
             expect: Expect::One(Scale::Binary),
+            explain: true,
             content_key: [key; 32],
             sample: 0,
             reference: reference.map(|r| vec![Some(r)]),

@@ -904,7 +904,7 @@ pub struct JudgeCostEstimate {
 }
 
 /// What the estimate assumes; returned with every estimate so a reader knows.
-const ESTIMATE_METHOD: &str = "prompts rendered exactly as they would be sent; 4 characters per input token; 60 output tokens per criterion (capped by max_tokens); provider prefix caching from 1,024 tokens in 128-token blocks where the judge has a cached price; repeats within the job answered by the verdict cache, which is assumed empty at the start; escalations, re-asks and retries not included";
+const ESTIMATE_METHOD: &str = "prompts rendered exactly as they would be sent; 4 characters per input token; 60 output tokens per criterion with an explanation, 8 for a verdict alone (capped by max_tokens); a structured-output schema counted as prompt tokens; provider prefix caching from 1,024 tokens in 128-token blocks where the judge has a cached price; repeats within the job answered by the verdict cache, which is assumed empty at the start; escalations, re-asks and retries not included";
 
 impl JobEstimate {
     /// Adds one chunk's per-judge estimate (same judges, same order every chunk).

@@ -18,6 +18,10 @@ const PRICES: Prices = Prices {
 };
 
 fn grader(base_url: &str, committee_extra: &str) -> Grader {
+    grader_with(base_url, "", committee_extra)
+}
+
+fn grader_with(base_url: &str, judge_extra: &str, committee_extra: &str) -> Grader {
     let toml = format!(
         r#"
 [judges.a]
@@ -28,6 +32,7 @@ timeout_ms = 5000
 price_input_per_mtok = {}
 price_cached_input_per_mtok = {}
 price_output_per_mtok = {}
+{judge_extra}
 
 [committee]
 members = ["a"]
@@ -599,4 +604,86 @@ async fn job_status_counts_the_cached_input_tokens_the_provider_billed() {
     assert_eq!(r.status, 200, "{}", r.body);
     let shown = format!("<span id=\"job-cached\">{cached}</span> cached");
     assert!(r.body.contains(&shown), "no {shown:?} in {}", r.body);
+}
+
+/// `committee.explanations = false` with structured output, against a mock that answers
+/// as a provider enforcing the schema does: the schema holds the verdict field alone,
+/// the system message asks for nothing else, the judge's (constrained) answer is a few
+/// tokens, the verdicts are the same as with explanations, the reported cost is the
+/// bill, and the estimate expects the short answers and counts the schema it sends.
+#[tokio::test]
+async fn verdict_only_answers_cost_a_few_output_tokens_and_grade_the_same() {
+    // Two sentences of explanation and the verdict: 60 of the mock's tokens, the
+    // estimate's assumption.
+    let answer = r#"{"explanation": "The response tells the user to seek urgent care if the chest pain spreads or comes with shortness of breath, which is what the criterion asks for. It also explains the warning signs in plain language.", "criteria_met": true}"#;
+    let mut runs = Vec::new();
+    for explanations in [true, false] {
+        let (mock, url) = spawn(Reply::Content(answer.into())).await;
+        mock.bill_prefixes(PRICES);
+        mock.constrain_to_schema
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let g = grader_with(
+            &url,
+            "structured_output = true",
+            &format!("explanations = {explanations}"),
+        );
+        let items = [long_item("a", 6), long_item("b", 6)];
+        let estimate = g.committee.estimate(&items);
+        let mut docs = Vec::new();
+        for item in &items {
+            docs.push(g.grade(item).await.unwrap().to_doc());
+        }
+        let bill = mock.bill();
+        assert_eq!(bill.calls, 12);
+        let reported: f64 = docs.iter().map(|d| d.usage.cost_usd).sum();
+        assert!(
+            (reported - bill.usd).abs() <= bill.usd * 1e-9,
+            "explanations = {explanations}: reported {reported} vs billed {}",
+            bill.usd
+        );
+        for body in mock.bodies.lock().unwrap().iter() {
+            let schema = &body["response_format"]["json_schema"]["schema"];
+            let system = body["messages"][0]["content"].as_str().unwrap();
+            assert_eq!(
+                schema["properties"].get("explanation").is_some(),
+                explanations,
+                "{schema}"
+            );
+            assert_eq!(system.contains("\"explanation\""), explanations);
+        }
+        for d in &docs {
+            assert!(!d.degraded);
+            for c in &d.criteria {
+                assert_eq!(c.verdict, Some(tribunal::rubric::Verdict::Met(true)));
+                assert_eq!(c.ballots[0].explanation.is_empty(), !explanations);
+            }
+        }
+        let e = &estimate[0];
+        assert_eq!(e.calls, 12);
+        let per_answer = if explanations { 60 } else { 8 };
+        assert_eq!(e.output_tokens, 12 * per_answer);
+        let near = |what: &str, est: f64, real: f64| {
+            assert!(
+                (est - real).abs() <= 0.2 * real,
+                "explanations = {explanations}: {what} estimated {est} vs billed {real}"
+            );
+        };
+        near(
+            "input tokens",
+            e.input_tokens as f64,
+            bill.input_tokens as f64,
+        );
+        near(
+            "output tokens",
+            e.output_tokens as f64,
+            bill.output_tokens as f64,
+        );
+        near("cost", e.cost_usd, bill.usd);
+        runs.push(bill);
+    }
+    let (explained, terse) = (runs[0], runs[1]);
+    // The constrained answer is `{"criteria_met":true}`: 9 of the mock's tokens.
+    assert_eq!(terse.output_tokens, 12 * 9);
+    assert_eq!(explained.output_tokens, 12 * 60);
+    assert!(terse.usd < explained.usd, "{terse:?} vs {explained:?}");
 }

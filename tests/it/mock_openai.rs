@@ -7,6 +7,8 @@
 //! a batch goes validating -> in_progress -> completed over `BatchMock::delay`, answers
 //! each entry from the same script, can fail or expire entries and whole batches on
 //! request, and bills batch entries at `BATCH_PRICE_FACTOR` of the prefix-caching bill.
+//! A structured-output schema is billed as the head of the prompt, and with
+//! `constrain_to_schema` replies keep only the keys a strict schema allows.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +46,10 @@ pub struct Mock {
     pub keep_bodies: std::sync::atomic::AtomicBool,
     /// Batch API state and fault injection.
     pub batch: Mutex<BatchMock>,
+    /// Answers as a provider that enforces a strict structured-output schema does: a
+    /// JSON object reply keeps only the keys the request's schema allows (so a schema
+    /// without `explanation` gets the verdict alone, as constrained decoding writes it).
+    pub constrain_to_schema: std::sync::atomic::AtomicBool,
 }
 
 /// OpenAI bills Batch API requests at half the live price.
@@ -177,9 +183,15 @@ fn next_is_alpha_after_space(chars: &[(usize, char)], i: usize) -> bool {
     chars[i].1 == ' ' && chars.get(i + 1).is_some_and(|(_, n)| n.is_alphabetic())
 }
 
-/// The prompt text a provider would tokenise: every message with its role, in order.
+/// The prompt text a provider would tokenise: a structured-output schema first (OpenAI
+/// bills it as prompt tokens and caches it as a prefix of the system message), then
+/// every message with its role, in order.
 fn prompt_text(body: &Value) -> String {
     let mut text = String::new();
+    if let Some(format) = body.get("response_format").filter(|f| !f.is_null()) {
+        text.push_str(&format.to_string());
+        text.push('\n');
+    }
     for m in body["messages"].as_array().into_iter().flatten() {
         text.push_str("<|");
         text.push_str(m["role"].as_str().unwrap_or(""));
@@ -267,11 +279,38 @@ async fn handler(State(mock): State<Arc<Mock>>, body: axum::Json<Value>) -> Resp
         .unwrap()
         .as_mut()
         .map(|b| b.admit(&body.0));
+    let reply = match reply {
+        Reply::Content(text) => Reply::Content(constrained(&mock, &body.0, text)),
+        other => other,
+    };
     if mock.keep_bodies.load(Ordering::Relaxed) {
         mock.bodies.lock().unwrap().push(body.0);
     }
     let usage = mock.usage.lock().unwrap().clone();
     render(reply, Arc::clone(&mock), prompt, usage).await
+}
+
+/// The reply a strict schema allows: a JSON object with keys the schema's properties do
+/// not name keeps only the named ones, in the reply's order (written compactly);
+/// anything else is left as it is.
+fn constrained(mock: &Mock, body: &Value, text: String) -> String {
+    if !mock.constrain_to_schema.load(Ordering::Relaxed) {
+        return text;
+    }
+    let schema = &body["response_format"]["json_schema"];
+    let (Some(true), Some(allowed)) = (
+        schema["strict"].as_bool(),
+        schema["schema"]["properties"].as_object(),
+    ) else {
+        return text;
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(mut m)) if m.keys().any(|k| !allowed.contains_key(k)) => {
+            m.retain(|k, _| allowed.contains_key(k));
+            Value::Object(m).to_string()
+        }
+        _ => text,
+    }
 }
 
 fn completion(content: Value, refusal: Value, usage: Value) -> Value {
@@ -558,6 +597,7 @@ fn finish_batch(mock: &Mock, input: &str) -> (&'static str, Option<String>, Opti
         let usage = mock.usage.lock().unwrap().clone();
         let entry = match reply {
             Reply::Content(text) => {
+                let text = constrained(mock, body, text);
                 let u = usage_at(mock, prompt, usage, &text, BATCH_PRICE_FACTOR);
                 json!({"status_code": 200, "body": completion(json!(text), Value::Null, u)})
             }
@@ -610,6 +650,7 @@ pub async fn spawn(default: Reply) -> (Arc<Mock>, String) {
         billing: Mutex::new(None),
         keep_bodies: std::sync::atomic::AtomicBool::new(true),
         batch: Mutex::new(BatchMock::default()),
+        constrain_to_schema: std::sync::atomic::AtomicBool::new(false),
     });
     let app = axum::Router::new()
         .route("/v1/chat/completions", post(handler))
