@@ -172,6 +172,18 @@ async fn minimal_client(url: &str, items: &[Item], cap: usize) -> Duration {
     started.elapsed()
 }
 
+/// Bills every criterion with the simple-evals-style prompt against a mock that
+/// answers `answer`; prints the bill under `label` and returns its USD.
+async fn simple_evals_bill(items: &[Item], answer: &str, label: &str) -> f64 {
+    let (mock, url) = quiet_mock(Reply::Content(answer.into())).await;
+    mock.bill_prefixes(PRICES);
+    minimal_client(&url, items, 64).await;
+    let b = mock.bill();
+    println!("{label}:");
+    show("billed", &b);
+    b.usd
+}
+
 fn show(label: &str, b: &Bill) {
     println!(
         "  {label}: {} calls, {} input tokens ({:.1}% cached), {} output tokens, ${:.4}",
@@ -345,24 +357,20 @@ pub async fn main() {
     let mut simple_evals_usd = None;
     let mut simple_evals_verdict_usd = None;
     if !versions.is_empty() {
-        let (se_mock, se_url) = quiet_mock(Reply::Content(ANSWER.into())).await;
-        se_mock.bill_prefixes(PRICES);
-        minimal_client(&se_url, &items, 64).await;
-        let se = se_mock.bill();
-        println!("simple-evals-style prompt:");
-        show("billed", &se);
-        simple_evals_usd = Some(se.usd);
+        simple_evals_usd =
+            Some(simple_evals_bill(&items, ANSWER, "simple-evals-style prompt").await);
         if versions.iter().any(|r| r.key == "v3-verdict") {
             // The same prompt answered with the verdict alone (as if its instructions
             // asked for no explanation): what dropping explanations saves without any
             // change of layout, so the verdict-only row can be read both ways.
-            let (mock, url) = quiet_mock(Reply::Content(VERDICT_ONLY_ANSWER.into())).await;
-            mock.bill_prefixes(PRICES);
-            minimal_client(&url, &items, 64).await;
-            let b = mock.bill();
-            println!("simple-evals-style prompt, answered with the verdict alone:");
-            show("billed", &b);
-            simple_evals_verdict_usd = Some(b.usd);
+            simple_evals_verdict_usd = Some(
+                simple_evals_bill(
+                    &items,
+                    VERDICT_ONLY_ANSWER,
+                    "simple-evals-style prompt, answered with the verdict alone",
+                )
+                .await,
+            );
         }
     }
     for row in versions {

@@ -203,6 +203,14 @@ async fn cache_laid_out_prompts_are_billed_as_cached_and_the_reported_cost_is_th
     }
 }
 
+/// An estimate within 20% of what the mock billed.
+fn assert_near(context: &str, what: &str, estimated: f64, billed: f64) {
+    assert!(
+        (estimated - billed).abs() <= 0.2 * billed,
+        "{what}: estimated {estimated} vs billed {billed}\n{context}"
+    );
+}
+
 /// Three long items with six criteria each, one of them twice (a verdict-cache
 /// repeat: same conversation, response and criteria under another case id).
 fn repeat_items() -> Vec<serde_json::Value> {
@@ -323,18 +331,15 @@ async fn estimate_calls_no_judge_and_predicts_the_real_run() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let bill = mock.bill();
     assert_eq!(bill.calls, 18);
-    let near = |what: &str, e: f64, real: f64| {
-        assert!(
-            (e - real).abs() <= 0.2 * real,
-            "{what}: estimated {e} vs billed {real}\n{est:#}\n{bill:?}"
-        );
-    };
-    near(
+    let context = format!("{est:#}\n{bill:?}");
+    assert_near(
+        &context,
         "input tokens",
         judge["input_tokens"].as_f64().unwrap(),
         bill.input_tokens as f64,
     );
-    near(
+    assert_near(
+        &context,
         "cached input tokens",
         judge["cached_input_tokens"].as_f64().unwrap(),
         bill.cached_input_tokens as f64,
@@ -662,23 +667,20 @@ async fn verdict_only_answers_cost_a_few_output_tokens_and_grade_the_same() {
         assert_eq!(e.calls, 12);
         let per_answer = if explanations { 60 } else { 8 };
         assert_eq!(e.output_tokens, 12 * per_answer);
-        let near = |what: &str, est: f64, real: f64| {
-            assert!(
-                (est - real).abs() <= 0.2 * real,
-                "explanations = {explanations}: {what} estimated {est} vs billed {real}"
-            );
-        };
-        near(
+        let context = format!("explanations = {explanations}");
+        assert_near(
+            &context,
             "input tokens",
             e.input_tokens as f64,
             bill.input_tokens as f64,
         );
-        near(
+        assert_near(
+            &context,
             "output tokens",
             e.output_tokens as f64,
             bill.output_tokens as f64,
         );
-        near("cost", e.cost_usd, bill.usd);
+        assert_near(&context, "cost", e.cost_usd, bill.usd);
         runs.push(bill);
     }
     let (explained, terse) = (runs[0], runs[1]);
