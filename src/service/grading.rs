@@ -74,6 +74,14 @@ impl Service {
                     crate::config::PromptMode::PerCriterion => PromptModeName::PerCriterion,
                     crate::config::PromptMode::Batched => PromptModeName::Batched,
                 },
+                // A custom set's directory is a server path: callers learn only that
+                // the set is custom (its template ids are in every ballot's hash).
+                prompts: if c.cfg.prompts_dir.is_some() {
+                    "custom".to_owned()
+                } else {
+                    c.cfg.prompts.as_str().to_owned()
+                },
+                explanations: c.cfg.explanations,
             },
             judges,
         })
@@ -96,6 +104,11 @@ pub struct CommitteeDoc {
     pub quorum: usize,
     pub n_samples: u32,
     pub prompt_mode: PromptModeName,
+    /// The built-in prompt set (`v1`, `v2`, `v3`), or `custom` for `prompts_dir`.
+    pub prompts: String,
+    /// False when judges are asked for verdicts alone (`committee.explanations`):
+    /// ballots then carry an empty `explanation`.
+    pub explanations: bool,
 }
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]

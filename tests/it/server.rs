@@ -775,6 +775,8 @@ async fn metrics_and_openapi() {
     let (_, judges) = app.get("/v1/judges").await;
     assert_eq!(judges["judges"].as_array().unwrap().len(), 3);
     assert_eq!(judges["simulated"], true);
+    assert_eq!(judges["committee"]["prompts"], "v3");
+    assert_eq!(judges["committee"]["explanations"], true);
     app.running.unwrap().stop().await;
 }
 

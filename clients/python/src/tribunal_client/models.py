@@ -319,8 +319,10 @@ CommitteeDoc = TypedDict(
     "CommitteeDoc",
     {
         'consensus': Required[str],
+        'explanations': Required[bool],
         'n_samples': Required[int],
         'prompt_mode': Required['PromptModeName'],
+        'prompts': Required[str],
         'quorum': Required[int],
         'veto_consensus': Required[str],
     },
