@@ -10,7 +10,7 @@ use crate::config::PromptMode;
 use crate::item::{Item, RubricSource};
 use crate::judge::call::{JudgeClient, cost_of};
 use crate::judge::provider::response_format_text;
-use crate::judge::{Expect, Scale, Usage};
+use crate::judge::{Expect, Usage};
 use crate::rubric::Criterion;
 
 use super::Committee;
@@ -139,26 +139,9 @@ impl Committee {
             };
             for sample in 0..self.cfg.n_samples {
                 for criteria in &asks {
-                    let one =
-                        criteria.len() == 1 && self.cfg.prompt_mode == PromptMode::PerCriterion;
-                    let (template_hash, rendered) = if one {
-                        let scale = Scale::of(criteria[0].kind);
-                        (
-                            self.templates.template_hash(scale),
-                            self.templates.render_criterion(
-                                &item.case,
-                                response,
-                                criteria[0],
-                                &nonce,
-                            ),
-                        )
-                    } else {
-                        (
-                            self.templates.batch_template_hash(),
-                            self.templates
-                                .render_batch(&item.case, response, criteria, &nonce),
-                        )
-                    };
+                    let (template_hash, expect) = self.call_shape(criteria, false);
+                    let one = matches!(expect, Expect::One(_));
+                    let rendered = self.render(&expect, &item.case, response, criteria, &nonce);
                     let Ok(rendered) = rendered else { continue };
                     let key = cache_key(&KeyInputs {
                         judge: cfg,
@@ -177,16 +160,6 @@ impl Committee {
                     // A structured-output schema is part of the prompt a provider bills,
                     // ahead of the system message (OpenAI caches it as a prefix).
                     let schema = if structured {
-                        let expect = if one {
-                            Expect::One(Scale::of(criteria[0].kind))
-                        } else {
-                            Expect::Batch(
-                                criteria
-                                    .iter()
-                                    .map(|c| (c.id.0.clone(), Scale::of(c.kind)))
-                                    .collect(),
-                            )
-                        };
                         response_format_text(&expect, explain) + "\n"
                     } else {
                         String::new()

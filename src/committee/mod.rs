@@ -353,6 +353,44 @@ impl Committee {
         }
     }
 
+    /// The template hash and answer shape of one call on `criteria`: a criterion's own
+    /// template when calls are per criterion (or for an escalation, which asks one
+    /// criterion at a time), else the batched template. Shared with the estimate, so
+    /// it renders exactly the calls grading sends.
+    pub(crate) fn call_shape(&self, criteria: &[&Criterion], escalation: bool) -> (&str, Expect) {
+        if criteria.len() == 1 && self.cfg.prompt_mode == PromptMode::PerCriterion || escalation {
+            let scale = Scale::of(criteria[0].kind);
+            (self.templates.template_hash(scale), Expect::One(scale))
+        } else {
+            (
+                self.templates.batch_template_hash(),
+                Expect::Batch(
+                    criteria
+                        .iter()
+                        .map(|c| (c.id.0.clone(), Scale::of(c.kind)))
+                        .collect(),
+                ),
+            )
+        }
+    }
+
+    /// Renders the prompt of a call shaped by `call_shape`.
+    pub(crate) fn render(
+        &self,
+        expect: &Expect,
+        case: &Case,
+        response: &str,
+        criteria: &[&Criterion],
+        nonce: &str,
+    ) -> Result<crate::judge::prompt::RenderedPrompt, crate::judge::prompt::PromptError> {
+        match expect {
+            Expect::One(_) => self
+                .templates
+                .render_criterion(case, response, criteria[0], nonce),
+            Expect::Batch(_) => self.templates.render_batch(case, response, criteria, nonce),
+        }
+    }
+
     /// One call (per-criterion or batched), through the cache. Returns ballots tagged
     /// with the criterion's index in the rubric.
     #[tracing::instrument(
@@ -380,29 +418,10 @@ impl Committee {
                 .map(|i| r.get(*i).copied().flatten())
                 .collect()
         });
-        let (template_hash, expect) = if a.criteria.len() == 1
-            && self.cfg.prompt_mode == PromptMode::PerCriterion
-            || a.escalation
-        {
-            let scale = Scale::of(a.criteria[0].kind);
-            (
-                self.templates.template_hash(scale).to_owned(),
-                Expect::One(scale),
-            )
-        } else {
-            (
-                self.templates.batch_template_hash().to_owned(),
-                Expect::Batch(
-                    a.criteria
-                        .iter()
-                        .map(|c| (c.id.0.clone(), Scale::of(c.kind)))
-                        .collect(),
-                ),
-            )
-        };
+        let (template_hash, expect) = self.call_shape(&a.criteria, a.escalation);
         let key = cache_key(&KeyInputs {
             judge: &a.client.cfg,
-            template_hash: &template_hash,
+            template_hash,
             case,
             response,
             criteria: &a.criteria,
@@ -427,16 +446,7 @@ impl Committee {
         let call = async {
             // One nonce per item, so every call on it shares the prompt prefix.
             let nonce = self.templates.item_nonce(case, response);
-            let rendered = match &expect {
-                Expect::One(_) => {
-                    self.templates
-                        .render_criterion(case, response, a.criteria[0], &nonce)
-                }
-                Expect::Batch(_) => {
-                    self.templates
-                        .render_batch(case, response, &a.criteria, &nonce)
-                }
-            };
+            let rendered = self.render(&expect, case, response, &a.criteria, &nonce);
             // A template that cannot render is a configuration bug; the ballot abstains
             // (never a verdict) and the cause is logged once here.
             let rendered = rendered.map_err(|e| {
@@ -498,7 +508,7 @@ impl Committee {
                         .collect(),
                     f.usage,
                     if f.template_hash.is_empty() {
-                        template_hash.clone()
+                        template_hash.to_owned()
                     } else {
                         f.template_hash.clone()
                     },
