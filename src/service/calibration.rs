@@ -700,7 +700,6 @@ impl Service {
                 field: Some("set".into()),
             });
         }
-        self.check_job_quota(caller).await?;
         let mut rubrics = std::collections::BTreeMap::new();
         for it in &set.items {
             if let Some(crate::calibration::set::Task {
@@ -738,9 +737,18 @@ impl Service {
             report: None,
             finished_at: None,
         };
-        self.store
-            .create_calibration_run(&run, seed, caller.owner(), &plan.rows)
+        // The quota is counted and taken with the run's job, in one transaction.
+        let admission = self
+            .store
+            .create_calibration_run_under_quota(
+                &run,
+                seed,
+                caller.owner(),
+                &plan.rows,
+                self.job_quota(caller),
+            )
             .await?;
+        Self::admitted(caller, admission)?;
         self.jobs.start(&run.id);
         self.calibration_run(caller, &run.id).await
     }

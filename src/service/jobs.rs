@@ -162,9 +162,15 @@ impl Service {
         S: futures::Stream<Item = Result<String, Error>> + Send,
     {
         caller.require(Action::SubmitJob)?;
-        self.check_job_quota(caller).await?;
         let id = uuid::Uuid::now_v7().to_string();
-        self.store.stage_job(&id, seed, caller.owner()).await?;
+        // The quota is counted and taken with the staging job, in one step: a staging
+        // job counts as active, so simultaneous submissions cannot both get in, and a
+        // refused one stores nothing and reads none of its items.
+        let admission = self
+            .store
+            .stage_job_under_quota(&id, seed, caller.owner(), self.job_quota(caller))
+            .await?;
+        Self::admitted(caller, admission)?;
         match self.stage_items(&id, lines).await {
             Ok(total) => {
                 self.store.commit_staged_job(&id, total).await?;

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::grader::Grader;
 use crate::jobs::Jobs;
 use crate::rubric::Invalid;
-use crate::store::Store;
+use crate::store::{Admission, Store};
 
 pub use crate::grader::GradeReportDoc;
 pub use crate::store::JobState;
@@ -130,18 +130,30 @@ impl Service {
         Ok(())
     }
 
-    /// The caller's concurrent-jobs quota (calibration runs are jobs too).
-    async fn check_job_quota(&self, caller: &Caller) -> Result<(), Error> {
-        if let (Some(max), Some(owner)) = (self.auth.max_concurrent_jobs(caller), caller.owner()) {
-            let active = self.store.active_jobs(owner).await?;
-            if usize::try_from(active).unwrap_or(usize::MAX) >= max {
-                crate::metrics::quota_rejection(owner);
-                return Err(Error::RateLimited {
+    /// The caller's concurrent-jobs quota as the store takes it with a new job
+    /// (`Store::stage_job_under_quota`, `create_calibration_run_under_quota`):
+    /// calibration runs are jobs too. `None`: no quota applies.
+    fn job_quota(&self, caller: &Caller) -> Option<u64> {
+        caller.owner()?;
+        self.auth
+            .max_concurrent_jobs(caller)
+            .map(|max| u64::try_from(max).unwrap_or(u64::MAX))
+    }
+
+    /// The store's verdict on a new job under `job_quota`: a refusal is
+    /// `rate_limited` (nothing was stored).
+    fn admitted(caller: &Caller, admission: Admission) -> Result<(), Error> {
+        match admission {
+            Admission::Admitted => Ok(()),
+            Admission::Refused { .. } => {
+                if let Some(owner) = caller.owner() {
+                    crate::metrics::quota_rejection(owner);
+                }
+                Err(Error::RateLimited {
                     retry_after: std::time::Duration::from_secs(30),
-                });
+                })
             }
         }
-        Ok(())
     }
 }
 

@@ -203,6 +203,33 @@ pub struct CalibrationRunRecord {
     pub finished_at: Option<i64>,
 }
 
+/// What creating a job under its owner's concurrent-jobs quota did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The job was created (and counts against the quota from now on).
+    Admitted,
+    /// Nothing was written: the owner already had `active` unfinished jobs, at least
+    /// the quota.
+    Refused { active: u64 },
+}
+
+impl Admission {
+    /// The verdict on an owner with `active` unfinished jobs under a quota of `max`.
+    fn of(active: i64, max: u64) -> Admission {
+        let active = u64_of(active);
+        if active >= max {
+            Admission::Refused { active }
+        } else {
+            Admission::Admitted
+        }
+    }
+}
+
+/// An owner's unfinished jobs (`Store::active_jobs`): every state but the final ones,
+/// so a state added between (a job still letting go of its work) counts too. A partial
+/// index (`jobs_active_by_owner`, same predicate) keeps this count to those rows.
+const ACTIVE_JOBS_WHERE: &str = "owner = $1 AND state NOT IN ('done', 'cancelled')";
+
 /// A stored rubric version, summarised.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RubricEntry {
@@ -228,7 +255,24 @@ pub trait Store: Send + Sync {
     /// sees it, no runner starts it). Items follow with `stage_items`; then either
     /// `commit_staged_job` makes it queued with all its items, or `discard_staged_job`
     /// removes every trace of it, so a submission is still all-or-nothing.
-    async fn stage_job(&self, id: &str, seed: u64, owner: Option<&str>) -> StoreResult<()>;
+    async fn stage_job(&self, id: &str, seed: u64, owner: Option<&str>) -> StoreResult<()> {
+        self.stage_job_under_quota(id, seed, owner, None)
+            .await
+            .map(|_| ())
+    }
+    /// `stage_job` under `owner`'s concurrent-jobs quota: at most `max_active`
+    /// unfinished jobs (`Store::active_jobs`, staging ones included). The count and
+    /// the insert are one step (the writer's transaction on SQLite; a per-owner
+    /// advisory transaction lock on Postgres), so simultaneous submissions from any
+    /// mix of transports and replicas never exceed the quota. Refused: nothing is
+    /// written. No quota applies without an owner or without `max_active`.
+    async fn stage_job_under_quota(
+        &self,
+        id: &str,
+        seed: u64,
+        owner: Option<&str>,
+        max_active: Option<u64>,
+    ) -> StoreResult<Admission>;
     /// Adds pending items `first_seq..` (`(case_id, input_json)` in order) to a
     /// staging job.
     async fn stage_items(
@@ -333,7 +377,22 @@ pub trait Store: Send + Sync {
         seed: u64,
         owner: Option<&str>,
         items: &[(String, String)],
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        self.create_calibration_run_under_quota(run, seed, owner, items, None)
+            .await
+            .map(|_| ())
+    }
+    /// `create_calibration_run` under `owner`'s concurrent-jobs quota, counted and
+    /// taken in the same transaction as `stage_job_under_quota` does (a run is a job).
+    /// Refused: nothing is written.
+    async fn create_calibration_run_under_quota(
+        &self,
+        run: &CalibrationRunRecord,
+        seed: u64,
+        owner: Option<&str>,
+        items: &[(String, String)],
+        max_active: Option<u64>,
+    ) -> StoreResult<Admission>;
     async fn calibration_run(&self, id: &str) -> StoreResult<Option<CalibrationRunRecord>>;
     /// Writes a run's report once; a second write is ignored (returns false).
     async fn finish_calibration_run(&self, id: &str, report: &str) -> StoreResult<bool>;
@@ -375,7 +434,9 @@ pub trait Store: Send + Sync {
     async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()>;
 
     /// Unfinished jobs submitted under an API key, submissions still arriving
-    /// included (concurrent-jobs quota).
+    /// included (concurrent-jobs quota): every job not `done` or `cancelled`. The
+    /// quota itself is taken with the job (`stage_job_under_quota`); this read alone
+    /// decides nothing.
     async fn active_jobs(&self, owner: &str) -> StoreResult<i64>;
 
     /// Jobs per state and pending items across all jobs (metrics gauges).

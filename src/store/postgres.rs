@@ -13,9 +13,9 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 
 use super::cache_writes::CacheWrites;
 use super::{
-    BatchCounts, BatchRecord, CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobQueue,
-    JobRecord, JobState, LabelEvent, LedgerStatus, RubricEntry, Store, StoreError, StoreResult,
-    counts_by_state, i64_of, now_ms, u64_of,
+    ACTIVE_JOBS_WHERE, Admission, BatchCounts, BatchRecord, CalibrationRunRecord,
+    CalibrationSetRecord, ItemOutcome, JobQueue, JobRecord, JobState, LabelEvent, LedgerStatus,
+    RubricEntry, Store, StoreError, StoreResult, counts_by_state, i64_of, now_ms, u64_of,
 };
 use crate::rubric::{Rubric, schema::parse_rubric};
 
@@ -208,6 +208,39 @@ async fn notify(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, job: &str) -> St
     Ok(())
 }
 
+/// The advisory-lock class (first key of the two-key form) of the per-owner
+/// concurrent-jobs quota; sqlx's migration lock uses the one-key form, a separate key
+/// space.
+const QUOTA_LOCK_CLASS: i32 = 0x7472_6a71;
+
+/// The concurrent-jobs quota, counted in the transaction that then creates the job,
+/// under a per-owner advisory transaction lock: every replica creating a job for the
+/// same owner waits for it, and counts only once the one before has committed (or
+/// rolled back), so the count and the insert are one step across replicas. The lock
+/// is released with the transaction.
+async fn admit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    owner: Option<&str>,
+    max_active: Option<u64>,
+) -> StoreResult<Admission> {
+    let (Some(owner), Some(max)) = (owner, max_active) else {
+        return Ok(Admission::Admitted);
+    };
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(QUOTA_LOCK_CLASS)
+        .bind(owner)
+        .execute(&mut **tx)
+        .await?;
+    // Read committed: this statement's snapshot is taken after the lock is held.
+    let active: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM jobs WHERE {ACTIVE_JOBS_WHERE}"
+    ))
+    .bind(owner)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Admission::of(active, max))
+}
+
 async fn insert_job_row(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     id: &str,
@@ -393,11 +426,24 @@ impl Store for PostgresStore {
         rows.iter().map(Self::entry).collect()
     }
 
-    async fn stage_job(&self, id: &str, seed: u64, owner: Option<&str>) -> StoreResult<()> {
+    async fn stage_job_under_quota(
+        &self,
+        id: &str,
+        seed: u64,
+        owner: Option<&str>,
+        max_active: Option<u64>,
+    ) -> StoreResult<Admission> {
         let mut tx = self.pool.begin().await?;
+        let admission = admit(&mut tx, owner, max_active).await?;
+        if admission != Admission::Admitted {
+            // At once, not when the connection is next used: on Postgres this also
+            // releases the owner's quota lock.
+            tx.rollback().await?;
+            return Ok(admission);
+        }
         insert_job_row(&mut tx, id, "staging", 0, seed, owner).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(admission)
     }
 
     async fn stage_items(
@@ -768,14 +814,20 @@ impl Store for PostgresStore {
         rows.iter().map(|r| label_event_from(r, set)).collect()
     }
 
-    async fn create_calibration_run(
+    async fn create_calibration_run_under_quota(
         &self,
         run: &CalibrationRunRecord,
         seed: u64,
         owner: Option<&str>,
         items: &[(String, String)],
-    ) -> StoreResult<()> {
+        max_active: Option<u64>,
+    ) -> StoreResult<Admission> {
         let mut tx = self.pool.begin().await?;
+        let admission = admit(&mut tx, owner, max_active).await?;
+        if admission != Admission::Admitted {
+            tx.rollback().await?;
+            return Ok(admission);
+        }
         insert_job_row(&mut tx, &run.id, "queued", items.len() as u64, seed, owner).await?;
         insert_items(&mut tx, &run.id, 0, items).await?;
         sqlx::query("INSERT INTO calibration_runs (id, set_id, options) VALUES ($1, $2, $3)")
@@ -786,7 +838,7 @@ impl Store for PostgresStore {
             .await?;
         notify(&mut tx, &run.id).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Admission::Admitted)
     }
 
     async fn calibration_run(&self, id: &str) -> StoreResult<Option<CalibrationRunRecord>> {
@@ -955,9 +1007,9 @@ impl Store for PostgresStore {
     }
 
     async fn active_jobs(&self, owner: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE owner = $1 AND state IN ('staging', 'queued', 'running')",
-        )
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM jobs WHERE {ACTIVE_JOBS_WHERE}"
+        ))
         .bind(owner)
         .fetch_one(&self.pool)
         .await?)

@@ -12,9 +12,9 @@ use sqlx::sqlite::{
 
 use super::cache_writes::CacheWrites;
 use super::{
-    BatchCounts, BatchRecord, CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobRecord,
-    JobState, LabelEvent, LedgerStatus, RubricEntry, Store, StoreError, StoreResult,
-    counts_by_state, i64_of, now_ms, u64_of,
+    ACTIVE_JOBS_WHERE, Admission, BatchCounts, BatchRecord, CalibrationRunRecord,
+    CalibrationSetRecord, ItemOutcome, JobRecord, JobState, LabelEvent, LedgerStatus, RubricEntry,
+    Store, StoreError, StoreResult, counts_by_state, i64_of, now_ms, u64_of,
 };
 use crate::rubric::{Rubric, schema::parse_rubric};
 
@@ -274,6 +274,27 @@ impl SqliteStore {
             created_at: row.try_get(3)?,
         })
     }
+}
+
+/// The concurrent-jobs quota, counted in the writer's transaction that then creates
+/// the job: every write goes through the one writer connection, so no other job can be
+/// created between the count and the insert (and a write from another process would
+/// make the insert fail, never slip in).
+async fn admit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    owner: Option<&str>,
+    max_active: Option<u64>,
+) -> StoreResult<Admission> {
+    let (Some(owner), Some(max)) = (owner, max_active) else {
+        return Ok(Admission::Admitted);
+    };
+    let active: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM jobs WHERE {ACTIVE_JOBS_WHERE}"
+    ))
+    .bind(owner)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Admission::of(active, max))
 }
 
 /// Inserts a queued job and its pending items inside the caller's transaction.
@@ -571,11 +592,24 @@ impl Store for SqliteStore {
         applied.await.map_err(|_| stopped())?
     }
 
-    async fn stage_job(&self, id: &str, seed: u64, owner: Option<&str>) -> StoreResult<()> {
+    async fn stage_job_under_quota(
+        &self,
+        id: &str,
+        seed: u64,
+        owner: Option<&str>,
+        max_active: Option<u64>,
+    ) -> StoreResult<Admission> {
         let mut tx = self.writer.begin().await?;
+        let admission = admit(&mut tx, owner, max_active).await?;
+        if admission != Admission::Admitted {
+            // At once, not when the connection is next used: on Postgres this also
+            // releases the owner's quota lock.
+            tx.rollback().await?;
+            return Ok(admission);
+        }
         insert_job_row(&mut tx, id, "staging", 0, seed, owner).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(admission)
     }
 
     async fn stage_items(
@@ -805,14 +839,20 @@ impl Store for SqliteStore {
         rows.iter().map(|r| label_event_from(r, set)).collect()
     }
 
-    async fn create_calibration_run(
+    async fn create_calibration_run_under_quota(
         &self,
         run: &CalibrationRunRecord,
         seed: u64,
         owner: Option<&str>,
         items: &[(String, String)],
-    ) -> StoreResult<()> {
+        max_active: Option<u64>,
+    ) -> StoreResult<Admission> {
         let mut tx = self.writer.begin().await?;
+        let admission = admit(&mut tx, owner, max_active).await?;
+        if admission != Admission::Admitted {
+            tx.rollback().await?;
+            return Ok(admission);
+        }
         insert_job(&mut tx, &run.id, seed, owner, items).await?;
         sqlx::query("INSERT INTO calibration_runs (id, set_id, options) VALUES (?, ?, ?)")
             .bind(&run.id)
@@ -821,7 +861,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Admission::Admitted)
     }
 
     async fn calibration_run(&self, id: &str) -> StoreResult<Option<CalibrationRunRecord>> {
@@ -979,9 +1019,9 @@ impl Store for SqliteStore {
     }
 
     async fn active_jobs(&self, owner: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN ('staging', 'queued', 'running')",
-        )
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM jobs WHERE {ACTIVE_JOBS_WHERE}"
+        ))
         .bind(owner)
         .fetch_one(&self.pool)
         .await?)

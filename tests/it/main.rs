@@ -22,6 +22,7 @@ mod mock_openai;
 mod ops;
 mod parity;
 mod published_methods;
+mod quota_race;
 mod redis_conformance;
 mod replicas;
 mod schema_examples;
