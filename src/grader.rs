@@ -1,6 +1,8 @@
 //! The domain facade every front end calls: `Grader::grade` turns an `Item` into a
 //! `GradeReport` (committee verdicts -> consensus -> score with vetoes). Owns the
-//! GradeReport JSON shape (a deliberate, versioned output format).
+//! GradeReport JSON shape (a deliberate, versioned output format). Job work grades
+//! under the job's cancel token (`grade_until`), which the committee checks before
+//! every judge call.
 //! Must not parse wire formats or know about transports.
 
 use std::collections::BTreeMap;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::cache::VerdictCache;
 use crate::committee::{Committee, Consensus, ConsensusKind, Member};
@@ -428,13 +431,40 @@ impl Grader {
 
     /// Grades one item against an already resolved rubric (callers that inspected the
     /// rubric first need not fetch it twice).
-    #[tracing::instrument(name = "grade", skip_all, fields(case_id = %item.case.id))]
     pub async fn grade_with(&self, item: &Item, rubric: &Rubric) -> Result<GradeReport, Error> {
+        // Nobody can cancel this token, so the judgement is never cut short.
+        self.grade_with_until(item, rubric, &CancellationToken::new())
+            .await
+            .unwrap_or_else(|| Err(Error::Internal("grading cut short without a cancel".into())))
+    }
+
+    /// `grade` for job work: once `cancel` fires no judge call of this item starts
+    /// (calls already sent are awaited up to their deadline). `None`: the cancel cut
+    /// the grading short, so there is no report and the item stays unfinished.
+    pub async fn grade_until(
+        &self,
+        item: &Item,
+        cancel: &CancellationToken,
+    ) -> Option<Result<GradeReport, Error>> {
+        let rubric = match self.resolve(&item.rubric).await {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        self.grade_with_until(item, &rubric, cancel).await
+    }
+
+    #[tracing::instrument(name = "grade", skip_all, fields(case_id = %item.case.id))]
+    async fn grade_with_until(
+        &self,
+        item: &Item,
+        rubric: &Rubric,
+        cancel: &CancellationToken,
+    ) -> Option<Result<GradeReport, Error>> {
         let Some(response) = item.response.as_deref() else {
-            return Err(Error::Invalid(Invalid::one(
+            return Some(Err(Error::Invalid(Invalid::one(
                 "response",
                 "missing: the text to grade goes in `response`",
-            )));
+            ))));
         };
         let started = Instant::now();
         let deadline = started + self.request_timeout;
@@ -448,8 +478,16 @@ impl Grader {
         };
         let criteria = self
             .committee
-            .judge(&item.case, response, rubric, reference.as_deref(), deadline)
-            .await;
+            .judge(
+                &item.case,
+                response,
+                rubric,
+                reference.as_deref(),
+                deadline,
+                cancel,
+            )
+            .await
+            .ok()?;
         if !criteria.is_empty() && criteria.iter().all(|c| c.kind == ConsensusKind::NoQuorum) {
             let reasons: std::collections::BTreeSet<&str> = criteria
                 .iter()
@@ -459,11 +497,11 @@ impl Grader {
                         .filter_map(|b| b.abstained.map(|r| r.as_str()))
                 })
                 .collect();
-            return Err(Error::QuorumLost(format!(
+            return Some(Err(Error::QuorumLost(format!(
                 "no criterion reached quorum {}; judge abstentions: {}",
                 self.committee.cfg.quorum,
                 reasons.into_iter().collect::<Vec<_>>().join(", ")
-            )));
+            ))));
         }
         let verdicts: Vec<Option<Verdict>> = criteria.iter().map(|c| c.verdict).collect();
         let score = score::score_response(rubric, &verdicts, &item.case.tags, Some(response));
@@ -474,7 +512,7 @@ impl Grader {
         let degraded = criteria
             .iter()
             .any(|c| c.ballots.iter().any(|b| b.abstained.is_some()) || c.verdict.is_none());
-        Ok(GradeReport {
+        Some(Ok(GradeReport {
             case_id: item.case.id.clone(),
             rubric: rubric.reference(),
             simulated: self.simulated(),
@@ -482,7 +520,7 @@ impl Grader {
             criteria,
             score,
             elapsed: started.elapsed(),
-        })
+        }))
     }
 }
 

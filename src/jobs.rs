@@ -7,7 +7,13 @@
 //! after it, and store writes never hold judge capacity. `server.job_concurrency` is an
 //! explicit per-job cap on items in flight instead. After a crash, `resume` restarts every unfinished job: finished items
 //! are skipped, pending ones are graded (their judge calls hit the persistent cache).
-//! Every runner is a tracked task with a cancellation token (graceful shutdown, cancel).
+//! Every runner is a tracked task with two tokens: `stop` (shutdown or cancel: no new
+//! item starts) and `cancel` (the job's cancel only), which reaches through the grader
+//! to the committee and every judge call, so once a job is cancelled no judge call of
+//! it starts (calls already sent are awaited up to their deadline and their items
+//! recorded if they complete; the rest stay pending). A cancelled job reads
+//! `cancelling` until its runners have let go, then `cancelled` (`settle`); a cancelling
+//! job is never resumed.
 //! What else a finished job needs (a calibration run's report) is an on-finish hook
 //! (`JobFinished`) given by `app`: this module must not know calibration or any other
 //! kind of job.
@@ -18,7 +24,9 @@
 //! token, so items are split across replicas, a crashed replica's items are reclaimed
 //! when their leases expire, and each item still has exactly one result. Replicas hear
 //! of new jobs, cancels and finished items through the store's job events (Postgres
-//! LISTEN/NOTIFY), with a periodic scan for anything missed. SQLite keeps the
+//! LISTEN/NOTIFY), with a periodic scan for anything missed. A cancel event fires the
+//! job's tokens on every replica running it; each runner releases its leases when it
+//! has let go, and the job reads cancelled once no live lease holds its items. SQLite keeps the
 //! single-process runner above, unchanged.
 
 use std::collections::HashMap;
@@ -31,7 +39,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::grader::Grader;
 use crate::item::parse_line;
-use crate::store::{ItemOutcome, JobQueue, JobState, Store};
+use crate::store::{ItemOutcome, JobQueue, JobState, Store, parse_job_event};
 
 /// Pending items read per store round trip.
 const PAGE: u32 = 256;
@@ -74,12 +82,24 @@ pub trait JobFinished: Send + Sync {
     async fn finished(&self, id: &str) -> crate::Result<()>;
 }
 
+/// The tokens of one job's runner in this process.
+#[derive(Clone)]
+struct Runner {
+    /// Stops starting items: fired by shutdown (a child of it) and by the job's cancel.
+    stop: CancellationToken,
+    /// The job's cancel only: handed down to every judge call of the job, so none
+    /// starts after it fires. Shutdown leaves it alone (items in flight then finish).
+    cancel: CancellationToken,
+    /// The token this runner's leases carry on a shared queue.
+    lease: String,
+}
+
 pub struct Jobs {
     grader: Arc<Grader>,
     store: Arc<dyn Store>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
-    running: Mutex<HashMap<String, CancellationToken>>,
+    running: Mutex<HashMap<String, Runner>>,
     /// Per job, bumped after each of its finished items and when it becomes final,
     /// so a follower wakes for its own job only, and only when there is something
     /// new to read. Entries exist while a job runs or someone follows it.
@@ -148,19 +168,23 @@ impl Jobs {
 
     /// Starts (or restarts) the runner of a stored job.
     pub fn start(self: &Arc<Self>, id: &str) {
-        let token = self.shutdown.child_token();
+        let runner = Runner {
+            stop: self.shutdown.child_token(),
+            cancel: CancellationToken::new(),
+            lease: uuid::Uuid::now_v7().to_string(),
+        };
         if let Ok(mut map) = self.running.lock() {
             if map.contains_key(id) {
                 return;
             }
-            map.insert(id.to_owned(), token.clone());
+            map.insert(id.to_owned(), runner.clone());
         }
         let this = Arc::clone(self);
         let id = id.to_owned();
         self.tracker.spawn(async move {
             let ran = match &this.shared {
-                Some(shared) => this.run_leased(&id, &token, shared).await,
-                None => this.run(&id, &token).await,
+                Some(shared) => this.run_leased(&id, &runner, shared).await,
+                None => this.run(&id, &runner).await,
             };
             if let Err(e) = ran {
                 tracing::error!(job = %id, error = %e, "job runner stopped on a store error; it resumes on restart");
@@ -168,7 +192,52 @@ impl Jobs {
             if let Ok(mut map) = this.running.lock() {
                 map.remove(&id);
             }
+            // Read after leaving the map: a cancel that found this runner there fired
+            // its token before, so it is seen here; one that came later found no runner
+            // and settled the job itself. Either way someone settles.
+            if runner.cancel.is_cancelled() {
+                if let Err(e) = this.settle(&id, Some(&runner.lease)).await {
+                    tracing::warn!(job = %id, error = %e, "could not mark the cancelled job cancelled; the next scan or restart does");
+                }
+            }
         });
+    }
+
+    /// Fires the tokens of job `id`'s runner in this process; false when none runs here.
+    fn fire(&self, id: &str) -> bool {
+        let Ok(map) = self.running.lock() else {
+            return false;
+        };
+        map.get(id).is_some_and(|r| {
+            r.cancel.cancel();
+            r.stop.cancel();
+            true
+        })
+    }
+
+    /// A cancelling job whose runner (`lease`: its leases on a shared queue) has let go,
+    /// or that no runner here works: cancelled now, with its finish time; on a shared
+    /// queue once no replica holds a live lease on its items (the last to let go, or a
+    /// scan after a dead replica's leases expired, settles it).
+    async fn settle(&self, id: &str, lease: Option<&str>) -> crate::Result<()> {
+        match &self.shared {
+            Some(shared) => {
+                shared.queue.release_and_settle(id, lease).await?;
+            }
+            None => self.store.set_job_state(id, JobState::Cancelled).await?,
+        }
+        self.bump(id);
+        Ok(())
+    }
+
+    /// Whether job `id` may be worked now (queued or running): a runner started for a
+    /// job cancelled, cancelling or done in the meantime leaves at once.
+    async fn runnable(&self, id: &str) -> crate::Result<bool> {
+        Ok(self
+            .store
+            .job(id)
+            .await?
+            .is_some_and(|j| j.state.is_runnable()))
     }
 
     /// Removes submissions a previous process was still receiving (all-or-nothing:
@@ -181,6 +250,12 @@ impl Jobs {
                 submissions = cut_off,
                 "removed job submissions cut off by the previous process"
             );
+        }
+        // Cancels under way when the previous process stopped: nothing of theirs runs
+        // in this process, so they are settled, never resumed (on a shared store, once
+        // no other replica holds their items).
+        for id in self.store.cancelling_jobs().await? {
+            self.settle(&id, None).await?;
         }
         let ids = self.store.unfinished_jobs().await?;
         for id in &ids {
@@ -208,10 +283,14 @@ impl Jobs {
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 event = events.recv(), if listening => match event {
-                    Ok(id) => {
-                        self.bump(&id);
-                        if !self.is_running(&id) {
-                            self.start(&id);
+                    Ok(event) => {
+                        let (id, cancel) = parse_job_event(&event);
+                        self.bump(id);
+                        if cancel {
+                            // Cancelled on any replica: stop this one's work on it now.
+                            self.fire(id);
+                        } else if !self.is_running(id) {
+                            self.start(id);
                         }
                     }
                     Err(RecvError::Lagged(_)) => {
@@ -227,8 +306,10 @@ impl Jobs {
         }
     }
 
-    /// Starts a runner for every unfinished job not running here; removes expired
-    /// staging jobs. Errors are logged: the next scan retries.
+    /// Starts a runner for every unfinished job not running here, and stops the ones
+    /// running here whose job is no longer runnable (a cancel event this replica
+    /// missed); settles cancelling jobs nobody here works (a dead replica's leases
+    /// expired); removes expired staging jobs. Errors are logged: the next scan retries.
     async fn scan(self: &Arc<Self>) {
         match self.store.discard_staged_jobs().await {
             Ok(0) => {}
@@ -238,13 +319,33 @@ impl Jobs {
             ),
             Err(e) => tracing::warn!(error = %e, "could not remove expired job submissions"),
         }
+        // Read before the list: a runner started before it was read is in the list
+        // unless its job stopped being runnable.
+        let here: Vec<String> = self
+            .running
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         match self.store.unfinished_jobs().await {
             Ok(ids) => {
                 for id in ids.iter().filter(|id| !self.is_running(id)) {
                     self.start(id);
                 }
+                for id in here.iter().filter(|id| !ids.contains(id)) {
+                    self.fire(id);
+                }
             }
             Err(e) => tracing::warn!(error = %e, "could not list unfinished jobs"),
+        }
+        match self.store.cancelling_jobs().await {
+            Ok(ids) => {
+                for id in ids.iter().filter(|id| !self.is_running(id)) {
+                    if let Err(e) = self.settle(id, None).await {
+                        tracing::warn!(job = %id, error = %e, "could not settle a cancelled job");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list cancelling jobs"),
         }
     }
 
@@ -260,29 +361,39 @@ impl Jobs {
         }
     }
 
-    /// Cancels a job: no new items start; items in flight on live judges finish and are
-    /// recorded, and items waiting for a provider batch are let go (they stay pending in
-    /// the cancelled job; the batch collector leaves their calls out of files not yet
-    /// sent and cancels a submitted batch once every job in it is cancelled).
+    /// Cancels a job: it reads `cancelling` at once and no new item or judge call of it
+    /// starts, here or (through the cancel event) on any replica running it. Judge calls
+    /// already sent are awaited up to their deadline (their tokens are counted and
+    /// their answers cached); an item all of whose calls complete is recorded, every
+    /// other one stays pending. Items waiting for a provider batch are let go (the
+    /// batch collector leaves their calls out of files not yet sent and cancels a
+    /// submitted batch once every job in it is cancelled). The job reads `cancelled`,
+    /// with its finish time, once its runners have let go (`settle`); when none runs
+    /// here, at once (on a shared store: once no replica holds its items).
     pub async fn cancel(&self, id: &str) -> crate::Result<()> {
-        self.store.set_job_state(id, JobState::Cancelled).await?;
-        if let Ok(map) = self.running.lock() {
-            if let Some(t) = map.get(id) {
-                t.cancel();
-            }
+        self.store.set_job_state(id, JobState::Cancelling).await?;
+        if !self.fire(id) {
+            self.settle(id, None).await?;
         }
         self.bump(id);
         Ok(())
     }
 
-    async fn run(&self, id: &str, token: &CancellationToken) -> crate::Result<()> {
+    async fn run(&self, id: &str, runner: &Runner) -> crate::Result<()> {
+        if !self.runnable(id).await? {
+            return Ok(());
+        }
+        let token = &runner.stop;
+        let cancel = &runner.cancel;
         self.store.set_job_state(id, JobState::Running).await?;
         // Each item is graded *and recorded* inside its own future, and this loop
         // only drains them: awaiting a store write here while the other futures sit
         // unpolled would strand the pool connections and permits they hold.
-        // Cancellation (job cancel or shutdown) stops starting items; the ones in
-        // flight finish and are recorded. Pages are read as the items before them
-        // are admitted, so a page's slowest item never holds back the next page.
+        // Shutdown stops starting items; the ones in flight finish and are recorded.
+        // A cancel stops them too, and no judge call of the job starts after it (items
+        // waiting for admission or for a limiter permit are let go, pending). Pages
+        // are read as the items before them are admitted, so a page's slowest item
+        // never holds back the next page.
         let pages = self.read_pages(id, token);
         // The first error is kept while the items in flight still finish and are
         // recorded, as on cancel.
@@ -290,7 +401,7 @@ impl Jobs {
             .take_while(|_| std::future::ready(!token.is_cancelled()))
             .map(|item| async move {
                 let (seq, input) = item?;
-                let Some(outcome) = self.grade_admitted(id, &input, token).await else {
+                let Some(outcome) = self.grade_admitted(id, &input, cancel).await else {
                     return Ok(());
                 };
                 self.store.finish_item(id, seq, &outcome).await?;
@@ -364,14 +475,18 @@ impl Jobs {
     async fn run_leased(
         self: &Arc<Self>,
         id: &str,
-        token: &CancellationToken,
+        runner: &Runner,
         shared: &SharedQueue,
     ) -> crate::Result<()> {
         use futures::stream::FuturesUnordered;
+        if !self.runnable(id).await? {
+            return Ok(());
+        }
+        let token = &runner.stop;
         self.store.set_job_state(id, JobState::Running).await?;
         // One lease token per runner: the heartbeat renews all its items in one
         // statement, and a runner whose lease was taken over is fenced out.
-        let lease_token = uuid::Uuid::now_v7().to_string();
+        let lease_token = runner.lease.clone();
         let lease = shared.lease;
         let mut beat = tokio::time::interval(lease / 3);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -404,7 +519,7 @@ impl Jobs {
                                 input,
                                 &lease_token,
                                 shared,
-                                token,
+                                &runner.cancel,
                             ));
                         }
                         continue;
@@ -422,7 +537,9 @@ impl Jobs {
                 let Some(job) = self.store.job(id).await? else {
                     return Ok(());
                 };
-                if job.state.is_final() {
+                if !job.state.is_runnable() {
+                    // Done elsewhere, or cancelled (an event this replica missed: the
+                    // scan settles it).
                     return Ok(());
                 }
                 if job.pending() == 0 {
@@ -472,18 +589,19 @@ impl Jobs {
         input: String,
         lease_token: &str,
         shared: &SharedQueue,
-        token: &CancellationToken,
+        cancel: &CancellationToken,
     ) -> tokio::task::JoinHandle<crate::Result<()>> {
         let this = Arc::clone(self);
-        let token = token.clone();
+        let cancel = cancel.clone();
         let queue = Arc::clone(&shared.queue);
         let id = id.to_owned();
         let lease_token = lease_token.to_owned();
         self.tracker.spawn(async move {
-            let Some(outcome) = this.grade_admitted(&id, &input, &token).await else {
-                // Shutdown (or the job's cancel) while the item waited for a provider
-                // batch: its lease runs out and a replica (or this one, restarted)
-                // picks it up if the job still runs.
+            let Some(outcome) = this.grade_admitted(&id, &input, &cancel).await else {
+                // The job's cancel cut the item short, or shutdown came while it waited
+                // for a provider batch: it stays pending (the runner releases its lease
+                // on a cancel; on shutdown it runs out and a replica, or this one
+                // restarted, picks the item up if the job still runs).
                 return Ok(());
             };
             if queue
@@ -502,8 +620,9 @@ impl Jobs {
     /// given back as soon as its judges are done, before the caller writes the outcome.
     /// Its judge calls run in the job's batch scope, so batch judges batch them and
     /// count them for the job.
-    /// `None`: shutdown or the job's cancel (`cancel`) came while the item waited for a
-    /// provider batch; it stays pending.
+    /// `None`: the job's cancel (`cancel`) came before every judge call of the item had
+    /// started (waiting for admission, a limiter permit or a provider batch), or
+    /// shutdown came while it waited for a provider batch; it stays pending.
     async fn grade_admitted(
         &self,
         id: &str,
@@ -528,8 +647,12 @@ impl Jobs {
             Ok((_, item)) => item,
             Err(inv) => return failed("", &crate::Error::Invalid(inv)),
         };
-        let permit = self.admission.admit(&self.grader, &item).await;
-        let grading = crate::judge::batch::scope(Some(id), self.grader.grade(&item));
+        let permit = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return None,
+            p = self.admission.admit(&self.grader, &item) => p,
+        };
+        let grading = crate::judge::batch::scope(Some(id), self.grader.grade_until(&item, cancel));
         let graded = if self.grader.committee.batches() {
             // A batched call can wait hours for its batch: on shutdown the item is left
             // pending instead of holding the process. Its batch is stored, so the item
@@ -542,11 +665,12 @@ impl Jobs {
                 () = cancel.cancelled() => return None,
             }
         } else {
-            // Live calls finish and are recorded, so nothing paid for is asked again.
+            // Live calls already sent finish (what they bill is counted and cached);
+            // after a cancel no new one starts and the item is let go unless complete.
             grading.await
         };
         drop(permit);
-        match graded {
+        match graded? {
             Ok(report) => {
                 // The report is serialised once, here, for storage; the counters and
                 // the score facts come from the typed document, not from its JSON.
@@ -684,6 +808,60 @@ mod tests {
         let (seen, state) = run_job(false).await;
         assert_eq!(seen, [("j1".to_owned(), Some(JobState::Running))]);
         assert_eq!(state, JobState::Done);
+    }
+
+    /// A job left cancelling (its process stopped before its runner let go) is settled
+    /// as cancelled at resume and never run; a cancel with no runner here settles at once.
+    #[tokio::test]
+    async fn cancelling_jobs_are_settled_at_resume_and_never_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let cfg = Config::default_simulated().unwrap();
+        let grader = Arc::new(Grader::with_store(&cfg, Arc::clone(&store)).unwrap());
+        let probe = Arc::new(Probe {
+            store: Arc::clone(&store),
+            fail: false,
+            seen: Mutex::new(Vec::new()),
+        });
+        for id in ["left", "queued"] {
+            store.stage_job(id, 0, None).await.unwrap();
+            store
+                .stage_items(id, 0, &[("c1".to_owned(), ITEM.to_owned())])
+                .await
+                .unwrap();
+            store.commit_staged_job(id, 1).await.unwrap();
+        }
+        store
+            .set_job_state("left", JobState::Running)
+            .await
+            .unwrap();
+        store
+            .set_job_state("left", JobState::Cancelling)
+            .await
+            .unwrap();
+        let tracker = TaskTracker::new();
+        let jobs = Jobs::new(
+            grader,
+            Arc::clone(&store),
+            tracker.clone(),
+            CancellationToken::new(),
+            None,
+            Arc::clone(&probe) as Arc<dyn JobFinished>,
+            None,
+        );
+        // The queued job is cancelled before anything resumes it: no runner, settled.
+        jobs.cancel("queued").await.unwrap();
+        assert_eq!(jobs.resume().await.unwrap(), 0, "nothing to resume");
+        tracker.close();
+        tracker.wait().await;
+        for id in ["left", "queued"] {
+            let job = store.job(id).await.unwrap().unwrap();
+            assert_eq!(job.state, JobState::Cancelled, "{id}");
+            assert!(job.finished_at.is_some(), "{id}");
+            assert_eq!((job.done, job.failed, job.pending()), (0, 0, 1), "{id}");
+        }
+        assert!(probe.seen.lock().unwrap().is_empty(), "no runner finished");
     }
 
     #[tokio::test]

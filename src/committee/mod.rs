@@ -1,7 +1,10 @@
 //! The committee: fans each criterion out to every member judge (x `n_samples`),
 //! through the verdict cache, under the item's deadline; collects `Ballot`s; forms a
 //! `Consensus` per criterion with `vote` (pure); calls the escalation judge only when
-//! the committee splits. Must not know about scoring policies or storage.
+//! the committee splits. A cancel token (a job's cancel) stops the fan-out: no judge
+//! call starts once it fires, and the judgement as a whole is `Cancelled` (no
+//! consensus, no escalation) rather than a report of abstentions. Must not know about
+//! scoring policies or storage.
 
 pub mod dawid_skene;
 pub mod estimate;
@@ -9,6 +12,8 @@ pub mod vote;
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::cache::{CachedAnswer, KeyInputs, Source, VerdictCache, cache_key};
 use crate::config::{CommitteeConfig, PromptMode};
@@ -106,6 +111,15 @@ fn invert(v: Verdict) -> Verdict {
     }
 }
 
+/// A judgement cut short by its cancel token: some judge call never started, so there is
+/// no report to give (the caller leaves the item unfinished).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled;
+
+/// How often a call is asked again when it shared a single flight with an identical
+/// call of another (cancelled) job and got that job's cancellation instead of an answer.
+const FOREIGN_CANCEL_RETRIES: usize = 3;
+
 /// A call that did not give a verdict for every criterion it asked about. Not cached.
 struct Failed {
     answers: Vec<Result<crate::judge::Parsed, AbstainReason>>,
@@ -186,8 +200,10 @@ impl Committee {
             && self.escalation.as_ref().is_none_or(|e| e.simulated())
     }
 
-    /// Judges every criterion of `rubric` for one response. Always returns one
-    /// `Consensus` per criterion, in rubric order; failures are abstentions inside.
+    /// Judges every criterion of `rubric` for one response. Returns one `Consensus` per
+    /// criterion, in rubric order; failures are abstentions inside. `Cancelled` when
+    /// `cancel` fired before every call it needed had started (calls already sent are
+    /// awaited, so what they bill is counted and cached).
     pub async fn judge(
         &self,
         case: &Case,
@@ -195,7 +211,8 @@ impl Committee {
         rubric: &Rubric,
         reference: Option<&[Option<Verdict>]>,
         deadline: Instant,
-    ) -> Vec<Consensus> {
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Consensus>, Cancelled> {
         let mut asks = Vec::new();
         for m in &self.members {
             for sample in 0..self.cfg.n_samples {
@@ -221,11 +238,12 @@ impl Committee {
         }
         let results = futures::future::join_all(
             asks.iter()
-                .map(|a| self.ask(a, case, response, rubric, reference, deadline)),
+                .map(|a| self.ask(a, case, response, rubric, reference, deadline, cancel)),
         )
         .await;
         let mut by_criterion: Vec<Vec<Ballot>> = vec![Vec::new(); rubric.criteria.len()];
         for ballots in results {
+            let ballots = ballots?;
             for (idx, b) in ballots {
                 if let Some(slot) = by_criterion.get_mut(idx) {
                     slot.push(b);
@@ -236,12 +254,12 @@ impl Committee {
         for (criterion, ballots) in rubric.criteria.iter().zip(by_criterion) {
             out.push(
                 self.consensus(
-                    criterion, ballots, case, response, rubric, reference, deadline,
+                    criterion, ballots, case, response, rubric, reference, deadline, cancel,
                 )
-                .await,
+                .await?,
             );
         }
-        out
+        Ok(out)
     }
 
     #[expect(
@@ -257,7 +275,8 @@ impl Committee {
         rubric: &Rubric,
         reference: Option<&[Option<Verdict>]>,
         deadline: Instant,
-    ) -> Consensus {
+        cancel: &CancellationToken,
+    ) -> Result<Consensus, Cancelled> {
         let scale = Scale::of(criterion.kind);
         // Veto criteria use the veto rule in the safe direction: a violation counts when
         // at least k judges see it (for positive criteria, "not met" is the violation).
@@ -323,8 +342,8 @@ impl Committee {
                         criteria: vec![criterion],
                     };
                     let extra = self
-                        .ask(&ask, case, response, rubric, reference, deadline)
-                        .await;
+                        .ask(&ask, case, response, rubric, reference, deadline, cancel)
+                        .await?;
                     let mut decided = None;
                     for (_, b) in extra {
                         decided = decided.or(b.verdict);
@@ -344,13 +363,13 @@ impl Committee {
                 crate::metrics::abstention(&b.judge, r.as_str());
             }
         }
-        Consensus {
+        Ok(Consensus {
             criterion: criterion.id.0.clone(),
             verdict,
             kind,
             agreement,
             ballots,
-        }
+        })
     }
 
     /// The template hash and answer shape of one call on `criteria`: a criterion's own
@@ -392,11 +411,16 @@ impl Committee {
     }
 
     /// One call (per-criterion or batched), through the cache. Returns ballots tagged
-    /// with the criterion's index in the rubric.
+    /// with the criterion's index in the rubric, or `Cancelled` when `cancel` fired
+    /// before the call was sent.
     #[tracing::instrument(
         name = "criterion",
         skip_all,
         fields(judge = a.client.name(), criteria = a.criteria.len(), criterion = %a.criteria.first().map(|c| c.id.0.as_str()).unwrap_or(""), sample = a.sample)
+    )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "three call sites in this module; a struct would only rename them"
     )]
     async fn ask(
         &self,
@@ -406,7 +430,11 @@ impl Committee {
         rubric: &Rubric,
         reference: Option<&[Option<Verdict>]>,
         deadline: Instant,
-    ) -> Vec<(usize, Ballot)> {
+        cancel: &CancellationToken,
+    ) -> Result<Vec<(usize, Ballot)>, Cancelled> {
+        if cancel.is_cancelled() {
+            return Err(Cancelled);
+        }
         let indices: Vec<usize> = a
             .criteria
             .iter()
@@ -443,7 +471,11 @@ impl Committee {
             reference: refs.as_deref(),
         });
         let started = Instant::now();
-        let call = async {
+        let call = async || {
+            // Checked again here: the cache lookups before it may have waited.
+            if cancel.is_cancelled() {
+                return Err(Failed::whole(AbstainReason::Cancelled, indices.len()));
+            }
             // One nonce per item, so every call on it shares the prompt prefix.
             let nonce = self.templates.item_nonce(case, response);
             let rendered = self.render(&expect, case, response, &a.criteria, &nonce);
@@ -467,9 +499,10 @@ impl Committee {
             // A batched call waits for its batch, far past the item's deadline; its own
             // bound is the batch configuration's (`JudgeClient::call_deadline`).
             let deadline = a.client.call_deadline(deadline);
-            let result = tokio::time::timeout_at(deadline.into(), a.client.call(req, deadline))
-                .await
-                .map_err(|_| Failed::whole(AbstainReason::Timeout, indices.len()))?;
+            let result =
+                tokio::time::timeout_at(deadline.into(), a.client.call(req, deadline, cancel))
+                    .await
+                    .map_err(|_| Failed::whole(AbstainReason::Timeout, indices.len()))?;
             if result.answers.iter().any(Result::is_err) {
                 // Nothing is cached unless every criterion of the call has a verdict;
                 // the ones that do still count as ballots.
@@ -485,7 +518,27 @@ impl Committee {
                 template_hash: rendered.template_hash,
             })
         };
-        let (outcome, source) = self.cache.get_or_call(key, call).await;
+        let mut tries = 0;
+        let (outcome, source) = loop {
+            let (outcome, source) = self.cache.get_or_call(key, call()).await;
+            let cut_short = outcome.as_ref().is_err_and(|f| {
+                f.answers
+                    .iter()
+                    .any(|r| matches!(r, Err(AbstainReason::Cancelled)))
+            });
+            if !cut_short {
+                break (outcome, source);
+            }
+            if cancel.is_cancelled() {
+                return Err(Cancelled);
+            }
+            // The single flight this call joined was another job's, cancelled: ask
+            // again (a few times; then the ballot abstains as cancelled).
+            tries += 1;
+            if tries > FOREIGN_CANCEL_RETRIES {
+                break (outcome, source);
+            }
+        };
         #[expect(clippy::cast_possible_truncation, reason = "milliseconds fit in u64")]
         let latency_ms = started.elapsed().as_millis() as u64;
         let cached = source != Source::Upstream;
@@ -519,7 +572,7 @@ impl Committee {
         // A batched call's tokens are shared out evenly, the remainder going to the first
         // ballot, so the ballots of a report add up to exactly what the provider counted.
         let share = |total: u64, i: usize| total / n + if i == 0 { total % n } else { 0 };
-        indices
+        Ok(indices
             .iter()
             .zip(answers)
             .enumerate()
@@ -548,7 +601,7 @@ impl Committee {
                     },
                 )
             })
-            .collect()
+            .collect())
     }
 }
 

@@ -1,7 +1,10 @@
 //! One judge's calls: limiter permit, provider call with a per-attempt deadline,
 //! retries with capped exponential backoff and full jitter (honouring Retry-After),
 //! and re-asking when the answer cannot be parsed. Every failure ends as an explicit
-//! `AbstainReason`, never as a verdict. A batch judge's job calls go through its
+//! `AbstainReason`, never as a verdict. A cancel token (the job's) is checked before
+//! every attempt and raced against limiter and backoff waits: once it fires no request
+//! starts (the call abstains as `cancelled`); a request already sent is awaited up to its
+//! deadline, so what the provider bills is counted. A batch judge's job calls go through its
 //! `Batcher` instead (no permit, no per-attempt deadline: the Batch API's completion
 //! window bounds them) and come back through the same parse, usage and cost path.
 
@@ -10,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::RngExt;
+use tokio_util::sync::CancellationToken;
 
 use super::batch::{self, Batcher};
 use super::parse::{ParseError, parse_answer, parse_batch};
@@ -126,9 +130,16 @@ impl JudgeClient {
         }
     }
 
-    /// Runs a call to completion or abstention before `deadline`.
+    /// Runs a call to completion or abstention before `deadline`. Once `cancel` fires
+    /// no new request (attempt, retry, re-ask) starts: the call abstains as
+    /// `AbstainReason::Cancelled`.
     #[tracing::instrument(name = "judge_call", skip_all, fields(judge = %self.cfg.name, model = %self.cfg.model))]
-    pub async fn call(&self, mut req: ChatRequest, deadline: Instant) -> CallResult {
+    pub async fn call(
+        &self,
+        mut req: ChatRequest,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> CallResult {
         let started = Instant::now();
         let n = match &req.expect {
             Expect::One(_) => 1,
@@ -140,9 +151,13 @@ impl JudgeClient {
         loop {
             let sent = match &self.batcher {
                 Some(b) if self.batching() => {
-                    self.send_batched(b, &req, &mut attempts, &mut usage).await
+                    self.send_batched(b, &req, &mut attempts, &mut usage, cancel)
+                        .await
                 }
-                _ => self.send(&req, deadline, &mut attempts, &mut usage).await,
+                _ => {
+                    self.send(&req, deadline, &mut attempts, &mut usage, cancel)
+                        .await
+                }
             };
             let completion = match sent {
                 Ok(c) => c,
@@ -216,13 +231,15 @@ impl JudgeClient {
     }
 
     /// One request with transport retries. Returns the completion or the abstention
-    /// reason once attempts or time run out.
+    /// reason once attempts or time run out, or `Cancelled` when `cancel` fires before
+    /// a request is sent (waiting for a permit or a backoff included).
     async fn send(
         &self,
         req: &ChatRequest,
         deadline: Instant,
         attempts: &mut u32,
         usage: &mut Usage,
+        cancel: &CancellationToken,
     ) -> Result<super::Completion, AbstainReason> {
         let retry = &self.cfg.retry;
         let chars: usize = req.messages.iter().map(|(_, t)| t.len()).sum();
@@ -230,13 +247,21 @@ impl JudgeClient {
         let mut last = ProviderError::Timeout;
         for attempt in 0..retry.max_attempts {
             let now = Instant::now();
+            if cancel.is_cancelled() {
+                return Err(AbstainReason::Cancelled);
+            }
             if now >= deadline {
                 return Err(AbstainReason::Timeout);
             }
             *attempts += 1;
             let waits_before = self.limiter.waits.load(Ordering::Relaxed);
-            let permit =
-                tokio::time::timeout_at(deadline.into(), self.limiter.acquire(estimate)).await;
+            let permit = tokio::select! {
+                // A permit and the cancel ready together: the cancel wins, so nothing
+                // is sent for a cancelled job.
+                biased;
+                () = cancel.cancelled() => return Err(AbstainReason::Cancelled),
+                p = tokio::time::timeout_at(deadline.into(), self.limiter.acquire(estimate)) => p,
+            };
             let Ok(_permit) = permit else {
                 return Err(AbstainReason::Timeout);
             };
@@ -301,7 +326,10 @@ impl JudgeClient {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     crate::metrics::judge_retry(&self.cfg.name);
                     last = e;
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = cancel.cancelled() => return Err(AbstainReason::Cancelled),
+                        () = tokio::time::sleep(wait) => {}
+                    }
                 }
             }
         }
@@ -319,12 +347,16 @@ impl JudgeClient {
         req: &ChatRequest,
         attempts: &mut u32,
         usage: &mut Usage,
+        cancel: &CancellationToken,
     ) -> Result<super::Completion, AbstainReason> {
         let chars: usize = req.messages.iter().map(|(_, t)| t.len()).sum();
         let estimate = estimate_tokens(chars, self.cfg.sampling.max_tokens);
         let custom_id = batch::custom_id(&self.cfg, req);
         let body = batcher.request_body(req);
         for attempt in 0..batcher.cfg.max_attempts {
+            if cancel.is_cancelled() {
+                return Err(AbstainReason::Cancelled);
+            }
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
                 crate::metrics::judge_retry(&self.cfg.name);

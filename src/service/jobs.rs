@@ -808,6 +808,8 @@ impl Follow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct JobStatus {
     pub id: String,
+    /// `cancelling` right after a cancel, while judge calls already sent finish (no
+    /// new item or call starts); `cancelled`, with `finished_at`, once they have.
     pub state: JobState,
     pub total: u64,
     pub done: u64,

@@ -43,7 +43,10 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A job's state (snake_case in the job status document).
+/// A job's state (snake_case in the job status document). `Cancelling` is a cancelled
+/// job whose runners have not all let go yet (judge calls in flight finish, nothing
+/// new starts): not final (followers keep following), never runnable (nothing resumes
+/// it); it becomes `Cancelled`, with its finish time, once they have.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
 )]
@@ -52,14 +55,16 @@ pub enum JobState {
     Queued,
     Running,
     Done,
+    Cancelling,
     Cancelled,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 4] = [
+    pub const ALL: [JobState; 5] = [
         JobState::Queued,
         JobState::Running,
         JobState::Done,
+        JobState::Cancelling,
         JobState::Cancelled,
     ];
 
@@ -68,6 +73,7 @@ impl JobState {
             JobState::Queued => "queued",
             JobState::Running => "running",
             JobState::Done => "done",
+            JobState::Cancelling => "cancelling",
             JobState::Cancelled => "cancelled",
         }
     }
@@ -78,6 +84,11 @@ impl JobState {
 
     pub fn is_final(self) -> bool {
         matches!(self, JobState::Done | JobState::Cancelled)
+    }
+
+    /// Whether a runner may work the job (start, resume, claim its items).
+    pub fn is_runnable(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Running)
     }
 }
 
@@ -115,7 +126,7 @@ impl JobRecord {
     pub fn eta_seconds(&self, now_ms: i64) -> Option<f64> {
         let started = self.started_at?;
         let finished = self.done + self.failed;
-        if finished == 0 || self.state.is_final() {
+        if finished == 0 || !self.state.is_runnable() {
             return None;
         }
         #[expect(clippy::cast_precision_loss, reason = "display estimate")]
@@ -299,9 +310,18 @@ pub trait Store: Send + Sync {
         limit: u32,
         owner: Option<&str>,
     ) -> StoreResult<Vec<JobRecord>>;
+    /// Moves a job on, guarded so no state goes back: `Running` from queued (setting
+    /// `started_at`), `Queued` from running, `Cancelling` from queued or running, `Done`
+    /// from queued or running (never from cancelling: the caller's cancel wins),
+    /// `Cancelled` from queued, running or cancelling (setting `finished_at`). A change
+    /// that does not apply is ignored. On Postgres a change notifies every replica; a
+    /// change to `Cancelling` is sent as a cancel event (`job_event_cancel`).
     async fn set_job_state(&self, id: &str, state: JobState) -> StoreResult<()>;
-    /// Jobs left queued or running (to resume after a restart).
+    /// Jobs left queued or running (to resume after a restart). Never a cancelling job.
     async fn unfinished_jobs(&self) -> StoreResult<Vec<String>>;
+    /// Jobs cancelled whose runners had not let go yet (`Cancelling`): at start-up
+    /// they are settled as cancelled, never resumed.
+    async fn cancelling_jobs(&self) -> StoreResult<Vec<String>>;
     /// Pending items with `seq > after`, in order: `(seq, input_json)`.
     async fn pending_items(
         &self,
@@ -493,9 +513,32 @@ pub trait JobQueue: Send + Sync {
         outcome: &ItemOutcome,
     ) -> StoreResult<bool>;
     /// Ids of jobs with news from any replica: an item finished, or the job was
-    /// committed or changed state. A lagged receiver has missed some.
+    /// committed or changed state; a cancel comes as `job_event_cancel(id)` (read it
+    /// back with `parse_job_event`). A lagged receiver has missed some.
     fn job_events(&self) -> tokio::sync::broadcast::Receiver<String>;
+    /// Lets go of the leases `token` holds on `job`'s pending items (a runner that
+    /// stopped on a cancel: its items stay pending), then, if the job is cancelling
+    /// and no live lease holds any of its items any more (every replica's runner let
+    /// go, or died and its leases expired), makes it cancelled with its finish time.
+    /// `token: None` only settles. Returns whether the job is cancelled now.
+    async fn release_and_settle(&self, job: &str, token: Option<&str>) -> StoreResult<bool>;
 }
+
+/// The job event that says job `id` was cancelled (a replica running it stops at once).
+pub fn job_event_cancel(id: &str) -> String {
+    format!("{CANCEL_EVENT}{id}")
+}
+
+/// A job event as `(job id, is a cancel)`.
+pub fn parse_job_event(event: &str) -> (&str, bool) {
+    match event.strip_prefix(CANCEL_EVENT) {
+        Some(id) => (id, true),
+        None => (event, false),
+    }
+}
+
+/// Prefix of a cancel event's payload (job ids are UUIDs: never this).
+const CANCEL_EVENT: &str = "cancel:";
 
 /// The store as the verdict cache's persistent second tier. Store errors are logged
 /// and treated as misses: a cache must never fail a grade.

@@ -571,11 +571,23 @@ impl Store for PostgresStore {
             .bind(id)
             .execute(&mut *tx)
             .await?,
-            JobState::Done | JobState::Cancelled => sqlx::query(
-                "UPDATE jobs SET state = $1, finished_at = tribunal_now_ms()
-                 WHERE id = $2 AND state NOT IN ('staging', 'done', 'cancelled')",
+            JobState::Done => sqlx::query(
+                "UPDATE jobs SET state = 'done', finished_at = tribunal_now_ms()
+                 WHERE id = $1 AND state IN ('queued', 'running')",
             )
-            .bind(state.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?,
+            JobState::Cancelling => sqlx::query(
+                "UPDATE jobs SET state = 'cancelling' WHERE id = $1 AND state IN ('queued', 'running')",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?,
+            JobState::Cancelled => sqlx::query(
+                "UPDATE jobs SET state = 'cancelled', finished_at = tribunal_now_ms()
+                 WHERE id = $1 AND state IN ('queued', 'running', 'cancelling')",
+            )
             .bind(id)
             .execute(&mut *tx)
             .await?,
@@ -587,7 +599,12 @@ impl Store for PostgresStore {
             }
         };
         if changed.rows_affected() > 0 {
-            notify(&mut tx, id).await?;
+            if state == JobState::Cancelling {
+                // Replicas running the job fire its cancel token on this event.
+                notify(&mut tx, &super::job_event_cancel(id)).await?;
+            } else {
+                notify(&mut tx, id).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -599,6 +616,16 @@ impl Store for PostgresStore {
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn cancelling_jobs(&self) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE state = 'cancelling' ORDER BY created_at",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )
     }
 
     async fn pending_items(
@@ -1106,7 +1133,7 @@ impl Store for PostgresStore {
 
     async fn judge_batch_jobs_all_cancelled(&self, id: &str) -> StoreResult<bool> {
         let (linked, cancelled): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN jobs.state = 'cancelled' THEN 1 ELSE 0 END), 0)
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN jobs.state IN ('cancelling', 'cancelled') THEN 1 ELSE 0 END), 0)
              FROM judge_batch_jobs j JOIN jobs ON jobs.id = j.job_id WHERE j.batch_id = $1",
         )
         .bind(id)
@@ -1173,6 +1200,41 @@ impl JobQueue for PostgresStore {
 
     fn job_events(&self) -> tokio::sync::broadcast::Receiver<String> {
         self.events.subscribe()
+    }
+
+    async fn release_and_settle(&self, job: &str, token: Option<&str>) -> StoreResult<bool> {
+        if let Some(token) = token {
+            sqlx::query(
+                "UPDATE job_items SET lease_token = NULL, lease_until = NULL
+                 WHERE job_id = $1 AND state = 'pending' AND lease_token = $2",
+            )
+            .bind(job)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+        }
+        // Its own statement, after the release committed: of two replicas letting go at
+        // once, the later one's check sees the other's leases gone, so one of them
+        // always settles.
+        let mut tx = self.pool.begin().await?;
+        let settled = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', finished_at = tribunal_now_ms()
+             WHERE id = $1 AND state = 'cancelling' AND NOT EXISTS (
+                 SELECT 1 FROM job_items WHERE job_id = $1 AND state = 'pending'
+                     AND lease_until >= tribunal_now_ms())",
+        )
+        .bind(job)
+        .execute(&mut *tx)
+        .await?;
+        if settled.rows_affected() > 0 {
+            notify(&mut tx, job).await?;
+        }
+        tx.commit().await?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(state.as_deref() == Some(JobState::Cancelled.as_str()))
     }
 }
 

@@ -535,9 +535,21 @@ impl Store for SqliteStore {
                     .execute(&self.writer)
                     .await?;
             }
-            JobState::Done | JobState::Cancelled => {
-                sqlx::query("UPDATE jobs SET state = ?, finished_at = ? WHERE id = ? AND state NOT IN ('staging', 'done', 'cancelled')")
-                    .bind(state.as_str())
+            JobState::Done => {
+                sqlx::query("UPDATE jobs SET state = 'done', finished_at = ? WHERE id = ? AND state IN ('queued', 'running')")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await?;
+            }
+            JobState::Cancelling => {
+                sqlx::query("UPDATE jobs SET state = 'cancelling' WHERE id = ? AND state IN ('queued', 'running')")
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await?;
+            }
+            JobState::Cancelled => {
+                sqlx::query("UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state IN ('queued', 'running', 'cancelling')")
                     .bind(now)
                     .bind(id)
                     .execute(&self.writer)
@@ -559,6 +571,16 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn cancelling_jobs(&self) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE state = 'cancelling' ORDER BY created_at",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )
     }
 
     async fn pending_items(
@@ -1114,7 +1136,7 @@ impl Store for SqliteStore {
 
     async fn judge_batch_jobs_all_cancelled(&self, id: &str) -> StoreResult<bool> {
         let (linked, cancelled): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN jobs.state = 'cancelled' THEN 1 ELSE 0 END), 0)
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN jobs.state IN ('cancelling', 'cancelled') THEN 1 ELSE 0 END), 0)
              FROM judge_batch_jobs j JOIN jobs ON jobs.id = j.job_id WHERE j.batch_id = ?",
         )
         .bind(id)

@@ -11,6 +11,7 @@ mod auth;
 mod boundary;
 mod calibration;
 mod calibration_live;
+mod cancel;
 mod cli_grade;
 mod cli_score;
 mod crash;

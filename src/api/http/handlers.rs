@@ -247,8 +247,8 @@ pub async fn get_job(
     Ok(axum::Json(s.service.job(&caller, &id).await?))
 }
 
-/// Cancel a job: no new items start; finished results stay.
-#[utoipa::path(delete, path = "/v1/jobs/{id}", responses((status = 200, description = "the job, cancelled (or already final)", body = JobStatus), (status = 404, description = "no such job")))]
+/// Cancel a job: no new item or judge call of it starts; finished results stay.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", responses((status = 200, description = "the job: cancelling while judge calls already sent finish, cancelled once they have (or already final)", body = JobStatus), (status = 404, description = "no such job")))]
 pub async fn cancel_job(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,

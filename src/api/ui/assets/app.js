@@ -65,7 +65,9 @@
 
     // Live job progress.
     var job = document.getElementById("job");
-    if (job && window.EventSource && (job.dataset.state === "queued" || job.dataset.state === "running")) {
+    // A cancelling job is still letting go of its work: followed until it is cancelled.
+    var live_states = ["queued", "running", "cancelling"];
+    if (job && window.EventSource && live_states.indexOf(job.dataset.state) >= 0) {
       var es = new EventSource(job.dataset.events);
       es.addEventListener("progress", function (ev) {
         var p = JSON.parse(ev.data);
@@ -73,7 +75,7 @@
         document.getElementById("job-done").textContent = p.done;
         document.getElementById("job-failed").textContent = p.failed;
         document.getElementById("job-bar").value = p.done + p.failed;
-        if (p.state !== "queued" && p.state !== "running") {
+        if (live_states.indexOf(p.state) < 0) {
           es.close();
           var live = document.getElementById("job-live");
           if (live) { live.textContent = "The job is " + p.state + "."; }
