@@ -21,6 +21,7 @@ mod judges;
 mod mock_openai;
 mod ops;
 mod parity;
+mod parsing;
 mod published_methods;
 mod redis_conformance;
 mod replicas;
