@@ -266,6 +266,8 @@ pub async fn start(
         Limits {
             max_items_per_job: cfg.server.max_items_per_job,
             max_criteria_per_rubric: cfg.server.max_criteria_per_rubric,
+            max_string_bytes: cfg.server.max_string_bytes,
+            max_body_bytes: cfg.server.max_body_bytes,
         },
     ));
     if let Some(b) = shared_limits {

@@ -14,6 +14,7 @@
 //! - [`app`]: builds everything from a `Config`, loads it from disk, wires the hooks.
 //! - [`cli`]: the command line, one file per command.
 //! - [`error`]: the crate error vocabulary.
+//! - [`names`]: the one rule for names (sets, rubrics): NFC, trimmed, bounded, no control characters (pure).
 
 pub mod api;
 pub mod app;
@@ -29,6 +30,7 @@ pub mod jobs;
 pub mod judge;
 pub mod limits;
 pub mod metrics;
+pub mod names;
 pub mod redis;
 pub mod rubric;
 pub mod score;

@@ -101,7 +101,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "tribunal_agreement_kappa",
             "Cohen's kappa of a judge (or the committee) against the human majority in the last finished calibration run of a set; rater=\"humans\" is the humans' Fleiss kappa",
         ),
-        &["set", "rater"],
+        &["set_id", "rater"],
     )?;
     registry.register(Box::new(agreement_kappa.clone()))?;
     let agreement_alpha = prometheus::GaugeVec::new(
@@ -109,7 +109,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "tribunal_agreement_alpha",
             "Krippendorff's alpha among the humans of a set (rater=\"humans\") in its last finished calibration run",
         ),
-        &["set", "rater"],
+        &["set_id", "rater"],
     )?;
     registry.register(Box::new(agreement_alpha.clone()))?;
     let agreement_band = prometheus::GaugeVec::new(
@@ -117,7 +117,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "tribunal_agreement_human_band",
             "Lowest (bound=\"min\") and highest (bound=\"max\") Cohen's kappa between two humans of a set in its last finished calibration run",
         ),
-        &["set", "bound"],
+        &["set_id", "bound"],
     )?;
     registry.register(Box::new(agreement_band.clone()))?;
     // A constant 1 whose labels say which build is running, so dashboards can show
@@ -428,31 +428,31 @@ pub enum Agreement {
 }
 
 /// Sets (or, for an undefined coefficient, removes) one agreement gauge. Label values:
-/// stored calibration set names and the rater names inside them, a bounded set that
-/// only grows when sets are uploaded.
-pub fn agreement(which: Agreement, set: &str, rater: &str, value: Option<f64>) {
+/// calibration set ids (server-made UUIDs, never the set's free-text name: `/metrics`
+/// is unauthenticated) and the committee's judge names, `committee` or `humans`.
+pub fn agreement(which: Agreement, set_id: &str, rater: &str, value: Option<f64>) {
     with(|m| {
         let g = match which {
             Agreement::Kappa => &m.agreement_kappa,
             Agreement::Alpha => &m.agreement_alpha,
         };
         match value.filter(|v| v.is_finite()) {
-            Some(v) => g.with_label_values(&[set, rater]).set(v),
+            Some(v) => g.with_label_values(&[set_id, rater]).set(v),
             None => {
-                let _ = g.remove_label_values(&[set, rater]);
+                let _ = g.remove_label_values(&[set_id, rater]);
             }
         }
     });
 }
 
 /// Sets (or, when undefined, removes) the human-human kappa band of a set.
-pub fn agreement_band(set: &str, min: Option<f64>, max: Option<f64>) {
+pub fn agreement_band(set_id: &str, min: Option<f64>, max: Option<f64>) {
     with(|m| {
         for (bound, value) in [("min", min), ("max", max)] {
             match value.filter(|v| v.is_finite()) {
-                Some(v) => m.agreement_band.with_label_values(&[set, bound]).set(v),
+                Some(v) => m.agreement_band.with_label_values(&[set_id, bound]).set(v),
                 None => {
-                    let _ = m.agreement_band.remove_label_values(&[set, bound]);
+                    let _ = m.agreement_band.remove_label_values(&[set_id, bound]);
                 }
             }
         }

@@ -159,14 +159,16 @@ pub async fn finish(store: &dyn Store, id: &str) -> Result<bool, Error> {
         .map_err(|e| Error::Internal(format!("calibration report: {e}")))?;
     let written = store.finish_calibration_run(id, &text).await?;
     if written {
-        publish(&record.name, &report);
+        // By id: set names are free text, and `/metrics` is unauthenticated.
+        publish(&run.set_id, &report);
     }
     Ok(written)
 }
 
 /// Sets the agreement gauges from a report: each judge's (and the committee's) kappa
 /// against the human majority, the humans' Fleiss kappa and Krippendorff alpha.
-pub fn publish(set: &str, report: &AgreementReport) {
+pub fn publish(set_id: &str, report: &AgreementReport) {
+    let set = set_id;
     use crate::metrics::{Agreement, agreement};
     agreement(
         Agreement::Kappa,

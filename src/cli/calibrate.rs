@@ -103,7 +103,10 @@ pub(crate) fn run(args: &CalibrateArgs) -> Result<(), Failure> {
             m.categories.clone_from(&args.categories);
             m.met.clone_from(&args.met);
             m.name = match (&args.name, args.file.file_stem()) {
-                (Some(n), _) => n.clone(),
+                // The server's rule for set names (`names`), so a name the CLI accepts
+                // is one the server accepts too.
+                (Some(n), _) => crate::names::name(n)
+                    .map_err(|e| Failure::Invalid(vec![format!("--name: {e}")]))?,
                 (None, Some(stem)) if args.file.as_os_str() != "-" => {
                     stem.to_string_lossy().into_owned()
                 }

@@ -282,6 +282,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub max_items_per_job: usize,
     pub max_criteria_per_rubric: usize,
+    /// The longest JSON string (value or key) a request document may hold, in bytes;
+    /// checked while the body is scanned, before it is parsed.
+    pub max_string_bytes: usize,
     /// An explicit cap on items graded concurrently per job. Unset (the default):
     /// items are admitted while the judges have calls to spare (the committee's call
     /// budget, shared by every job), so the judges' own limits are the only throttle.

@@ -64,6 +64,7 @@ pub struct RawServer {
     pub max_body_bytes: Option<usize>,
     pub max_items_per_job: Option<usize>,
     pub max_criteria_per_rubric: Option<usize>,
+    pub max_string_bytes: Option<usize>,
     pub job_concurrency: Option<usize>,
     /// How long a replica's claim on a job item lasts without a heartbeat (Postgres).
     pub job_lease_seconds: Option<u64>,
@@ -545,6 +546,7 @@ fn validate_server(
         ("server.max_body_bytes", s.max_body_bytes),
         ("server.max_items_per_job", s.max_items_per_job),
         ("server.max_criteria_per_rubric", s.max_criteria_per_rubric),
+        ("server.max_string_bytes", s.max_string_bytes),
         ("server.job_concurrency", s.job_concurrency),
     ] {
         if v == Some(0) {
@@ -574,6 +576,7 @@ fn validate_server(
         max_body_bytes: s.max_body_bytes.unwrap_or(64 * 1024 * 1024),
         max_items_per_job: s.max_items_per_job.unwrap_or(1_000_000),
         max_criteria_per_rubric: s.max_criteria_per_rubric.unwrap_or(500),
+        max_string_bytes: s.max_string_bytes.unwrap_or(1024 * 1024),
         job_concurrency: s.job_concurrency,
         log_format,
         api_keys,

@@ -2,6 +2,7 @@
 //! Owns turning unvalidated input (`raw`) into validated types; pure, no IO, no async.
 //! Must not know about judges, transports or storage.
 
+pub mod bounded;
 mod raw;
 pub mod schema;
 mod verdict;

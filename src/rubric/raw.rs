@@ -257,9 +257,12 @@ impl RawRubric {
         if self.version == 0 {
             errs.push(FieldError::new("version", "must be 1 or more"));
         }
-        if self.title.trim().is_empty() {
-            errs.push(FieldError::new("title", "must not be empty"));
-        }
+        // The schema allows 500 characters; `names` adds NFC, trimming and no
+        // control or invisible format characters.
+        let title = crate::names::title(&self.title, 500).unwrap_or_else(|e| {
+            errs.push(FieldError::new("title", e));
+            String::new()
+        });
         let scoring = validate_scoring(&self.scoring, &mut errs);
         let consensus = self
             .consensus
@@ -295,7 +298,7 @@ impl RawRubric {
         Ok(Rubric {
             id: self.id.clone(),
             version: self.version,
-            title: self.title.clone(),
+            title,
             scoring,
             consensus,
             criteria,

@@ -358,21 +358,24 @@ impl Service {
                 "the set has no items; send at least one item (one JSONL line or CSV row after the header)",
             ));
         }
-        if let Some(name) = &new.name {
-            if name.trim().is_empty() {
-                return Err(invalid("name", "must not be empty"));
-            }
-            parsed.name.clone_from(name);
-        }
-        // Set names label the agreement gauges, so they are unique across owners. The
-        // conflict names no id another owner could then read.
+        // One rule for names (`names`): the given name, else the content's, in its
+        // normal form (NFC, trimmed), which is also what uniqueness is checked on.
+        let field = if new.name.is_some() {
+            "name"
+        } else {
+            "content.name"
+        };
+        parsed.name = crate::names::name(new.name.as_deref().unwrap_or(&parsed.name))
+            .map_err(|e| invalid(field, e))?;
+        // Set names are unique across owners (people pick sets by name). The conflict
+        // names no id another owner could then read.
         let _guard = self.calibration_lock.lock().await;
         if let Some(other) = self
             .store
             .list_calibration_sets(None)
             .await?
             .into_iter()
-            .find(|s| s.name == parsed.name)
+            .find(|s| crate::names::normal_form(&s.name) == parsed.name)
         {
             let whose = if caller.sees(Owned::Calibration, other.owner.as_deref()) {
                 format!(" (id {})", other.id)
@@ -380,7 +383,7 @@ impl Service {
                 String::new()
             };
             return Err(Error::Conflict(format!(
-                "a calibration set named \"{}\" exists{whose}; pass another `name` (set names label the agreement metrics)",
+                "a calibration set named \"{}\" exists{whose}; pass another `name` (set names are unique)",
                 other.name
             )));
         }

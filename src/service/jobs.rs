@@ -287,6 +287,13 @@ impl Service {
         i: usize,
         line: String,
     ) -> Result<Option<Taken>, Error> {
+        // Counted while scanned, before a `Value` is built: a line with a million
+        // criteria is refused without parsing it.
+        if let Err(crate::rubric::bounded::ReadError::Overrun(o)) =
+            crate::rubric::bounded::check(line.as_bytes(), &self.bounds())
+        {
+            return Err(o.under(&format!("items[{i}]")).into());
+        }
         let mut item = match parse_line(&line) {
             Ok((_, item)) => item,
             Err(inv) => {

@@ -37,6 +37,10 @@ pub use rubrics::{Problem, RubricList, RubricSummary, RubricValidation, RubricVe
 pub struct Limits {
     pub max_items_per_job: usize,
     pub max_criteria_per_rubric: usize,
+    /// `server.max_string_bytes` and `server.max_body_bytes`: the bounds a request
+    /// document is scanned under (see `rubric::bounded`).
+    pub max_string_bytes: usize,
+    pub max_body_bytes: usize,
 }
 
 pub struct Service {

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::{Action, Caller, Service};
 use crate::error::Error;
+use crate::rubric::bounded::{Bounds, Overrun};
 use crate::rubric::schema::parse_rubric;
 use crate::rubric::{Invalid, RawRubric};
 use crate::store::RubricEntry;
@@ -27,6 +28,18 @@ pub struct Problem {
 }
 
 impl Service {
+    /// The bounds every JSON request document is scanned under before it is parsed
+    /// (`rubric::bounded`): the transports read bodies through them, and the job
+    /// intake reads each item line through them.
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            max_criteria: self.limits.max_criteria_per_rubric,
+            max_items: self.limits.max_items_per_job,
+            max_string_bytes: self.limits.max_string_bytes,
+            max_values: Bounds::values_for(self.limits.max_body_bytes),
+        }
+    }
+
     /// Validates and stores a rubric version; `created` is false when identical
     /// content was already stored under that version.
     pub async fn create_rubric(
@@ -46,6 +59,14 @@ impl Service {
     pub fn validate_rubric(&self, caller: &Caller, doc: &Value) -> Result<RubricValidation, Error> {
         caller.require(Action::ReadRubrics)?;
         Ok(match parse_rubric(doc) {
+            Ok(rubric) if rubric.criteria.len() > self.limits.max_criteria_per_rubric => {
+                return Err(Overrun::Criteria {
+                    field: "criteria".to_owned(),
+                    count: rubric.criteria.len(),
+                    limit: self.limits.max_criteria_per_rubric,
+                }
+                .into());
+            }
             Ok(rubric) => RubricValidation {
                 valid: true,
                 problems: Vec::new(),
@@ -107,6 +128,18 @@ impl Service {
             id: id.to_owned(),
             versions: versions.iter().map(entry).collect(),
         })
+    }
+}
+
+/// A document over a bound is refused as too large, naming the field and the limit.
+impl From<Overrun> for Error {
+    fn from(o: Overrun) -> Self {
+        let field = o.field();
+        Error::TooLarge {
+            what: o.what(),
+            field: (!field.is_empty()).then(|| field.to_owned()),
+            detail: o.to_string(),
+        }
     }
 }
 

@@ -241,14 +241,23 @@ async fn server_sets_labels_runs_and_disagreements() {
     dedup.dedup();
     assert_eq!(dedup.len(), seen.len(), "pages must not repeat items");
 
-    // Gauges, named in metrics.rs, labelled by set name and rater.
+    // Gauges, named in metrics.rs, labelled by set id (never the free-text name:
+    // `/metrics` is unauthenticated) and rater.
     let (_, metrics) = app.get("/metrics").await;
     let text = metrics.as_str().unwrap();
     assert!(
-        text.contains("tribunal_agreement_kappa{rater=\"committee\",set=\"triage-live\"}"),
+        text.contains(&format!(
+            "tribunal_agreement_kappa{{rater=\"committee\",set_id=\"{set_id}\"}}"
+        )),
         "{text}"
     );
-    assert!(text.contains("tribunal_agreement_alpha{rater=\"humans\",set=\"triage-live\"}"));
+    assert!(text.contains(&format!(
+        "tribunal_agreement_alpha{{rater=\"humans\",set_id=\"{set_id}\"}}"
+    )));
+    assert!(
+        !text.contains("triage-live"),
+        "no set name in /metrics: {text}"
+    );
 
     // gRPC returns the same run document.
     let mut client =

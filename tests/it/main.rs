@@ -22,6 +22,7 @@ mod judges;
 mod mock_openai;
 mod ops;
 mod parity;
+mod parsing;
 mod published_methods;
 mod quota_race;
 mod redis_conformance;

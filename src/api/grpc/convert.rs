@@ -8,8 +8,19 @@ use super::pb;
 use crate::service::JobStatus;
 
 /// Reads a request field that carries a JSON document. A syntax error names the field.
-pub fn parse_json(field: &str, text: &str) -> Result<Value, tonic::Status> {
-    serde_json::from_str(text).map_err(|e| invalid_field(field, format!("not valid JSON: {e}")))
+///
+/// The text is scanned under the service's bounds (criteria, items, string sizes,
+/// values) before any `Value` is built; an overrun names the field inside the document.
+pub fn parse_json(
+    field: &str,
+    text: &str,
+    bounds: &crate::rubric::bounded::Bounds,
+) -> Result<Value, tonic::Status> {
+    use crate::rubric::bounded::{ReadError, read};
+    read(text.as_bytes(), bounds).map_err(|e| match e {
+        ReadError::Syntax(e) => invalid_field(field, format!("not valid JSON: {e}")),
+        ReadError::Overrun(o) => status(&o.into()),
+    })
 }
 
 /// Reads a typed request document from a JSON string field; a problem names the
@@ -17,8 +28,9 @@ pub fn parse_json(field: &str, text: &str) -> Result<Value, tonic::Status> {
 pub fn parse_typed<T: serde::de::DeserializeOwned>(
     field: &str,
     text: &str,
+    bounds: &crate::rubric::bounded::Bounds,
 ) -> Result<T, tonic::Status> {
-    let doc = parse_json(field, text)?;
+    let doc = parse_json(field, text, bounds)?;
     crate::rubric::decode_at(&doc)
         .map_err(|e| status(&crate::Error::Invalid(crate::rubric::Invalid(vec![e]))))
 }
@@ -162,7 +174,13 @@ mod tests {
 
     #[test]
     fn json_syntax_errors_name_the_field() {
-        let e = parse_json("item_json", "{").err();
+        let b = crate::rubric::bounded::Bounds {
+            max_criteria: 10,
+            max_items: 10,
+            max_string_bytes: 100,
+            max_values: 100,
+        };
+        let e = parse_json("item_json", "{", &b).err();
         let e = e.as_ref().map(|s| {
             (
                 s.code(),
@@ -171,7 +189,7 @@ mod tests {
         });
         assert_eq!(e, Some((tonic::Code::InvalidArgument, true)));
         assert_eq!(
-            parse_json("item_json", r#"{"a":1}"#).ok(),
+            parse_json("item_json", r#"{"a":1}"#, &b).ok(),
             Some(serde_json::json!({"a": 1}))
         );
     }

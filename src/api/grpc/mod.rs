@@ -153,7 +153,11 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         request: Request<pb::GradeRequest>,
     ) -> Result<Response<pb::GradeResponse>, Status> {
         let caller = caller(&request)?;
-        let doc = convert::parse_json("item_json", &request.get_ref().item_json)?;
+        let doc = convert::parse_json(
+            "item_json",
+            &request.get_ref().item_json,
+            &self.service.bounds(),
+        )?;
         let report = self
             .service
             .grade(&caller, &doc)
@@ -330,7 +334,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         &self,
         request: Request<pb::JsonDocument>,
     ) -> Result<Response<pb::JsonDocument>, Status> {
-        let doc = convert::parse_json("json", &request.get_ref().json)?;
+        let doc = convert::parse_json("json", &request.get_ref().json, &self.service.bounds())?;
         // `created` (new version or identical re-upload) has no place in the
         // contract's reply; both answers carry the stored rubric.
         let (rubric, _created) = self
@@ -345,7 +349,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         &self,
         request: Request<pb::JsonDocument>,
     ) -> Result<Response<pb::ValidateRubricResponse>, Status> {
-        let doc = convert::parse_json("json", &request.get_ref().json)?;
+        let doc = convert::parse_json("json", &request.get_ref().json, &self.service.bounds())?;
         let checked = self
             .service
             .validate_rubric(&caller(&request)?, &doc)
@@ -386,7 +390,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         &self,
         request: Request<pb::JsonDocument>,
     ) -> Result<Response<pb::JsonDocument>, Status> {
-        let new = convert::parse_typed("json", &request.get_ref().json)?;
+        let new = convert::parse_typed("json", &request.get_ref().json, &self.service.bounds())?;
         let set = self
             .service
             .create_calibration_set(&caller(&request)?, &new)
@@ -424,7 +428,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         request: Request<pb::AddCalibrationLabelsRequest>,
     ) -> Result<Response<pb::JsonDocument>, Status> {
         let req = request.get_ref();
-        let doc = convert::parse_json("json", &req.json)?;
+        let doc = convert::parse_json("json", &req.json, &self.service.bounds())?;
         let added = self
             .service
             .add_calibration_labels(&caller(&request)?, &req.set_id, &doc)
@@ -437,7 +441,7 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         &self,
         request: Request<pb::JsonDocument>,
     ) -> Result<Response<pb::JsonDocument>, Status> {
-        let new = convert::parse_typed("json", &request.get_ref().json)?;
+        let new = convert::parse_typed("json", &request.get_ref().json, &self.service.bounds())?;
         let run = self
             .service
             .start_calibration_run(&caller(&request)?, &new)

@@ -17,6 +17,7 @@ use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::{HttpState, body};
 use crate::error::Error;
+use crate::rubric::bounded::{self, Bounds};
 use crate::rubric::{Invalid, RawRubric};
 use crate::service::{Caller, JobList, JobStatus};
 
@@ -39,19 +40,28 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     })
 }
 
-fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
+/// A JSON body, scanned under the service's bounds (criteria, items, string sizes,
+/// values) before any `Value` is built.
+fn json_body(body: Result<Bytes, BytesRejection>, bounds: &Bounds) -> ApiResult<Value> {
     let bytes = body_bytes(body)?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError(Error::Invalid(Invalid::one(
-            "",
-            format!("the body is not valid JSON: {e}"),
-        )))
-    })
+    bounded::read(&bytes, bounds).map_err(|e| ApiError(read_error(e)))
+}
+
+fn read_error(e: bounded::ReadError) -> Error {
+    match e {
+        bounded::ReadError::Syntax(e) => {
+            Error::Invalid(Invalid::one("", format!("the body is not valid JSON: {e}")))
+        }
+        bounded::ReadError::Overrun(o) => o.into(),
+    }
 }
 
 /// A typed body: JSON, then the type's decoder, with the failing field's path.
-fn typed_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
-    let doc = json_body(body)?;
+fn typed_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    bounds: &Bounds,
+) -> ApiResult<T> {
+    let doc = json_body(body, bounds)?;
     crate::rubric::decode_at(&doc).map_err(|e| ApiError(Error::Invalid(Invalid(vec![e]))))
 }
 
@@ -93,7 +103,7 @@ pub async fn grade(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<crate::service::GradeReportDoc>> {
-    let doc = json_body(body)?;
+    let doc = json_body(body, &s.service.bounds())?;
     Ok(axum::Json(s.service.grade(&caller, &doc).await?))
 }
 
@@ -109,7 +119,7 @@ pub struct SubmitQuery {
 
 /// Splits a job body into item documents: a JSON array, NDJSON, or
 /// `{"rubric": "id@version", "items": [...], "seed": N}`.
-fn job_items(bytes: &[u8]) -> Result<(Vec<String>, Option<u64>), Error> {
+fn job_items(bytes: &[u8], bounds: &Bounds) -> Result<(Vec<String>, Option<u64>), Error> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Error::Invalid(Invalid::one("", format!("the body is not UTF-8: {e}"))))?;
     let trimmed = text.trim_start();
@@ -123,9 +133,7 @@ fn job_items(bytes: &[u8]) -> Result<(Vec<String>, Option<u64>), Error> {
         || (trimmed.starts_with('{') && !trimmed.contains('\n'))
         || trimmed.starts_with("{\"rubric\"")
     {
-        let v: Value = serde_json::from_str(text).map_err(|e| {
-            Error::Invalid(Invalid::one("", format!("the body is not valid JSON: {e}")))
-        })?;
+        let v: Value = bounded::read(text.as_bytes(), bounds).map_err(read_error)?;
         return match v {
             Value::Array(items) => Ok((items.iter().map(Value::to_string).collect(), None)),
             Value::Object(mut m) if m.contains_key("items") => {
@@ -178,7 +186,7 @@ pub async fn submit_job(
     if q.dry_run == Some(true) {
         let lines = match body::read_submission(body, s.max_body_bytes).await? {
             body::Submission::Whole(bytes) => {
-                let (lines, _) = job_items(&bytes)?;
+                let (lines, _) = job_items(&bytes, &s.service.bounds())?;
                 drop(bytes);
                 futures::stream::iter(lines.into_iter().map(Ok)).boxed()
             }
@@ -189,7 +197,7 @@ pub async fn submit_job(
     }
     let job = match body::read_submission(body, s.max_body_bytes).await? {
         body::Submission::Whole(bytes) => {
-            let (lines, seed) = job_items(&bytes)?;
+            let (lines, seed) = job_items(&bytes, &s.service.bounds())?;
             // The split lines are all that is needed from here on.
             drop(bytes);
             s.service
@@ -399,7 +407,7 @@ pub async fn create_rubric(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let doc = json_body(body)?;
+    let doc = json_body(body, &s.service.bounds())?;
     let (rubric, created) = s.service.create_rubric(&caller, &doc).await?;
     let code = if created {
         StatusCode::CREATED
@@ -426,7 +434,7 @@ pub async fn validate_rubric(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<crate::service::RubricValidation>> {
-    let doc = json_body(body)?;
+    let doc = json_body(body, &s.service.bounds())?;
     if !doc.is_object() {
         return Err(ApiError(Error::Invalid(Invalid::one(
             "",
@@ -490,7 +498,7 @@ pub async fn create_calibration_set(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let new = typed_body(body)?;
+    let new = typed_body(body, &s.service.bounds())?;
     let set = s.service.create_calibration_set(&caller, &new).await?;
     Ok((StatusCode::CREATED, axum::Json(set)).into_response())
 }
@@ -560,7 +568,7 @@ pub async fn add_calibration_labels(
     ApiPath(id): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<crate::service::calibration::LabelsWritten>> {
-    let doc = json_body(body)?;
+    let doc = json_body(body, &s.service.bounds())?;
     Ok(axum::Json(
         s.service.add_calibration_labels(&caller, &id, &doc).await?,
     ))
@@ -592,7 +600,7 @@ pub async fn start_calibration_run(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let new = typed_body(body)?;
+    let new = typed_body(body, &s.service.bounds())?;
     let run = s.service.start_calibration_run(&caller, &new).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())
 }
