@@ -18,12 +18,12 @@ use crate::committee::{Committee, Consensus, ConsensusKind, Member};
 use crate::config::{Config, ProviderConfig};
 use crate::error::Error;
 use crate::item::{Item, RubricSource};
-use crate::judge::Provider;
 use crate::judge::call::JudgeClient;
 use crate::judge::prompt::Templates;
 use crate::judge::provider::OpenAiProvider;
 use crate::judge::sim::SimProvider;
-use crate::rubric::{Invalid, Rubric, Verdict};
+use crate::judge::{AbstainReason, Provider};
+use crate::rubric::{Criterion, CriterionKind, Invalid, Rubric, Verdict};
 use crate::score::{self, ExampleScore, report};
 
 pub const REPORT_FORMAT: &str = "grade_report.v1";
@@ -39,11 +39,24 @@ pub struct GradeReport {
     pub criteria: Vec<Consensus>,
     pub score: ExampleScore,
     pub elapsed: Duration,
+    /// The rubric's scoring policy (`healthbench`, `weighted`, ...).
+    pub policy: &'static str,
+    /// The rubric's criteria, in the order of `criteria` (their text, points or tier
+    /// and tags go beside each consensus in the report).
+    pub rubric_criteria: Vec<Criterion>,
+    /// A judge that cast a ballot has no price configured: the cost is unknown.
+    pub unpriced: bool,
 }
 
 impl GradeReport {
     pub fn cost_usd(&self) -> f64 {
         self.ballots().map(|b| b.cost_usd).sum()
+    }
+
+    /// Each abstention's reason with its detail, for failure messages and summaries:
+    /// `(judge, reason, detail)`, one per distinct (judge, reason), first seen first.
+    pub fn abstention_details(&self) -> Vec<(String, AbstainReason, String)> {
+        abstention_details(&self.criteria)
     }
 
     fn ballots(&self) -> impl Iterator<Item = &crate::committee::Ballot> {
@@ -71,6 +84,7 @@ impl GradeReport {
                         judge: b.judge.clone(),
                         sample: b.sample,
                         reason: r,
+                        detail: b.abstain_detail.clone(),
                     })
                 })
             })
@@ -81,36 +95,52 @@ impl GradeReport {
             rubric: self.rubric.clone(),
             simulated: self.simulated,
             degraded: self.degraded,
+            policy: Some(self.policy.to_owned()),
             score: report::ExampleEntry::new(&self.case_id, &self.score),
             tags: self.score.tags.clone(),
             criteria: self
                 .criteria
                 .iter()
-                .map(|c| CriterionDoc {
-                    id: c.criterion.clone(),
-                    verdict: c.verdict,
-                    consensus: c.kind,
-                    agreement: c.agreement,
-                    ballots: c
-                        .ballots
-                        .iter()
-                        .map(|b| BallotDoc {
-                            judge: b.judge.clone(),
-                            sample: b.sample,
-                            escalation: b.escalation,
-                            verdict: b.verdict,
-                            abstained: b.abstained,
-                            explanation: b.explanation.clone(),
-                            latency_ms: b.latency_ms,
-                            input_tokens: b.input_tokens,
-                            output_tokens: b.output_tokens,
-                            cached_input_tokens: b.cached_input_tokens,
-                            reasoning_tokens: b.reasoning_tokens,
-                            cost_usd: b.cost_usd,
-                            cached: b.cached,
-                            template_hash: b.template_hash.clone(),
-                        })
-                        .collect(),
+                .map(|c| {
+                    let meta = self.rubric_criteria.iter().find(|r| r.id.0 == c.criterion);
+                    CriterionDoc {
+                        id: c.criterion.clone(),
+                        text: meta.map(|m| m.text.clone()).unwrap_or_default(),
+                        points: meta.and_then(|m| match m.kind {
+                            CriterionKind::Points(p) => Some(p),
+                            CriterionKind::Tier(_) => None,
+                        }),
+                        tier: meta.and_then(|m| match m.kind {
+                            CriterionKind::Points(_) => None,
+                            CriterionKind::Tier(t) => Some(t.as_str().to_owned()),
+                        }),
+                        tags: meta.map(|m| m.tags.clone()).unwrap_or_default(),
+                        veto: meta.is_some_and(|m| m.veto),
+                        verdict: c.verdict,
+                        consensus: c.kind,
+                        agreement: c.agreement,
+                        ballots: c
+                            .ballots
+                            .iter()
+                            .map(|b| BallotDoc {
+                                judge: b.judge.clone(),
+                                sample: b.sample,
+                                escalation: b.escalation,
+                                verdict: b.verdict,
+                                abstained: b.abstained,
+                                abstain_detail: b.abstain_detail.clone(),
+                                explanation: b.explanation.clone(),
+                                latency_ms: b.latency_ms,
+                                input_tokens: b.input_tokens,
+                                output_tokens: b.output_tokens,
+                                cached_input_tokens: b.cached_input_tokens,
+                                reasoning_tokens: b.reasoning_tokens,
+                                cost_usd: b.cost_usd,
+                                cached: b.cached,
+                                template_hash: b.template_hash.clone(),
+                            })
+                            .collect(),
+                    }
                 })
                 .collect(),
             abstentions,
@@ -119,7 +149,8 @@ impl GradeReport {
                 output_tokens: output,
                 cached_input_tokens: cached_input,
                 reasoning_tokens: reasoning,
-                cost_usd: self.cost_usd(),
+                cost_usd: (!self.unpriced).then(|| self.cost_usd()),
+                unpriced: self.unpriced,
                 upstream_calls: calls as u64,
                 cache_hits: hits as u64,
             },
@@ -148,6 +179,10 @@ pub struct GradeReportDoc {
     pub simulated: bool,
     /// Some ballot abstained (the committee still met quorum where it could).
     pub degraded: bool,
+    /// The rubric's scoring policy (`healthbench`, `livemedbench`, `quarkmed`,
+    /// `weighted`): how `score` was computed. Null in reports written before it.
+    #[serde(default)]
+    pub policy: Option<String>,
     pub score: report::ExampleEntry,
     /// The example's score under each tag it carries (case and criterion tags).
     pub tags: std::collections::BTreeMap<String, f64>,
@@ -162,6 +197,21 @@ pub struct GradeReportDoc {
 #[schema(as = CriterionResult)]
 pub struct CriterionDoc {
     pub id: String,
+    /// The criterion's text as the rubric states it (empty in older reports).
+    #[serde(default)]
+    pub text: String,
+    /// HealthBench-style signed points; null for a tier criterion.
+    #[serde(default)]
+    pub points: Option<i8>,
+    /// QuarkMed-style tier (`essential`, `important`, `highlight`, `pitfall`); null for
+    /// a points criterion.
+    #[serde(default)]
+    pub tier: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// A safety veto criterion.
+    #[serde(default)]
+    pub veto: bool,
     /// Null when the criterion abstained (split or no quorum).
     pub verdict: Option<Verdict>,
     pub consensus: ConsensusKind,
@@ -180,6 +230,11 @@ pub struct BallotDoc {
     pub escalation: bool,
     pub verdict: Option<Verdict>,
     pub abstained: Option<crate::judge::AbstainReason>,
+    /// Why it abstained, in words: the HTTP status, the URL without secrets and the
+    /// start of the provider's error body, the transport error (connection refused,
+    /// DNS, TLS), the timeout, or the parse problem. Absent with a verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abstain_detail: Option<String>,
     pub explanation: String,
     pub latency_ms: u64,
     /// Every prompt token, cached ones included.
@@ -207,6 +262,9 @@ pub struct AbstentionDoc {
     pub judge: String,
     pub sample: u32,
     pub reason: crate::judge::AbstainReason,
+    /// The ballot's `abstain_detail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// What grading the item used.
@@ -221,10 +279,34 @@ pub struct UsageDoc {
     /// Part of `output_tokens` spent on reasoning.
     #[serde(default)]
     pub reasoning_tokens: u64,
-    pub cost_usd: f64,
+    /// USD at the judges' configured prices; 0 for simulated judges (free); null when
+    /// a judge that was called has no price configured (see `unpriced`).
+    pub cost_usd: Option<f64>,
+    /// A judge that was called has no price configured (every `price_*` is 0), so the
+    /// cost is unknown rather than zero.
+    #[serde(default)]
+    pub unpriced: bool,
     /// Judge calls made (cache hits and abstentions excluded).
     pub upstream_calls: u64,
     pub cache_hits: u64,
+}
+
+/// One `(judge, reason, detail)` per distinct judge and reason among `criteria`'s
+/// abstained ballots, in the order first seen.
+pub fn abstention_details(criteria: &[Consensus]) -> Vec<(String, AbstainReason, String)> {
+    let mut out: Vec<(String, AbstainReason, String)> = Vec::new();
+    for b in criteria.iter().flat_map(|c| c.ballots.iter()) {
+        let Some(reason) = b.abstained else { continue };
+        if out.iter().any(|(j, r, _)| *j == b.judge && *r == reason) {
+            continue;
+        }
+        let detail = b
+            .abstain_detail
+            .clone()
+            .unwrap_or_else(|| "no further detail".to_owned());
+        out.push((b.judge.clone(), reason, detail));
+    }
+    out
 }
 
 /// The result line of an item that could not be graded, in `tribunal grade` output and
@@ -397,6 +479,25 @@ impl Grader {
         self.committee.simulated()
     }
 
+    /// Whether a judge that made a call (not a cache hit) for these ballots has no
+    /// price configured.
+    fn unpriced_judges(&self, criteria: &[Consensus]) -> bool {
+        let unpriced: Vec<&str> = self
+            .committee
+            .members
+            .iter()
+            .map(|m| &m.client)
+            .chain(self.committee.escalation.iter())
+            .filter(|c| c.unpriced())
+            .map(|c| c.name())
+            .collect();
+        !unpriced.is_empty()
+            && criteria
+                .iter()
+                .flat_map(|c| c.ballots.iter())
+                .any(|b| !b.cached && unpriced.contains(&b.judge.as_str()))
+    }
+
     /// The rubric an item names: inline, or `id@version` / `id` (latest) from the store.
     pub async fn resolve(&self, source: &RubricSource) -> Result<Arc<Rubric>, Error> {
         match source {
@@ -497,10 +598,19 @@ impl Grader {
                         .filter_map(|b| b.abstained.map(|r| r.as_str()))
                 })
                 .collect();
+            let details: Vec<String> = abstention_details(&criteria)
+                .into_iter()
+                .map(|(judge, reason, detail)| format!("judge {judge}: {reason}: {detail}"))
+                .collect();
             return Some(Err(Error::QuorumLost(format!(
-                "no criterion reached quorum {}; judge abstentions: {}",
+                "no criterion reached quorum {}; judge abstentions: {}{}",
                 self.committee.cfg.quorum,
-                reasons.into_iter().collect::<Vec<_>>().join(", ")
+                reasons.into_iter().collect::<Vec<_>>().join(", "),
+                if details.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", details.join("; "))
+                }
             ))));
         }
         let verdicts: Vec<Option<Verdict>> = criteria.iter().map(|c| c.verdict).collect();
@@ -512,6 +622,7 @@ impl Grader {
         let degraded = criteria
             .iter()
             .any(|c| c.ballots.iter().any(|b| b.abstained.is_some()) || c.verdict.is_none());
+        let unpriced = self.unpriced_judges(&criteria);
         Some(Ok(GradeReport {
             case_id: item.case.id.clone(),
             rubric: rubric.reference(),
@@ -520,6 +631,9 @@ impl Grader {
             criteria,
             score,
             elapsed: started.elapsed(),
+            policy: rubric.scoring.policy.name(),
+            rubric_criteria: rubric.criteria.clone(),
+            unpriced,
         }))
     }
 }
@@ -539,6 +653,9 @@ mod tests {
             criteria: vec![],
             score,
             elapsed: Duration::from_millis(3),
+            policy: "healthbench",
+            rubric_criteria: vec![],
+            unpriced: false,
         }
     }
 

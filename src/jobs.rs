@@ -692,7 +692,7 @@ impl Jobs {
                     cached_input_tokens: doc.usage.cached_input_tokens,
                     output_tokens: doc.usage.output_tokens,
                     reasoning_tokens: doc.usage.reasoning_tokens,
-                    cost_usd: doc.usage.cost_usd,
+                    cost_usd: doc.usage.cost_usd.unwrap_or(0.0),
                     facts: Some(doc.score_facts_json()),
                     result,
                 })

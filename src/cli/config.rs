@@ -1,5 +1,6 @@
 //! `tribunal config check`: validates a configuration (every problem listed) and prints
-//! it resolved, secrets masked. Must not build judges or open connections.
+//! it resolved, secrets masked. Builds judges and calls them only with `--probe` (one
+//! tiny call per judge).
 
 use std::path::{Path, PathBuf};
 
@@ -14,13 +15,115 @@ pub enum ConfigCommand {
     Check {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
+        /// Also make one tiny call per judge and report its model, latency and the
+        /// exact error; exits 1 when any judge fails.
+        #[arg(long)]
+        probe: bool,
     },
 }
 
 pub(crate) fn run(command: &ConfigCommand) -> Result<(), Failure> {
     match command {
-        ConfigCommand::Check { config } => check(config.as_deref()),
+        ConfigCommand::Check { config, probe } => {
+            check(config.as_deref())?;
+            if *probe {
+                probe_judges(config.as_deref())
+            } else {
+                Ok(())
+            }
+        }
     }
+}
+
+/// `--probe`: one call per configured judge, in name order, each reported on its own
+/// line (`probe judge NAME (model M): ok in N ms` or `... FAILED after N ms: ERROR`).
+fn probe_judges(path: Option<&Path>) -> Result<(), Failure> {
+    use std::sync::Arc;
+
+    use crate::judge::Provider;
+    use crate::judge::call::JudgeClient;
+
+    let cfg = load_config(path)?;
+    let runtime = super::shared::runtime()?;
+    let mut failed = Vec::new();
+    for (name, j) in &cfg.judges {
+        let provider: Arc<dyn Provider> = match &j.provider {
+            ProviderConfig::OpenAi(o) => match crate::judge::provider::OpenAiProvider::new(j, o) {
+                Ok(p) => Arc::new(p),
+                Err(e) => {
+                    println!("probe judge {name} (model {}): FAILED: {e}", j.model);
+                    failed.push(name.clone());
+                    continue;
+                }
+            },
+            ProviderConfig::Sim(s) => Arc::new(crate::judge::sim::SimProvider::new(s.clone())),
+        };
+        let client = JudgeClient::new(j.clone(), provider);
+        let where_ = client
+            .endpoint()
+            .map_or_else(|| "simulated".to_owned(), |u| format!("at {u}"));
+        match runtime.block_on(client.probe()) {
+            Ok((took, parsed)) => println!(
+                "probe judge {name} (model {}, {where_}): ok in {} ms{}",
+                j.model,
+                took.as_millis(),
+                if parsed {
+                    ""
+                } else {
+                    "; but its answer was not the JSON asked for (check the model and structured_output)"
+                }
+            ),
+            Err((took, e)) => {
+                println!(
+                    "probe judge {name} (model {}, {where_}): FAILED after {} ms: {e}",
+                    j.model,
+                    took.as_millis()
+                );
+                failed.push(name.clone());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Incomplete {
+            code: 1,
+            message: format!(
+                "{} of {} judge(s) failed the probe: {}",
+                failed.len(),
+                cfg.judges.len(),
+                failed.join(", ")
+            ),
+        })
+    }
+}
+
+/// Notes on a judge's prices: none configured (reports then show `cost_usd: null` with
+/// `unpriced: true`), or cached input billed at the full input price because
+/// `price_cached_input_per_mtok` is unset (or equal to the input price).
+fn price_notes(cfg: &Config) -> String {
+    let mut out = String::new();
+    for (name, j) in &cfg.judges {
+        if j.simulated() {
+            continue;
+        }
+        let unpriced = j.price_input_per_mtok == 0.0
+            && j.price_cached_input_per_mtok == 0.0
+            && j.price_output_per_mtok == 0.0;
+        if unpriced {
+            out.push_str(&format!(
+                "NOTE: judge {name}: no price configured (price_input_per_mtok, price_output_per_mtok); reports show cost_usd null with unpriced: true\n"
+            ));
+        } else if j.price_input_per_mtok > 0.0
+            && j.price_cached_input_per_mtok == j.price_input_per_mtok
+        {
+            out.push_str(&format!(
+                "NOTE: judge {name}: cached input is priced at the full input price ({} per million tokens) because price_cached_input_per_mtok is unset; set it to the provider's cached price, or costs of prefix-cached prompts are overstated\n",
+                j.price_input_per_mtok
+            ));
+        }
+    }
+    out
 }
 
 fn check(path: Option<&Path>) -> Result<(), Failure> {
@@ -62,6 +165,7 @@ fn check(path: Option<&Path>) -> Result<(), Failure> {
         cfg.telemetry.service_name
     ));
     out.push_str(&redis_section(&cfg));
+    out.push_str(&price_notes(&cfg));
     if cfg.simulated() {
         out.push_str("NOTE: every judge is simulated; grades are not real.\n");
     }

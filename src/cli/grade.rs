@@ -16,7 +16,8 @@ use clap::Parser;
 use futures::StreamExt;
 
 use super::shared::{
-    Failure, Format, Usage, for_each_line, format_for, invalid_lines, load_config, runtime,
+    EXIT_ITEMS_FAILED, EXIT_NOTHING_GRADED, Failure, Format, for_each_line, format_for,
+    invalid_lines, load_config, runtime,
 };
 use crate::grader::{Grader, read_example_score};
 use crate::item::{Item, parse_line};
@@ -70,6 +71,23 @@ pub struct GradeArgs {
     /// Professional) or CENTER,PENALTY; replaces any adjustment the rubrics set.
     #[arg(long, value_parser = crate::rubric::LengthAdjustment::parse)]
     pub length_adjustment: Option<crate::rubric::LengthAdjustment>,
+    /// In the table summary, also list the figure of every tag (`theme:*`, `axis:*`),
+    /// above the headline. `--format json` always carries them.
+    #[arg(long)]
+    pub by_tag: bool,
+}
+
+/// What a run did, beyond the scores: for the end-of-run lines and the exit code.
+#[derive(Debug, Default)]
+struct RunTally {
+    /// Items graded in this run (not counting `--resume`'s earlier reports).
+    graded: usize,
+    failed: usize,
+    /// The first failed item: its case id and error message.
+    first_failure: Option<(String, String)>,
+    skipped_no_response: usize,
+    /// Scoring policies of the graded items' rubrics.
+    policies: std::collections::BTreeSet<&'static str>,
 }
 
 /// Case ids that already have a report in `path` (error lines do not count).
@@ -145,7 +163,7 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
         return estimate(args, &grader, total, &done);
     }
     let runtime = runtime()?;
-    runtime.block_on(grade_all(
+    let tally = runtime.block_on(grade_all(
         args,
         Arc::clone(&grader),
         total,
@@ -176,11 +194,7 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
                 DEFAULT_RESAMPLES
             )
         ),
-        Format::Table => format!(
-            "{}{}",
-            report::summary_table(&summary, "policy from each rubric", args.seed),
-            Usage::of(&grader).line()
-        ),
+        Format::Table => end_of_run(args, &grader, &summary, &tally),
     };
     let write = match (&args.summary, &args.output) {
         (Some(p), _) => {
@@ -193,7 +207,188 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
             .write_all(text.as_bytes())
             .map_err(|e| anyhow::anyhow!("{e}")),
     };
-    write.map_err(Failure::Runtime)
+    write.map_err(Failure::Runtime)?;
+    exit_status(&summary, &tally, args.use_reference)
+}
+
+/// The run's exit: 0 when every item was graded and counts; `EXIT_NOTHING_GRADED` when
+/// no item has a report; `EXIT_ITEMS_FAILED` when an item failed or was excluded
+/// because a judge abstained (`incomplete`). The message says what and where to look.
+fn exit_status(
+    summary: &score::Summary,
+    tally: &RunTally,
+    use_reference: bool,
+) -> Result<(), Failure> {
+    if summary.examples == 0 {
+        let mut why = Vec::new();
+        if tally.failed > 0 {
+            let example = tally
+                .first_failure
+                .as_ref()
+                .map(|(id, m)| format!(" (first: {id}: {m})"))
+                .unwrap_or_default();
+            why.push(format!("{} item(s) failed{example}", tally.failed));
+        }
+        if tally.skipped_no_response > 0 {
+            why.push(format!(
+                "{} row(s) skipped without a response{}",
+                tally.skipped_no_response,
+                no_response_hint(use_reference)
+            ));
+        }
+        if why.is_empty() {
+            why.push("the input has no items".to_owned());
+        }
+        return Err(Failure::Incomplete {
+            code: EXIT_NOTHING_GRADED,
+            message: format!("nothing was graded: {}", why.join("; ")),
+        });
+    }
+    if tally.failed > 0 || summary.excluded_incomplete > 0 {
+        let mut why = Vec::new();
+        if tally.failed > 0 {
+            let example = tally
+                .first_failure
+                .as_ref()
+                .map(|(id, m)| format!(" (first: {id}: {m})"))
+                .unwrap_or_default();
+            why.push(format!("{} item(s) failed{example}", tally.failed));
+        }
+        if summary.excluded_incomplete > 0 {
+            why.push(format!(
+                "{} item(s) excluded because a judge abstained (see the abstentions above and each report's `abstentions`)",
+                summary.excluded_incomplete
+            ));
+        }
+        return Err(Failure::Incomplete {
+            code: EXIT_ITEMS_FAILED,
+            message: why.join("; "),
+        });
+    }
+    Ok(())
+}
+
+/// What to do about rows without a `response`.
+fn no_response_hint(use_reference: bool) -> &'static str {
+    if use_reference {
+        " (they have no reference answer either)"
+    } else {
+        " (add `response` to each row, or grade the rows' reference answers with --use-reference)"
+    }
+}
+
+/// The table summary's end of run, headline last so no tag list scrolls it away:
+/// tag figures (only with `--by-tag`), then per judge its calls, tokens, cost and
+/// abstentions by reason with one detail each, failed items with the first error,
+/// the included / excluded counts and the overall figure with its interval, and the
+/// SIMULATED warning as the very last line when it applies.
+fn end_of_run(
+    args: &GradeArgs,
+    grader: &Grader,
+    summary: &score::Summary,
+    tally: &RunTally,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if args.by_tag {
+        out.push_str(&report::tag_rows(summary));
+    } else if !summary.tags.is_empty() {
+        let _ = writeln!(
+            out,
+            "({} tag figures not shown; --by-tag lists them, --format json carries them)",
+            summary.tags.len()
+        );
+    }
+    out.push_str(&judge_lines(grader));
+    if tally.failed > 0 {
+        let _ = writeln!(
+            out,
+            "failed: {} item(s){}",
+            tally.failed,
+            tally
+                .first_failure
+                .as_ref()
+                .map(|(id, m)| format!("; first: {id}: {m}"))
+                .unwrap_or_default()
+        );
+    }
+    if tally.skipped_no_response > 0 {
+        let _ = writeln!(
+            out,
+            "skipped: {} row(s) without a response{}",
+            tally.skipped_no_response,
+            no_response_hint(args.use_reference)
+        );
+    }
+    let policy = if tally.policies.is_empty() {
+        "policy from each rubric".to_owned()
+    } else {
+        format!(
+            "policy {}",
+            tally
+                .policies
+                .iter()
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    out.push_str(&report::headline(summary, &policy, args.seed));
+    if grader.simulated() {
+        let _ = writeln!(
+            out,
+            "SIMULATED: every judge is simulated; these grades are not real judgements"
+        );
+    }
+    out
+}
+
+/// One line per judge (members, then the escalation judge): calls, tokens and cost
+/// (or that no price is configured), then its abstained ballots by reason, each with
+/// the first detail seen.
+fn judge_lines(grader: &Grader) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let clients = grader
+        .committee
+        .members
+        .iter()
+        .map(|m| (&m.client, ""))
+        .chain(
+            grader
+                .committee
+                .escalation
+                .iter()
+                .map(|e| (e, " (escalation)")),
+        );
+    for (c, role) in clients {
+        let s = &c.stats;
+        let (calls, input, output) = (
+            s.calls.load(Ordering::Relaxed),
+            s.input_tokens.load(Ordering::Relaxed),
+            s.output_tokens.load(Ordering::Relaxed),
+        );
+        #[expect(clippy::cast_precision_loss, reason = "display only")]
+        let usd = s.cost_micro_usd.load(Ordering::Relaxed) as f64 / 1e6;
+        let cost = if c.simulated() {
+            "$0 (simulated)".to_owned()
+        } else if c.unpriced() {
+            "cost unknown (no price_* configured)".to_owned()
+        } else {
+            format!("${usd:.4}")
+        };
+        let _ = writeln!(
+            out,
+            "judge {}{role} ({}): {calls} calls, {} tokens ({input} in, {output} out), {cost}",
+            c.name(),
+            c.cfg.model,
+            input + output
+        );
+        for (reason, n, detail) in c.abstentions() {
+            let _ = writeln!(out, "  abstained {n} x {reason}: {detail}");
+        }
+    }
+    out
 }
 
 /// `--batch` turns the Batch API on for every committee judge (keeping any `batch_*`
@@ -305,8 +500,12 @@ async fn grade_all(
     total: usize,
     done: HashSet<String>,
     scores: &mut Vec<(String, ExampleScore)>,
-) -> Result<(), Failure> {
+) -> Result<RunTally, Failure> {
     let (items, skipped_done, skipped_no_response) = pending_items(args, &done)?;
+    let mut tally = RunTally {
+        skipped_no_response,
+        ..RunTally::default()
+    };
     let mut out: Box<dyn Write + Send> = match &args.output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::OpenOptions::new()
@@ -327,7 +526,6 @@ async fn grade_all(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
-    let mut failed = 0usize;
     let mut abstentions = 0usize;
     // Admission: with --concurrency, at most that many items; by default, items while
     // their calls fit the committee's call budget (an item bigger than the whole budget
@@ -368,6 +566,8 @@ async fn grade_all(
             next += 1;
             let line = match result {
                 Ok(report) => {
+                    tally.graded += 1;
+                    tally.policies.insert(report.policy);
                     abstentions += report
                         .criteria
                         .iter()
@@ -378,13 +578,16 @@ async fn grade_all(
                     report.to_json()
                 }
                 Err(e) => {
-                    failed += 1;
+                    tally.failed += 1;
+                    if tally.first_failure.is_none() {
+                        tally.first_failure = Some((id.clone(), e.to_string()));
+                    }
                     crate::grader::failed_item_json(&id, &e)
                 }
             };
             writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;
             bar.inc(1);
-            let usage = Usage::of(&grader);
+            let usage = super::shared::Usage::of(&grader);
             let (calls, tokens) = (usage.calls, usage.input_tokens + usage.output_tokens);
             let hits = grader
                 .committee
@@ -404,12 +607,30 @@ async fn grade_all(
     out.flush()
         .map_err(|e| anyhow::anyhow!("writing reports: {e}"))?;
     bar.finish_and_clear();
+    // Ballots of failed items abstained too: count them from the judges' tallies,
+    // which see every abstained ballot, not only those of reports.
+    let abstained: u64 = grader
+        .committee
+        .members
+        .iter()
+        .map(|m| &m.client)
+        .chain(grader.committee.escalation.iter())
+        .flat_map(|c| c.abstentions())
+        .map(|(_, n, _)| n)
+        .sum();
+    let abstained = abstained.max(abstentions as u64);
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
-        "tribunal: {total} items: {} graded, {failed} failed, {skipped_done} already done, {skipped_no_response} skipped without a response, {abstentions} abstained ballots, {:.1}s",
-        scores.len() - skipped_done.min(scores.len()),
+        "tribunal: {total} items: {} graded, {} failed, {skipped_done} already done, {skipped_no_response} skipped without a response{}, {abstained} abstained ballots, {:.1}s",
+        tally.graded,
+        tally.failed,
+        if skipped_no_response > 0 {
+            no_response_hint(args.use_reference)
+        } else {
+            ""
+        },
         started.elapsed().as_secs_f64()
     );
-    Ok(())
+    Ok(tally)
 }

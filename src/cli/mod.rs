@@ -2,7 +2,8 @@
 //! files, one per command (`score`, `serve`, `grade`, `calibrate`, `rubric`,
 //! `config`), which share only `shared` and never use each other. Turns a command's
 //! outcome into an exit code: 0 success, 1 runtime failure (IO), 2 usage error
-//! (clap), 3 invalid input data. Must not hold a command's code itself.
+//! (clap), 3 invalid input data; `grade` adds 4 (some items failed or were excluded
+//! for a judge failure) and 5 (nothing graded). Must not hold a command's code itself.
 
 mod calibrate;
 mod config;
@@ -25,6 +26,7 @@ pub use score::ScoreArgs;
 pub use serve::ServeArgs;
 use shared::Failure;
 pub use shared::Format;
+pub use shared::{EXIT_ITEMS_FAILED, EXIT_NOTHING_GRADED};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,6 +88,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Err(Failure::Runtime(e)) => {
             let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
+        }
+        Err(Failure::Incomplete { code, message }) => {
+            let _ = writeln!(std::io::stderr(), "error: {message}");
+            ExitCode::from(code)
         }
     }
 }

@@ -19,11 +19,20 @@ pub enum Format {
     Table,
 }
 
-/// How a command failed: bad data (every problem listed) or a runtime failure.
+/// How a command failed: bad data (every problem listed), a runtime failure, or a
+/// run that finished but did not do all it was asked (its own exit code and message).
 pub(crate) enum Failure {
     Invalid(Vec<String>),
     Runtime(anyhow::Error),
+    Incomplete { code: u8, message: String },
 }
+
+/// `tribunal grade`: some items failed (judges unavailable, quorum lost) or were
+/// excluded because a judge abstained; the reports and summary are still written.
+pub const EXIT_ITEMS_FAILED: u8 = 4;
+/// `tribunal grade`: nothing was graded (every row failed or was skipped, e.g. rows
+/// without a `response` and no `--use-reference`).
+pub const EXIT_NOTHING_GRADED: u8 = 5;
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {

@@ -32,6 +32,9 @@ pub struct Ballot {
     pub escalation: bool,
     pub verdict: Option<Verdict>,
     pub abstained: Option<AbstainReason>,
+    /// Why it abstained, in words (HTTP status, URL without secrets, the start of the
+    /// provider's error body, the transport error, ...); `None` with a verdict.
+    pub abstain_detail: Option<String>,
     pub explanation: String,
     pub latency_ms: u64,
     pub input_tokens: u64,
@@ -125,14 +128,17 @@ struct Failed {
     answers: Vec<Result<crate::judge::Parsed, AbstainReason>>,
     usage: crate::judge::Usage,
     template_hash: String,
+    /// `CallResult::detail`: why the abstaining answers abstained.
+    detail: Option<String>,
 }
 
 impl Failed {
-    fn whole(reason: AbstainReason, n: usize) -> Self {
+    fn whole(reason: AbstainReason, n: usize, detail: String) -> Self {
         Failed {
             answers: vec![Err(reason); n.max(1)],
             usage: Default::default(),
             template_hash: String::new(),
+            detail: Some(detail),
         }
     }
 }
@@ -474,7 +480,11 @@ impl Committee {
         let call = async || {
             // Checked again here: the cache lookups before it may have waited.
             if cancel.is_cancelled() {
-                return Err(Failed::whole(AbstainReason::Cancelled, indices.len()));
+                return Err(Failed::whole(
+                    AbstainReason::Cancelled,
+                    indices.len(),
+                    "stopped before the request was sent: the job was cancelled or the server is shutting down".to_owned(),
+                ));
             }
             // One nonce per item, so every call on it shares the prompt prefix.
             let nonce = self.templates.item_nonce(case, response);
@@ -483,7 +493,11 @@ impl Committee {
             // (never a verdict) and the cause is logged once here.
             let rendered = rendered.map_err(|e| {
                 tracing::error!(judge = a.client.name(), error = %e, "judge prompt failed to render");
-                Failed::whole(AbstainReason::ClientError, indices.len())
+                Failed::whole(
+                    AbstainReason::ClientError,
+                    indices.len(),
+                    format!("the judge prompt failed to render: {e}"),
+                )
             })?;
             let req = ChatRequest {
                 messages: vec![
@@ -499,10 +513,15 @@ impl Committee {
             // A batched call waits for its batch, far past the item's deadline; its own
             // bound is the batch configuration's (`JudgeClient::call_deadline`).
             let deadline = a.client.call_deadline(deadline);
-            let result =
-                tokio::time::timeout_at(deadline.into(), a.client.call(req, deadline, cancel))
-                    .await
-                    .map_err(|_| Failed::whole(AbstainReason::Timeout, indices.len()))?;
+            let result = tokio::time::timeout_at(deadline.into(), a.client.call(req, deadline, cancel))
+                .await
+                .map_err(|_| {
+                    let detail = format!(
+                        "no answer within the item's deadline (request_timeout {} ms)",
+                        self.cfg.request_timeout.as_millis()
+                    );
+                    Failed::whole(AbstainReason::Timeout, indices.len(), detail)
+                })?;
             if result.answers.iter().any(Result::is_err) {
                 // Nothing is cached unless every criterion of the call has a verdict;
                 // the ones that do still count as ballots.
@@ -510,6 +529,7 @@ impl Committee {
                     answers: result.answers,
                     usage: result.usage,
                     template_hash: rendered.template_hash,
+                    detail: result.detail,
                 });
             }
             Ok(CachedAnswer {
@@ -543,6 +563,26 @@ impl Committee {
         let latency_ms = started.elapsed().as_millis() as u64;
         let cached = source != Source::Upstream;
         let n = indices.len().max(1) as u64;
+        let detail = match &outcome {
+            Ok(_) => None,
+            Err(f) => f.detail.clone(),
+        };
+        if let Err(f) = &outcome {
+            // Counted and logged (rate-limited) per judge, with the cause in words.
+            let mut by_reason: Vec<(AbstainReason, u64)> = Vec::new();
+            for r in f.answers.iter().filter_map(|a| a.as_ref().err()) {
+                match by_reason.iter_mut().find(|(x, _)| x == r) {
+                    Some((_, n)) => *n += 1,
+                    None => by_reason.push((*r, 1)),
+                }
+            }
+            for (reason, n) in by_reason {
+                let text = detail
+                    .clone()
+                    .unwrap_or_else(|| format!("{reason} (no further detail)"));
+                a.client.note_abstention(reason, &text, n);
+            }
+        }
         let (answers, usage, hash): (Vec<Result<&crate::judge::Parsed, AbstainReason>>, _, _) =
             match &outcome {
                 Ok(answer) => (
@@ -581,6 +621,11 @@ impl Committee {
                     Ok(p) => (Some(p.verdict), None, p.explanation.clone()),
                     Err(r) => (None, Some(r), String::new()),
                 };
+                let abstain_detail = abstained.map(|r| {
+                    detail
+                        .clone()
+                        .unwrap_or_else(|| format!("{r} (no further detail)"))
+                });
                 (
                     *idx,
                     Ballot {
@@ -589,6 +634,7 @@ impl Committee {
                         escalation: a.escalation,
                         verdict,
                         abstained,
+                        abstain_detail,
                         explanation,
                         latency_ms,
                         input_tokens: share(usage.input_tokens, i),

@@ -45,12 +45,16 @@ pub struct CallResult {
     pub usage: Usage,
     pub attempts: u32,
     pub latency: Duration,
+    /// Why the abstaining answers abstained, in words: the HTTP status, the URL without
+    /// secrets and the start of the provider's error body, the transport error, the
+    /// timeout, or the parse problem. `None` when every answer has a verdict.
+    pub detail: Option<String>,
 }
 
 impl CallResult {
     fn abstain(
         n: usize,
-        reason: AbstainReason,
+        (reason, detail): (AbstainReason, String),
         usage: Usage,
         attempts: u32,
         started: Instant,
@@ -60,6 +64,59 @@ impl CallResult {
             usage,
             attempts,
             latency: started.elapsed(),
+            detail: Some(detail),
+        }
+    }
+}
+
+/// An abstention with its detail (see `CallResult::detail`).
+type Abstain = (AbstainReason, String);
+
+/// The abstention of a call stopped by its job's cancel or the server's shutdown
+/// before a request was sent.
+fn cancelled() -> Abstain {
+    (
+        AbstainReason::Cancelled,
+        "stopped before the request was sent: the job was cancelled or the server is shutting down"
+            .to_owned(),
+    )
+}
+
+/// How often the same judge's same abstention reason is logged again: the first one
+/// at once, then at most one line per this period, with the count in between.
+pub const ABSTENTION_LOG_PERIOD: Duration = Duration::from_secs(60);
+
+/// The rate limiter of abstention log lines: per reason, when the last line was
+/// written and how many abstentions went unlogged since.
+#[derive(Debug, Default)]
+pub struct AbstentionLog {
+    seen: std::sync::Mutex<std::collections::HashMap<AbstainReason, (Instant, u64)>>,
+}
+
+impl AbstentionLog {
+    /// Whether to log this abstention now, and how many of the same reason were
+    /// suppressed since the last line (they are reported in this one).
+    pub fn admit(&self, reason: AbstainReason, now: Instant) -> Option<u64> {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match seen.get_mut(&reason) {
+            None => {
+                seen.insert(reason, (now, 0));
+                Some(0)
+            }
+            Some((last, suppressed)) => {
+                if now.saturating_duration_since(*last) >= ABSTENTION_LOG_PERIOD {
+                    let n = *suppressed;
+                    *last = now;
+                    *suppressed = 0;
+                    Some(n)
+                } else {
+                    *suppressed += 1;
+                    None
+                }
+            }
         }
     }
 }
@@ -71,6 +128,10 @@ pub struct JudgeClient {
     pub stats: JudgeStats,
     /// The Batch API collector, for a `batch = true` judge whose provider has one.
     pub batcher: Option<Arc<Batcher>>,
+    /// Rate limit of this judge's abstention `warn` lines.
+    pub abstention_log: AbstentionLog,
+    /// Abstained ballots by reason, with the first detail seen (`note_abstention`).
+    abstentions: std::sync::Mutex<std::collections::BTreeMap<AbstainReason, (u64, String)>>,
 }
 
 impl JudgeClient {
@@ -86,6 +147,8 @@ impl JudgeClient {
             provider,
             stats: JudgeStats::default(),
             batcher,
+            abstention_log: AbstentionLog::default(),
+            abstentions: Default::default(),
         }
     }
 
@@ -118,6 +181,63 @@ impl JudgeClient {
 
     pub fn simulated(&self) -> bool {
         self.provider.simulated()
+    }
+
+    /// A real (not simulated) judge with no price configured: its calls cost an
+    /// unknown amount, which reports show as `cost_usd: null` with `unpriced: true`
+    /// (a simulated judge is free: 0).
+    pub fn unpriced(&self) -> bool {
+        !self.simulated()
+            && self.cfg.price_input_per_mtok == 0.0
+            && self.cfg.price_cached_input_per_mtok == 0.0
+            && self.cfg.price_output_per_mtok == 0.0
+    }
+
+    /// The URL this judge calls, without secrets (`None` when simulated).
+    pub fn endpoint(&self) -> Option<&str> {
+        self.provider.endpoint()
+    }
+
+    /// Counts `ballots` abstained ballots of one call (for run summaries) and logs the
+    /// abstention at `warn` with its detail: the first of each reason at once, then at
+    /// most one line per `ABSTENTION_LOG_PERIOD` with how many went unlogged since.
+    /// Cancellations are expected (shutdown, job cancel) and stay at `debug`.
+    pub fn note_abstention(&self, reason: AbstainReason, detail: &str, ballots: u64) {
+        {
+            let mut tally = self
+                .abstentions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = tally
+                .entry(reason)
+                .or_insert_with(|| (0, detail.to_owned()));
+            entry.0 += ballots;
+        }
+        if reason == AbstainReason::Cancelled {
+            tracing::debug!(judge = %self.cfg.name, reason = %reason, detail, "judge abstained");
+            return;
+        }
+        if let Some(suppressed) = self.abstention_log.admit(reason, Instant::now()) {
+            tracing::warn!(
+                judge = %self.cfg.name,
+                model = %self.cfg.model,
+                reason = %reason,
+                suppressed_since_last = suppressed,
+                "judge abstained: {detail}"
+            );
+        }
+    }
+
+    /// Abstained ballots so far by reason, each with the first detail seen.
+    pub fn abstentions(&self) -> Vec<(AbstainReason, u64, String)> {
+        let tally = self
+            .abstentions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tally
+            .iter()
+            .map(|(r, (n, d))| (*r, *n, d.clone()))
+            .collect()
     }
 
     /// USD cost of `usage` at this judge's prices, times `batch_price_factor` for a
@@ -163,8 +283,18 @@ impl JudgeClient {
                 Ok(c) => c,
                 Err(reason) => return CallResult::abstain(n, reason, usage, attempts, started),
             };
-            if completion.refusal.is_some() {
-                return CallResult::abstain(n, AbstainReason::Refusal, usage, attempts, started);
+            if let Some(refusal) = &completion.refusal {
+                let detail = format!(
+                    "the model refused: {}",
+                    super::provider::body_excerpt(refusal.as_bytes())
+                );
+                return CallResult::abstain(
+                    n,
+                    (AbstainReason::Refusal, detail),
+                    usage,
+                    attempts,
+                    started,
+                );
             }
             let parsed: Result<Vec<Result<Parsed, ParseError>>, ParseError> = match &req.expect {
                 Expect::One(scale) => Ok(vec![parse_answer(&completion.text, *scale)]),
@@ -189,10 +319,18 @@ impl JudgeClient {
                     usage,
                     attempts,
                     latency: started.elapsed(),
+                    detail: None,
                 };
             };
             if problem.is_refusal() {
-                return CallResult::abstain(n, AbstainReason::Refusal, usage, attempts, started);
+                let detail = format!("the model refused: {problem}");
+                return CallResult::abstain(
+                    n,
+                    (AbstainReason::Refusal, detail),
+                    usage,
+                    attempts,
+                    started,
+                );
             }
             if reasks >= self.cfg.retry.max_parse_retries {
                 // Keep what did parse (batched prompts); the rest abstain as unparseable.
@@ -211,11 +349,13 @@ impl JudgeClient {
                         .collect(),
                     Err(_) => vec![Err(AbstainReason::Unparseable); n],
                 };
+                let detail = format!("answer not usable after {} re-ask(s): {problem}", reasks);
                 return CallResult {
                     answers,
                     usage,
                     attempts,
                     latency: started.elapsed(),
+                    detail: Some(detail),
                 };
             }
             reasks += 1;
@@ -230,6 +370,59 @@ impl JudgeClient {
         }
     }
 
+    /// A provider error in words, with the (redacted) URL where the error does not
+    /// already name it; `budget` is the attempt's deadline, for timeouts.
+    pub fn describe(&self, e: &ProviderError, budget: Duration) -> String {
+        let url = self.endpoint().unwrap_or("the simulated provider");
+        match e {
+            ProviderError::Timeout => {
+                format!("timed out after {} ms ({url})", budget.as_millis())
+            }
+            ProviderError::RateLimited { .. }
+            | ProviderError::Server { .. }
+            | ProviderError::Decode(_) => format!("{e} from {url}"),
+            ProviderError::Connect(_) | ProviderError::Client { .. } => e.to_string(),
+        }
+    }
+
+    /// One tiny call (a one-line prompt asking for `{"criteria_met": true}`), one
+    /// attempt, no retries, no limiter, no accounting: what `config check --probe`
+    /// reports. `Ok` carries the latency and whether the answer parsed; `Err` the
+    /// latency and the exact error.
+    pub async fn probe(&self) -> Result<(Duration, bool), (Duration, String)> {
+        let req = ChatRequest {
+            messages: vec![
+                (
+                    ChatRole::System,
+                    "You check whether a statement holds. Answer with JSON only.".to_owned(),
+                ),
+                (
+                    ChatRole::User,
+                    "Statement: 2 + 2 = 4. Reply with exactly {\"criteria_met\": true}".to_owned(),
+                ),
+            ],
+            expect: Expect::One(super::Scale::Binary),
+            explain: false,
+            content_key: [0; 32],
+            sample: 0,
+            reference: None,
+        };
+        let started = Instant::now();
+        let budget = self.cfg.timeout;
+        let outcome = match tokio::time::timeout(budget, self.provider.complete(&req)).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::Timeout),
+        };
+        let took = started.elapsed();
+        match outcome {
+            Ok(c) => Ok((
+                took,
+                c.refusal.is_none() && parse_answer(&c.text, super::Scale::Binary).is_ok(),
+            )),
+            Err(e) => Err((took, self.describe(&e, budget))),
+        }
+    }
+
     /// One request with transport retries. Returns the completion or the abstention
     /// reason once attempts or time run out, or `Cancelled` when `cancel` fires before
     /// a request is sent (waiting for a permit or a backoff included).
@@ -240,18 +433,31 @@ impl JudgeClient {
         attempts: &mut u32,
         usage: &mut Usage,
         cancel: &CancellationToken,
-    ) -> Result<super::Completion, AbstainReason> {
+    ) -> Result<super::Completion, Abstain> {
         let retry = &self.cfg.retry;
+        let describe = |e: &ProviderError, budget: Duration| self.describe(e, budget);
+        let out_of_time = |attempts: u32, last: Option<&str>| {
+            (
+                AbstainReason::Timeout,
+                match last {
+                    Some(l) => format!(
+                        "the item's deadline passed after {attempts} attempt(s); last error: {l}"
+                    ),
+                    None => "the item's deadline passed before the call could be made".to_owned(),
+                },
+            )
+        };
+        let mut last_detail: Option<String> = None;
         let chars: usize = req.messages.iter().map(|(_, t)| t.len()).sum();
         let estimate = estimate_tokens(chars, self.cfg.sampling.max_tokens);
         let mut last = ProviderError::Timeout;
         for attempt in 0..retry.max_attempts {
             let now = Instant::now();
             if cancel.is_cancelled() {
-                return Err(AbstainReason::Cancelled);
+                return Err(cancelled());
             }
             if now >= deadline {
-                return Err(AbstainReason::Timeout);
+                return Err(out_of_time(*attempts, last_detail.as_deref()));
             }
             *attempts += 1;
             let waits_before = self.limiter.waits.load(Ordering::Relaxed);
@@ -259,11 +465,14 @@ impl JudgeClient {
                 // A permit and the cancel ready together: the cancel wins, so nothing
                 // is sent for a cancelled job.
                 biased;
-                () = cancel.cancelled() => return Err(AbstainReason::Cancelled),
+                () = cancel.cancelled() => return Err(cancelled()),
                 p = tokio::time::timeout_at(deadline.into(), self.limiter.acquire(estimate)) => p,
             };
             let Ok(_permit) = permit else {
-                return Err(AbstainReason::Timeout);
+                return Err((
+                    AbstainReason::Timeout,
+                    "the item's deadline passed while waiting for the judge's rate limit (requests_per_minute / tokens_per_minute / max_concurrency)".to_owned(),
+                ));
             };
             if self.limiter.waits.load(Ordering::Relaxed) != waits_before {
                 crate::metrics::limiter_wait(&self.cfg.name);
@@ -307,12 +516,14 @@ impl JudgeClient {
                     return Ok(c);
                 }
                 Err(e) if !e.retryable() => {
+                    let detail = describe(&e, budget);
                     return Err(match e {
-                        ProviderError::Client { .. } => AbstainReason::ClientError,
-                        _ => AbstainReason::RetriesExhausted,
+                        ProviderError::Client { .. } => (AbstainReason::ClientError, detail),
+                        _ => (AbstainReason::RetriesExhausted, detail),
                     });
                 }
                 Err(e) => {
+                    last_detail = Some(describe(&e, budget));
                     if attempt + 1 >= retry.max_attempts {
                         last = e;
                         break;
@@ -321,21 +532,26 @@ impl JudgeClient {
                         full_jitter(retry.backoff_base, retry.backoff_max, attempt)
                     });
                     if Instant::now() + wait >= deadline {
-                        return Err(AbstainReason::Timeout);
+                        return Err(out_of_time(*attempts, last_detail.as_deref()));
                     }
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     crate::metrics::judge_retry(&self.cfg.name);
                     last = e;
                     tokio::select! {
-                        () = cancel.cancelled() => return Err(AbstainReason::Cancelled),
+                        () = cancel.cancelled() => return Err(cancelled()),
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
             }
         }
+        let detail = format!(
+            "{} attempt(s) failed; last: {}",
+            *attempts,
+            last_detail.unwrap_or_else(|| last.to_string())
+        );
         Err(match last {
-            ProviderError::Timeout => AbstainReason::Timeout,
-            _ => AbstainReason::RetriesExhausted,
+            ProviderError::Timeout => (AbstainReason::Timeout, detail),
+            _ => (AbstainReason::RetriesExhausted, detail),
         })
     }
 
@@ -348,14 +564,15 @@ impl JudgeClient {
         attempts: &mut u32,
         usage: &mut Usage,
         cancel: &CancellationToken,
-    ) -> Result<super::Completion, AbstainReason> {
+    ) -> Result<super::Completion, Abstain> {
         let chars: usize = req.messages.iter().map(|(_, t)| t.len()).sum();
         let estimate = estimate_tokens(chars, self.cfg.sampling.max_tokens);
+        let mut last_error = String::new();
         let custom_id = batch::custom_id(&self.cfg, req);
         let body = batcher.request_body(req);
         for attempt in 0..batcher.cfg.max_attempts {
             if cancel.is_cancelled() {
-                return Err(AbstainReason::Cancelled);
+                return Err(cancelled());
             }
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -386,14 +603,21 @@ impl JudgeClient {
                 }
                 Err(e) if !e.retryable => {
                     tracing::debug!(judge = %self.cfg.name, error = %e.message, "batch entry failed for good");
-                    return Err(AbstainReason::ClientError);
+                    return Err((AbstainReason::ClientError, e.message));
                 }
                 Err(e) => {
                     tracing::debug!(judge = %self.cfg.name, attempt, error = %e.message, "batch entry failed; retrying in a later batch");
+                    last_error = e.message;
                 }
             }
         }
-        Err(AbstainReason::BatchFailed)
+        Err((
+            AbstainReason::BatchFailed,
+            format!(
+                "{} batch(es) failed; last: {last_error}",
+                batcher.cfg.max_attempts
+            ),
+        ))
     }
 
     fn account(&self, u: Usage) {

@@ -53,7 +53,17 @@ impl Scale {
 /// Why a ballot carries no verdict. An abstention is never turned into met / not met.
 /// Its snake_case names are part of `grade_report.v1` and the metrics labels.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum AbstainReason {
@@ -187,20 +197,22 @@ pub struct Completion {
 /// A failed call, classified for the retry policy.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {
-    #[error("rate limited (429)")]
+    #[error("HTTP 429 (rate limited)")]
     RateLimited {
         retry_after: Option<std::time::Duration>,
     },
-    #[error("server error {status}")]
+    #[error("HTTP {status} (server error)")]
     Server {
         status: u16,
         retry_after: Option<std::time::Duration>,
     },
     #[error("timed out")]
     Timeout,
-    #[error("connection failed: {0}")]
+    /// The transport's failure with its cause chain and the (redacted) URL.
+    #[error("{0}")]
     Connect(String),
-    #[error("client error {status}: {message}")]
+    /// A non-retryable 4xx; `message` names the (redacted) URL and starts the body.
+    #[error("HTTP {status} {message}")]
     Client { status: u16, message: String },
     #[error("undecodable response: {0}")]
     Decode(String),
@@ -232,6 +244,11 @@ impl ProviderError {
 pub trait Provider: Send + Sync {
     async fn complete(&self, req: &ChatRequest) -> Result<Completion, ProviderError>;
     fn simulated(&self) -> bool;
+    /// The URL calls go to, without secrets (userinfo, query), for failure details;
+    /// `None` for the simulated provider.
+    fn endpoint(&self) -> Option<&str> {
+        None
+    }
     /// The provider's Batch API, when it has one (OpenAI-compatible servers).
     fn batch_api(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn batch::BatchApi>> {
         None

@@ -25,6 +25,8 @@ use crate::config::{JudgeConfig, OpenAiConfig, Sampling};
 pub struct OpenAiProvider {
     http: reqwest::Client,
     url: String,
+    /// `url` without userinfo, query or fragment: what errors and logs show.
+    shown_url: String,
     /// Base URL up to `/v1`, for the Batch API's `/files` and `/batches`.
     base: String,
     model: String,
@@ -59,6 +61,7 @@ impl OpenAiProvider {
         Ok(Self {
             http,
             url: format!("{}/chat/completions", cfg.base_url),
+            shown_url: redact_url(&format!("{}/chat/completions", cfg.base_url)),
             base: cfg.base_url.clone(),
             model: judge.model.clone(),
             sampling: judge.sampling.clone(),
@@ -272,6 +275,81 @@ fn completion_of(body: LenientResponse) -> Result<Completion, ProviderError> {
     })
 }
 
+/// A URL as errors and logs may show it: without userinfo (credentials), query
+/// (`?api-key=` and the like) or fragment. Text that is not a URL is shown up to its
+/// first `?` or `#`, and without anything before an `@`.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => {
+            let cut = url.find(['?', '#']).unwrap_or(url.len());
+            let head = &url[..cut];
+            match (head.find("://"), head.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}{}", &head[..s + 3], &head[at + 1..]),
+                _ => head.to_owned(),
+            }
+        }
+    }
+}
+
+/// Bytes of a provider's error body kept in an abstention's detail.
+pub const BODY_EXCERPT: usize = 300;
+
+/// The start of an error body as text (at most `BODY_EXCERPT` bytes, on a character
+/// boundary), whitespace runs collapsed; `(empty body)` when there is none.
+pub fn body_excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return "(empty body)".to_owned();
+    }
+    if text.len() <= BODY_EXCERPT {
+        return text;
+    }
+    let mut end = BODY_EXCERPT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// A transport failure with its whole cause chain (reqwest's own message only says
+/// "error sending request"; the cause says "Connection refused", a DNS failure or a
+/// TLS problem) and the redacted URL, never the URL reqwest would print.
+fn transport_error(e: &reqwest::Error, shown_url: &str) -> ProviderError {
+    if e.is_timeout() {
+        return ProviderError::Timeout;
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "reading the answer failed"
+    } else {
+        "request failed"
+    };
+    let cause = if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    };
+    ProviderError::Connect(format!("{what} to {shown_url}: {cause}"))
+}
+
 /// `retry-after-ms` (milliseconds, OpenAI/Azure) wins over `Retry-After` (seconds or
 /// an HTTP date, which we do not parse: it falls back to backoff).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -301,13 +379,7 @@ impl Provider for OpenAiProvider {
             .json(&self.body(req))
             .send()
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    ProviderError::Timeout
-                } else {
-                    ProviderError::Connect(e.to_string())
-                }
-            })?;
+            .map_err(|e| transport_error(&e, &self.shown_url))?;
         let status = resp.status().as_u16();
         let after = retry_after(resp.headers());
         if status == 429 {
@@ -319,16 +391,15 @@ impl Provider for OpenAiProvider {
                 retry_after: after,
             });
         }
-        let bytes = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                ProviderError::Timeout
-            } else {
-                ProviderError::Connect(e.to_string())
-            }
-        })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&e, &self.shown_url))?;
         if !(200..300).contains(&status) {
-            let message = String::from_utf8_lossy(&bytes).chars().take(300).collect();
-            return Err(ProviderError::Client { status, message });
+            return Err(ProviderError::Client {
+                status,
+                message: format!("from {}: {}", self.shown_url, body_excerpt(&bytes)),
+            });
         }
         let body: LenientResponse =
             serde_json::from_slice(&bytes).map_err(|e| ProviderError::Decode(e.to_string()))?;
@@ -337,6 +408,10 @@ impl Provider for OpenAiProvider {
 
     fn simulated(&self) -> bool {
         false
+    }
+
+    fn endpoint(&self) -> Option<&str> {
+        Some(&self.shown_url)
     }
 
     fn batch_api(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn BatchApi>> {
@@ -457,7 +532,7 @@ impl OpenAiProvider {
             }),
             _ => Err(ProviderError::Client {
                 status,
-                message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+                message: format!("from the Batch API: {}", body_excerpt(&bytes)),
             }),
         }
     }
@@ -635,6 +710,39 @@ mod tests {
                 "{json}"
             );
         }
+    }
+
+    #[test]
+    fn urls_lose_their_secrets() {
+        let rows = [
+            (
+                "https://user:pw@api.example.com/v1/chat/completions?api-key=s3cret#x",
+                "https://api.example.com/v1/chat/completions",
+            ),
+            (
+                "http://127.0.0.1:9/chat/completions",
+                "http://127.0.0.1:9/chat/completions",
+            ),
+            ("not a url?key=1", "not a url"),
+        ];
+        for (url, want) in rows {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn error_bodies_are_cut_short() {
+        assert_eq!(body_excerpt(b""), "(empty body)");
+        assert_eq!(
+            body_excerpt(b"{\"error\":\n  {\"message\": \"bad key\"}}"),
+            "{\"error\": {\"message\": \"bad key\"}}"
+        );
+        let long = "\u{e9}".repeat(400);
+        let cut = body_excerpt(long.as_bytes());
+        assert!(
+            cut.len() <= BODY_EXCERPT + 3 && cut.ends_with("..."),
+            "{cut}"
+        );
     }
 
     #[test]

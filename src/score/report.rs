@@ -302,3 +302,112 @@ pub fn summary_table(summary: &Summary, policy_note: &str, seed: u64) -> String 
     }
     out
 }
+
+/// The figure rows of a summary's tags (raw, then length-adjusted), under a header:
+/// what `tribunal grade --by-tag` prints above the headline. Empty without tags.
+pub fn tag_rows(summary: &Summary) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if summary.tags.is_empty() {
+        return out;
+    }
+    let width = summary
+        .tags
+        .keys()
+        .chain(summary.tags_length_adjusted.keys())
+        .map(String::len)
+        .chain(std::iter::once("tag".len()))
+        .max()
+        .unwrap_or(3);
+    let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |x| format!("{x:.4}"));
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>7}  {:>7}  {:>6}",
+        "tag", "score", "std", "n"
+    );
+    for (t, f) in &summary.tags {
+        let _ = writeln!(
+            out,
+            "{t:<width$}  {:>7}  {:>7}  {:>6}",
+            fmt(f.score),
+            fmt(f.bootstrap_std),
+            f.n
+        );
+    }
+    for (t, f) in &summary.tags_length_adjusted {
+        let name = format!("{t} (length-adjusted)");
+        let _ = writeln!(
+            out,
+            "{name:<width$}  {:>7}  {:>7}  {:>6}",
+            fmt(f.score),
+            fmt(f.bootstrap_std),
+            f.n
+        );
+    }
+    out
+}
+
+/// `overall 0.4444 (95% CI 0.3900 to 0.4988, bootstrap std 0.0278), n 25`: the figure
+/// with a normal-approximation 95% interval from its bootstrap std (clipped to [0, 1]).
+pub fn figure_with_ci(name: &str, f: &Figure) -> String {
+    match (f.score, f.bootstrap_std) {
+        (Some(s), Some(sd)) => format!(
+            "{name} {s:.4} (95% CI {:.4} to {:.4}, bootstrap std {sd:.4}), n {}",
+            (s - 1.96 * sd).max(0.0),
+            (s + 1.96 * sd).min(1.0),
+            f.n
+        ),
+        (Some(s), None) => format!("{name} {s:.4}, n {}", f.n),
+        (None, _) => format!("{name} - (no example counts), n {}", f.n),
+    }
+}
+
+/// The headline of a run's end, meant to be the last lines a person sees: the overall
+/// figure with its interval, what was included and excluded (with why), the
+/// length-adjusted overall when asked for, and the `as_not_met` warning.
+pub fn headline(summary: &Summary, policy_note: &str, seed: u64) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let excluded = summary.excluded_incomplete + summary.excluded_undefined;
+    let mut why = Vec::new();
+    if summary.excluded_incomplete > 0 {
+        why.push(format!(
+            "{} incomplete: a criterion abstained",
+            summary.excluded_incomplete
+        ));
+    }
+    if summary.excluded_undefined > 0 {
+        why.push(format!(
+            "{} undefined: no positive points and no veto",
+            summary.excluded_undefined
+        ));
+    }
+    let _ = writeln!(
+        out,
+        "{} examples: {} included, {excluded} excluded{}; {policy_note}; seed {seed}",
+        summary.examples,
+        summary.overall.n,
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", why.join(", "))
+        }
+    );
+    if let Some(f) = &summary.overall_length_adjusted {
+        let _ = writeln!(
+            out,
+            "{}; missing response length: {}",
+            figure_with_ci("overall length-adjusted", f),
+            summary.missing_response_length
+        );
+    }
+    if summary.as_not_met_examples > 0 {
+        let _ = writeln!(
+            out,
+            "WARNING: on_abstention = as_not_met: {} abstained criteria counted as not met ({} examples scored under it)",
+            summary.as_not_met_criteria, summary.as_not_met_examples
+        );
+    }
+    let _ = writeln!(out, "{}", figure_with_ci("overall", &summary.overall));
+    out
+}

@@ -341,14 +341,75 @@ impl Service {
     }
 
     pub async fn job(&self, caller: &Caller, id: &str) -> Result<JobStatus, Error> {
-        let status = JobStatus::from(&self.own_job(caller, id).await?);
+        let status = self.status_of(&self.own_job(caller, id).await?);
         self.with_batches(status).await
     }
 
-    /// The job's judge batch counters, from the store (they survive restarts).
+    /// A job's status as this service reports it: the record's counters, whether the
+    /// committee grading it is simulated.
+    fn status_of(&self, j: &JobRecord) -> JobStatus {
+        let mut status = JobStatus::from(j);
+        status.simulated = self.grader.simulated();
+        status
+    }
+
+    /// The job's judge batch counters, from the store (they survive restarts), and,
+    /// when items failed or abstained, what the judges' failures were.
     async fn with_batches(&self, mut status: JobStatus) -> Result<JobStatus, Error> {
         status.batches = Some(self.store.job_batch_counts(&status.id).await?);
+        if status.failed > 0 || status.abstained > 0 {
+            status.judge_failures = Some(self.judge_failures(&status.id).await?);
+        }
         Ok(status)
+    }
+
+    /// Abstained ballots by reason and one example with its detail, read from the
+    /// first `FAILURE_SCAN` finished items' results (reports' `abstentions`, failed
+    /// items' error messages), so a status read stays cheap on a large job.
+    async fn judge_failures(&self, id: &str) -> Result<JudgeFailures, Error> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            #[serde(default)]
+            abstentions: Vec<crate::grader::AbstentionDoc>,
+            #[serde(default)]
+            error: Option<RowError>,
+        }
+        #[derive(serde::Deserialize)]
+        struct RowError {
+            #[serde(default)]
+            message: String,
+        }
+        let rows = self.result_rows(id, 0, FAILURE_SCAN).await?;
+        let mut out = JudgeFailures {
+            scanned_items: rows.len() as u64,
+            ..JudgeFailures::default()
+        };
+        for row in rows {
+            let Ok(r) = serde_json::from_str::<Row>(&row.json) else {
+                continue;
+            };
+            if let Some(e) = r.error {
+                out.failed_items += 1;
+                if out.failed_example.is_none() {
+                    out.failed_example = Some(e.message);
+                }
+            }
+            for a in r.abstentions {
+                *out.by_reason
+                    .entry(a.reason.as_str().to_owned())
+                    .or_default() += 1;
+                if out.example.is_none() {
+                    out.example = Some(format!(
+                        "judge {} on criterion {}: {}: {}",
+                        a.judge,
+                        a.criterion,
+                        a.reason,
+                        a.detail.as_deref().unwrap_or("no further detail")
+                    ));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The caller's jobs newest first (an admin's: everyone's, or `owner`'s).
@@ -377,7 +438,7 @@ impl Service {
             .then(|| jobs.last().map(|j| format!("{}_{}", j.created_at, j.id)))
             .flatten();
         Ok(JobList {
-            jobs: jobs.iter().map(JobStatus::from).collect(),
+            jobs: jobs.iter().map(|j| self.status_of(j)).collect(),
             next,
         })
     }
@@ -387,7 +448,7 @@ impl Service {
         if !job.state.is_final() {
             self.jobs.cancel(id).await?;
         }
-        let status = JobStatus::from(&self.job_record(id).await?);
+        let status = self.status_of(&self.job_record(id).await?);
         self.with_batches(status).await
     }
 
@@ -496,12 +557,9 @@ impl Service {
         };
         let job = self.own_job(caller, id).await?;
         let kept = kept_figures(&*self.store, &job, adjustment).await?;
-        Ok(SummaryStream::new(
-            Arc::clone(&self.store),
-            &job,
-            adjustment,
-            kept,
-        ))
+        let mut stream = SummaryStream::new(Arc::clone(&self.store), &job, adjustment, kept);
+        stream.job.simulated = self.grader.simulated();
+        Ok(stream)
     }
 }
 
@@ -639,6 +697,7 @@ impl SummaryStream {
                 state: job.state,
                 failed: job.failed,
                 pending: job.pending(),
+                simulated: false,
             },
             kept,
             check_verbatim: false,
@@ -845,6 +904,35 @@ pub struct JobStatus {
     /// (`GET /v1/jobs/{id}`, cancel); null in listings.
     #[serde(default)]
     pub batches: Option<crate::judge::batch::BatchCounts>,
+    /// The committee grading the job is simulated: its grades are not real judgements.
+    #[serde(default)]
+    pub simulated: bool,
+    /// What the judges' failures were, when items failed or abstained (filled when
+    /// one job is read; null in listings and for a job without failures).
+    #[serde(default)]
+    pub judge_failures: Option<JudgeFailures>,
+}
+
+/// Finished items whose results a status read scans for `JobStatus::judge_failures`.
+const FAILURE_SCAN: u32 = 200;
+
+/// The judges' failures in a job, from its first finished items' results.
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct JudgeFailures {
+    /// Finished items read (the first 200 to finish, at most).
+    pub scanned_items: u64,
+    /// Abstained ballots by reason (`client_error`, `retries_exhausted`, `timeout`, ...)
+    /// among the scanned items' reports.
+    pub by_reason: std::collections::BTreeMap<String, u64>,
+    /// One abstention in words: judge, criterion, reason and its detail (the HTTP
+    /// status, URL and start of the error body, or the transport error, ...).
+    pub example: Option<String>,
+    /// Scanned items that failed (e.g. no criterion reached quorum) ...
+    pub failed_items: u64,
+    /// ... and the first one's error message, which names each judge's failure.
+    pub failed_example: Option<String>,
 }
 
 impl JobStatus {
@@ -868,6 +956,8 @@ impl JobStatus {
             started_at: j.started_at,
             finished_at: j.finished_at,
             batches: None,
+            simulated: false,
+            judge_failures: None,
         }
     }
 }
@@ -965,6 +1055,9 @@ pub struct SummaryJob {
     pub failed: u64,
     /// Items not graded yet (not in the figures).
     pub pending: u64,
+    /// The committee grading the job is simulated: the figures are not real grades.
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 /// One page of jobs, newest first.

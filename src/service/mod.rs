@@ -27,8 +27,8 @@ pub use calibration::{
     CsvUpload, NewCalibrationRun, NewCalibrationSet, NewLabels, ScaleName, SetFormat,
 };
 pub use jobs::{
-    JobEstimate, JobList, JobStatus, JobSummary, JudgeCostEstimate, ResultPage, ResultRow,
-    SummaryJob, SummaryStream, keep_job_figures,
+    JobEstimate, JobList, JobStatus, JobSummary, JudgeCostEstimate, JudgeFailures, ResultPage,
+    ResultRow, SummaryJob, SummaryStream, keep_job_figures,
 };
 pub use rubrics::{Problem, RubricList, RubricSummary, RubricValidation, RubricVersions};
 

@@ -640,7 +640,10 @@ async fn verdict_only_answers_cost_a_few_output_tokens_and_grade_the_same() {
         }
         let bill = mock.bill();
         assert_eq!(bill.calls, 12);
-        let reported: f64 = docs.iter().map(|d| d.usage.cost_usd).sum();
+        let reported: f64 = docs
+            .iter()
+            .map(|d| d.usage.cost_usd.unwrap_or_default())
+            .sum();
         assert!(
             (reported - bill.usd).abs() <= bill.usd * 1e-9,
             "explanations = {explanations}: reported {reported} vs billed {}",

@@ -15,6 +15,7 @@ mod cancel;
 mod cli_grade;
 mod cli_score;
 mod crash;
+mod failures;
 mod healthbench_real;
 mod judge_batch;
 mod judge_cost;

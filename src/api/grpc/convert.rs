@@ -66,6 +66,8 @@ pub fn job(status: JobStatus) -> pb::Job {
         started_at,
         finished_at,
         batches,
+        simulated,
+        judge_failures,
     } = status;
     pb::Job {
         id,
@@ -89,6 +91,14 @@ pub fn job(status: JobStatus) -> pb::Job {
             submitted: b.submitted,
             completed: b.completed,
             failed: b.failed,
+        }),
+        simulated,
+        judge_failures: judge_failures.map(|f| pb::JudgeFailures {
+            scanned_items: f.scanned_items,
+            by_reason: f.by_reason.into_iter().collect(),
+            example: f.example.unwrap_or_default(),
+            failed_items: f.failed_items,
+            failed_example: f.failed_example.unwrap_or_default(),
         }),
     }
 }
@@ -142,6 +152,14 @@ mod tests {
                 completed: 2,
                 failed: 1,
             }),
+            simulated: true,
+            judge_failures: Some(crate::service::JudgeFailures {
+                scanned_items: 4,
+                by_reason: [("client_error".to_owned(), 3)].into_iter().collect(),
+                example: Some("judge a: client_error: HTTP 404".into()),
+                failed_items: 1,
+                failed_example: None,
+            }),
         };
         assert_eq!(
             job(status),
@@ -167,6 +185,14 @@ mod tests {
                     submitted: 3,
                     completed: 2,
                     failed: 1,
+                }),
+                simulated: true,
+                judge_failures: Some(pb::JudgeFailures {
+                    scanned_items: 4,
+                    by_reason: [("client_error".to_owned(), 3)].into_iter().collect(),
+                    example: "judge a: client_error: HTTP 404".into(),
+                    failed_items: 1,
+                    failed_example: String::new(),
                 }),
             }
         );
