@@ -288,7 +288,10 @@ fn exactly_one_accepted(outcomes: &[Outcome]) -> String {
     assert!(other.is_empty(), "unexpected answers: {other:?}");
     assert_eq!(accepted.len(), 1, "accepted: {accepted:?}");
     assert_eq!(
-        outcomes.iter().filter(|o| **o == Outcome::OverQuota).count(),
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::OverQuota)
+            .count(),
         BURST - 1
     );
     accepted[0].to_owned()
@@ -483,7 +486,10 @@ async fn the_quota_is_taken_with_the_job(s: &dyn Store) {
             .unwrap(),
         Admitted
     );
-    assert_eq!(s.calibration_run("r1").await.unwrap().unwrap(), run("r1", "set"));
+    assert_eq!(
+        s.calibration_run("r1").await.unwrap().unwrap(),
+        run("r1", "set")
+    );
     let job = s.job("r1").await.unwrap().unwrap();
     assert_eq!(
         (job.state, job.total, job.owner.as_deref()),
