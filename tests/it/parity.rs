@@ -262,7 +262,11 @@ async fn every_grpc_rpc_answers() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(cancelled.state, "cancelled");
+    // `cancelling` while the items in flight let go, then `cancelled`.
+    assert!(
+        matches!(cancelled.state.as_str(), "cancelling" | "cancelled"),
+        "{cancelled:?}"
+    );
     let unknown = grpc
         .cancel_job(pb::CancelJobRequest { id: "nope".into() })
         .await

@@ -668,8 +668,8 @@ JobList = TypedDict(
 )
 
 
-# A job's state (snake_case in the job status document).
-JobState = Literal['queued', 'running', 'done', 'cancelled']
+# A job's state (snake_case in the job status document). `Cancelling` is a cancelled job whose runners have not all let go yet (judge calls in flight finish, nothing new starts): not final (followers keep following), never runnable (nothing resumes it); it becomes `Cancelled`, with its finish time, once they have.
+JobState = Literal['queued', 'running', 'done', 'cancelling', 'cancelled']
 
 
 # The job status document (`GET /v1/jobs/{id}`; gRPC `Job` carries the same fields).
