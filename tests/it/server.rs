@@ -713,7 +713,8 @@ async fn metrics_and_openapi() {
         "policy",
         "state",
         "key",
-        "set",
+        // Calibration sets by server-made id, never by their free-text name.
+        "set_id",
         "rater",
         "bound",
         "version",
