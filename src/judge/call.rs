@@ -680,6 +680,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn abstention_log_lines_are_rate_limited_per_reason() {
+        let log = AbstentionLog::default();
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // (reason, seconds after t0, expected: logged with this many suppressed)
+        let rows = [
+            (AbstainReason::ClientError, 0, Some(0)),
+            (AbstainReason::ClientError, 1, None),
+            (AbstainReason::ClientError, 30, None),
+            (AbstainReason::Timeout, 30, Some(0)),
+            (AbstainReason::ClientError, 59, None),
+            (AbstainReason::ClientError, 60, Some(3)),
+            (AbstainReason::ClientError, 61, None),
+            (AbstainReason::ClientError, 121, Some(1)),
+            (AbstainReason::Timeout, 31, None),
+        ];
+        for (reason, at, want) in rows {
+            assert_eq!(log.admit(reason, t0 + s(at)), want, "{reason} at {at}s");
+        }
+    }
+
+    #[test]
     fn backoff_is_capped_and_jittered() {
         for attempt in 0..30 {
             let d = full_jitter(Duration::from_millis(100), Duration::from_secs(2), attempt);

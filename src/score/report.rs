@@ -411,3 +411,62 @@ pub fn headline(summary: &Summary, policy_note: &str, seed: u64) -> String {
     let _ = writeln!(out, "{}", figure_with_ci("overall", &summary.overall));
     out
 }
+
+#[cfg(test)]
+mod headline_tests {
+    use super::*;
+
+    fn figure(score: Option<f64>, std: Option<f64>, n: usize) -> Figure {
+        Figure {
+            score,
+            bootstrap_std: std,
+            n,
+        }
+    }
+
+    #[test]
+    fn headline_ends_with_the_overall_figure_and_its_interval() {
+        let summary = Summary {
+            overall: figure(Some(0.5), Some(0.1), 3),
+            tags: [("axis:accuracy".to_owned(), figure(Some(0.25), None, 1))]
+                .into_iter()
+                .collect(),
+            examples: 5,
+            excluded_incomplete: 2,
+            excluded_undefined: 0,
+            overall_length_adjusted: None,
+            tags_length_adjusted: BTreeMap::new(),
+            length_adjustment: None,
+            missing_response_length: 0,
+            as_not_met_examples: 0,
+            as_not_met_criteria: 0,
+        };
+        let text = headline(&summary, "policy healthbench", 7);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "5 examples: 3 included, 2 excluded (2 incomplete: a criterion abstained); policy healthbench; seed 7",
+                "overall 0.5000 (95% CI 0.3040 to 0.6960, bootstrap std 0.1000), n 3",
+            ]
+        );
+        assert!(!text.contains("axis:accuracy"));
+        let tags = tag_rows(&summary);
+        assert!(tags.starts_with("tag "), "{tags}");
+        assert!(
+            tags.contains("axis:accuracy   0.2500        -       1"),
+            "{tags}"
+        );
+        let rows = [
+            (
+                figure(Some(0.9), Some(0.1), 2),
+                "x 0.9000 (95% CI 0.7040 to 1.0000, bootstrap std 0.1000), n 2",
+            ),
+            (figure(Some(0.9), None, 2), "x 0.9000, n 2"),
+            (figure(None, None, 0), "x - (no example counts), n 0"),
+        ];
+        for (f, want) in rows {
+            assert_eq!(figure_with_ci("x", &f), want);
+        }
+    }
+}

@@ -91,9 +91,11 @@ impl Captured {
 #[tokio::test(flavor = "current_thread")]
 async fn a_wrong_path_shows_404_and_the_url_in_the_ballot_report_and_log() {
     let (_mock, url) = spawn(met(true)).await;
-    // The classic mistake: base_url without `/v1`, with a key in the query that must
-    // not be shown.
-    let bad = format!("{}?key=s3cret", url.trim_end_matches("/v1"));
+    // The classic mistake: base_url without `/v1`, here with credentials in the URL
+    // that must never be shown.
+    let bad = url
+        .trim_end_matches("/v1")
+        .replacen("http://", "http://user:s3cret@", 1);
     let g = grader(&url, &bad, "");
     let logs = Captured::default();
     let writer = logs.clone();

@@ -71,6 +71,7 @@ __all__ = [
     "JudgeBatches",
     "JudgeCostEstimate",
     "JudgeDoc",
+    "JudgeFailures",
     "JudgeHealth",
     "JudgeLimits",
     "JudgeReading",
@@ -140,6 +141,7 @@ Abstention = TypedDict(
     "Abstention",
     {
         'criterion': Required[str],
+        'detail': NotRequired[Optional[str]],
         'judge': Required[str],
         'reason': Required['AbstainReason'],
         'sample': Required[int],
@@ -184,6 +186,7 @@ AsNotMetCount = TypedDict(
 Ballot = TypedDict(
     "Ballot",
     {
+        'abstain_detail': NotRequired[Optional[str]],
         'abstained': NotRequired[Optional['AbstainReason']],
         'cached': Required[bool],
         'cached_input_tokens': NotRequired[int],
@@ -345,7 +348,12 @@ CriterionResult = TypedDict(
         'ballots': Required[List['Ballot']],
         'consensus': Required['ConsensusKind'],
         'id': Required[str],
+        'points': NotRequired[Optional[int]],
+        'tags': NotRequired[List[str]],
+        'text': NotRequired[str],
+        'tier': NotRequired[Optional[str]],
         'verdict': NotRequired[Optional['Verdict']],
+        'veto': NotRequired[bool],
     },
 )
 
@@ -513,6 +521,7 @@ GradeReport = TypedDict(
         'degraded': Required[bool],
         'elapsed_ms': Required[int],
         'format': Required['ReportFormat'],
+        'policy': NotRequired[Optional[str]],
         'rubric': Required[str],
         'score': Required['ExampleScore'],
         'simulated': Required[bool],
@@ -688,9 +697,11 @@ JobStatus = TypedDict(
         'finished_at': NotRequired[Optional[int]],
         'id': Required[str],
         'input_tokens': Required[int],
+        'judge_failures': NotRequired[Optional['JudgeFailures']],
         'output_tokens': Required[int],
         'pending': Required[int],
         'reasoning_tokens': Required[int],
+        'simulated': NotRequired[bool],
         'started_at': NotRequired[Optional[int]],
         'state': Required['JobState'],
         'total': Required[int],
@@ -747,6 +758,19 @@ JudgeDoc = TypedDict(
         'role': Required['JudgeRole'],
         'simulated': Required[bool],
         'weight': NotRequired[Optional[float]],
+    },
+)
+
+
+# The judges' failures in a job, from its first finished items' results.
+JudgeFailures = TypedDict(
+    "JudgeFailures",
+    {
+        'by_reason': Required[Dict[str, int]],
+        'example': NotRequired[Optional[str]],
+        'failed_example': NotRequired[Optional[str]],
+        'failed_items': Required[int],
+        'scanned_items': Required[int],
     },
 )
 
@@ -1189,6 +1213,7 @@ SummaryJob = TypedDict(
         'failed': Required[int],
         'id': Required[str],
         'pending': Required[int],
+        'simulated': NotRequired[bool],
         'state': Required['JobState'],
     },
 )
@@ -1227,10 +1252,11 @@ Usage = TypedDict(
     {
         'cache_hits': Required[int],
         'cached_input_tokens': NotRequired[int],
-        'cost_usd': Required[float],
+        'cost_usd': NotRequired[Optional[float]],
         'input_tokens': Required[int],
         'output_tokens': Required[int],
         'reasoning_tokens': NotRequired[int],
+        'unpriced': NotRequired[bool],
         'upstream_calls': Required[int],
     },
 )
