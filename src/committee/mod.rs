@@ -513,15 +513,16 @@ impl Committee {
             // A batched call waits for its batch, far past the item's deadline; its own
             // bound is the batch configuration's (`JudgeClient::call_deadline`).
             let deadline = a.client.call_deadline(deadline);
-            let result = tokio::time::timeout_at(deadline.into(), a.client.call(req, deadline, cancel))
-                .await
-                .map_err(|_| {
-                    let detail = format!(
-                        "no answer within the item's deadline (request_timeout {} ms)",
-                        self.cfg.request_timeout.as_millis()
-                    );
-                    Failed::whole(AbstainReason::Timeout, indices.len(), detail)
-                })?;
+            let result =
+                tokio::time::timeout_at(deadline.into(), a.client.call(req, deadline, cancel))
+                    .await
+                    .map_err(|_| {
+                        let detail = format!(
+                            "no answer within the item's deadline (request_timeout {} ms)",
+                            self.cfg.request_timeout.as_millis()
+                        );
+                        Failed::whole(AbstainReason::Timeout, indices.len(), detail)
+                    })?;
             if result.answers.iter().any(Result::is_err) {
                 // Nothing is cached unless every criterion of the call has a verdict;
                 // the ones that do still count as ballots.
