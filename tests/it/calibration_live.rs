@@ -323,7 +323,9 @@ fn saved_reports_configure_weights_and_dawid_skene() {
     let check = tribunal(&["config", "check", "-c", "weighted.toml"], dir.path());
     assert_eq!(check.code, 0, "{}", check.stderr);
     assert!(
-        check.stdout.contains(&format!("(\"sim-b\", {w})")),
+        check
+            .stdout
+            .contains(&format!("judge = \"sim-b\"\nweight = {w}\n")),
         "{}",
         check.stdout
     );
