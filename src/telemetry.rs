@@ -96,7 +96,8 @@ where
         .with_writer(writer)
         .with_ansi(ansi);
     match format {
-        LogFormat::Json => fmt.json().with_current_span(true).boxed(),
+        // Every enclosing span once, in `spans` (`span` repeated the innermost one).
+        LogFormat::Json => fmt.json().with_current_span(false).boxed(),
         LogFormat::Pretty => fmt.compact().boxed(),
     }
 }

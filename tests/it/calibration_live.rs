@@ -200,8 +200,13 @@ async fn server_sets_labels_runs_and_disagreements() {
         assert!(j["vs_human_majority"]["cohen_kappa"]["ci_low"].is_number());
     }
     assert!(report["humans"]["krippendorff_alpha"]["value"].is_number());
-    // nurse-d labelled one item: Fleiss keeps the 35 items with three labels.
-    assert_eq!(report["humans"]["fleiss_kappa"]["n"], 35);
+    // nurse-d labelled one item: their pairs have too few items (min_pair_items), so
+    // they stay out of the band and of Fleiss, which keeps all 36 items (35 before).
+    assert_eq!(report["humans"]["fleiss_kappa"]["n"], 36);
+    for p in report["humans"]["pairwise"].as_array().unwrap() {
+        let with_d = p["a"] == "nurse-d" || p["b"] == "nurse-d";
+        assert_eq!(p.get("too_few_items").is_some(), with_d, "{p}");
+    }
     assert!(report["humans"]["fleiss_kappa"]["value"].is_number());
 
     // Disagreements: items where someone differs from the human majority, paged.

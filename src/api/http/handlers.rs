@@ -718,12 +718,12 @@ fn set_document(
     };
     let doc: Value = serde_json::from_slice(&bytes)
         .map_err(|e| hinted(format!("the body is not valid JSON: {e}")))?;
-    crate::rubric::decode_at(&doc).map_err(|e| {
+    crate::rubric::decode_at(&doc).map_err(|mut e: crate::rubric::FieldError| {
         if crate::service::calibration::is_unwrapped_set_file(&text) {
-            hinted(e.to_string())
-        } else {
-            ApiError(Error::Invalid(Invalid(vec![e])))
+            let hint = crate::service::calibration::UNWRAPPED_SET_HINT;
+            e.message = format!("{}; {hint}", e.message);
         }
+        ApiError(Error::Invalid(Invalid(vec![e])))
     })
 }
 

@@ -331,7 +331,7 @@ pub struct QueueQuery {
     /// The annotator's setting: after a label, go straight to the next item instead of
     /// staying on the reveal.
     #[serde(default)]
-    skip_reveal: Option<String>,
+    straight_on: Option<String>,
     /// Set after a label, for the "saved" notice above the reveal.
     #[serde(default)]
     labelled: Option<String>,
@@ -351,8 +351,8 @@ impl QueueQuery {
         }
     }
 
-    fn skips_reveal(&self) -> bool {
-        nonempty(self.skip_reveal.as_ref()).is_some()
+    fn goes_straight_on(&self) -> bool {
+        nonempty(self.straight_on.as_ref()).is_some()
     }
 
     /// The filter (and run) as a query string, for links that keep them.
@@ -374,8 +374,8 @@ impl QueueQuery {
         if let Some(c) = f.criterion {
             parts.push(("criterion", c));
         }
-        if self.skips_reveal() {
-            parts.push(("skip_reveal", "1".into()));
+        if self.goes_straight_on() {
+            parts.push(("straight_on", "1".into()));
         }
         parts
             .into_iter()
@@ -435,7 +435,7 @@ pub async fn queue(
             run => run,
             undone => nonempty(q.undone.as_ref()).is_some(),
             labelled => nonempty(q.labelled.as_ref()).is_some(),
-            skip_reveal => q.skips_reveal(),
+            straight_on => q.goes_straight_on(),
             interval => interval,
             can_label => ctx.caller.role.allows(Action::AddLabels),
             filter => context! {
@@ -485,7 +485,7 @@ pub async fn label(
     let sep = if keep.is_empty() { "" } else { "&" };
     // The reveal (the other labels, the judges) is shown on the labelled item until
     // the annotator moves on, unless they chose to skip it.
-    let to = if form.keep.skips_reveal() {
+    let to = if form.keep.goes_straight_on() {
         format!(
             "/ui/sets/{}/queue?after={}{sep}{keep}",
             percent(&id),

@@ -1563,10 +1563,10 @@ mod tests {
             &m,
         )
         .unwrap();
-        // The fixtures were written before `min_pair_items`; with 1 every pair counts,
+        // The fixtures were written before `min_pair_items`; with 0 every pair counts,
         // as it did then (`pairs_with_too_few_items_stay_out_of_the_band` covers it).
         let d = ReportOptions {
-            min_pair_items: Some(1),
+            min_pair_items: Some(0),
             ..ReportOptions::default()
         };
         let with = |resamples: usize, seed: u64| ReportOptions {
