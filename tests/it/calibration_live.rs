@@ -485,3 +485,23 @@ async fn a_run_report_is_written_once_from_stored_results() {
     assert!((agreement - trues / 36.0).abs() < 1e-12, "{agreement}");
     assert_eq!(stored["run"]["items_run"], 36);
 }
+
+/// The shipped live example repeats no item: no two items share a case and a
+/// response (15 of its 36 items were copies of others).
+#[test]
+fn the_live_example_set_has_no_repeated_items() {
+    let text =
+        std::fs::read_to_string(root().join("calibration/examples/triage-live.jsonl")).unwrap();
+    let items: Vec<serde_json::Value> = text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(items.len(), 36);
+    let distinct: std::collections::HashSet<String> = items
+        .iter()
+        .map(|i| format!("{}\u{1f}{}", i["case"], i["response"]))
+        .collect();
+    assert_eq!(distinct.len(), items.len());
+}

@@ -51,6 +51,8 @@ pub fn live_set(name: &str, n: usize) -> String {
     let mut lines = vec![
         json!({"format": "calibration.v1", "name": name, "scale": "nominal",
             "categories": ["false", "true"], "met": "true",
+            // A handful of items: the set's own minimum keeps its pairs in the band.
+            "min_pair_items": 2,
             "description": format!("Label whether the response **meets** the criterion. {XSS_SCRIPT}")})
         .to_string(),
     ];
