@@ -99,6 +99,21 @@ async fn job_uploads_follow_their_content_type() {
             "{m}"
         );
     }
+    // gRPC SubmitJob takes each item as its own document: pretty-printed is fine.
+    use tribunal::api::grpc::pb;
+    let mut grpc = pb::tribunal_client::TribunalClient::connect(app.grpc_url.clone())
+        .await
+        .unwrap();
+    let job = grpc
+        .submit_job(pb::SubmitJobRequest {
+            items_json: vec![serde_json::to_string_pretty(&case("g1", "Rest.")).unwrap()],
+            seed: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(job.total, 1);
+
     // A dry run reads the body the same way.
     let pretty = serde_json::to_string_pretty(&case("d1", "Rest.")).unwrap();
     let (code, estimate) = app
