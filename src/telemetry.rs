@@ -49,12 +49,10 @@ pub fn init(
     telemetry: &TelemetryConfig,
 ) -> Result<Telemetry, opentelemetry_otlp::ExporterBuildError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt = match format {
-        LogFormat::Json => fmt.json().with_current_span(true).boxed(),
-        LogFormat::Pretty => fmt.compact().boxed(),
-    }
-    .with_filter(filter);
+    // Colour codes only for a person at a terminal: a log redirected to a file or
+    // collected by a supervisor gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = log_layer(format, std::io::stderr, ansi).with_filter(filter);
     let provider = telemetry
         .otlp_endpoint
         .as_deref()
@@ -80,6 +78,28 @@ pub fn init(
     Ok(Telemetry {
         provider: if installed { provider } else { None },
     })
+}
+
+/// The log layer: compact lines or JSON objects on `writer`, with ANSI colours only
+/// when `ansi`. Span fields (the request span's `request_id`, method, route) appear
+/// once per line, from the span; events must not repeat them.
+pub fn log_layer<S, W>(
+    format: LogFormat,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match format {
+        // Every enclosing span once, in `spans` (`span` repeated the innermost one).
+        LogFormat::Json => fmt.json().with_current_span(false).boxed(),
+        LogFormat::Pretty => fmt.compact().boxed(),
+    }
 }
 
 fn exporter(

@@ -307,6 +307,9 @@ pub struct Reading {
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct ReportView {
     pub criteria: Vec<CriterionView>,
+    /// The committee was simulated (the report's `simulated`).
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -342,6 +345,7 @@ impl From<&crate::grader::GradeReportDoc> for ReportView {
                         .collect(),
                 })
                 .collect(),
+            simulated: r.simulated,
         }
     }
 }

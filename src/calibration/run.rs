@@ -28,6 +28,9 @@ pub struct RunOptions {
     /// `items[seq]`: the set item the job's item `seq` grades.
     pub items: Vec<usize>,
     pub skipped: usize,
+    /// The run's `min_pair_items` (absent: the set's, else the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_pair_items: Option<usize>,
 }
 
 impl RunOptions {
@@ -54,6 +57,7 @@ impl RunOptions {
             },
             items: plan.items.clone(),
             skipped: plan.skipped,
+            min_pair_items: report.min_pair_items,
         }
     }
 
@@ -62,6 +66,7 @@ impl RunOptions {
             seed: self.seed,
             resamples: self.resamples,
             confidence: self.confidence,
+            min_pair_items: self.min_pair_items,
         }
     }
 }
@@ -137,6 +142,7 @@ pub async fn finish(store: &dyn Store, id: &str) -> Result<bool, Error> {
     let set = parse_set(&record.document).map_err(|e| corrupt("calibration set", e.join("; ")))?;
     let plan = stored_plan(&set, &opts)?;
     let results = results(store, id).await?;
+    let simulated = results.iter().any(|(_, r)| r.simulated);
     let report_opts = opts.report_options();
     let run_id = id.to_owned();
     // The report is CPU work (bootstrap CIs); keep it off the async workers.
@@ -149,7 +155,7 @@ pub async fn finish(store: &dyn Store, id: &str) -> Result<bool, Error> {
             items_skipped: plan.skipped,
             items_failed: None,
             binarized: plan.binarized,
-            simulated: None,
+            simulated: Some(simulated),
         });
         report
     })

@@ -126,6 +126,9 @@ pub struct CalibrationSet {
     pub categories: Vec<String>,
     /// The category meaning "criterion met", when that applies.
     pub met: Option<String>,
+    /// The fewest shared items a human pair needs to count in the human band (the
+    /// header's `min_pair_items`; a run's setting wins; default 20).
+    pub min_pair_items: Option<usize>,
     pub items: Vec<CalItem>,
 }
 

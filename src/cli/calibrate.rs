@@ -73,6 +73,10 @@ pub struct CalibrateArgs {
     /// Bootstrap resamples per coefficient.
     #[arg(long, default_value_t = 1000)]
     pub resamples: usize,
+    /// The fewest items two humans must both have labelled for their pair to count in
+    /// the human band (default: the set header's `min_pair_items`, else 20).
+    #[arg(long)]
+    pub min_pair_items: Option<usize>,
 }
 
 pub(crate) fn run(args: &CalibrateArgs) -> Result<(), Failure> {
@@ -146,6 +150,7 @@ pub(crate) fn run(args: &CalibrateArgs) -> Result<(), Failure> {
     let opts = ReportOptions {
         seed: args.seed,
         resamples: args.resamples,
+        min_pair_items: args.min_pair_items,
         ..ReportOptions::default()
     };
     // Offline reports stay JSON by default, as they always were (scripts read them);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use super::shared::{Failure, load_config};
-use crate::config::{Config, ProviderConfig};
+use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -48,15 +48,19 @@ fn probe_judges(path: Option<&Path>) -> Result<(), Failure> {
     let mut failed = Vec::new();
     for (name, j) in &cfg.judges {
         let provider: Arc<dyn Provider> = match &j.provider {
-            ProviderConfig::OpenAi(o) => match crate::judge::provider::OpenAiProvider::new(j, o) {
-                Ok(p) => Arc::new(p),
-                Err(e) => {
-                    println!("probe judge {name} (model {}): FAILED: {e}", j.model);
-                    failed.push(name.clone());
-                    continue;
+            crate::config::ProviderConfig::OpenAi(o) => {
+                match crate::judge::provider::OpenAiProvider::new(j, o) {
+                    Ok(p) => Arc::new(p),
+                    Err(e) => {
+                        println!("probe judge {name} (model {}): FAILED: {e}", j.model);
+                        failed.push(name.clone());
+                        continue;
+                    }
                 }
-            },
-            ProviderConfig::Sim(s) => Arc::new(crate::judge::sim::SimProvider::new(s.clone())),
+            }
+            crate::config::ProviderConfig::Sim(s) => {
+                Arc::new(crate::judge::sim::SimProvider::new(s.clone()))
+            }
         };
         let client = JudgeClient::new(j.clone(), provider);
         let where_ = client
@@ -128,49 +132,34 @@ fn price_notes(cfg: &Config) -> String {
 
 fn check(path: Option<&Path>) -> Result<(), Failure> {
     let cfg = load_config(path)?;
-    let mut out = String::new();
-    for (name, j) in &cfg.judges {
-        let provider = match &j.provider {
-            ProviderConfig::OpenAi(o) => format!(
-                "openai base_url={} api_key={} (from {})",
-                o.base_url,
-                if o.api_key.is_some() { "****" } else { "none" },
-                o.api_key_env.as_deref().unwrap_or("-")
-            ),
-            ProviderConfig::Sim(s) => format!("sim (SIMULATED) {s:?}"),
-        };
-        out.push_str(&format!(
-            "judge {name}: model={} {provider} timeout={:?} limits={:?} retry={:?} sampling={:?}\n",
-            j.model, j.timeout, j.limits, j.retry, j.sampling
-        ));
-    }
-    let c = &cfg.committee;
-    out.push_str(&format!(
-        "committee: members={:?} n_samples={} consensus={:?} veto_consensus={:?} quorum={} escalation={:?} min_agreement={} prompt_mode={:?} prompts={} explanations={} request_timeout={:?}\ncache: {:?}\n",
-        c.members, c.n_samples, c.consensus, c.veto_consensus, c.quorum, c.escalation, c.min_agreement, c.prompt_mode, c.prompts_dir.as_ref().map_or_else(|| c.prompts.as_str().to_owned(), |d| d.display().to_string()), c.explanations, c.request_timeout, cfg.cache
-    ));
-    if let Some(p) = &c.weights_from {
-        out.push_str(&format!("committee weights from: {}\n", p.display()));
-    }
-    if let Some(r) = &c.reliability {
-        out.push_str(&format!(
+    print!("{}", check_output(&cfg));
+    Ok(())
+}
+
+/// What `config check` prints: the resolved configuration as TOML (secrets masked;
+/// it loads back as a config file), then notes as TOML comments.
+fn check_output(cfg: &Config) -> String {
+    let mut out = crate::config::render_resolved_toml(cfg);
+    let mut notes = String::new();
+    if let Some(r) = &cfg.committee.reliability {
+        notes.push_str(&format!(
             "committee reliability (dawid_skene): {} classes, judges {:?}\n",
             r.classes,
             r.confusion.keys().collect::<Vec<_>>()
         ));
     }
-    out.push_str(&format!(
-        "telemetry: otlp_endpoint={} service_name={}\n",
-        cfg.telemetry.otlp_endpoint.as_deref().unwrap_or("off"),
-        cfg.telemetry.service_name
-    ));
-    out.push_str(&redis_section(&cfg));
-    out.push_str(&price_notes(&cfg));
+    notes.push_str(&redis_section(cfg));
+    notes.push_str(&price_notes(cfg));
     if cfg.simulated() {
-        out.push_str("NOTE: every judge is simulated; grades are not real.\n");
+        notes.push_str("NOTE: every judge is simulated; grades are not real.\n");
     }
-    print!("{out}");
-    Ok(())
+    out.push('\n');
+    for line in notes.lines() {
+        out.push_str("# ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// The `[redis]` lines: the connection (password masked), what is shared, and each

@@ -83,11 +83,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
                 .map_or_else(|| "-".to_owned(), |a| a.to_string()),
             cfg.server.database_display(),
             names,
-            if cfg.simulated() {
-                " is SIMULATED: grades are not real judgements (configure judges with --config)"
-            } else {
-                ""
-            }
+            simulated_note(cfg.simulated(), args.config.as_deref())
         );
         drop(err);
         tracing::info!(
@@ -105,6 +101,22 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
         running.wait().await;
         Ok::<(), Failure>(())
     })
+}
+
+/// The banner's word on a simulated committee, right for each case: no file (give
+/// one with --config), or a file whose judges are simulated (it defines no real
+/// `[judges]`, or uses `provider = "sim"`).
+fn simulated_note(simulated: bool, config: Option<&std::path::Path>) -> String {
+    match (simulated, config) {
+        (false, _) => String::new(),
+        (true, None) => {
+            " is SIMULATED: grades are not real judgements (no --config given: configure real judges in a file, see README \"Configuration\")".to_owned()
+        }
+        (true, Some(path)) => format!(
+            " is SIMULATED: grades are not real judgements ({} defines no real judges: add [judges] with provider = \"openai\", see README \"Configuration\")",
+            path.display()
+        ),
+    }
 }
 
 async fn shutdown_signal() {
@@ -125,5 +137,30 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::simulated_note;
+
+    #[test]
+    fn the_banner_says_what_to_do_in_each_case() {
+        assert_eq!(simulated_note(false, None), "");
+        assert_eq!(
+            simulated_note(false, Some(std::path::Path::new("t.toml"))),
+            ""
+        );
+        let none = simulated_note(true, None);
+        assert!(
+            none.contains("SIMULATED") && none.contains("no --config given"),
+            "{none}"
+        );
+        let file = simulated_note(true, Some(std::path::Path::new("team.toml")));
+        assert!(
+            file.contains("SIMULATED") && file.contains("team.toml defines no real judges"),
+            "{file}"
+        );
+        assert!(!file.contains("configure judges with --config"), "{file}");
     }
 }

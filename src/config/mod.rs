@@ -7,6 +7,7 @@
 //! `calibration`, build judges or open connections (that is `app`'s job).
 
 mod raw;
+mod render;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use raw::{RawApiKey, RawCommittee, RawConfig, RawJudge, RawRedis, RawServer, RawSim};
+pub use render::{mask_userinfo, render_resolved_toml};
 
 use crate::committee::dawid_skene::Reliability;
 use crate::committee::vote::{Rule, TieRule};
@@ -407,6 +409,7 @@ impl Config {
         // `api_key_env` / `key_env` (callers pass `std::env::vars()`).
         let vars: HashMap<String, String> = env.into_iter().collect();
         raw::apply_env_overrides(&mut doc, vars.clone()).map_err(ConfigError::Invalid)?;
+        keep_simulated_committee(&mut doc);
         let raw: RawConfig = raw::decode(doc).map_err(ConfigError::Invalid)?;
         Ok(ParsedConfig { raw, vars })
     }
@@ -414,6 +417,21 @@ impl Config {
     /// The built-in configuration: a committee of three simulated judges.
     pub fn default_simulated() -> Result<Config, ConfigError> {
         Config::parse(DEFAULT_CONFIG, std::iter::empty())?.validate(LoadedFiles::default())
+    }
+}
+
+/// A file that defines neither `[judges]` nor `[committee]` (only `[server]`, say)
+/// keeps the built-in simulated committee of [`DEFAULT_CONFIG`], as running without a
+/// file does; start-up output says SIMULATED. A file with one of the two must define
+/// both, so a half-written committee is an error, not silently simulated.
+fn keep_simulated_committee(doc: &mut toml::Table) {
+    if doc.contains_key("judges") || doc.contains_key("committee") {
+        return;
+    }
+    if let Ok(default) = toml::from_str::<toml::Table>(DEFAULT_CONFIG) {
+        for (k, v) in default {
+            doc.entry(k).or_insert(v);
+        }
     }
 }
 

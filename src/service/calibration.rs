@@ -52,6 +52,24 @@ pub struct NewCalibrationSet {
     pub csv: Option<CsvUpload>,
 }
 
+/// What to do with a set file sent as it is where the `{"format", "content"}`
+/// document was expected.
+pub const UNWRAPPED_SET_HINT: &str = "this looks like a calibration file as it is on disk (JSON Lines); send it as it is with content-type: application/x-ndjson (HTTP; the name comes from its header or ?name=), or wrap it: {\"format\": \"calibration.v1\", \"content\": \"<the file's text>\"}";
+
+/// Whether `text`, sent where a [`NewCalibrationSet`] document was expected, is a
+/// set file as it is: its first line is a JSON object without `content` (a
+/// calibration.v1 header or an item), so the upload needs the hint, not only the
+/// JSON error.
+pub fn is_unwrapped_set_file(text: &str) -> bool {
+    let Some(first) = text.lines().map(str::trim).find(|l| !l.is_empty()) else {
+        return false;
+    };
+    matches!(
+        serde_json::from_str::<Value>(first),
+        Ok(Value::Object(o)) if !o.contains_key("content")
+    )
+}
+
 /// Measurement scales of a set.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
@@ -96,6 +114,10 @@ pub struct NewCalibrationRun {
     #[serde(default)]
     #[schema(exclusive_minimum = 0, exclusive_maximum = 1)]
     pub confidence: Option<f64>,
+    /// The fewest items two humans must both have labelled for their pair to count in
+    /// the human band (default: the set's `min_pair_items`, else 20).
+    #[serde(default)]
+    pub min_pair_items: Option<u32>,
 }
 
 /// `POST /v1/calibration/sets/{id}/labels` (decoded by `parse_new_labels`, which
@@ -731,6 +753,7 @@ impl Service {
                 seed,
                 resamples,
                 confidence,
+                min_pair_items: new.min_pair_items.and_then(|n| usize::try_from(n).ok()),
             },
         );
         let run = CalibrationRunRecord {
@@ -947,6 +970,9 @@ pub enum QueuePosition {
     /// The first matching item.
     #[default]
     First,
+    /// The first matching item the caller has not labelled (where an annotator picks
+    /// up their work), else the first matching item.
+    FirstUnlabelled,
     /// This item, whether or not it matches the filter.
     Item(String),
     /// The first matching item after this one (save-and-next).
@@ -1076,6 +1102,9 @@ pub struct Dashboard {
     pub report: Option<Arc<AgreementReport>>,
     /// Kappa per finished run, oldest first.
     pub trend: Vec<RunKappa>,
+    /// Human labels written (or corrected) through the API after the shown run's
+    /// report: that report predates them.
+    pub newer_labels: usize,
 }
 
 /// A parsed set with the facts every page of it needs, computed once per label
@@ -1222,6 +1251,7 @@ fn plan_majority(set: &CalibrationSet, i: usize, binarized: bool) -> (Option<usi
         scale: set.scale,
         categories: set.categories.clone(),
         met: set.met.clone(),
+        min_pair_items: set.min_pair_items,
         items: vec![crate::calibration::set::CalItem {
             id: String::new(),
             category: None,
@@ -1506,12 +1536,23 @@ impl Service {
         }
         trend.reverse();
         let (run, report) = chosen.unzip();
+        let newer_labels = match run.as_ref().and_then(|r| r.finished_at) {
+            Some(at) => self
+                .store
+                .label_history(set_id, None)
+                .await?
+                .iter()
+                .filter(|e| e.at > at && e.kind == "human")
+                .count(),
+            None => 0,
+        };
         Ok(Dashboard {
             set: cached_set_doc(&rec, &set),
             runs,
             run,
             report: report.flatten(),
             trend,
+            newer_labels,
         })
     }
 
@@ -1697,6 +1738,11 @@ impl Service {
             };
         let current = match at {
             QueuePosition::First => matches.first().copied(),
+            QueuePosition::FirstUnlabelled => matches
+                .iter()
+                .copied()
+                .find(|&i| !mine_of(&set.items[i]))
+                .or_else(|| matches.first().copied()),
             QueuePosition::Item(id) => Some(find(id)?),
             QueuePosition::After(id) => {
                 let after = find(id)?;

@@ -561,6 +561,80 @@ impl Service {
         stream.job.simulated = self.grader.simulated();
         Ok(stream)
     }
+
+    /// What a reviewer reads beside an item's report (the UI's item page): the
+    /// conversation and response as submitted and the rubric's criteria. `None` for
+    /// no such item; parts that cannot be read back (a rubric deleted since, say) are
+    /// left empty rather than failing the page.
+    pub async fn job_item_input(
+        &self,
+        caller: &Caller,
+        id: &str,
+        seq: u64,
+    ) -> Result<Option<ItemInputView>, Error> {
+        self.own_job(caller, id).await?;
+        let Some(text) = self.store.item_input(id, seq).await? else {
+            return Ok(None);
+        };
+        let Ok((_, item)) = parse_line(&text) else {
+            return Ok(Some(ItemInputView::default()));
+        };
+        let criteria = match self.grader.resolve(&item.rubric).await {
+            Ok(rubric) => rubric
+                .criteria
+                .iter()
+                .map(|c| CriterionView {
+                    id: c.id.to_string(),
+                    text: c.text.clone(),
+                    points: match c.kind {
+                        crate::rubric::CriterionKind::Points(p) => Some(p),
+                        crate::rubric::CriterionKind::Tier(_) => None,
+                    },
+                    tier: match c.kind {
+                        crate::rubric::CriterionKind::Points(_) => None,
+                        crate::rubric::CriterionKind::Tier(t) => Some(t.as_str()),
+                    },
+                    tags: c.tags.clone(),
+                    veto: c.veto,
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok(Some(ItemInputView {
+            conversation: item
+                .case
+                .conversation
+                .iter()
+                .map(|m| (m.role.as_str(), m.content.clone()))
+                .collect(),
+            response: item.response,
+            case_tags: item.case.tags,
+            criteria,
+        }))
+    }
+}
+
+/// An item as submitted, for review beside its report ([`Service::job_item_input`]).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ItemInputView {
+    /// `(role, content)` turns.
+    pub conversation: Vec<(&'static str, String)>,
+    pub response: Option<String>,
+    pub case_tags: Vec<String>,
+    pub criteria: Vec<CriterionView>,
+}
+
+/// A rubric criterion as a reviewer reads it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CriterionView {
+    pub id: String,
+    pub text: String,
+    /// HealthBench-style points (negative: something the response should not do).
+    pub points: Option<i8>,
+    /// QuarkMed-style tier.
+    pub tier: Option<&'static str>,
+    pub tags: Vec<String>,
+    pub veto: bool,
 }
 
 /// One page of done items' scores: `(seq, case_id, score, stored text)`.

@@ -370,6 +370,10 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<(u64, String)>>;
 
+    /// One item of a job as it was submitted (its input JSON), by `seq`; None for no
+    /// such item. The UI's item page shows the conversation, response and rubric.
+    async fn item_input(&self, job: &str, seq: u64) -> StoreResult<Option<String>>;
+
     /// Stores a new calibration set.
     async fn put_calibration_set(&self, set: &CalibrationSetRecord) -> StoreResult<()>;
     async fn calibration_set(&self, id: &str) -> StoreResult<Option<CalibrationSetRecord>>;

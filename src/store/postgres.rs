@@ -734,6 +734,16 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().map(|(s, r)| (u64_of(s), r)).collect())
     }
 
+    async fn item_input(&self, job: &str, seq: u64) -> StoreResult<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT input FROM job_items WHERE job_id = $1 AND seq = $2")
+                .bind(job)
+                .bind(i64_of(seq))
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(input,)| input))
+    }
+
     async fn put_calibration_set(&self, set: &CalibrationSetRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO calibration_sets (id, name, owner, document, items, labels, created_at, updated_at)

@@ -200,8 +200,13 @@ async fn server_sets_labels_runs_and_disagreements() {
         assert!(j["vs_human_majority"]["cohen_kappa"]["ci_low"].is_number());
     }
     assert!(report["humans"]["krippendorff_alpha"]["value"].is_number());
-    // nurse-d labelled one item: Fleiss keeps the 35 items with three labels.
-    assert_eq!(report["humans"]["fleiss_kappa"]["n"], 35);
+    // nurse-d labelled one item: their pairs have too few items (min_pair_items), so
+    // they stay out of the band and of Fleiss, which keeps all 36 items (35 before).
+    assert_eq!(report["humans"]["fleiss_kappa"]["n"], 36);
+    for p in report["humans"]["pairwise"].as_array().unwrap() {
+        let with_d = p["a"] == "nurse-d" || p["b"] == "nurse-d";
+        assert_eq!(p.get("too_few_items").is_some(), with_d, "{p}");
+    }
     assert!(report["humans"]["fleiss_kappa"]["value"].is_number());
 
     // Disagreements: items where someone differs from the human majority, paged.
@@ -332,7 +337,9 @@ fn saved_reports_configure_weights_and_dawid_skene() {
     let check = tribunal(&["config", "check", "-c", "weighted.toml"], dir.path());
     assert_eq!(check.code, 0, "{}", check.stderr);
     assert!(
-        check.stdout.contains(&format!("(\"sim-b\", {w})")),
+        check
+            .stdout
+            .contains(&format!("judge = \"sim-b\"\nweight = {w}\n")),
         "{}",
         check.stdout
     );
@@ -486,4 +493,24 @@ async fn a_run_report_is_written_once_from_stored_results() {
         .unwrap();
     assert!((agreement - trues / 36.0).abs() < 1e-12, "{agreement}");
     assert_eq!(stored["run"]["items_run"], 36);
+}
+
+/// The shipped live example repeats no item: no two items share a case and a
+/// response (15 of its 36 items were copies of others).
+#[test]
+fn the_live_example_set_has_no_repeated_items() {
+    let text =
+        std::fs::read_to_string(root().join("calibration/examples/triage-live.jsonl")).unwrap();
+    let items: Vec<serde_json::Value> = text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(items.len(), 36);
+    let distinct: std::collections::HashSet<String> = items
+        .iter()
+        .map(|i| format!("{}\u{1f}{}", i["case"], i["response"]))
+        .collect();
+    assert_eq!(distinct.len(), items.len());
 }

@@ -34,6 +34,7 @@ mod spawn;
 mod store_conformance;
 mod ui;
 mod ui_browser;
+mod uploads;
 
 use std::path::{Path, PathBuf};
 

@@ -73,10 +73,15 @@ impl TestApp {
     }
 
     pub async fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
+        self.post_as(path, "application/json", body).await
+    }
+
+    /// POSTs `body` with this `Content-Type`.
+    pub async fn post_as(&self, path: &str, content_type: &str, body: String) -> (u16, Value) {
         let r = self
             .http
             .post(format!("{}{path}", self.url))
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(body)
             .send()
             .await
@@ -492,7 +497,9 @@ async fn jobs_run_stream_summarise_and_cancel() {
     // NDJSON body and the {rubric, items} form.
     app.post("/v1/rubrics", &items[0]["rubric"]).await;
     let ndjson: String = items[..3].iter().map(|i| format!("{i}\n")).collect();
-    let r = app.post_raw("/v1/jobs", ndjson).await;
+    let r = app
+        .post_as("/v1/jobs", "application/x-ndjson", ndjson)
+        .await;
     assert_eq!(r.0, 202, "{}", r.1);
     let bare: Vec<Value> = (0..2)
         .map(|i| json!({"case_id": format!("b{i}"), "conversation": [{"role": "user", "content": "q"}], "response": "r"}))
@@ -936,7 +943,7 @@ async fn ndjson_submissions_stream_past_the_body_limit_and_stay_all_or_nothing()
     // count; the items land in two staged batches and then become one job.
     let body = ndjson(2500, None);
     assert!(body.len() > 40 * 4096);
-    let (code, job) = app.post_raw("/v1/jobs", body).await;
+    let (code, job) = app.post_as("/v1/jobs", "application/x-ndjson", body).await;
     assert_eq!(code, 202, "{job}");
     assert_eq!(job["total"], 2500);
     // Visible as a job at once (its runner may already have started it).
@@ -954,7 +961,9 @@ async fn ndjson_submissions_stream_past_the_body_limit_and_stay_all_or_nothing()
 
     // An invalid item after 2,000 stored ones: 400 naming it, and no trace of the
     // submission in the store or in the job list.
-    let (code, body) = app.post_raw("/v1/jobs", ndjson(2400, Some(2300))).await;
+    let (code, body) = app
+        .post_as("/v1/jobs", "application/x-ndjson", ndjson(2400, Some(2300)))
+        .await;
     assert_eq!(code, 400, "{body}");
     assert_eq!(body["error"]["field"], "items[2300].conversation", "{body}");
     assert_eq!(stored_rows(&app).await, (1, 2500));
@@ -962,7 +971,9 @@ async fn ndjson_submissions_stream_past_the_body_limit_and_stay_all_or_nothing()
     assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
 
     // More items than server.max_items_per_job: 413 naming the setting, nothing kept.
-    let (code, body) = app.post_raw("/v1/jobs", ndjson(3001, None)).await;
+    let (code, body) = app
+        .post_as("/v1/jobs", "application/x-ndjson", ndjson(3001, None))
+        .await;
     assert_eq!(code, 413, "{body}");
     assert!(
         body["error"]["message"]

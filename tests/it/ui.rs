@@ -51,6 +51,8 @@ pub fn live_set(name: &str, n: usize) -> String {
     let mut lines = vec![
         json!({"format": "calibration.v1", "name": name, "scale": "nominal",
             "categories": ["false", "true"], "met": "true",
+            // A handful of items: the set's own minimum keeps its pairs in the band.
+            "min_pair_items": 2,
             "description": format!("Label whether the response **meets** the criterion. {XSS_SCRIPT}")})
         .to_string(),
     ];
@@ -600,8 +602,36 @@ async fn blind_queue_labels_through_the_api_call() {
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    assert!(r.location().contains("after=x0"), "{}", r.location());
-    let next = doc.get(r.location()).await;
+    // The label stays on x0 with the reveal until the annotator moves on (this moved
+    // on at once, before the reveal was seen).
+    assert!(
+        r.location().contains("item=x0") && r.location().contains("labelled=1"),
+        "{}",
+        r.location()
+    );
+    let shown = doc.get(r.location()).await;
+    assert!(shown.body.contains("data-item=\"x0\""), "{}", shown.body);
+    assert!(
+        shown.body.contains("id=\"saved\"") && shown.body.contains("id=\"reveal\""),
+        "{}",
+        shown.body
+    );
+    assert!(
+        shown.body.contains("<strong id=\"mine\">met</strong>"),
+        "{}",
+        shown.body
+    );
+    assert!(
+        shown.body.contains("id=\"next-after-reveal\""),
+        "{}",
+        shown.body
+    );
+    let next = doc
+        .get(&format!(
+            "/ui/sets/{}/queue?after=x0&run={}",
+            fx.set, fx.run
+        ))
+        .await;
     assert!(
         next.body.contains("data-item=\"x1\""),
         "moved on: {}",
@@ -1173,5 +1203,105 @@ async fn job_page_pages_through_every_item_and_items_open_by_seq() {
     assert_eq!(
         other.get(&format!("/ui/jobs/{job}/items/5")).await.status,
         404
+    );
+}
+
+/// The queue opens at the first item the annotator has not labelled; with the
+/// straight-on setting a label moves straight on; binary categories read met / not met.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_starts_at_the_first_unlabelled_item() {
+    let app = TestApp::spawn_with(tribunal::config::DEFAULT_CONFIG, KEYS, ENV).await;
+    let fx = fixture(&app, 4).await;
+    let mut doc = Client::new(&app.url);
+    doc.sign_in("doc-secret").await;
+    let queue = format!("/ui/sets/{}/queue", fx.set);
+    let first = doc.get(&queue).await;
+    assert!(first.body.contains("data-item=\"x0\""), "{}", first.body);
+    assert!(
+        first.body.contains("</kbd> met</button>")
+            && first.body.contains("</kbd> not met</button>"),
+        "{}",
+        first.body
+    );
+    let csrf = csrf_of(&first.body);
+    for item in ["x0", "x1"] {
+        let r = doc
+            .post(
+                &format!("/ui/sets/{}/label", fx.set),
+                &[
+                    ("csrf", &csrf),
+                    ("item", item),
+                    ("value", "true"),
+                    ("straight_on", "1"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        assert!(
+            r.location().contains(&format!("after={item}")),
+            "{}",
+            r.location()
+        );
+        assert!(r.location().contains("straight_on=1"), "{}", r.location());
+    }
+    // Coming back later: the queue opens at x2, not at item 1.
+    let back = doc.get(&queue).await;
+    assert!(back.body.contains("data-item=\"x2\""), "{}", back.body);
+    assert!(back.body.contains("id=\"blind\""), "{}", back.body);
+}
+
+/// The job item page shows what a physician needs: the conversation, the response,
+/// and per criterion its text, points and tags, the consensus as met / not met, and
+/// each judge's verdict; items are numbered from 1 and the tags are collapsible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_item_page_shows_the_case_and_each_criterion() {
+    let app = TestApp::spawn_with(tribunal::config::DEFAULT_CONFIG, KEYS, ENV).await;
+    let job = api(
+        &app,
+        "post",
+        "/v1/jobs",
+        "a-secret",
+        Some(json!([case("p1", "Drink <b>fluids</b> and see a doctor.")])),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_done(&app, &id, "a-secret").await;
+    let mut c = Client::new(&app.url);
+    c.sign_in("a-secret").await;
+    let page = c.get(&format!("/ui/jobs/{id}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let b = &page.body;
+    assert!(b.contains(&format!("/ui/jobs/{id}/items/0\">1</a>")), "{b}");
+    assert!(
+        b.find("id=\"items\"") < b.find("id=\"tags\""),
+        "items first: {b}"
+    );
+    assert!(b.contains("<details class=\"tags\" id=\"tags\">"), "{b}");
+    assert!(b.contains("id=\"job-simulated\""), "{b}");
+    let item = c.get(&format!("/ui/jobs/{id}/items/0")).await;
+    assert_eq!(item.status, 200, "{}", item.body);
+    let b = &item.body;
+    for want in [
+        "<h1>Item 1 ",
+        "I have a fever of 39C for three days.",
+        "Drink &lt;b&gt;fluids",
+        "Advises seeing a clinician for fever over 3 days.",
+        "7 points",
+        "-6 points",
+        "axis:accuracy",
+        "theme:demo",
+        "sim-a",
+        "id=\"simulated\"",
+    ] {
+        assert!(b.contains(want), "{want} missing: {b}");
+    }
+    assert!(
+        b.contains("<strong class=\"verdict\">met</strong>")
+            || b.contains("<strong class=\"verdict\">not met</strong>"),
+        "{b}"
+    );
+    assert!(
+        !b.contains("· True") && !b.contains(">true<") && !b.contains(">false<"),
+        "{b}"
     );
 }

@@ -348,9 +348,10 @@ async fn annotator_flow(kind: Kind, driver_exe: &Path) {
     // The session cookie is not readable by scripts.
     assert_eq!(b.js("return document.cookie;").await, json!(""));
 
-    // The blind queue: no verdict, judge or other label in the page source.
+    // The blind queue: no verdict, judge or other label in the page source. With
+    // `straight_on` a label moves on at once (by default it stays on the reveal).
     b.goto(&format!(
-        "{}/ui/sets/{}/queue?run={}",
+        "{}/ui/sets/{}/queue?straight_on=1&run={}",
         app.url, fx.set, fx.run
     ))
     .await;

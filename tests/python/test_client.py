@@ -162,6 +162,8 @@ def test_typed_errors_carry_kind_field_and_request_id(keyed, admin: tc.Client) -
     with tc.Client(keyed.url, keyed.keys["PYTEST_ANNOTATOR_KEY"]) as annotator, pytest.raises(tc.Forbidden) as forb:
         annotator.grade(case("e-2", "x"))
     assert forb.value.kind == "forbidden" and isinstance(forb.value, tc.TribunalError)
+    # The kind is said once, though the server's message starts with it.
+    assert str(forb.value).startswith("forbidden: ") and "forbidden: forbidden" not in str(forb.value)
 
 
 def test_calibration_upload_labels_run_and_report(keyed) -> None:

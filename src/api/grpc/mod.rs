@@ -390,7 +390,19 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         &self,
         request: Request<pb::JsonDocument>,
     ) -> Result<Response<pb::JsonDocument>, Status> {
-        let new = convert::parse_typed("json", &request.get_ref().json, &self.service.bounds())?;
+        let text = &request.get_ref().json;
+        let new = convert::parse_typed("json", text, &self.service.bounds()).map_err(|st| {
+            if crate::service::calibration::is_unwrapped_set_file(text) {
+                let hint = crate::service::calibration::UNWRAPPED_SET_HINT;
+                Status::with_metadata(
+                    st.code(),
+                    format!("{}; {hint}", st.message()),
+                    st.metadata().clone(),
+                )
+            } else {
+                st
+            }
+        })?;
         let set = self
             .service
             .create_calibration_set(&caller(&request)?, &new)

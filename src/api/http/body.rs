@@ -80,6 +80,33 @@ pub async fn read_submission(body: Body, max_bytes: usize) -> Result<Submission,
     Ok(Submission::Whole(whole.freeze()))
 }
 
+/// An NDJSON body (the sender said `application/x-ndjson`): its lines as they
+/// arrive, each up to `max_line` bytes, however many there are.
+pub fn ndjson_lines(body: Body, max_line: usize) -> LineStream {
+    LineStream {
+        chunks: body.into_data_stream(),
+        buf: BytesMut::new(),
+        ended: false,
+        max_line,
+    }
+}
+
+/// One document (the sender said `application/json`, `text/csv`, ...), read whole
+/// up to `max_bytes`; `hint` says what to do instead when it is larger.
+pub async fn read_whole(body: Body, max_bytes: usize, hint: &str) -> Result<Bytes, Error> {
+    let mut chunks = body.into_data_stream();
+    let mut whole = BytesMut::new();
+    while let Some(c) = chunks.next().await {
+        whole.extend_from_slice(&c.map_err(unreadable)?);
+        if whole.len() > max_bytes {
+            return Err(too_large(format!(
+                "over server.max_body_bytes ({max_bytes}); {hint}"
+            )));
+        }
+    }
+    Ok(whole.freeze())
+}
+
 /// A first line that is one whole JSON object and not the `{items: [...]}` form.
 fn is_single_item(line: &[u8]) -> bool {
     let trimmed = line.trim_ascii();

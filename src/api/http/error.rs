@@ -70,7 +70,8 @@ impl IntoResponse for ApiError {
         let code = status(kind);
         let request_id = current_request_id();
         if code.is_server_error() {
-            tracing::error!(kind = kind.as_str(), error = %e, request_id = request_id.as_deref().unwrap_or(""), "request failed");
+            // The request span carries `request_id`; repeating it here printed it twice.
+            tracing::error!(kind = kind.as_str(), error = %e, "request failed");
         } else {
             tracing::debug!(kind = kind.as_str(), error = %e, "request rejected");
         }
@@ -96,5 +97,64 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+    use crate::config::LogFormat;
+
+    /// A log sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Sink {
+        type Writer = Sink;
+        fn make_writer(&'a self) -> Sink {
+            self.clone()
+        }
+    }
+
+    /// A failed request's log line names its request id once (from the request
+    /// span), in both formats, and has no colour codes when not at a terminal.
+    #[test]
+    fn a_failed_request_logs_its_id_once_without_colour() {
+        for format in [LogFormat::Pretty, LogFormat::Json] {
+            let sink = Sink::default();
+            let subscriber = tracing_subscriber::registry().with(crate::telemetry::log_layer(
+                format,
+                sink.clone(),
+                false,
+            ));
+            tracing::subscriber::with_default(subscriber, || {
+                let span = tracing::info_span!(
+                    "request",
+                    request_id = "req-7f3a",
+                    method = "POST",
+                    route = "/v1/grade"
+                );
+                let _entered = span.enter();
+                let _ = ApiError(Error::Internal("boom".into())).into_response();
+            });
+            let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+            assert!(out.contains("request failed"), "{format:?}: {out}");
+            assert_eq!(out.matches("req-7f3a").count(), 1, "{format:?}: {out}");
+            assert!(!out.contains('\u{1b}'), "{format:?}: {out}");
+        }
     }
 }

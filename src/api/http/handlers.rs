@@ -7,7 +7,7 @@ use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -117,8 +117,90 @@ pub struct SubmitQuery {
     dry_run: Option<bool>,
 }
 
+/// What a body's `Content-Type` says it holds.
+#[derive(Debug, PartialEq, Eq)]
+enum MediaType {
+    Json,
+    Ndjson,
+    Csv,
+    /// No `Content-Type`: the form is sniffed (as before the header was honoured).
+    Unstated,
+    Other(String),
+}
+
+fn media_type(headers: &HeaderMap) -> MediaType {
+    let Some(v) = headers.get(header::CONTENT_TYPE) else {
+        return MediaType::Unstated;
+    };
+    let Ok(v) = v.to_str() else {
+        return MediaType::Other("(a non-text content-type)".into());
+    };
+    let essence = v
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "" => MediaType::Unstated,
+        "application/json" => MediaType::Json,
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines"
+        | "application/jsonlines" => MediaType::Ndjson,
+        "text/csv" => MediaType::Csv,
+        e if e.ends_with("+json") => MediaType::Json,
+        _ => MediaType::Other(essence),
+    }
+}
+
+/// 415 with the usual error body (`kind: invalid_input`, `field: content-type`),
+/// naming the forms the route takes.
+fn unsupported(got: &str, accepted: &str) -> Response {
+    let mut r = ApiError(Error::Invalid(Invalid::one(
+        "content-type",
+        format!("{got} is not accepted here; send {accepted}"),
+    )))
+    .into_response();
+    *r.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    r
+}
+
+const JOB_FORMS: &str = "content-type: application/json (a JSON array of items, {\"rubric\", \"items\", \"seed\"}, or one item object) or application/x-ndjson (one item per line)";
+
+/// A job body that says it is JSON: one document, an array of items, the
+/// `{"rubric", "items", "seed"}` envelope, or one item object, pretty-printed or not.
+fn job_document(bytes: &[u8], bounds: &Bounds) -> Result<(Vec<String>, Option<u64>), Error> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::Invalid(Invalid::one("", format!("the body is not UTF-8: {e}"))))?;
+    let v: Value = bounded::read(text.as_bytes(), bounds).map_err(|e| {
+        let e = match e {
+            bounded::ReadError::Overrun(o) => return o.into(),
+            bounded::ReadError::Syntax(e) => e,
+        };
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let ndjson = lines.len() > 1
+            && lines
+                .iter()
+                .all(|l| serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok());
+        let hint = if ndjson {
+            "this is NDJSON (one item per line): send it with content-type: application/x-ndjson"
+        } else {
+            "content-type: application/json takes one JSON document: an array of items, {\"rubric\", \"items\", \"seed\"}, or one item object"
+        };
+        Error::Invalid(Invalid::one(
+            "",
+            format!("the body is not valid JSON: {e}; {hint}"),
+        ))
+    })?;
+    split_document(v)
+}
+
 /// Splits a job body into item documents: a JSON array, NDJSON, or
-/// `{"rubric": "id@version", "items": [...], "seed": N}`.
+/// `{"rubric": "id@version", "items": [...], "seed": N}`. For a body without a
+/// `Content-Type`: a body that is one JSON document (an item spread over several
+/// lines, say) is that document, anything else NDJSON.
 fn job_items(bytes: &[u8], bounds: &Bounds) -> Result<(Vec<String>, Option<u64>), Error> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Error::Invalid(Invalid::one("", format!("the body is not UTF-8: {e}"))))?;
@@ -129,39 +211,15 @@ fn job_items(bytes: &[u8], bounds: &Bounds) -> Result<(Vec<String>, Option<u64>)
             format!("not valid JSON: {e}"),
         ))
     };
-    if trimmed.starts_with('[')
-        || (trimmed.starts_with('{') && !trimmed.contains('\n'))
-        || trimmed.starts_with("{\"rubric\"")
-    {
-        let v: Value = bounded::read(text.as_bytes(), bounds).map_err(read_error)?;
-        return match v {
-            Value::Array(items) => Ok((items.iter().map(Value::to_string).collect(), None)),
-            Value::Object(mut m) if m.contains_key("items") => {
-                let seed = m.get("seed").and_then(Value::as_u64);
-                let rubric = m.remove("rubric");
-                let Some(Value::Array(items)) = m.remove("items") else {
-                    return Err(Error::Invalid(Invalid::one(
-                        "items",
-                        "must be an array of items",
-                    )));
-                };
-                let lines = items
-                    .into_iter()
-                    .map(|mut it| {
-                        if let (Some(r), Value::Object(o)) = (&rubric, &mut it) {
-                            o.entry("rubric").or_insert_with(|| r.clone());
-                        }
-                        it.to_string()
-                    })
-                    .collect();
-                Ok((lines, seed))
+    if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        match bounded::read(text.as_bytes(), bounds) {
+            Ok(v) => return split_document(v),
+            Err(bounded::ReadError::Overrun(o)) => return Err(o.into()),
+            Err(e) if trimmed.starts_with('[') || !trimmed.contains('\n') => {
+                return Err(read_error(e));
             }
-            Value::Object(_) => Ok((vec![v.to_string()], None)),
-            _ => Err(Error::Invalid(Invalid::one(
-                "",
-                "expected a JSON array of items, NDJSON, or {\"items\": [...]}",
-            ))),
-        };
+            Err(_) => {}
+        }
     }
     let mut lines = Vec::new();
     for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
@@ -171,46 +229,115 @@ fn job_items(bytes: &[u8], bounds: &Bounds) -> Result<(Vec<String>, Option<u64>)
     Ok((lines, None))
 }
 
+/// One JSON job document as item texts (and the envelope's seed).
+fn split_document(v: Value) -> Result<(Vec<String>, Option<u64>), Error> {
+    match v {
+        Value::Array(items) => Ok((items.iter().map(Value::to_string).collect(), None)),
+        Value::Object(mut m) if m.contains_key("items") => {
+            let seed = m.get("seed").and_then(Value::as_u64);
+            let rubric = m.remove("rubric");
+            let Some(Value::Array(items)) = m.remove("items") else {
+                return Err(Error::Invalid(Invalid::one(
+                    "items",
+                    "must be an array of items",
+                )));
+            };
+            let lines = items
+                .into_iter()
+                .map(|mut it| {
+                    if let (Some(r), Value::Object(o)) = (&rubric, &mut it) {
+                        o.entry("rubric").or_insert_with(|| r.clone());
+                    }
+                    it.to_string()
+                })
+                .collect();
+            Ok((lines, seed))
+        }
+        Value::Object(_) => Ok((vec![v.to_string()], None)),
+        _ => Err(Error::Invalid(Invalid::one(
+            "",
+            "expected a JSON array of items, NDJSON, or {\"items\": [...]}",
+        ))),
+    }
+}
+
 /// Submit a batch job; returns at once with the job (202).
 #[utoipa::path(post, path = "/v1/jobs", params(SubmitQuery),
-    request_body(description = "A JSON array of items, `{rubric, items, seed}`, or NDJSON (one item per line)",
+    request_body(description = "`application/json`: a JSON array of items, `{rubric, items, seed}`, or one item object (pretty-printed or not); `application/x-ndjson`: one item per line, streamed (no size limit, only `server.max_items_per_job`). Without a Content-Type the form is sniffed; any other type is 415.",
         content((JobSubmission = "application/json"), (String = "application/x-ndjson"))),
     responses((status = 202, description = "job accepted", body = JobStatus), (status = 200, description = "`dry_run=true`: what the job would cost; nothing stored, no judge called", body = crate::service::JobEstimate), (status = 404, description = "a referenced rubric does not exist"), (status = 400, description = "an item is invalid; nothing stored"),
-              (status = 413, description = "too many items or too large"), (status = 429, description = "quota")))]
+              (status = 413, description = "too many items or too large"), (status = 415, description = "a Content-Type other than application/json or application/x-ndjson"), (status = 429, description = "quota")))]
 pub async fn submit_job(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<SubmitQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let intake = match job_intake(&headers, body, s.max_body_bytes, &s.service.bounds()).await? {
+        Ok(intake) => intake,
+        Err(unsupported) => return Ok(unsupported),
+    };
     if q.dry_run == Some(true) {
-        let lines = match body::read_submission(body, s.max_body_bytes).await? {
-            body::Submission::Whole(bytes) => {
-                let (lines, _) = job_items(&bytes, &s.service.bounds())?;
-                drop(bytes);
-                futures::stream::iter(lines.into_iter().map(Ok)).boxed()
-            }
-            body::Submission::Lines(lines) => lines.into_stream().boxed(),
+        let lines = match intake {
+            Intake::Items(lines, _) => futures::stream::iter(lines.into_iter().map(Ok)).boxed(),
+            Intake::Lines(lines) => lines.into_stream().boxed(),
         };
         let estimate = s.service.estimate_job_stream(&caller, lines).await?;
         return Ok((StatusCode::OK, axum::Json(estimate)).into_response());
     }
-    let job = match body::read_submission(body, s.max_body_bytes).await? {
-        body::Submission::Whole(bytes) => {
-            let (lines, seed) = job_items(&bytes, &s.service.bounds())?;
-            // The split lines are all that is needed from here on.
-            drop(bytes);
+    let job = match intake {
+        Intake::Items(lines, seed) => {
             s.service
                 .submit_job(&caller, lines, q.seed.or(seed).unwrap_or(0))
                 .await?
         }
-        body::Submission::Lines(lines) => {
+        Intake::Lines(lines) => {
             s.service
                 .submit_job_stream(&caller, lines.into_stream(), q.seed.unwrap_or(0))
                 .await?
         }
     };
     Ok((StatusCode::ACCEPTED, axum::Json(job)).into_response())
+}
+
+/// A job body, split into items or streaming as NDJSON lines.
+enum Intake {
+    Items(Vec<String>, Option<u64>),
+    Lines(body::LineStream),
+}
+
+/// Reads a job body as its `Content-Type` says: `application/json` one document,
+/// `application/x-ndjson` lines as they arrive, none sniffed; any other type is the
+/// inner `Err`, a 415 naming the accepted forms.
+async fn job_intake(
+    headers: &HeaderMap,
+    body: Body,
+    max_bytes: usize,
+    bounds: &Bounds,
+) -> ApiResult<Result<Intake, Response>> {
+    Ok(Ok(match media_type(headers) {
+        MediaType::Json => {
+            let bytes = body::read_whole(
+                body,
+                max_bytes,
+                "send NDJSON (content-type: application/x-ndjson, one item per line), which has no size limit, or raise the limit",
+            )
+            .await?;
+            let (lines, seed) = job_document(&bytes, bounds)?;
+            Intake::Items(lines, seed)
+        }
+        MediaType::Ndjson => Intake::Lines(body::ndjson_lines(body, max_bytes)),
+        MediaType::Unstated => match body::read_submission(body, max_bytes).await? {
+            body::Submission::Whole(bytes) => {
+                let (lines, seed) = job_items(&bytes, bounds)?;
+                Intake::Items(lines, seed)
+            }
+            body::Submission::Lines(lines) => Intake::Lines(lines),
+        },
+        MediaType::Csv => return Ok(Err(unsupported("text/csv", JOB_FORMS))),
+        MediaType::Other(t) => return Ok(Err(unsupported(&t, JOB_FORMS))),
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -488,19 +615,132 @@ pub async fn judges(
     Ok(axum::Json(s.service.judges(&caller)?))
 }
 
-/// Upload a calibration set (calibration.v1, K-QA CSV, HealthBench meta-eval or
-/// mapped CSV in `content`); it is stored as calibration.v1 (201).
-#[utoipa::path(post, path = "/v1/calibration/sets", request_body = crate::service::NewCalibrationSet,
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SetFileQuery {
+    /// A file sent as it is: the set's name (replaces the name its header gives).
+    name: Option<String>,
+    /// A file sent as it is: `calibration.v1` or `healthbench-meta` for
+    /// `application/x-ndjson` (default `calibration.v1`), `csv` or `kqa` for `text/csv`
+    /// (default `csv`).
+    format: Option<crate::service::SetFormat>,
+    /// `text/csv` with `format=csv`: the column mapping, e.g.
+    /// `id=row_id,human:alice=label_a,judge:gpt=gpt_label`.
+    map: Option<String>,
+    /// `text/csv`: `nominal`, `ordinal` or `interval`.
+    scale: Option<crate::service::ScaleName>,
+    /// `text/csv`: the categories, comma-separated (in order, for an ordinal scale).
+    categories: Option<String>,
+    /// `text/csv`: the category that means "criterion met".
+    met: Option<String>,
+}
+
+const SET_FORMS: &str = "content-type: application/json ({\"format\", \"content\", \"name\"?, \"csv\"?}), application/x-ndjson (a calibration.v1 or healthbench-meta file as it is) or text/csv (a CSV file as it is, with ?map=... or ?format=kqa)";
+
+/// Upload a calibration set: the `{format, content}` document (calibration.v1, K-QA
+/// CSV, HealthBench meta-eval or mapped CSV in `content`), or the file as it is
+/// (`application/x-ndjson`, `text/csv`, options as query parameters); it is stored as
+/// calibration.v1 (201).
+#[utoipa::path(post, path = "/v1/calibration/sets", params(SetFileQuery),
+    request_body(description = "`application/json`: `{format, content, name?, csv?}`. `application/x-ndjson`: a calibration.v1 (or `?format=healthbench-meta`) file as it is; the name comes from its header or `?name=`. `text/csv`: a CSV file as it is, read through `?map=` (or `?format=kqa`) with `?scale=`, `?categories=`, `?met=`, `?name=`.",
+        content((crate::service::NewCalibrationSet = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),
     responses((status = 201, description = "the stored set", body = crate::service::calibration::CalibrationSetDoc), (status = 409, description = "a set with that name exists"), (status = 400, description = "invalid set; every problem listed"),
-              (status = 413, description = "too large")))]
+              (status = 413, description = "too large"), (status = 415, description = "a Content-Type other than the three accepted")))]
 pub async fn create_calibration_set(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<SetFileQuery>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let new = typed_body(body, &s.service.bounds())?;
+    use crate::service::{CsvUpload, NewCalibrationSet, SetFormat};
+    let name = q.name.clone();
+    let file = |body, format: SetFormat, csv: Option<CsvUpload>| -> ApiResult<NewCalibrationSet> {
+        let bytes = body_bytes(body)?;
+        let content = String::from_utf8(bytes.to_vec())
+            .map_err(|e| Error::Invalid(Invalid::one("", format!("the file is not UTF-8: {e}"))))?;
+        Ok(NewCalibrationSet {
+            format,
+            content,
+            name: name.clone(),
+            csv,
+        })
+    };
+    let new = match media_type(&headers) {
+        MediaType::Json | MediaType::Unstated => set_document(body, &s.service.bounds())?,
+        MediaType::Ndjson => match q.format.unwrap_or(SetFormat::CalibrationV1) {
+            f @ (SetFormat::CalibrationV1 | SetFormat::HealthbenchMeta) => file(body, f, None)?,
+            SetFormat::Kqa | SetFormat::Csv => {
+                return Err(ApiError(Error::Invalid(Invalid::one(
+                    "format",
+                    "a CSV format with content-type application/x-ndjson; send the CSV as text/csv, or ?format=calibration.v1 / healthbench-meta",
+                ))));
+            }
+        },
+        MediaType::Csv => match q.format.unwrap_or(SetFormat::Csv) {
+            SetFormat::Kqa => file(body, SetFormat::Kqa, None)?,
+            SetFormat::Csv => {
+                let Some(map) = q.map.clone() else {
+                    return Err(ApiError(Error::Invalid(Invalid::one(
+                        "map",
+                        "missing: a CSV file needs its column mapping, e.g. ?map=id=row_id,human:alice=label_a,judge:gpt=gpt_label (or ?format=kqa for the K-QA file)",
+                    ))));
+                };
+                let categories = q.categories.as_deref().map(|c| {
+                    c.split(',')
+                        .map(|x| x.trim().to_owned())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                });
+                let csv = CsvUpload {
+                    map,
+                    scale: q.scale,
+                    categories,
+                    met: q.met.clone(),
+                    name: None,
+                };
+                file(body, SetFormat::Csv, Some(csv))?
+            }
+            SetFormat::CalibrationV1 | SetFormat::HealthbenchMeta => {
+                return Err(ApiError(Error::Invalid(Invalid::one(
+                    "format",
+                    "a JSON Lines format with content-type text/csv; send the file as application/x-ndjson, or ?format=csv / kqa",
+                ))));
+            }
+        },
+        MediaType::Other(t) => return Ok(unsupported(&t, SET_FORMS)),
+    };
     let set = s.service.create_calibration_set(&caller, &new).await?;
     Ok((StatusCode::CREATED, axum::Json(set)).into_response())
+}
+
+/// The `{format, content}` document; a set file sent as it is instead gets the
+/// hint how to send it, beside the JSON error.
+fn set_document(
+    body: Result<Bytes, BytesRejection>,
+    bounds: &Bounds,
+) -> ApiResult<crate::service::NewCalibrationSet> {
+    let bytes = body_bytes(body)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let hinted = |e: String| {
+        if crate::service::calibration::is_unwrapped_set_file(&text) {
+            let hint = crate::service::calibration::UNWRAPPED_SET_HINT;
+            ApiError(Error::Invalid(Invalid::one("", format!("{e}; {hint}"))))
+        } else {
+            ApiError(Error::Invalid(Invalid::one("", e)))
+        }
+    };
+    let doc: Value = bounded::read(&bytes, bounds).map_err(|e| match e {
+        bounded::ReadError::Overrun(o) => ApiError(o.into()),
+        bounded::ReadError::Syntax(e) => hinted(format!("the body is not valid JSON: {e}")),
+    })?;
+    crate::rubric::decode_at(&doc).map_err(|mut e: crate::rubric::FieldError| {
+        if crate::service::calibration::is_unwrapped_set_file(&text) {
+            let hint = crate::service::calibration::UNWRAPPED_SET_HINT;
+            e.message = format!("{}; {hint}", e.message);
+        }
+        ApiError(Error::Invalid(Invalid(vec![e])))
+    })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

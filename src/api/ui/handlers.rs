@@ -153,6 +153,13 @@ fn est(e: &Estimate) -> Tpl {
     reason => e.reason.map(|r| format!("{r:?}")) }
 }
 
+/// A kappa as the templates read it: [`est`] plus its Landis-Koch `reading`.
+fn kappa_est(e: &Estimate) -> Tpl {
+    context! { value => e.value, low => e.ci_low, high => e.ci_high, n => e.n,
+    reason => e.reason.map(|r| format!("{r:?}")),
+    reading => e.value.map(crate::calibration::report::kappa_reading) }
+}
+
 /// The forest plot's rows: every human pair's kappa, then every judge's (and the
 /// committee's) against the human majority.
 fn forest_rows(report: &AgreementReport) -> Vec<ForestRow> {
@@ -223,11 +230,16 @@ pub async fn set_page(
                 .map(|j| {
                     context! {
                         judge => j.judge.clone(),
-                        kappa => est(&j.vs_human_majority.cohen_kappa),
+                        kappa => kappa_est(&j.vs_human_majority.cohen_kappa),
                         agreement => est(&j.vs_human_majority.percent_agreement),
                         macro_f1 => est(&j.vs_human_majority.macro_f1),
                         band => j.human_band_position.as_str(),
                         n => j.vs_human_majority.n,
+                        prevalence => crate::calibration::report::majority_prevalence(&j.vs_human_majority)
+                            .into_iter()
+                            .map(|(c, p)| format!("{c} {:.0}%", p * 100.0))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     }
                 })
                 .collect();
@@ -237,7 +249,8 @@ pub async fn set_page(
                 .iter()
                 .map(|p| {
                     context! { a => p.a.clone(), b => p.b.clone(), n => p.n,
-                    kappa => est(&p.cohen_kappa), agreement => est(&p.percent_agreement) }
+                    kappa => kappa_est(&p.cohen_kappa), agreement => est(&p.percent_agreement),
+                    too_few_items => p.too_few_items }
                 })
                 .collect();
             let breakdown = |m: &std::collections::BTreeMap<
@@ -250,7 +263,7 @@ pub async fn set_page(
                             key => k.clone(), items => b.items,
                             alpha => est(&b.humans.krippendorff_alpha),
                             judges => b.judges.iter().map(|j| context! {
-                                judge => j.judge.clone(), kappa => est(&j.vs_human_majority.cohen_kappa)
+                                judge => j.judge.clone(), kappa => kappa_est(&j.vs_human_majority.cohen_kappa)
                             }).collect::<Vec<_>>(),
                         }
                     })
@@ -259,7 +272,7 @@ pub async fn set_page(
             (
                 Some(context! {
                     items => rep.items, confidence => rep.confidence, resamples => rep.resamples,
-                    fleiss => est(&rep.humans.fleiss_kappa.estimate),
+                    fleiss => kappa_est(&rep.humans.fleiss_kappa.estimate),
                     alpha => est(&rep.humans.krippendorff_alpha),
                     band => context! { min => rep.humans.band.min, max => rep.humans.band.max },
                     pairs => pairs, judges => judges,
@@ -282,9 +295,13 @@ pub async fn set_page(
             run => d.run.as_ref().map(|r| context! {
                 id => r.id.clone(), state => r.state.as_str(),
                 done => r.done, failed => r.failed, total => r.total,
+                created_at => r.created_at, finished_at => r.finished_at,
             }),
+            simulated => d.report.as_ref().and_then(|r| r.run.as_ref()).and_then(|r| r.simulated) == Some(true),
+            newer_labels => d.newer_labels,
             active => d.runs.iter().find(|r| r.finished_at.is_none() && r.state != crate::service::JobState::Cancelled).map(|r| context! {
                 id => r.id.clone(), state => r.state.as_str(), done => r.done, failed => r.failed, total => r.total,
+                created_at => r.created_at,
             }),
             report => report, charts => charts, trend => trend,
             can_run => ctx.caller.role.allows(Action::StartCalibrationRun),
@@ -311,6 +328,13 @@ pub struct QueueQuery {
     category: Option<String>,
     #[serde(default)]
     criterion: Option<String>,
+    /// The annotator's setting: after a label, go straight to the next item instead of
+    /// staying on the reveal.
+    #[serde(default)]
+    straight_on: Option<String>,
+    /// Set after a label, for the "saved" notice above the reveal.
+    #[serde(default)]
+    labelled: Option<String>,
 }
 
 fn nonempty(s: Option<&String>) -> Option<String> {
@@ -325,6 +349,10 @@ impl QueueQuery {
             category: nonempty(self.category.as_ref()),
             criterion: nonempty(self.criterion.as_ref()),
         }
+    }
+
+    fn goes_straight_on(&self) -> bool {
+        nonempty(self.straight_on.as_ref()).is_some()
     }
 
     /// The filter (and run) as a query string, for links that keep them.
@@ -345,6 +373,9 @@ impl QueueQuery {
         }
         if let Some(c) = f.criterion {
             parts.push(("criterion", c));
+        }
+        if self.goes_straight_on() {
+            parts.push(("straight_on", "1".into()));
         }
         parts
             .into_iter()
@@ -387,7 +418,7 @@ pub async fn queue(
     let at = match (nonempty(q.item.as_ref()), nonempty(q.after.as_ref())) {
         (Some(i), _) => QueuePosition::Item(i),
         (None, Some(a)) => QueuePosition::After(a),
-        (None, None) => QueuePosition::First,
+        (None, None) => QueuePosition::FirstUnlabelled,
     };
     let rq = svc
         .review_queue(&ctx.caller, &id, &q.filter(), &at, run.as_deref())
@@ -403,6 +434,8 @@ pub async fn queue(
             keep => keep,
             run => run,
             undone => nonempty(q.undone.as_ref()).is_some(),
+            labelled => nonempty(q.labelled.as_ref()).is_some(),
+            straight_on => q.goes_straight_on(),
             interval => interval,
             can_label => ctx.caller.role.allows(Action::AddLabels),
             filter => context! {
@@ -450,12 +483,22 @@ pub async fn label(
         .await?;
     let keep = form.keep.keep(nonempty(form.keep.run.as_ref()).as_deref());
     let sep = if keep.is_empty() { "" } else { "&" };
-    Ok(Redirect::to(&format!(
-        "/ui/sets/{}/queue?after={}{sep}{keep}",
-        percent(&id),
-        percent(&form.item),
-    ))
-    .into_response())
+    // The reveal (the other labels, the judges) is shown on the labelled item until
+    // the annotator moves on, unless they chose to skip it.
+    let to = if form.keep.goes_straight_on() {
+        format!(
+            "/ui/sets/{}/queue?after={}{sep}{keep}",
+            percent(&id),
+            percent(&form.item),
+        )
+    } else {
+        format!(
+            "/ui/sets/{}/queue?item={}&labelled=1{sep}{keep}",
+            percent(&id),
+            percent(&form.item),
+        )
+    };
+    Ok(Redirect::to(&to).into_response())
 }
 
 /// Undoes the caller's last label on the set (the service's undo, as the API's) and
@@ -494,6 +537,7 @@ pub async fn start_run(
                 seed: None,
                 resamples: None,
                 confidence: None,
+                min_pair_items: None,
             },
         )
         .await?;
@@ -716,12 +760,16 @@ pub async fn job_page(
     } else {
         None
     };
-    let items: Vec<Tpl> = rows
+    let docs: Vec<(u64, Value)> = rows
         .into_iter()
-        .map(|(seq, text)| {
-            let v = serde_json::from_str(&text).unwrap_or(Value::Null);
-            context! { seq => seq, doc => Tpl::from_serialize(&v) }
-        })
+        .map(|(seq, text)| (seq, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        .collect();
+    // Every report of a job comes from the same committee: one says whether it was
+    // simulated.
+    let simulated = docs.iter().any(|(_, d)| d["simulated"] == true);
+    let items: Vec<Tpl> = docs
+        .iter()
+        .map(|(seq, v)| context! { seq => seq, doc => Tpl::from_serialize(v) })
         .collect();
     Ok(page(
         &ctx,
@@ -733,6 +781,7 @@ pub async fn job_page(
             after => q.after,
             next => next,
             shown => JOB_PAGE_ITEMS,
+            simulated => simulated,
         },
     ))
 }
@@ -831,10 +880,44 @@ pub async fn item_page(
     };
     let doc: Value =
         serde_json::from_str(&text).map_err(|e| UiError(Error::Corrupt(e.to_string())))?;
+    let input = svc.job_item_input(&ctx.caller, &id, seq).await?;
+    // Each criterion of the report beside its rubric text, points or tier and tags.
+    let vetoed: Vec<&str> = doc["score"]["vetoed_by"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let criteria: Vec<Tpl> = doc["criteria"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let cid = c["id"].as_str().unwrap_or_default();
+            let rubric = input
+                .as_ref()
+                .and_then(|i| i.criteria.iter().find(|r| r.id == cid));
+            context! {
+                id => cid,
+                text => rubric.map(|r| r.text.clone()),
+                points => rubric.and_then(|r| r.points),
+                tier => rubric.and_then(|r| r.tier),
+                tags => rubric.map(|r| r.tags.clone()).unwrap_or_default(),
+                veto => rubric.is_some_and(|r| r.veto),
+                vetoed => vetoed.contains(&cid),
+                verdict => Tpl::from_serialize(&c["verdict"]),
+                consensus => Tpl::from_serialize(&c["consensus"]),
+                agreement => Tpl::from_serialize(&c["agreement"]),
+                ballots => Tpl::from_serialize(&c["ballots"]),
+            }
+        })
+        .collect();
     Ok(page(
         &ctx,
         "item.html",
-        context! { job => Tpl::from_serialize(&job), seq => seq, doc => Tpl::from_serialize(&doc) },
+        context! {
+            job => Tpl::from_serialize(&job), seq => seq, doc => Tpl::from_serialize(&doc),
+            input => input.map(|i| Tpl::from_serialize(&i)), criteria => criteria,
+        },
     ))
 }
 

@@ -219,6 +219,7 @@ fn env() -> &'static minijinja::Environment<'static> {
             minijinja::Value::from_safe_string(markdown::render(&s))
         });
         env.add_filter("when", when);
+        env.add_filter("verdict", verdict);
         env
     })
 }
@@ -242,6 +243,24 @@ fn num(v: minijinja::Value) -> String {
     match f64::try_from(v) {
         Ok(x) if x.is_finite() => format!("{x:.3}"),
         _ => "–".to_owned(),
+    }
+}
+
+/// A verdict or label as a reviewer reads it: binary ones as "met" / "not met"
+/// (booleans, or the labels "true" / "false"), graded ones as they are, none as
+/// "abstained".
+fn verdict(v: minijinja::Value) -> String {
+    if v.is_none() || v.is_undefined() {
+        return "abstained".to_owned();
+    }
+    if v.kind() == minijinja::value::ValueKind::Bool {
+        return if v.is_true() { "met" } else { "not met" }.to_owned();
+    }
+    match v.as_str() {
+        Some("true") => "met".to_owned(),
+        Some("false") => "not met".to_owned(),
+        Some(s) => s.to_owned(),
+        None => v.to_string(),
     }
 }
 

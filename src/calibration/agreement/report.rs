@@ -46,6 +46,11 @@ pub struct ReportOptions {
     pub seed: u64,
     pub resamples: usize,
     pub confidence: f64,
+    /// The fewest items two humans must both have labelled for their pair to count in
+    /// the human band (and a human to count in Fleiss' kappa and Krippendorff's alpha);
+    /// smaller pairs are listed with `too_few_items`. `None`: the set's
+    /// `min_pair_items`, else [`DEFAULT_MIN_PAIR_ITEMS`].
+    pub min_pair_items: Option<usize>,
 }
 
 impl Default for ReportOptions {
@@ -54,8 +59,46 @@ impl Default for ReportOptions {
             seed: 0,
             resamples: 1000,
             confidence: 0.95,
+            min_pair_items: None,
         }
     }
+}
+
+/// The default of [`ReportOptions::min_pair_items`]: below about 20 shared items a
+/// pair's kappa is too noisy to bound anything (with 2 items it is -1, 0 or 1).
+pub const DEFAULT_MIN_PAIR_ITEMS: usize = 20;
+
+/// The Landis and Koch (1977) reading of a kappa: `poor` below 0, then `slight` (to
+/// 0.20), `fair` (0.40), `moderate` (0.60), `substantial` (0.80), `almost perfect`.
+pub fn kappa_reading(kappa: f64) -> &'static str {
+    match kappa {
+        k if k < 0.0 => "poor",
+        k if k <= 0.20 => "slight",
+        k if k <= 0.40 => "fair",
+        k if k <= 0.60 => "moderate",
+        k if k <= 0.80 => "substantial",
+        _ => "almost perfect",
+    }
+}
+
+/// Each category's share of the human majority labels the judge was compared on
+/// (the rows of its confusion matrix), in `confusion_labels` order; empty when `n` is
+/// 0. Kappa depends on it: the same agreement means a lower kappa when one category
+/// dominates.
+pub fn majority_prevalence(m: &VsHumanMajority) -> Vec<(String, f64)> {
+    let total: u64 = m.confusion.iter().flatten().sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    m.confusion_labels
+        .iter()
+        .zip(&m.confusion)
+        .map(|(label, row)| {
+            #[expect(clippy::cast_precision_loss, reason = "label counts are small")]
+            let share = row.iter().sum::<u64>() as f64 / total as f64;
+            (label.clone(), share)
+        })
+        .collect()
 }
 
 /// The fewest items a criterion needs to get its own `by_criterion` entry in
@@ -184,9 +227,18 @@ pub struct HumanPair {
     /// Ordinal sets only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weighted_kappa_quadratic: Option<Estimate>,
+    /// Fewer than `min_pair_items` shared items: listed, but out of the human band
+    /// (absent when false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub too_few_items: bool,
 }
 
-/// The lowest and highest defined human-pair Cohen's kappa; null without one.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The lowest and highest defined human-pair Cohen's kappa over the pairs with at
+/// least `min_pair_items` shared items; null without one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Band {
     pub min: Option<f64>,
@@ -634,6 +686,7 @@ fn fleiss(
     set: &CalibrationSet,
     grid: &Grid,
     items: &[usize],
+    keep: &[bool],
     opts: &ReportOptions,
     salt: &str,
 ) -> FleissEstimate {
@@ -642,7 +695,8 @@ fn fleiss(
         .iter()
         .map(|&i| {
             let mut counts = vec![0u64; k];
-            for c in grid.human_row(i).iter().flatten().copied().filter_map(cat) {
+            let kept = grid.human_row(i).iter().zip(keep).filter(|(_, k)| **k);
+            for c in kept.filter_map(|(v, _)| *v).filter_map(cat) {
                 if let Some(n) = counts.get_mut(c) {
                     *n += 1;
                 }
@@ -691,12 +745,16 @@ fn alpha(
     set: &CalibrationSet,
     grid: &Grid,
     items: &[usize],
+    keep: &[bool],
     opts: &ReportOptions,
     salt: &str,
 ) -> Estimate {
     let units: Vec<Vec<Option<f64>>> = items
         .iter()
-        .map(|&i| grid.human_row(i).iter().map(|v| v.map(value_f64)).collect())
+        .map(|&i| {
+            let kept = grid.human_row(i).iter().zip(keep).filter(|(_, k)| **k);
+            kept.map(|(v, _)| v.map(value_f64)).collect()
+        })
         .collect();
     let level = level(set.scale);
     let point = stats::krippendorff_alpha(&units, level);
@@ -742,6 +800,10 @@ fn humans_section(
     salt: &str,
 ) -> (HumansSection, Vec<f64>) {
     let humans = &grid.humans;
+    let min_pair_items = opts
+        .min_pair_items
+        .or(set.min_pair_items)
+        .unwrap_or(DEFAULT_MIN_PAIR_ITEMS);
     let mut pairwise = Vec::new();
     let mut band = Vec::new();
     for (x, a) in humans.iter().enumerate() {
@@ -754,7 +816,8 @@ fn humans_section(
                 &format!("{salt}{a}|{b}"),
                 stats::cohen_kappa_from_table,
             );
-            if let Some(v) = kappa.value {
+            let too_few_items = t.n < min_pair_items;
+            if let (Some(v), false) = (kappa.value, too_few_items) {
                 band.push(v);
             }
             let percent_agreement = paired(
@@ -779,8 +842,24 @@ fn humans_section(
                 percent_agreement,
                 weighted_kappa_linear: weighted("lin", Weights::Linear),
                 weighted_kappa_quadratic: weighted("quad", Weights::Quadratic),
+                too_few_items,
             });
         }
+    }
+    // A human whose every pair has too few shared items stays out of Fleiss' kappa and
+    // Krippendorff's alpha too (a few labels would drop items from Fleiss' most common
+    // rater count and add noise to alpha), unless no pair has enough: then the
+    // whole-set figures are all there is, over everyone.
+    let mut keep = vec![false; humans.len()];
+    for p in pairwise.iter().filter(|p| !p.too_few_items) {
+        for (h, name) in humans.iter().enumerate() {
+            if *name == p.a || *name == p.b {
+                keep[h] = true;
+            }
+        }
+    }
+    if !keep.contains(&true) {
+        keep.fill(true);
     }
     let with_majority = items
         .iter()
@@ -789,8 +868,8 @@ fn humans_section(
     (
         HumansSection {
             raters: humans.clone(),
-            fleiss_kappa: fleiss(set, grid, items, opts, salt),
-            krippendorff_alpha: alpha(set, grid, items, opts, salt),
+            fleiss_kappa: fleiss(set, grid, items, &keep, opts, salt),
+            krippendorff_alpha: alpha(set, grid, items, &keep, opts, salt),
             pairwise,
             band: Band {
                 min: band.iter().copied().reduce(f64::min),
@@ -1036,18 +1115,11 @@ pub fn agreement_report_doc_with(
     }
 }
 
-/// A human-readable summary of the report.
+/// A human-readable summary of the report: the humans (pairs with too few shared
+/// items marked, the band they leave), each judge with the plain-language reading of
+/// its kappa and the prevalence of each category, then the same per item category.
 pub fn report_table(r: &AgreementReport) -> String {
     use std::fmt::Write as _;
-    let f = |v: &Estimate| {
-        v.value.map_or_else(
-            || format!("- ({})", v.reason.map_or("", UndefinedReason::as_str)),
-            |x| match (v.ci_low, v.ci_high) {
-                (Some(lo), Some(hi)) => format!("{x:.3} [{lo:.3}, {hi:.3}]"),
-                _ => format!("{x:.3}"),
-            },
-        )
-    };
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -1056,34 +1128,15 @@ pub fn report_table(r: &AgreementReport) -> String {
         r.items,
         r.scale.as_str()
     );
-    let _ = writeln!(
-        out,
-        "humans: Fleiss kappa {}  Krippendorff alpha {}",
-        f(&r.humans.fleiss_kappa.estimate),
-        f(&r.humans.krippendorff_alpha)
-    );
-    for p in &r.humans.pairwise {
-        let _ = writeln!(
-            out,
-            "  {} vs {}: Cohen kappa {}  n {}",
-            p.a,
-            p.b,
-            f(&p.cohen_kappa),
-            p.n
-        );
+    humans_table(&mut out, &r.humans, "");
+    judges_table(&mut out, &r.judges, "");
+    if !r.by_category.is_empty() {
+        let _ = writeln!(out, "by category:");
     }
-    for j in &r.judges {
-        let m = &j.vs_human_majority;
-        let _ = writeln!(
-            out,
-            "judge {}: vs human majority kappa {}  agreement {}  macro-F1 {}  n {}  ({} the human band)",
-            j.judge,
-            f(&m.cohen_kappa),
-            f(&m.percent_agreement),
-            f(&m.macro_f1),
-            m.n,
-            j.human_band_position.as_str()
-        );
+    for (c, b) in &r.by_category {
+        let _ = writeln!(out, "  {c} ({} items)", b.items);
+        humans_table(&mut out, &b.humans, "    ");
+        judges_table(&mut out, &b.judges, "    ");
     }
     let (reported, skipped) = (r.by_criterion.len(), &r.by_criterion_skipped);
     if reported > 0 || skipped.criteria > 0 {
@@ -1094,6 +1147,86 @@ pub fn report_table(r: &AgreementReport) -> String {
         );
     }
     out
+}
+
+/// An estimate as `0.412 [0.201, 0.598]`, or `- (reason)`.
+fn fmt_estimate(v: &Estimate) -> String {
+    v.value.map_or_else(
+        || format!("- ({})", v.reason.map_or("", UndefinedReason::as_str)),
+        |x| match (v.ci_low, v.ci_high) {
+            (Some(lo), Some(hi)) => format!("{x:.3} [{lo:.3}, {hi:.3}]"),
+            _ => format!("{x:.3}"),
+        },
+    )
+}
+
+/// A kappa estimate with its Landis-Koch reading: `0.412 [...] (moderate)`.
+fn fmt_kappa(v: &Estimate) -> String {
+    match v.value {
+        Some(x) => format!("{} ({})", fmt_estimate(v), kappa_reading(x)),
+        None => fmt_estimate(v),
+    }
+}
+
+fn humans_table(out: &mut String, h: &HumansSection, indent: &str) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "{indent}humans: Fleiss kappa {}  Krippendorff alpha {}",
+        fmt_kappa(&h.fleiss_kappa.estimate),
+        fmt_estimate(&h.krippendorff_alpha)
+    );
+    for p in &h.pairwise {
+        let _ = writeln!(
+            out,
+            "{indent}  {} vs {}: Cohen kappa {}  n {}{}",
+            p.a,
+            p.b,
+            fmt_kappa(&p.cohen_kappa),
+            p.n,
+            if p.too_few_items {
+                "  (too few shared items: not in the band)"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = match (h.band.min, h.band.max) {
+        (Some(lo), Some(hi)) => writeln!(out, "{indent}  human band: {lo:.3} to {hi:.3}"),
+        _ => writeln!(
+            out,
+            "{indent}  human band: undefined (no human pair with enough shared items)"
+        ),
+    };
+}
+
+fn judges_table(out: &mut String, judges: &[JudgeSection], indent: &str) {
+    use std::fmt::Write as _;
+    for j in judges {
+        let m = &j.vs_human_majority;
+        let _ = writeln!(
+            out,
+            "{indent}judge {}: vs human majority kappa {}  agreement {}  macro-F1 {}  n {}  ({} the human band)",
+            j.judge,
+            fmt_kappa(&m.cohen_kappa),
+            fmt_estimate(&m.percent_agreement),
+            fmt_estimate(&m.macro_f1),
+            m.n,
+            j.human_band_position.as_str()
+        );
+        let prevalence = majority_prevalence(m);
+        if !prevalence.is_empty() {
+            let shares: Vec<String> = prevalence
+                .iter()
+                .map(|(c, p)| format!("{c} {:.1}%", p * 100.0))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{indent}  prevalence (human majority): {}",
+                shares.join(", ")
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1131,6 +1264,7 @@ mod tests {
             scale: Scale::Nominal,
             categories: vec!["no".into(), "maybe".into(), "yes".into()],
             met: None,
+            min_pair_items: None,
             items,
         }
     }
@@ -1429,11 +1563,16 @@ mod tests {
             &m,
         )
         .unwrap();
-        let d = ReportOptions::default();
+        // The fixtures were written before `min_pair_items`; with 0 every pair counts,
+        // as it did then (`pairs_with_too_few_items_stay_out_of_the_band` covers it).
+        let d = ReportOptions {
+            min_pair_items: Some(0),
+            ..ReportOptions::default()
+        };
         let with = |resamples: usize, seed: u64| ReportOptions {
             resamples,
             seed,
-            ..ReportOptions::default()
+            ..d.clone()
         };
         let mut out = vec![
             (
@@ -1609,6 +1748,143 @@ mod tests {
             DEFAULT_MIN_CRITERION_ITEMS,
         ));
         out
+    }
+
+    /// 36 items, three annotators on all of them (mostly agreeing), a judge that
+    /// mostly disagrees, and `late` labelling only the first two items: the two-item
+    /// pairs are listed with `too_few_items` and leave the band, Fleiss' kappa and
+    /// alpha as they were without `late`, so the judge stays below the band.
+    #[test]
+    fn pairs_with_too_few_items_stay_out_of_the_band() {
+        let build = |with_late: bool| {
+            let items: Vec<CalItem> = (0..36)
+                .map(|i| {
+                    let truth = usize::from(i % 3 != 0);
+                    let mut labels = vec![
+                        ("a", H, truth),
+                        ("b", H, if i % 9 == 4 { 1 - truth } else { truth }),
+                        ("c", H, if i % 12 == 7 { 1 - truth } else { truth }),
+                        ("j", J, if i % 5 < 3 { 1 - truth } else { truth }),
+                    ];
+                    if with_late && i < 2 {
+                        labels.push(("late", H, 1 - truth));
+                    }
+                    item(Some(if i % 2 == 0 { "even" } else { "odd" }), None, &labels)
+                })
+                .collect();
+            let mut s = set(items);
+            s.categories = vec!["no".into(), "yes".into()];
+            s
+        };
+        let opts = ReportOptions {
+            resamples: 0,
+            ..ReportOptions::default()
+        };
+        let without = agreement_report_doc(&build(false), &opts);
+        let with = agreement_report_doc(&build(true), &opts);
+        let late: Vec<&HumanPair> = with
+            .humans
+            .pairwise
+            .iter()
+            .filter(|p| p.a == "late" || p.b == "late")
+            .collect();
+        assert_eq!(late.len(), 3);
+        for p in &late {
+            assert_eq!(p.n, 2);
+            assert!(p.too_few_items, "{p:?}");
+        }
+        assert!(
+            with.humans
+                .pairwise
+                .iter()
+                .filter(|p| !p.too_few_items)
+                .count()
+                == 3
+        );
+        assert_eq!(with.humans.band, without.humans.band);
+        assert!(without.humans.band.min.is_some());
+        assert_eq!(with.humans.fleiss_kappa, without.humans.fleiss_kappa);
+        assert_eq!(
+            with.humans.krippendorff_alpha,
+            without.humans.krippendorff_alpha
+        );
+        assert_eq!(with.judges[0].human_band_position, BandPosition::Below);
+        let json = serde_json::to_value(&with).unwrap();
+        let pair = |a: &str, b: &str| {
+            json["humans"]["pairwise"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["a"] == a && p["b"] == b)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(pair("a", "late")["too_few_items"], true, "{json}");
+        // The counted pairs carry no flag, as before.
+        assert!(pair("a", "b").get("too_few_items").is_none(), "{json}");
+
+        // Without the minimum (a run's min_pair_items = 1), the two labels widen the
+        // band to -1 and the judge moves "within" it: what the minimum prevents.
+        let loose = agreement_report_doc(
+            &build(true),
+            &ReportOptions {
+                min_pair_items: Some(1),
+                ..opts.clone()
+            },
+        );
+        assert_eq!(loose.humans.band.min, Some(-1.0));
+        assert_eq!(loose.judges[0].human_band_position, BandPosition::Within);
+        // The set's own setting applies when the run gives none; the run's wins.
+        let mut per_set = build(true);
+        per_set.min_pair_items = Some(1);
+        assert_eq!(
+            agreement_report_doc(&per_set, &opts).humans.band,
+            loose.humans.band
+        );
+        let run_wins = ReportOptions {
+            min_pair_items: Some(20),
+            ..opts.clone()
+        };
+        assert_eq!(
+            agreement_report_doc(&per_set, &run_wins).humans.band,
+            without.humans.band
+        );
+
+        // The table marks the pairs, reads each kappa, gives the prevalence and the
+        // figures per category.
+        let table = report_table(&with);
+        for want in [
+            "a vs late: Cohen kappa",
+            "(too few shared items: not in the band)",
+            "(below the human band)",
+            "prevalence (human majority): no 33.3%, yes 66.7%",
+            "by category:",
+            "  even (18 items)",
+            "  odd (18 items)",
+            "(poor)",
+            "human band: ",
+        ] {
+            assert!(table.contains(want), "{want}:\n{table}");
+        }
+    }
+
+    #[test]
+    fn kappa_readings_follow_landis_and_koch() {
+        for (k, want) in [
+            (-0.222, "poor"),
+            (0.0, "slight"),
+            (0.2, "slight"),
+            (0.21, "fair"),
+            (0.4, "fair"),
+            (0.41, "moderate"),
+            (0.6, "moderate"),
+            (0.61, "substantial"),
+            (0.8, "substantial"),
+            (0.81, "almost perfect"),
+            (1.0, "almost perfect"),
+        ] {
+            assert_eq!(kappa_reading(k), want, "{k}");
+        }
     }
 
     fn fixture_path(name: &str) -> std::path::PathBuf {

@@ -340,6 +340,7 @@ pub fn import_csv(text: &str, m: &CsvMapping) -> Result<CalibrationSet, Vec<Stri
             scale: m.scale,
             categories,
             met: m.met.clone(),
+            min_pair_items: None,
             items,
         })
     } else {

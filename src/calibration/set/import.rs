@@ -97,6 +97,7 @@ pub fn import_kqa(csv_text: &str) -> Result<CalibrationSet, Vec<String>> {
             scale: Scale::Nominal,
             categories,
             met: Some("Entailment".into()),
+            min_pair_items: None,
             items,
         })
     } else {
@@ -206,6 +207,7 @@ pub fn import_healthbench_meta(text: &str) -> Result<CalibrationSet, Vec<String>
             scale: Scale::Nominal,
             categories: vec!["false".into(), "true".into()],
             met: Some("true".into()),
+            min_pair_items: None,
             items,
         })
     } else {

@@ -26,6 +26,8 @@ struct RawHeader {
     met: Option<String>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    min_pair_items: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -373,6 +375,7 @@ pub fn parse_set(text: &str) -> Result<CalibrationSet, Vec<String>> {
             scale,
             categories: h.categories,
             met: h.met,
+            min_pair_items: h.min_pair_items,
             items,
         })
     } else {
@@ -404,6 +407,9 @@ impl CalibrationSet {
         }
         if let Some(m) = &self.met {
             header.insert("met".into(), m.as_str().into());
+        }
+        if let Some(n) = self.min_pair_items {
+            header.insert("min_pair_items".into(), n.into());
         }
         let mut out = Value::Object(header).to_string();
         out.push('\n');
@@ -818,6 +824,7 @@ mod tests {
                     scale,
                     categories,
                     met,
+                    min_pair_items: None,
                     items,
                 }
             })

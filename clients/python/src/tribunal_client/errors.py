@@ -53,7 +53,11 @@ class TribunalError(Exception):
     def __str__(self) -> str:
         where = f" (field {self.field})" if self.field else ""
         rid = f" [request {self.request_id}]" if self.request_id else ""
-        return f"{self.kind}{where}: {self.message}{rid}"
+        # The server's message may already start with its kind ("forbidden: ..."):
+        # say the kind once.
+        prefix = f"{self.kind}: "
+        body = self.message[len(prefix):] if self.message.startswith(prefix) else self.message
+        return f"{self.kind}{where}: {body}{rid}"
 
 
 class InvalidInput(TribunalError):

@@ -205,7 +205,7 @@ Ballot = TypedDict(
 )
 
 
-# The lowest and highest defined human-pair Cohen's kappa; null without one.
+# The lowest and highest defined human-pair Cohen's kappa over the pairs with at least `min_pair_items` shared items; null without one.
 Band = TypedDict(
     "Band",
     {
@@ -630,6 +630,7 @@ HumanPair = TypedDict(
         'cohen_kappa': Required['Estimate'],
         'n': Required[int],
         'percent_agreement': Required['Estimate'],
+        'too_few_items': NotRequired[bool],
         'weighted_kappa_linear': NotRequired[Optional['Estimate']],
         'weighted_kappa_quadratic': NotRequired[Optional['Estimate']],
     },
@@ -925,6 +926,7 @@ NewCalibrationRun = TypedDict(
     "NewCalibrationRun",
     {
         'confidence': NotRequired[Optional[float]],
+        'min_pair_items': NotRequired[Optional[int]],
         'resamples': NotRequired[Optional[int]],
         'seed': NotRequired[Optional[int]],
         'set': Required[str],
