@@ -69,7 +69,7 @@ impl ErrorKind {
 pub enum Error {
     #[error("{0}")]
     Invalid(#[from] Invalid),
-    #[error("{what} not found: {name}")]
+    #[error("{what} not found: {}", clip(name, MAX_ECHO_CHARS))]
     NotFound { what: &'static str, name: String },
     #[error("{path}: {source}")]
     Io {
@@ -157,6 +157,25 @@ impl From<crate::store::StoreError> for Error {
 pub fn retry_after_secs(d: std::time::Duration) -> u64 {
     let up = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     up.max(1)
+}
+
+/// Characters of caller-sent text (an id, a name) an error message repeats at most.
+pub const MAX_ECHO_CHARS: usize = 128;
+
+/// The longest error message either transport sends (gRPC carries it in the
+/// `grpc-message` header); longer ones are clipped, saying how much was left out.
+pub const MAX_MESSAGE_CHARS: usize = 4096;
+
+/// `text` cut to at most `max` characters (on a character boundary), saying how many
+/// were left out: echoed caller input never makes an error message unbounded.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((cut, _)) => {
+            let left = text[cut..].chars().count();
+            std::borrow::Cow::Owned(format!("{}... ({left} more characters)", &text[..cut]))
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -30,7 +30,7 @@ fn check(path: Option<&Path>) -> Result<(), Failure> {
         let provider = match &j.provider {
             ProviderConfig::OpenAi(o) => format!(
                 "openai base_url={} api_key={} (from {})",
-                o.base_url,
+                crate::config::mask_url(o.base_url.as_str()),
                 if o.api_key.is_some() { "****" } else { "none" },
                 o.api_key_env.as_deref().unwrap_or("-")
             ),
@@ -58,7 +58,10 @@ fn check(path: Option<&Path>) -> Result<(), Failure> {
     }
     out.push_str(&format!(
         "telemetry: otlp_endpoint={} service_name={}\n",
-        cfg.telemetry.otlp_endpoint.as_deref().unwrap_or("off"),
+        cfg.telemetry
+            .otlp_endpoint
+            .as_deref()
+            .map_or_else(|| "off".to_owned(), crate::config::mask_url),
         cfg.telemetry.service_name
     ));
     out.push_str(&redis_section(&cfg));

@@ -1156,3 +1156,25 @@ fn redis_url_display_masks_the_password() {
         assert_eq!(cfg.redis.unwrap().url_display(), shown);
     }
 }
+
+#[test]
+fn urls_are_masked_for_display() {
+    for (url, shown) in [
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+        (
+            "https://user:s3cret@api.example.org/v1",
+            "https://***@api.example.org/v1",
+        ),
+        (
+            "https://tok3n@api.example.org",
+            "https://***@api.example.org",
+        ),
+        (
+            "http://collector:4318/v1/traces?api-key=s3cret",
+            "http://collector:4318/v1/traces?***",
+        ),
+        ("not a url", "not a url"),
+    ] {
+        assert_eq!(super::mask_url(url), shown, "{url}");
+    }
+}

@@ -14,6 +14,7 @@ mod calibration_live;
 mod cli_grade;
 mod cli_score;
 mod crash;
+mod hardening;
 mod healthbench_real;
 mod judge_batch;
 mod judge_cost;
