@@ -179,3 +179,21 @@ pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_short_text_and_cuts_long_text_on_a_char_boundary() {
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "abc... (1 more characters)");
+        assert_eq!(clip("ééé", 1), "é... (2 more characters)");
+        let e = Error::NotFound {
+            what: "job",
+            name: "x".repeat(100_000),
+        };
+        let m = e.to_string();
+        assert!(m.len() < 200 && m.ends_with("(99872 more characters)"), "{m}");
+    }
+}

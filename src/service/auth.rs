@@ -523,6 +523,80 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bearer_is_case_insensitive() {
+        let auth = Auth::new(&[key("ci", Role::Client, "k1")]);
+        for header in ["Bearer k1", "bearer k1", "BEARER k1", "bEaReR\tk1"] {
+            assert!(auth.authenticate(Some(header)).await.is_ok(), "{header}");
+        }
+        for header in ["Bearerk1", "Basic k1", "Bear k1"] {
+            assert!(auth.authenticate(Some(header)).await.is_err(), "{header}");
+        }
+    }
+
+    #[test]
+    fn hosts_served() {
+        let allowed = vec!["tribunal.example.org".to_owned()];
+        for (host, keyless, list, ok) in [
+            (Some("localhost:8080"), true, &[][..], true),
+            (Some("LOCALHOST"), true, &[][..], true),
+            (Some("127.0.0.1:1"), true, &[][..], true),
+            (Some("127.9.9.9"), true, &[][..], true),
+            (Some("[::1]:8080"), true, &[][..], true),
+            (Some("localhost.:80"), true, &[][..], true),
+            (Some("attacker.example:8080"), true, &[][..], false),
+            (Some("127.0.0.1.nip.io"), true, &[][..], false),
+            (Some("user@attacker.example"), true, &[][..], false),
+            (None, true, &[][..], false),
+            (Some("tribunal.example.org:443"), true, &allowed[..], true),
+            (Some("attacker.example"), false, &[][..], true),
+            (None, false, &[][..], true),
+            (Some("attacker.example"), false, &allowed[..], false),
+            (Some("localhost"), false, &allowed[..], true),
+        ] {
+            let got = host_allowed(host, keyless, list);
+            assert_eq!(got.is_ok(), ok, "{host:?} keyless={keyless} {list:?}: {got:?}");
+            if let Err(e) = got {
+                assert_eq!(e.kind(), crate::ErrorKind::Forbidden);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_guesses_slow_an_address_down() {
+        let auth = Auth::new(&[key("ci", Role::Client, "k1")]);
+        let me: std::net::IpAddr = [10, 1, 2, 3].into();
+        let other: std::net::IpAddr = [10, 1, 2, 4].into();
+        for _ in 0..FREE_FAILURES {
+            let e = auth
+                .authenticate_from(Some("Bearer nope"), Some(me))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Unauthenticated);
+        }
+        assert!(auth.authenticate_from(Some("Bearer k1"), Some(me)).await.is_ok());
+        // One more failure closes the address, for the right key too.
+        assert!(auth.authenticate_from(Some("Bearer nope"), Some(me)).await.is_err());
+        let e = auth
+            .authenticate_from(Some("Bearer k1"), Some(me))
+            .await
+            .unwrap_err();
+        match e {
+            Error::RateLimited { retry_after } => {
+                assert!(retry_after <= Duration::from_secs(1), "{retry_after:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Other addresses, and callers whose address is unknown, are not affected.
+        assert!(auth.authenticate_from(Some("Bearer k1"), Some(other)).await.is_ok());
+        assert!(auth.authenticate_from(Some("Bearer k1"), None).await.is_ok());
+        // A missing key is no guess.
+        for _ in 0..20 {
+            let _ = auth.authenticate_from(None, Some(other)).await;
+        }
+        assert!(auth.authenticate_from(Some("Bearer k1"), Some(other)).await.is_ok());
+    }
+
+    #[tokio::test]
     async fn request_quota_is_per_key() {
         let mut limited = key("ci", Role::Client, "k1");
         limited.requests_per_minute = Some(2);
