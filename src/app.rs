@@ -262,7 +262,7 @@ pub async fn start(
         grader,
         store,
         Arc::clone(&jobs),
-        Auth::new(&cfg.server.api_keys),
+        Auth::new(&cfg.server.api_keys).with_failed_key_limit(cfg.server.failed_keys_per_address),
         Limits {
             max_items_per_job: cfg.server.max_items_per_job,
             max_criteria_per_rubric: cfg.server.max_criteria_per_rubric,

@@ -194,6 +194,9 @@ mod tests {
             name: "x".repeat(100_000),
         };
         let m = e.to_string();
-        assert!(m.len() < 200 && m.ends_with("(99872 more characters)"), "{m}");
+        assert!(
+            m.len() < 200 && m.ends_with("(99872 more characters)"),
+            "{m}"
+        );
     }
 }

@@ -298,6 +298,9 @@ pub struct ServerConfig {
     pub header_read_timeout: std::time::Duration,
     /// The longest pause while a request body is received (both transports).
     pub body_idle_timeout: std::time::Duration,
+    /// Unknown keys one client address may send before each further one closes it
+    /// for a while (README "Security"); 0 turns this off.
+    pub failed_keys_per_address: u32,
 }
 
 /// A URL for display: any userinfo (`user:password@`) and query string are replaced

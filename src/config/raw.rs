@@ -75,6 +75,8 @@ pub struct RawServer {
     pub header_read_timeout_ms: Option<u64>,
     /// Longest pause while a request body is being received.
     pub body_idle_timeout_ms: Option<u64>,
+    /// Unknown keys one client address may send before it is slowed down (0: never).
+    pub failed_keys_per_address: Option<u32>,
     #[serde(default)]
     pub api_keys: Vec<RawApiKey>,
 }
@@ -603,6 +605,9 @@ fn validate_server(
         body_idle_timeout: std::time::Duration::from_millis(
             s.body_idle_timeout_ms.unwrap_or(60_000).max(1),
         ),
+        failed_keys_per_address: s
+            .failed_keys_per_address
+            .unwrap_or(crate::service::auth::FREE_FAILURES),
     }
 }
 

@@ -212,6 +212,14 @@ impl Auth {
         }
     }
 
+    /// Unknown keys one client address may send before it is slowed down
+    /// (`server.failed_keys_per_address`; 0 turns the slowdown off).
+    #[must_use]
+    pub fn with_failed_key_limit(mut self, free: u32) -> Auth {
+        self.guesses.free = free;
+        self
+    }
+
     /// From now on the request quotas live in `store`, shared by every replica (set
     /// once, at start-up). Returns false if already shared.
     pub fn share(&self, store: Arc<dyn BucketStore>) -> bool {
@@ -375,7 +383,7 @@ pub fn host_allowed(host: Option<&str>, keyless: bool, allowed: &[String]) -> Re
         || name
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|ip| ip.is_loopback());
-    if loopback || allowed.iter().any(|a| *a == name) {
+    if loopback || allowed.contains(&name) {
         return Ok(());
     }
     Err(Error::Forbidden(format!(
@@ -391,6 +399,8 @@ pub fn host_allowed(host: Option<&str>, keyless: bool, allowed: &[String]) -> Re
 /// get through either). Forgotten `FORGET_AFTER` after the last failure. Local to
 /// this process.
 pub struct Guesses {
+    /// Unknown keys an address may send before it is slowed down (0: never).
+    free: u32,
     by_addr: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Guessing>>,
 }
 
@@ -401,7 +411,8 @@ struct Guessing {
     blocked_until: Option<std::time::Instant>,
 }
 
-/// Unknown keys an address may send before it is slowed down.
+/// Unknown keys an address may send before it is slowed down, by default
+/// (`server.failed_keys_per_address`).
 pub const FREE_FAILURES: u32 = 5;
 const MAX_BLOCK: Duration = Duration::from_secs(60);
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
@@ -411,6 +422,7 @@ const MAX_ADDRESSES: usize = 10_000;
 impl Default for Guesses {
     fn default() -> Self {
         Guesses {
+            free: FREE_FAILURES,
             by_addr: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -427,6 +439,9 @@ impl Guesses {
 
     /// `rate_limited` while `addr` is closed after too many failures.
     pub fn check(&self, addr: std::net::IpAddr) -> Result<(), Error> {
+        if self.free == 0 {
+            return Ok(());
+        }
         let now = std::time::Instant::now();
         match self.map().get(&addr).and_then(|g| g.blocked_until) {
             Some(until) if until > now => Err(Error::RateLimited {
@@ -438,6 +453,9 @@ impl Guesses {
 
     /// Records an unknown key from `addr`.
     pub fn failed(&self, addr: std::net::IpAddr) {
+        if self.free == 0 {
+            return;
+        }
         let now = std::time::Instant::now();
         let mut map = self.map();
         if map.len() >= MAX_ADDRESSES && !map.contains_key(&addr) {
@@ -458,8 +476,8 @@ impl Guesses {
         }
         g.failures = g.failures.saturating_add(1);
         g.last = now;
-        if g.failures > FREE_FAILURES {
-            let doublings = (g.failures - FREE_FAILURES - 1).min(6);
+        if g.failures > self.free {
+            let doublings = (g.failures - self.free - 1).min(6);
             let block = Duration::from_secs(1u64 << doublings).min(MAX_BLOCK);
             g.blocked_until = Some(now + block);
         }
@@ -535,7 +553,7 @@ mod tests {
 
     #[test]
     fn hosts_served() {
-        let allowed = vec!["tribunal.example.org".to_owned()];
+        let allowed = ["tribunal.example.org".to_owned()];
         for (host, keyless, list, ok) in [
             (Some("localhost:8080"), true, &[][..], true),
             (Some("LOCALHOST"), true, &[][..], true),
@@ -554,7 +572,11 @@ mod tests {
             (Some("localhost"), false, &allowed[..], true),
         ] {
             let got = host_allowed(host, keyless, list);
-            assert_eq!(got.is_ok(), ok, "{host:?} keyless={keyless} {list:?}: {got:?}");
+            assert_eq!(
+                got.is_ok(),
+                ok,
+                "{host:?} keyless={keyless} {list:?}: {got:?}"
+            );
             if let Err(e) = got {
                 assert_eq!(e.kind(), crate::ErrorKind::Forbidden);
             }
@@ -573,9 +595,17 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::Unauthenticated);
         }
-        assert!(auth.authenticate_from(Some("Bearer k1"), Some(me)).await.is_ok());
+        assert!(
+            auth.authenticate_from(Some("Bearer k1"), Some(me))
+                .await
+                .is_ok()
+        );
         // One more failure closes the address, for the right key too.
-        assert!(auth.authenticate_from(Some("Bearer nope"), Some(me)).await.is_err());
+        assert!(
+            auth.authenticate_from(Some("Bearer nope"), Some(me))
+                .await
+                .is_err()
+        );
         let e = auth
             .authenticate_from(Some("Bearer k1"), Some(me))
             .await
@@ -587,13 +617,35 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Other addresses, and callers whose address is unknown, are not affected.
-        assert!(auth.authenticate_from(Some("Bearer k1"), Some(other)).await.is_ok());
-        assert!(auth.authenticate_from(Some("Bearer k1"), None).await.is_ok());
+        assert!(
+            auth.authenticate_from(Some("Bearer k1"), Some(other))
+                .await
+                .is_ok()
+        );
+        assert!(
+            auth.authenticate_from(Some("Bearer k1"), None)
+                .await
+                .is_ok()
+        );
         // A missing key is no guess.
         for _ in 0..20 {
             let _ = auth.authenticate_from(None, Some(other)).await;
         }
-        assert!(auth.authenticate_from(Some("Bearer k1"), Some(other)).await.is_ok());
+        assert!(
+            auth.authenticate_from(Some("Bearer k1"), Some(other))
+                .await
+                .is_ok()
+        );
+        // A limit of 0 turns the slowdown off.
+        let open = Auth::new(&[key("ci", Role::Client, "k1")]).with_failed_key_limit(0);
+        for _ in 0..20 {
+            let _ = open.authenticate_from(Some("Bearer nope"), Some(me)).await;
+        }
+        assert!(
+            open.authenticate_from(Some("Bearer k1"), Some(me))
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]
