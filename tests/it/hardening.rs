@@ -168,10 +168,7 @@ async fn with_keys_any_host_is_served_until_allowed_hosts_is_set() {
     let app = TestApp::spawn_with(tribunal::config::DEFAULT_CONFIG, KEYS, ENV).await;
     let r = raw(
         &app.url,
-        format!(
-            "GET /v1/jobs HTTP/1.1\r\nHost: tribunal.internal\r\nAuthorization: Bearer a-secret\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
+        b"GET /v1/jobs HTTP/1.1\r\nHost: tribunal.internal\r\nAuthorization: Bearer a-secret\r\nConnection: close\r\n\r\n",
         Duration::from_secs(30),
     )
     .await;
@@ -179,10 +176,7 @@ async fn with_keys_any_host_is_served_until_allowed_hosts_is_set() {
     // Keys make the Content-Type rule unnecessary (a page has no key to send).
     let r = raw(
         &app.url,
-        format!(
-            "POST /v1/rubrics/validate HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer a-secret\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-        )
-        .as_bytes(),
+        b"POST /v1/rubrics/validate HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer a-secret\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
         Duration::from_secs(30),
     )
     .await;
