@@ -105,6 +105,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 async fn submit(http: &reqwest::Client, base: &str, items: &[Value]) -> String {
     let job: Value = http
         .post(format!("{base}/v1/jobs"))
+        .header("content-type", "application/json")
         .body(Value::Array(items.to_vec()).to_string())
         .send()
         .await

@@ -262,7 +262,7 @@ pub async fn start(
         grader,
         store,
         Arc::clone(&jobs),
-        Auth::new(&cfg.server.api_keys),
+        Auth::new(&cfg.server.api_keys).with_failed_key_limit(cfg.server.failed_keys_per_address),
         Limits {
             max_items_per_job: cfg.server.max_items_per_job,
             max_criteria_per_rubric: cfg.server.max_criteria_per_rubric,
@@ -280,25 +280,27 @@ pub async fn start(
     let state = HttpState {
         service: Arc::clone(&service),
         max_body_bytes: cfg.server.max_body_bytes,
+        edge: crate::api::http::EdgeRules {
+            allowed_hosts: cfg.server.allowed_hosts.clone().into(),
+            body_idle_timeout: cfg.server.body_idle_timeout,
+        },
     };
     let app = router(state);
     let http_token = shutdown.clone();
+    let header_read_timeout = cfg.server.header_read_timeout;
     let http_task = tokio::spawn(async move {
-        let served = axum::serve(http, app)
-            .with_graceful_shutdown(async move { http_token.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        crate::api::http::serve(http, app, header_read_timeout, http_token).await;
     });
     let grpc_task = grpc.map(|listener| {
         let token = shutdown.clone();
         let service = Arc::clone(&service);
+        let edge = crate::api::grpc::GrpcEdge::from_config(&cfg.server);
         tokio::spawn(async move {
-            if let Err(e) = crate::api::grpc::serve_with_incoming(listener, service, async move {
-                token.cancelled().await
-            })
-            .await
+            if let Err(e) =
+                crate::api::grpc::serve_with_incoming(listener, service, edge, async move {
+                    token.cancelled().await
+                })
+                .await
             {
                 tracing::error!(error = %e, "gRPC server failed");
             }

@@ -69,7 +69,7 @@ impl ErrorKind {
 pub enum Error {
     #[error("{0}")]
     Invalid(#[from] Invalid),
-    #[error("{what} not found: {name}")]
+    #[error("{what} not found: {}", clip(name, MAX_ECHO_CHARS))]
     NotFound { what: &'static str, name: String },
     #[error("{path}: {source}")]
     Io {
@@ -159,4 +159,44 @@ pub fn retry_after_secs(d: std::time::Duration) -> u64 {
     up.max(1)
 }
 
+/// Characters of caller-sent text (an id, a name) an error message repeats at most.
+pub const MAX_ECHO_CHARS: usize = 128;
+
+/// The longest error message either transport sends (gRPC carries it in the
+/// `grpc-message` header); longer ones are clipped, saying how much was left out.
+pub const MAX_MESSAGE_CHARS: usize = 4096;
+
+/// `text` cut to at most `max` characters (on a character boundary), saying how many
+/// were left out: echoed caller input never makes an error message unbounded.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((cut, _)) => {
+            let left = text[cut..].chars().count();
+            std::borrow::Cow::Owned(format!("{}... ({left} more characters)", &text[..cut]))
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_short_text_and_cuts_long_text_on_a_char_boundary() {
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "abc... (1 more characters)");
+        assert_eq!(clip("ééé", 1), "é... (2 more characters)");
+        let e = Error::NotFound {
+            what: "job",
+            name: "x".repeat(100_000),
+        };
+        let m = e.to_string();
+        assert!(
+            m.len() < 200 && m.ends_with("(99872 more characters)"),
+            "{m}"
+        );
+    }
+}

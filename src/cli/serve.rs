@@ -43,7 +43,10 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
     let telemetry = crate::telemetry::init(cfg.server.log_format, &cfg.telemetry).map_err(|e| {
         Failure::Runtime(anyhow::anyhow!(
             "cannot export traces to {} (telemetry.otlp_endpoint): {e}",
-            cfg.telemetry.otlp_endpoint.as_deref().unwrap_or("-")
+            cfg.telemetry
+                .otlp_endpoint
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), crate::config::mask_url)
         ))
     })?;
     let runtime = runtime()?;

@@ -294,6 +294,38 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Empty: no authentication (then only loopback addresses may be bound).
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Host names, besides loopback ones, that requests may name in `Host` (HTTP) or
+    /// `:authority` (gRPC). Checked on a keyless server always, and with keys once
+    /// this list is non-empty (README "Security").
+    pub allowed_hosts: Vec<String>,
+    /// A request's headers (HTTP/1), or a gRPC connection's preface, must arrive
+    /// within this; a half-sent request is then cut off.
+    pub header_read_timeout: std::time::Duration,
+    /// The longest pause while a request body is received (both transports).
+    pub body_idle_timeout: std::time::Duration,
+    /// Unknown keys one client address may send before each further one closes it
+    /// for a while (README "Security"); 0 turns this off.
+    pub failed_keys_per_address: u32,
+}
+
+/// A URL for display: any userinfo (`user:password@`) and query string are replaced
+/// by `***`, since either may hold a credential. Not a URL parser: anything without
+/// `scheme://` is shown as it is.
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, _)) => (r, "?***"),
+        None => (rest, ""),
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}{query}")
 }
 
 /// Which store `server.database_url` selects.

@@ -69,6 +69,15 @@ pub struct RawServer {
     /// How long a replica's claim on a job item lasts without a heartbeat (Postgres).
     pub job_lease_seconds: Option<u64>,
     pub log_format: Option<String>,
+    /// Host names (besides loopback ones) the HTTP and gRPC servers answer to.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Deadline for a request's headers to arrive whole (HTTP/1, and the gRPC
+    /// connection preface).
+    pub header_read_timeout_ms: Option<u64>,
+    /// Longest pause while a request body is being received.
+    pub body_idle_timeout_ms: Option<u64>,
+    /// Unknown keys one client address may send before it is slowed down (0: never).
+    pub failed_keys_per_address: Option<u32>,
     #[serde(default)]
     pub api_keys: Vec<RawApiKey>,
 }
@@ -562,6 +571,18 @@ fn validate_server(
             "must start with sqlite: (one process, embedded) or postgres:// (shared by replicas)",
         ));
     }
+    let allowed_hosts = validate_allowed_hosts(s.allowed_hosts.unwrap_or_default(), errs);
+    for (field, v) in [
+        ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+        ("server.body_idle_timeout_ms", s.body_idle_timeout_ms),
+    ] {
+        if v == Some(0) {
+            errs.push(FieldError::new(
+                field,
+                "must be at least 1 (a slow or stalled client is cut off after it)",
+            ));
+        }
+    }
     if s.job_lease_seconds == Some(0) {
         errs.push(FieldError::new(
             "server.job_lease_seconds",
@@ -580,7 +601,43 @@ fn validate_server(
         job_concurrency: s.job_concurrency,
         log_format,
         api_keys,
+        allowed_hosts,
+        header_read_timeout: std::time::Duration::from_millis(
+            s.header_read_timeout_ms.unwrap_or(30_000).max(1),
+        ),
+        body_idle_timeout: std::time::Duration::from_millis(
+            s.body_idle_timeout_ms.unwrap_or(60_000).max(1),
+        ),
+        failed_keys_per_address: s
+            .failed_keys_per_address
+            .unwrap_or(crate::service::auth::FREE_FAILURES),
     }
+}
+
+/// `server.allowed_hosts`: bare host names or addresses (no scheme, no port, no
+/// path), lower-cased; a port in the `Host` header is ignored when matching.
+fn validate_allowed_hosts(hosts: Vec<String>, errs: &mut Vec<FieldError>) -> Vec<String> {
+    let mut out = Vec::with_capacity(hosts.len());
+    for (i, h) in hosts.into_iter().enumerate() {
+        let h = h.trim().to_ascii_lowercase();
+        let ok = !h.is_empty()
+            && h.len() <= 253
+            && h.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':')
+            })
+            && (h.starts_with('[') || !h.contains(':'));
+        if ok {
+            out.push(h);
+        } else {
+            errs.push(FieldError::new(
+                format!("server.allowed_hosts[{i}]"),
+                format!(
+                    "\"{h}\" is not a host name; give the bare name clients use, like \"tribunal.example.org\" (no scheme, port or path)"
+                ),
+            ));
+        }
+    }
+    out
 }
 
 fn validate_judge(

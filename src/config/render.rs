@@ -56,7 +56,7 @@ fn judge_table(j: &JudgeConfig) -> Table {
         ProviderConfig::OpenAi(o) => {
             put(&mut t, "provider", "openai");
             put(&mut t, "model", j.model.as_str());
-            put(&mut t, "base_url", mask_userinfo(&o.base_url));
+            put(&mut t, "base_url", super::mask_url(&o.base_url));
             if let Some(env) = &o.api_key_env {
                 put(&mut t, "api_key_env", env.as_str());
             }
@@ -247,7 +247,7 @@ pub fn render_resolved_toml(cfg: &Config) -> String {
 
     let mut telemetry = Table::new();
     if let Some(e) = &cfg.telemetry.otlp_endpoint {
-        put(&mut telemetry, "otlp_endpoint", mask_userinfo(e));
+        put(&mut telemetry, "otlp_endpoint", super::mask_url(e));
     }
     put(
         &mut telemetry,

@@ -1285,3 +1285,25 @@ otlp_endpoint = "https://user:otlp-pass@otel.example.com/v1/traces"
     let again = super::render_resolved_toml(&load_ok("rendered", Some(&once), &[]));
     assert_eq!(once, again);
 }
+
+#[test]
+fn urls_are_masked_for_display() {
+    for (url, shown) in [
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+        (
+            "https://user:s3cret@api.example.org/v1",
+            "https://***@api.example.org/v1",
+        ),
+        (
+            "https://tok3n@api.example.org",
+            "https://***@api.example.org",
+        ),
+        (
+            "http://collector:4318/v1/traces?api-key=s3cret",
+            "http://collector:4318/v1/traces?***",
+        ),
+        ("not a url", "not a url"),
+    ] {
+        assert_eq!(super::mask_url(url), shown, "{url}");
+    }
+}

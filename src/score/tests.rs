@@ -440,6 +440,34 @@ fn weighted_policy() {
     assert!(close(s.score, Some(1.0 / 3.0)));
 }
 
+#[test]
+fn weighted_policy_survives_weights_whose_sum_overflows() {
+    // Two criteria of weight 1e308: their sum is infinite, the mean is not.
+    let mut a = tagged(points(1), "a", &[]);
+    a.weight = Some(1e308);
+    let mut b = tagged(points(1), "b", &[]);
+    b.weight = Some(1e308);
+    let mut c = tagged(points(1), "c", &[]);
+    c.weight = Some(f64::MAX);
+    let r = rubric(Policy::Weighted, vec![a, b, c]);
+    let ratio = 1e308 / f64::MAX;
+    for (verdicts, expected) in [
+        ([true, true, true], 1.0),
+        ([false, false, false], 0.0),
+        ([true, true, false], 2.0 * ratio / (2.0 * ratio + 1.0)),
+    ] {
+        let v: Vec<_> = verdicts.iter().map(|m| Some(Verdict::Met(*m))).collect();
+        let s = score_example(&r, &v, &[]);
+        assert!(s.undefined.is_none(), "{verdicts:?}: {s:?}");
+        let got = s.score.unwrap();
+        assert!(got.is_finite(), "{verdicts:?}: {got}");
+        assert!(
+            (got - expected).abs() < 1e-12,
+            "{verdicts:?}: {got} != {expected}"
+        );
+    }
+}
+
 fn arb_hb() -> impl Strategy<Value = Vec<(i8, bool, bool)>> {
     // (points in [-5, 5] \ {0}, met, veto)
     prop::collection::vec(

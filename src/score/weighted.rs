@@ -13,10 +13,17 @@ pub(super) fn weight_of(c: &Criterion) -> f64 {
 }
 
 pub(super) fn score(graded: &[(&Criterion, Verdict)]) -> Result<f64, Undefined> {
+    // Weights are finite and positive (rubric validation), but their sum may not be
+    // (two weights of 1e308): the mean is taken over weights divided by the largest,
+    // each in (0, 1], so it stays finite for any rubric and is the same mean.
+    let largest = graded
+        .iter()
+        .map(|(c, _)| weight_of(c))
+        .fold(0.0_f64, f64::max);
     let mut total = 0.0;
     let mut earned = 0.0;
     for (c, v) in graded {
-        let w = weight_of(c);
+        let w = weight_of(c) / largest;
         let credit = if c.kind.is_negative() {
             1.0 - v.presence()
         } else {
@@ -25,7 +32,7 @@ pub(super) fn score(graded: &[(&Criterion, Verdict)]) -> Result<f64, Undefined> 
         total += w;
         earned += w * credit;
     }
-    if total > 0.0 {
+    if total > 0.0 && largest.is_finite() {
         Ok(earned / total)
     } else {
         Err(Undefined::NoCriteria)

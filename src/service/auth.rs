@@ -185,6 +185,8 @@ pub struct Auth {
     /// across transports.
     local: LocalBuckets,
     shared: OnceLock<Arc<dyn BucketStore>>,
+    /// Failed key guesses per client address.
+    guesses: Guesses,
 }
 
 impl Auth {
@@ -206,7 +208,16 @@ impl Auth {
                 .collect(),
             local: LocalBuckets::new(),
             shared: OnceLock::new(),
+            guesses: Guesses::default(),
         }
+    }
+
+    /// Unknown keys one client address may send before it is slowed down
+    /// (`server.failed_keys_per_address`; 0 turns the slowdown off).
+    #[must_use]
+    pub fn with_failed_key_limit(mut self, free: u32) -> Auth {
+        self.guesses.free = free;
+        self
     }
 
     /// From now on the request quotas live in `store`, shared by every replica (set
@@ -254,7 +265,7 @@ impl Auth {
             return Ok(Caller::local_admin());
         }
         let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
@@ -277,6 +288,29 @@ impl Auth {
             key: Some(key.name.clone()),
             role: key.role,
         })
+    }
+
+    /// `authenticate` for a caller at `peer` (the client's address, when the
+    /// transport knows it): an address that sent too many unknown keys is refused
+    /// with `rate_limited` for a while (`Guesses`), whatever key it sends.
+    pub async fn authenticate_from(
+        &self,
+        authorization: Option<&str>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Caller, Error> {
+        if self.keys.is_empty() {
+            return Ok(Caller::local_admin());
+        }
+        if let Some(addr) = peer {
+            self.guesses.check(addr)?;
+        }
+        let result = self.authenticate(authorization).await;
+        if let (Some(addr), Err(Error::Unauthenticated(m))) = (peer, &result) {
+            if m.starts_with("unknown API key") {
+                self.guesses.failed(addr);
+            }
+        }
+        result
     }
 
     /// Spends one request of the quota of the key `caller` authenticated with: for a
@@ -302,6 +336,151 @@ impl Auth {
             .iter()
             .find(|k| k.name == name)?
             .max_concurrent_jobs
+    }
+}
+
+/// The token of an `Authorization` value whose scheme is `Bearer`, in any case
+/// (RFC 9110: auth schemes are case-insensitive).
+fn bearer_token(header: &str) -> Option<&str> {
+    let header = header.trim_start();
+    let (scheme, rest) = header.split_at_checked(6)?;
+    (scheme.eq_ignore_ascii_case("bearer") && rest.starts_with([' ', '\t'])).then_some(rest)
+}
+
+/// Loopback names every server answers to (with any port).
+const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
+
+/// The host part of a `Host` header or `:authority` (lower-cased, port dropped).
+fn host_part(authority: &str) -> String {
+    let a = authority.trim();
+    // userinfo is not allowed in Host, but `:authority` may carry it.
+    let a = a.rsplit_once('@').map_or(a, |(_, h)| h);
+    let host = if a.starts_with('[') {
+        a.find(']').map_or(a, |end| &a[..=end])
+    } else {
+        a.split_once(':').map_or(a, |(h, _)| h)
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether a request naming `host` (its `Host` header or gRPC `:authority`) is
+/// served. A server without keys answers only to loopback names (`localhost`,
+/// `127.x.y.z`, `[::1]`, any port) and `server.allowed_hosts`, so a page in the
+/// user's browser cannot reach it through a DNS name it controls (DNS rebinding).
+/// With keys the check applies once `allowed_hosts` is set. A request without a
+/// host (HTTP/1.0) is served only where the check does not apply.
+pub fn host_allowed(host: Option<&str>, keyless: bool, allowed: &[String]) -> Result<(), Error> {
+    if !keyless && allowed.is_empty() {
+        return Ok(());
+    }
+    let Some(raw) = host.filter(|h| !h.trim().is_empty()) else {
+        return Err(Error::Forbidden(
+            "the request names no host; send a Host header (server.allowed_hosts lists the names served)".into(),
+        ));
+    };
+    let name = host_part(raw);
+    let loopback = LOOPBACK_HOSTS.contains(&name.as_str())
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback || allowed.contains(&name) {
+        return Ok(());
+    }
+    Err(Error::Forbidden(format!(
+        "this server does not answer to the host \"{}\"; use localhost or 127.0.0.1, or add the name to server.allowed_hosts (README \"Security\")",
+        crate::error::clip(&name, 100)
+    )))
+}
+
+/// Failed key guesses, per client address: after `FREE_FAILURES` unknown keys in a
+/// row from one address, each further one closes that address for twice as long as
+/// the last (1 s, 2 s, 4 s ... up to `MAX_BLOCK`), and any key it sends meanwhile is
+/// refused with `rate_limited` (checked before the key, so a right guess does not
+/// get through either). Forgotten `FORGET_AFTER` after the last failure. Local to
+/// this process.
+pub struct Guesses {
+    /// Unknown keys an address may send before it is slowed down (0: never).
+    free: u32,
+    by_addr: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Guessing>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Guessing {
+    failures: u32,
+    last: std::time::Instant,
+    blocked_until: Option<std::time::Instant>,
+}
+
+/// Unknown keys an address may send before it is slowed down, by default
+/// (`server.failed_keys_per_address`).
+pub const FREE_FAILURES: u32 = 5;
+const MAX_BLOCK: Duration = Duration::from_secs(60);
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Addresses remembered at most (the least recently failing is dropped).
+const MAX_ADDRESSES: usize = 10_000;
+
+impl Default for Guesses {
+    fn default() -> Self {
+        Guesses {
+            free: FREE_FAILURES,
+            by_addr: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl Guesses {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, Guessing>> {
+        self.by_addr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `rate_limited` while `addr` is closed after too many failures.
+    pub fn check(&self, addr: std::net::IpAddr) -> Result<(), Error> {
+        if self.free == 0 {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        match self.map().get(&addr).and_then(|g| g.blocked_until) {
+            Some(until) if until > now => Err(Error::RateLimited {
+                retry_after: until - now,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records an unknown key from `addr`.
+    pub fn failed(&self, addr: std::net::IpAddr) {
+        if self.free == 0 {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut map = self.map();
+        if map.len() >= MAX_ADDRESSES && !map.contains_key(&addr) {
+            map.retain(|_, g| now.duration_since(g.last) < FORGET_AFTER);
+            if map.len() >= MAX_ADDRESSES {
+                if let Some(oldest) = map.iter().min_by_key(|(_, g)| g.last).map(|(a, _)| *a) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        let g = map.entry(addr).or_insert(Guessing {
+            failures: 0,
+            last: now,
+            blocked_until: None,
+        });
+        if now.duration_since(g.last) >= FORGET_AFTER {
+            g.failures = 0;
+        }
+        g.failures = g.failures.saturating_add(1);
+        g.last = now;
+        if g.failures > self.free {
+            let doublings = (g.failures - self.free - 1).min(6);
+            let block = Duration::from_secs(1u64 << doublings).min(MAX_BLOCK);
+            g.blocked_until = Some(now + block);
+        }
     }
 }
 
@@ -358,6 +537,114 @@ mod tests {
         assert_eq!(
             Auth::new(&[]).authenticate(None).await.unwrap(),
             Caller::local_admin()
+        );
+    }
+
+    #[tokio::test]
+    async fn bearer_is_case_insensitive() {
+        let auth = Auth::new(&[key("ci", Role::Client, "k1")]);
+        for header in ["Bearer k1", "bearer k1", "BEARER k1", "bEaReR\tk1"] {
+            assert!(auth.authenticate(Some(header)).await.is_ok(), "{header}");
+        }
+        for header in ["Bearerk1", "Basic k1", "Bear k1"] {
+            assert!(auth.authenticate(Some(header)).await.is_err(), "{header}");
+        }
+    }
+
+    #[test]
+    fn hosts_served() {
+        let allowed = ["tribunal.example.org".to_owned()];
+        for (host, keyless, list, ok) in [
+            (Some("localhost:8080"), true, &[][..], true),
+            (Some("LOCALHOST"), true, &[][..], true),
+            (Some("127.0.0.1:1"), true, &[][..], true),
+            (Some("127.9.9.9"), true, &[][..], true),
+            (Some("[::1]:8080"), true, &[][..], true),
+            (Some("localhost.:80"), true, &[][..], true),
+            (Some("attacker.example:8080"), true, &[][..], false),
+            (Some("127.0.0.1.nip.io"), true, &[][..], false),
+            (Some("user@attacker.example"), true, &[][..], false),
+            (None, true, &[][..], false),
+            (Some("tribunal.example.org:443"), true, &allowed[..], true),
+            (Some("attacker.example"), false, &[][..], true),
+            (None, false, &[][..], true),
+            (Some("attacker.example"), false, &allowed[..], false),
+            (Some("localhost"), false, &allowed[..], true),
+        ] {
+            let got = host_allowed(host, keyless, list);
+            assert_eq!(
+                got.is_ok(),
+                ok,
+                "{host:?} keyless={keyless} {list:?}: {got:?}"
+            );
+            if let Err(e) = got {
+                assert_eq!(e.kind(), crate::ErrorKind::Forbidden);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_guesses_slow_an_address_down() {
+        let auth = Auth::new(&[key("ci", Role::Client, "k1")]);
+        let me: std::net::IpAddr = [10, 1, 2, 3].into();
+        let other: std::net::IpAddr = [10, 1, 2, 4].into();
+        for _ in 0..FREE_FAILURES {
+            let e = auth
+                .authenticate_from(Some("Bearer nope"), Some(me))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Unauthenticated);
+        }
+        assert!(
+            auth.authenticate_from(Some("Bearer k1"), Some(me))
+                .await
+                .is_ok()
+        );
+        // One more failure closes the address, for the right key too.
+        assert!(
+            auth.authenticate_from(Some("Bearer nope"), Some(me))
+                .await
+                .is_err()
+        );
+        let e = auth
+            .authenticate_from(Some("Bearer k1"), Some(me))
+            .await
+            .unwrap_err();
+        match e {
+            Error::RateLimited { retry_after } => {
+                assert!(retry_after <= Duration::from_secs(1), "{retry_after:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Other addresses, and callers whose address is unknown, are not affected.
+        assert!(
+            auth.authenticate_from(Some("Bearer k1"), Some(other))
+                .await
+                .is_ok()
+        );
+        assert!(
+            auth.authenticate_from(Some("Bearer k1"), None)
+                .await
+                .is_ok()
+        );
+        // A missing key is no guess.
+        for _ in 0..20 {
+            let _ = auth.authenticate_from(None, Some(other)).await;
+        }
+        assert!(
+            auth.authenticate_from(Some("Bearer k1"), Some(other))
+                .await
+                .is_ok()
+        );
+        // A limit of 0 turns the slowdown off.
+        let open = Auth::new(&[key("ci", Role::Client, "k1")]).with_failed_key_limit(0);
+        for _ in 0..20 {
+            let _ = open.authenticate_from(Some("Bearer nope"), Some(me)).await;
+        }
+        assert!(
+            open.authenticate_from(Some("Bearer k1"), Some(me))
+                .await
+                .is_ok()
         );
     }
 

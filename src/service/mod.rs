@@ -79,6 +79,16 @@ impl Service {
         self.auth.authenticate(authorization).await
     }
 
+    /// `authenticate` for a client at `peer`: an address that keeps sending unknown
+    /// keys is refused for a while (`auth::Guesses`), on every transport and the UI.
+    pub async fn authenticate_from(
+        &self,
+        authorization: Option<&str>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Caller, Error> {
+        self.auth.authenticate_from(authorization, peer).await
+    }
+
     /// Spends one request of `caller`'s per-minute quota, for requests made under an
     /// earlier `authenticate` (the UI's session): the same budget the API spends.
     pub async fn spend_request(&self, caller: &Caller) -> Result<(), Error> {

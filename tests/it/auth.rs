@@ -586,7 +586,11 @@ async fn fixtures(app: &TestApp) -> Fixtures {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_and_rpc_for_every_caller() {
-    let app = TestApp::spawn_with(tribunal::config::DEFAULT_CONFIG, KEYS, ENV).await;
+    // Every route is called with a wrong key from one address: no guess slowdown here
+    // (tests/it/hardening.rs covers it).
+    let mut env = ENV.to_vec();
+    env.push(("TRIBUNAL__SERVER__FAILED_KEYS_PER_ADDRESS", "0"));
+    let app = TestApp::spawn_with(tribunal::config::DEFAULT_CONFIG, KEYS, &env).await;
     let fx = fixtures(&app).await;
 
     // The table covers exactly the router's routes.

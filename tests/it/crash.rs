@@ -39,6 +39,7 @@ async fn a_job_resumes_after_kill_9_without_loss_or_duplicates() {
     let mut first = serve(&cfg);
     let job: Value = http
         .post(format!("{}/v1/jobs", first.url))
+        .header("content-type", "application/json")
         .body(Value::Array(items).to_string())
         .send()
         .await

@@ -275,6 +275,7 @@ async fn mid_batch(delay_ms: u64, prefix: &str) -> MidBatch {
     let server = crate::spawn::serve(&cfg);
     let job: Value = http
         .post(format!("{}/v1/jobs", server.url))
+        .header("content-type", "application/json")
         .body(Value::Array(items).to_string())
         .send()
         .await

@@ -16,6 +16,7 @@ mod cli_grade;
 mod cli_score;
 mod crash;
 mod failures;
+mod hardening;
 mod healthbench_real;
 mod judge_batch;
 mod judge_cost;

@@ -67,6 +67,7 @@ async fn judge_calls(http: &reqwest::Client, base: &str) -> u64 {
 async fn submit(http: &reqwest::Client, base: &str, items: &[Value]) -> String {
     let job: Value = http
         .post(format!("{base}/v1/jobs"))
+        .header("content-type", "application/json")
         .body(Value::Array(items.to_vec()).to_string())
         .send()
         .await

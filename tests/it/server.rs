@@ -150,6 +150,7 @@ async fn health_grade_and_error_bodies() {
         .http
         .post(format!("{}/v1/grade", app.url))
         .header("x-request-id", "req-123")
+        .header("content-type", "application/json")
         .body(bad.to_string())
         .send()
         .await
@@ -1006,7 +1007,8 @@ async fn ndjson_submissions_stream_past_the_body_limit_and_stay_all_or_nothing()
     let chunks = |bad: Option<usize>| {
         let lines: Vec<String> = ndjson(2400, bad).lines().map(str::to_owned).collect();
         let chunks: Vec<pb::SubmitJobChunk> = lines
-            .chunks(1000)
+            // Each message within server.max_body_bytes (4096), as for HTTP lines.
+            .chunks(10)
             .map(|c| pb::SubmitJobChunk {
                 items_json: c.to_vec(),
                 seed: 9,

@@ -41,13 +41,17 @@ pub fn code(kind: ErrorKind) -> Code {
 /// display text, and its kind and field as metadata.
 pub fn status(e: &Error) -> tonic::Status {
     let kind = e.kind();
-    let mut status = tonic::Status::new(code(kind), e.to_string());
+    let message = e.to_string();
+    let mut status = tonic::Status::new(
+        code(kind),
+        crate::error::clip(&message, crate::error::MAX_MESSAGE_CHARS),
+    );
     let md = status.metadata_mut();
     md.insert(KIND_KEY, MetadataValue::from_static(kind.as_str()));
     // A field path with characters that are not valid in a header value is dropped
     // from the metadata; it still appears in the message.
     if let Some(field) = e.field() {
-        if let Ok(v) = MetadataValue::try_from(field) {
+        if let Ok(v) = MetadataValue::try_from(&*crate::error::clip(field, 256)) {
             md.insert(FIELD_KEY, v);
         }
     }
@@ -63,7 +67,9 @@ pub fn status(e: &Error) -> tonic::Status {
 /// An `InvalidArgument` status for a request field whose content cannot be read,
 /// with the same metadata as domain errors.
 pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> tonic::Status {
-    let mut status = tonic::Status::invalid_argument(format!("{field}: {message}"));
+    let text = format!("{field}: {message}");
+    let mut status =
+        tonic::Status::invalid_argument(crate::error::clip(&text, crate::error::MAX_MESSAGE_CHARS));
     let md = status.metadata_mut();
     md.insert(
         KIND_KEY,

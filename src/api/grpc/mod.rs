@@ -5,9 +5,9 @@
 
 pub mod convert;
 pub mod error;
+mod preface;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -31,18 +31,82 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// `ListJobs` page size when the request leaves `limit` at 0.
 const DEFAULT_JOB_PAGE: u32 = 50;
 
-/// Largest request message accepted (matches the HTTP default `max_body_bytes`).
-const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// What the gRPC edge takes from the config (`[server]`).
+#[derive(Clone, Debug)]
+pub struct GrpcEdge {
+    /// `server.max_body_bytes`: the largest request message decoded.
+    pub max_message_bytes: usize,
+    /// `server.allowed_hosts`, checked against `:authority` (`service::auth::host_allowed`).
+    pub allowed_hosts: Arc<[String]>,
+    /// `server.header_read_timeout_ms`: the HTTP/2 preface must arrive within it, and
+    /// keep-alive pings unanswered for this long close the connection.
+    pub header_read_timeout: std::time::Duration,
+    /// `server.body_idle_timeout_ms`: the longest pause in a request stream.
+    pub body_idle_timeout: std::time::Duration,
+}
+
+impl GrpcEdge {
+    pub fn from_config(server: &crate::config::ServerConfig) -> Self {
+        GrpcEdge {
+            max_message_bytes: server.max_body_bytes,
+            allowed_hosts: server.allowed_hosts.clone().into(),
+            header_read_timeout: server.header_read_timeout,
+            body_idle_timeout: server.body_idle_timeout,
+        }
+    }
+}
+
+/// Interval of the server's HTTP/2 keep-alive pings.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// tonic's own statuses for a request message it could not decode (INTERNAL, after
+/// the gRPC status-code guide) or that is over the size limit (OUT_OF_RANGE), turned
+/// into what they are for the caller: INVALID_ARGUMENT and RESOURCE_EXHAUSTED naming
+/// `server.max_body_bytes`. Any other status is left alone (None).
+fn codec_status(s: &Status, max_message_bytes: usize) -> Option<Status> {
+    let with_kind = |mut status: Status, kind: ErrorKind| {
+        status.metadata_mut().insert(
+            error::KIND_KEY,
+            tonic::metadata::MetadataValue::from_static(kind.as_str()),
+        );
+        status
+    };
+    match s.code() {
+        tonic::Code::Internal if s.message().starts_with("failed to decode Protobuf message") => {
+            Some(with_kind(
+                Status::invalid_argument(format!(
+                    "the request message is not valid protobuf for this method ({}); check the client's .proto matches tribunal.v1",
+                    crate::error::clip(s.message(), 200)
+                )),
+                ErrorKind::InvalidInput,
+            ))
+        }
+        tonic::Code::OutOfRange if s.message().contains("decoded message length too large") => {
+            Some(with_kind(
+                Status::resource_exhausted(format!(
+                    "the request message is over server.max_body_bytes ({max_message_bytes} bytes); send a smaller one (SubmitJobStream takes a job in chunks)"
+                )),
+                ErrorKind::TooLarge,
+            ))
+        }
+        _ => None,
+    }
+}
 
 /// The `Tribunal` gRPC service over the shared domain facade.
 #[derive(Clone)]
 pub struct GrpcApi {
     service: Arc<Service>,
+    /// `server.max_body_bytes`, named when a streamed message is over it.
+    max_message_bytes: usize,
 }
 
 impl GrpcApi {
-    pub fn new(service: Arc<Service>) -> Self {
-        GrpcApi { service }
+    pub fn new(service: Arc<Service>, max_message_bytes: usize) -> Self {
+        GrpcApi {
+            service,
+            max_message_bytes,
+        }
     }
 }
 
@@ -92,6 +156,7 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 struct Authenticated<S> {
     inner: S,
     service: Arc<Service>,
+    edge: GrpcEdge,
 }
 
 type HttpRequest = tonic::codegen::http::Request<tonic::body::Body>;
@@ -121,15 +186,49 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let service = Arc::clone(&self.service);
+        let edge = self.edge.clone();
         Box::pin(async move {
+            // `:authority` (or a `host` header), like HTTP's `Host` check.
+            let authority = request
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .or_else(|| {
+                    request
+                        .headers()
+                        .get("host")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                });
+            if let Err(e) = crate::service::auth::host_allowed(
+                authority.as_deref(),
+                !service.auth_enabled(),
+                &edge.allowed_hosts,
+            ) {
+                return Ok(fail("authenticate", &e).into_http());
+            }
             let header = request
                 .headers()
                 .get("authorization")
                 .map(|v| v.to_str().unwrap_or_default().to_owned());
-            match service.authenticate(header.as_deref()).await {
+            let peer = request
+                .extensions()
+                .get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+                .map(|a| a.ip());
+            match service.authenticate_from(header.as_deref(), peer).await {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
-                    inner.call(request).await
+                    let idle = edge.body_idle_timeout;
+                    let request = request.map(|b| {
+                        tonic::body::Body::new(tower_http::timeout::TimeoutBody::new(idle, b))
+                    });
+                    let response = inner.call(request).await?;
+                    // A unary request tonic could not decode is answered at once
+                    // (trailers-only), with its status in the headers.
+                    let remapped = tonic::Status::from_header_map(response.headers())
+                        .and_then(|s| codec_status(&s, edge.max_message_bytes));
+                    Ok(remapped.map_or(response, Status::into_http))
                 }
                 Err(e) => Ok(fail("authenticate", &e).into_http()),
             }
@@ -206,18 +305,29 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
         request: Request<tonic::Streaming<pb::SubmitJobChunk>>,
     ) -> Result<Response<pb::Job>, Status> {
         let caller = caller(&request)?;
+        let max = self.max_message_bytes;
         let mut chunks = request.into_inner();
-        let first = chunks
-            .message()
-            .await
-            .map_err(|s| fail("SubmitJobStream", &stream_failed(&s)))?;
+        let first = chunks.message().await.map_err(|s| {
+            codec_status(&s, max).unwrap_or_else(|| fail("SubmitJobStream", &stream_failed(&s)))
+        })?;
         let seed = first.as_ref().map_or(0, |c| c.seed);
         let head = futures::stream::iter(first.into_iter().flat_map(|c| c.items_json).map(Ok));
+        // A chunk tonic could not decode (or over the size limit) is answered with
+        // its own status, as for a unary call.
+        let codec_failure: Arc<std::sync::Mutex<Option<Status>>> = Arc::default();
+        let seen = Arc::clone(&codec_failure);
         // A broken client stream fails the whole submission (nothing is stored).
-        let rest = chunks.flat_map(|chunk| {
+        let rest = chunks.flat_map(move |chunk| {
             let items: Vec<Result<String, Error>> = match chunk {
                 Ok(c) => c.items_json.into_iter().map(Ok).collect(),
-                Err(s) => vec![Err(stream_failed(&s))],
+                Err(s) => {
+                    if let Some(mapped) = codec_status(&s, max) {
+                        *seen
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(mapped);
+                    }
+                    vec![Err(stream_failed(&s))]
+                }
             };
             futures::stream::iter(items)
         });
@@ -225,7 +335,13 @@ impl pb::tribunal_server::Tribunal for GrpcApi {
             .service
             .submit_job_stream(&caller, head.chain(rest), seed)
             .await
-            .map_err(|e| fail("SubmitJobStream", &e))?;
+            .map_err(|e| {
+                codec_failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take()
+                    .unwrap_or_else(|| fail("SubmitJobStream", &e))
+            })?;
         Ok(Response::new(convert::job(job)))
     }
 
@@ -528,7 +644,7 @@ fn reflection_disabled(version: &str, error: &tonic_reflection::server::Error) {
 }
 
 /// The Tribunal service wrapped for the server, with health and reflection.
-async fn router(service: Arc<Service>) -> tonic::transport::server::Router {
+async fn router(service: Arc<Service>, edge: &GrpcEdge) -> tonic::transport::server::Router {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::tribunal_server::TribunalServer<GrpcApi>>()
@@ -544,43 +660,47 @@ async fn router(service: Arc<Service>) -> tonic::transport::server::Router {
         .build_v1alpha()
         .inspect_err(|e| reflection_disabled("v1alpha", e))
         .ok();
-    let tribunal = pb::tribunal_server::TribunalServer::new(GrpcApi::new(Arc::clone(&service)))
-        // Jobs arrive as one message; tonic's 4 MiB default would refuse large ones
-        // before `max_items_per_job` could answer clearly.
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let tribunal = pb::tribunal_server::TribunalServer::new(GrpcApi::new(
+        Arc::clone(&service),
+        edge.max_message_bytes,
+    ))
+    // Jobs arrive as one message; tonic's 4 MiB default would refuse large ones
+    // before `max_items_per_job` could answer clearly. The HTTP body limit applies.
+    .max_decoding_message_size(edge.max_message_bytes);
     // Health and reflection stay open, like `/healthz` and `/openapi.json`.
     let authenticated = Authenticated {
         inner: tribunal,
         service,
+        edge: edge.clone(),
     };
     Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(edge.header_read_timeout))
         .add_service(health)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
         .add_service(authenticated)
 }
 
-/// Serves gRPC on `addr` until `shutdown` resolves; in-flight calls then finish.
-pub async fn serve(
-    addr: SocketAddr,
-    service: Arc<Service>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    router(service)
-        .await
-        .serve_with_shutdown(addr, shutdown)
-        .await
-}
-
-/// `serve` on a listener the caller bound (tests bind port 0 and read the address).
+/// Serves gRPC on `listener` until `shutdown` resolves; in-flight calls then finish.
+/// Every connection must send the HTTP/2 preface within `edge.header_read_timeout`.
 pub async fn serve_with_incoming(
     listener: tokio::net::TcpListener,
     service: Arc<Service>,
+    edge: GrpcEdge,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    router(service)
+    let preface = edge.header_read_timeout;
+    let incoming = TcpListenerStream::new(listener).map(move |conn| {
+        conn.map(|stream| {
+            // Like tonic's own accept loop: no Nagle delay on small replies.
+            let _ = stream.set_nodelay(true);
+            preface::PrefaceDeadline::new(stream, preface)
+        })
+    });
+    router(service, &edge)
         .await
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
 

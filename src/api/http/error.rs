@@ -78,7 +78,8 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 kind,
-                message: e.to_string(),
+                message: crate::error::clip(&e.to_string(), crate::error::MAX_MESSAGE_CHARS)
+                    .into_owned(),
                 field: e.field().map(str::to_owned),
                 request_id,
             },

@@ -7,6 +7,7 @@
 mod body;
 pub mod error;
 mod extract;
+mod guard;
 mod handlers;
 mod openapi;
 
@@ -24,6 +25,7 @@ use utoipa_axum::routes;
 use crate::error::Error;
 use crate::service::Service;
 use error::{ApiError, REQUEST_ID};
+pub use guard::{ACCEPTED_TYPES, EdgeRules};
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -31,6 +33,8 @@ pub struct HttpState {
     /// `server.max_body_bytes`: the largest body read whole (and, for NDJSON job
     /// submissions, the longest line).
     pub max_body_bytes: usize,
+    /// Host names served and the body idle timeout (`guard`).
+    pub edge: EdgeRules,
 }
 
 #[derive(OpenApi)]
@@ -107,6 +111,10 @@ pub fn router(state: HttpState) -> axum::Router {
         .merge(crate::api::ui::router(state.service.clone()))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .layer(axum::middleware::from_fn(observe))
         .with_state(state)
 }
@@ -118,7 +126,11 @@ async fn authenticate(State(state): State<HttpState>, mut req: Request, next: Ne
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .map(|h| h.to_str().unwrap_or_default());
-    let authenticated = state.service.authenticate(header).await;
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let authenticated = state.service.authenticate_from(header, peer).await;
     match authenticated {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
@@ -185,4 +197,65 @@ async fn observe(req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// Serves `app` on `listener` (HTTP/1.1) until `shutdown` is cancelled, then lets the
+/// open connections finish. Unlike `axum::serve` it bounds how long a request's
+/// headers may take to arrive (`server.header_read_timeout_ms`): a client that sends
+/// half a request and stalls is cut off instead of holding its connection forever.
+/// Each request carries its peer's `ConnectInfo<SocketAddr>` (failed key guesses are
+/// counted per address).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_read_timeout: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                tower::ServiceExt::oneshot(app.clone(), req)
+            });
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                served = conn.as_mut() => {
+                    if let Err(e) = served {
+                        tracing::debug!(error = %e, %peer, "HTTP connection ended with an error");
+                    }
+                    return;
+                }
+                () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
 }

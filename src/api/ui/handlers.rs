@@ -81,6 +81,7 @@ pub struct LoginForm {
 /// session holding the resulting caller.
 pub async fn login(
     State(state): State<UiState>,
+    peer: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
     let key = form.key.trim();
@@ -90,9 +91,11 @@ pub async fn login(
             Some("key: enter your API key".into()),
         );
     }
+    // Failed keys count against the client's address, as on the API.
+    let peer = peer.map(|Extension(c)| c.0.ip());
     match state
         .service
-        .authenticate(Some(&format!("Bearer {key}")))
+        .authenticate_from(Some(&format!("Bearer {key}")), peer)
         .await
     {
         Ok(caller) => {
@@ -108,10 +111,19 @@ pub async fn login(
             }
             resp
         }
-        Err(e) => login_page(
-            crate::api::http::error::status(e.kind()),
-            Some(e.to_string()),
-        ),
+        Err(e) => {
+            let mut resp = login_page(
+                crate::api::http::error::status(e.kind()),
+                Some(e.to_string()),
+            );
+            if let Error::RateLimited { retry_after } = e {
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::error::retry_after_secs(retry_after)),
+                );
+            }
+            resp
+        }
     }
 }
 
@@ -796,6 +808,10 @@ pub async fn job_events(
     state.service.job(&ctx.caller, &id).await?;
     let stream = futures::stream::unfold(Some((state, ctx, id)), |st| async move {
         let (state, ctx, id) = st?;
+        // Signing out (or the session expiring) ends the stream.
+        if !state.sessions.alive(&ctx.session) {
+            return None;
+        }
         let job = state.service.job(&ctx.caller, &id).await.ok()?;
         let data = json!({"state": job.state, "done": job.done, "failed": job.failed,
             "total": job.total, "eta_seconds": job.eta_seconds})
@@ -832,6 +848,10 @@ pub async fn run_events(
     const POLLS_AFTER_DONE: u32 = 20;
     let stream = futures::stream::unfold(Some((state, ctx, set, run, 0)), |st| async move {
         let (state, ctx, set, run, after_done) = st?;
+        // Signing out (or the session expiring) ends the stream.
+        if !state.sessions.alive(&ctx.session) {
+            return None;
+        }
         let r = state
             .service
             .calibration_run_progress(&ctx.caller, &set, &run)

@@ -41,6 +41,9 @@ pub struct UiState {
 pub struct Ctx {
     pub caller: Caller,
     pub csrf: String,
+    /// The session's token: long-lived responses (progress streams) check that it is
+    /// still signed in.
+    pub session: String,
 }
 
 /// The UI's routes, with their session gate and security headers.
@@ -128,12 +131,13 @@ async fn gate(State(state): State<UiState>, req: Request, next: Next) -> Respons
     }
     let existing = session::cookie(&cookies, SESSION_COOKIE)
         .and_then(|t| state.sessions.get(t).map(|s| (t.to_owned(), s)));
-    let (new_cookie, session) = match existing {
-        Some((_, s)) => (None, s),
+    let (new_cookie, token, session) = match existing {
+        Some((t, s)) => (None, t, s),
         None if !state.service.auth_enabled() => {
             let (token, s) = state.sessions.create(Caller::local_admin());
             (
                 Some(session::set_cookie(SESSION_COOKIE, &token, SESSION_TTL)),
+                token,
                 s,
             )
         }
@@ -153,6 +157,7 @@ async fn gate(State(state): State<UiState>, req: Request, next: Next) -> Respons
     req.extensions_mut().insert(Ctx {
         caller: session.caller.clone(),
         csrf: session.csrf.clone(),
+        session: token,
     });
     let req = if is_post {
         match csrf_checked(req, Some(&session.csrf)).await {

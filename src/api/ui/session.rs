@@ -22,6 +22,10 @@ pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 pub const LOGIN_TTL: Duration = Duration::from_secs(1800);
 /// Sessions kept at most; beyond it the oldest are dropped (memory bound).
 const MAX_SESSIONS: usize = 10_000;
+/// Sessions one API key holds at most: signing in again past it ends that key's
+/// oldest session, so one key signing in over and over cannot push other users'
+/// sessions out of the table.
+pub const MAX_SESSIONS_PER_KEY: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -65,6 +69,18 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         map.retain(|_, s| s.expires > now);
+        let key = &session.caller.key;
+        let mut own: Vec<(Instant, String)> = map
+            .iter()
+            .filter(|(_, s)| s.caller.key == *key)
+            .map(|(t, s)| (s.expires, t.clone()))
+            .collect();
+        if own.len() >= MAX_SESSIONS_PER_KEY {
+            own.sort_unstable();
+            for (_, t) in own.iter().take(own.len() + 1 - MAX_SESSIONS_PER_KEY) {
+                map.remove(t);
+            }
+        }
         if map.len() >= MAX_SESSIONS {
             if let Some(oldest) = map
                 .iter()
@@ -92,6 +108,11 @@ impl Sessions {
             }
             None => None,
         }
+    }
+
+    /// Whether `token` is still signed in (not signed out, not expired).
+    pub fn alive(&self, token: &str) -> bool {
+        self.get(token).is_some()
     }
 
     pub fn remove(&self, token: &str) {
@@ -139,6 +160,32 @@ mod tests {
         s.remove(&t);
         assert!(s.get(&t).is_none());
         assert!(s.get("nope").is_none());
+    }
+
+    #[test]
+    fn one_key_cannot_crowd_out_other_sessions() {
+        let s = Sessions::default();
+        let key = |k: &str| Caller {
+            key: Some(k.into()),
+            role: crate::service::Role::Client,
+        };
+        let (other, _) = s.create(key("nurse"));
+        let (first, _) = s.create(key("bot"));
+        let mut last = String::new();
+        for _ in 0..(MAX_SESSIONS_PER_KEY * 3) {
+            last = s.create(key("bot")).0;
+        }
+        assert!(s.get(&other).is_some(), "another key's session survives");
+        assert!(s.get(&first).is_none(), "the key's oldest session ended");
+        assert!(s.get(&last).is_some());
+        let bots = s
+            .inner
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|x| x.caller.key.as_deref() == Some("bot"))
+            .count();
+        assert_eq!(bots, MAX_SESSIONS_PER_KEY);
     }
 
     #[test]
