@@ -121,6 +121,8 @@ async fn main() {
         Ok(bin) => spawn::serve_binary(std::path::Path::new(&bin), &cfg),
         Err(_) => spawn::serve(&cfg),
     };
+    // The gRPC listener is not used here.
+    let _ = &server.grpc_url;
     let mut child = server.child;
     let url = server.url;
     let http = reqwest::Client::new();
@@ -151,7 +153,9 @@ async fn main() {
         ms.push(write(&http, &url, &big, i * 7, i % 2 == 0).await);
     }
     let (m, p) = figures(&mut ms);
-    println!("one label write, {items}-item set: median {m:7.2} ms  p95 {p:7.2} ms  ({writes} writes)");
+    println!(
+        "one label write, {items}-item set: median {m:7.2} ms  p95 {p:7.2} ms  ({writes} writes)"
+    );
 
     let mut ms = Vec::new();
     for i in 0..writes {

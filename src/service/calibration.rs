@@ -16,7 +16,8 @@ use crate::error::Error;
 use crate::item::RubricSource;
 use crate::rubric::{FieldError, Invalid};
 use crate::store::{
-    CalibrationRunRecord, CalibrationSetRecord, Finished, LabelEvent, LabelRow, LabelsStored, now_ms,
+    CalibrationRunRecord, CalibrationSetRecord, Finished, LabelEvent, LabelRow, LabelsStored,
+    now_ms,
 };
 
 /// Largest bootstrap a calibration run may ask for (CPU per report).
@@ -519,9 +520,12 @@ impl Service {
                 at,
             })
             .collect();
-        let stored = self.store.write_calibration_labels(id, &history, None).await?;
+        let stored = self
+            .store
+            .write_calibration_labels(id, &history, None)
+            .await?;
         let set = self
-            .relabel_kept_set(caller, id, cached, version, &stored, history.len(), |s| {
+            .relabel_kept_set(id, cached, version, &stored, history.len(), |s| {
                 s.apply_labels(valid);
             })
             .await?;
@@ -610,9 +614,12 @@ impl Service {
             .await?;
         let rater = undone.rater.clone();
         let set = self
-            .relabel_kept_set(caller, id, cached, version, &stored, 1, |s| match restore {
+            .relabel_kept_set(id, cached, version, &stored, 1, |s| match restore {
                 Some(value) => {
-                    s.apply_labels(vec![(item, crate::calibration::Label { rater, kind, value })]);
+                    s.apply_labels(vec![(
+                        item,
+                        crate::calibration::Label { rater, kind, value },
+                    )]);
                 }
                 None => s.remove_label(item, &rater, kind),
             })
@@ -631,7 +638,6 @@ impl Service {
     /// set read again.
     async fn relabel_kept_set(
         &self,
-        caller: &Caller,
         id: &str,
         cached: Arc<CachedSet>,
         version: u64,
@@ -641,7 +647,8 @@ impl Service {
     ) -> Result<Arc<CachedSet>, Error> {
         if stored.first != version {
             drop(cached);
-            let (_, set, _) = self.stored_set(caller, id).await?;
+            // The writer already passed the visibility check.
+            let (_, set, _) = self.stored_set(&Caller::local_admin(), id).await?;
             return Ok(set);
         }
         let cached = match self.calibration_cache.take_set(id, version) {
@@ -849,7 +856,8 @@ impl Service {
         let (set_rec, stored, _) = self.stored_set(&Caller::local_admin(), &rec.set_id).await?;
         let plan = run::stored_plan(&stored.set, &opts)?;
         // Blind callers see an item's labels and verdicts once they have labelled it.
-        let blind = (!sees_all_labels(caller, set_rec.owner.as_deref())).then(|| rater_name(caller));
+        let blind =
+            (!sees_all_labels(caller, set_rec.owner.as_deref())).then(|| rater_name(caller));
         let limit = super::jobs::check_limit(limit)? as usize;
         let name = |c: Option<usize>| c.and_then(|c| plan.set.categories.get(c)).cloned();
         let mut items = Vec::new();

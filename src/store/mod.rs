@@ -617,7 +617,10 @@ fn split_document_labels(document: &str) -> Result<(String, Vec<LabelRow>), Stri
                 let (Some(rater), Some(kind), Some(value)) =
                     (field("rater"), field("kind"), l.get("value"))
                 else {
-                    return Err(format!("line {}: a label without rater, kind or value", n + 1));
+                    return Err(format!(
+                        "line {}: a label without rater, kind or value",
+                        n + 1
+                    ));
                 };
                 if seen.insert((item.clone(), rater.clone(), kind.clone())) {
                     rows.push(LabelRow {
@@ -672,9 +675,14 @@ mod label_rows_tests {
         };
         assert_eq!(
             rows,
-            [row("h1", "human", json!("a")), row("j", "judge", json!("b"))],
+            [
+                row("h1", "human", json!("a")),
+                row("j", "judge", json!("b"))
+            ],
             "document order, the first of a repeated label kept"
         );
-        assert!(split_document_labels("{}\n{\"id\": \"x\", \"labels\": [{\"rater\": \"h\"}]}").is_err());
+        assert!(
+            split_document_labels("{}\n{\"id\": \"x\", \"labels\": [{\"rater\": \"h\"}]}").is_err()
+        );
     }
 }

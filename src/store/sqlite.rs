@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 use super::cache_writes::CacheWrites;
 use super::{
     BatchCounts, BatchRecord, CalibrationRunRecord, CalibrationSetRecord, ItemOutcome, JobRecord,
-    JobState, LabelEvent, LabelRow, LabelsStored, LedgerStatus, RubricEntry, Store, StoreError, StoreResult,
-    counts_by_state, i64_of, now_ms, split_document_labels, u64_of,
+    JobState, LabelEvent, LabelRow, LabelsStored, LedgerStatus, RubricEntry, Store, StoreError,
+    StoreResult, counts_by_state, i64_of, now_ms, split_document_labels, u64_of,
 };
 use crate::rubric::{Rubric, schema::parse_rubric};
 

@@ -43,7 +43,14 @@ async fn labels_are_written_under_the_callers_name() {
     let app = TestApp::spawn_with(tribunal::config::DEFAULT_CONFIG, KEYS, ENV).await;
     let id = upload(&app, "writers", 3).await;
     let labels = format!("/v1/calibration/sets/{id}/labels");
-    let before = api(&app, "get", &format!("/v1/calibration/sets/{id}"), "a-secret", None).await;
+    let before = api(
+        &app,
+        "get",
+        &format!("/v1/calibration/sets/{id}"),
+        "a-secret",
+        None,
+    )
+    .await;
 
     // An annotator cannot overwrite another human's label, nor add a judge label.
     let (code, body) = api_status(
@@ -54,10 +61,20 @@ async fn labels_are_written_under_the_callers_name() {
         Some(one("x0", "nurse-other", "human", false)),
     )
     .await;
-    assert_eq!((code, body["error"]["kind"].as_str()), (403, Some("forbidden")), "{body}");
+    assert_eq!(
+        (code, body["error"]["kind"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
     let msg = body["error"]["message"].as_str().unwrap();
-    assert!(msg.starts_with("labels[0].rater: \"nurse-other\" is not you"), "{msg}");
-    assert!(msg.contains("\"rater\": \"doc\""), "says what to send: {msg}");
+    assert!(
+        msg.starts_with("labels[0].rater: \"nurse-other\" is not you"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("\"rater\": \"doc\""),
+        "says what to send: {msg}"
+    );
     let (code, body) = api_status(
         &app,
         "post",
@@ -75,7 +92,14 @@ async fn labels_are_written_under_the_callers_name() {
         "{body}"
     );
     // Nothing changed.
-    let after = api(&app, "get", &format!("/v1/calibration/sets/{id}"), "a-secret", None).await;
+    let after = api(
+        &app,
+        "get",
+        &format!("/v1/calibration/sets/{id}"),
+        "a-secret",
+        None,
+    )
+    .await;
     assert_eq!(after["labels"], before["labels"]);
     assert!(
         api(&app, "get", &labels, "admin-secret", None).await["history"]
@@ -105,11 +129,25 @@ async fn labels_are_written_under_the_callers_name() {
     }
 
     // Its own label, under its own name, is written.
-    let w = api(&app, "post", &labels, "doc-secret", Some(one("x0", "doc", "human", true))).await;
+    let w = api(
+        &app,
+        "post",
+        &labels,
+        "doc-secret",
+        Some(one("x0", "doc", "human", true)),
+    )
+    .await;
     assert_eq!(w["added"], 1);
     // The owner (a client) may add judge labels to its set, but not write as a human
     // other than itself.
-    api(&app, "post", &labels, "a-secret", Some(one("x0", "judge-new", "judge", true))).await;
+    api(
+        &app,
+        "post",
+        &labels,
+        "a-secret",
+        Some(one("x0", "judge-new", "judge", true)),
+    )
+    .await;
     let (code, _) = api_status(
         &app,
         "post",
@@ -167,7 +205,11 @@ async fn labels_are_written_under_the_callers_name() {
     )
     .unwrap();
     assert_eq!(doc["history"][0]["imported_by"], "root");
-    assert_eq!(doc["history"][0]["previous"], json!("true"), "nurse-other's uploaded label");
+    assert_eq!(
+        doc["history"][0]["previous"],
+        json!("true"),
+        "nurse-other's uploaded label"
+    );
 }
 
 async fn grpc_disagreements(app: &TestApp, run: &str, key: &str) -> Value {
@@ -226,14 +268,23 @@ async fn annotators_read_blind_over_the_api() {
     let disagreements = format!("/v1/calibration/runs/{run}/disagreements?limit=100");
     let owner_view = api(&app, "get", &disagreements, "a-secret", None).await;
     let all = items(&owner_view);
-    assert!(!all.is_empty(), "the fixture must disagree somewhere: {owner_view}");
-    assert_eq!(items(&api(&app, "get", &disagreements, "admin-secret", None).await), all);
+    assert!(
+        !all.is_empty(),
+        "the fixture must disagree somewhere: {owner_view}"
+    );
+    assert_eq!(
+        items(&api(&app, "get", &disagreements, "admin-secret", None).await),
+        all
+    );
 
     // Before labelling: no other rater's labels, no verdicts, over HTTP and gRPC.
     let blind = api(&app, "get", &disagreements, "doc-secret", None).await;
     assert!(items(&blind).is_empty(), "{blind}");
     let history = api(&app, "get", &labels, "doc-secret", None).await;
-    assert!(history["history"].as_array().unwrap().is_empty(), "{history}");
+    assert!(
+        history["history"].as_array().unwrap().is_empty(),
+        "{history}"
+    );
     assert_eq!(
         api(&app, "get", &labels, "a-secret", None).await["history"]
             .as_array()
@@ -266,11 +317,21 @@ async fn annotators_read_blind_over_the_api() {
     let first = all[0].clone();
     let full = &owner_view["items"][0];
     let agree = full["human_majority"] == "true";
-    api(&app, "post", &labels, "doc-secret", Some(one(&first, "doc", "human", agree))).await;
+    api(
+        &app,
+        "post",
+        &labels,
+        "doc-secret",
+        Some(one(&first, "doc", "human", agree)),
+    )
+    .await;
     let seen = api(&app, "get", &disagreements, "doc-secret", None).await;
-    assert_eq!(items(&seen), [first.clone()]);
+    assert_eq!(items(&seen), std::slice::from_ref(&first));
     let mine = &seen["items"][0];
-    assert_eq!(mine["judges"], full["judges"], "the verdicts, once labelled");
+    assert_eq!(
+        mine["judges"], full["judges"],
+        "the verdicts, once labelled"
+    );
     assert!(
         mine["humans"]
             .as_array()
@@ -279,15 +340,28 @@ async fn annotators_read_blind_over_the_api() {
             .any(|h| h["rater"] == "nurse-other"),
         "other raters' labels, once labelled: {mine}"
     );
-    assert_eq!(items(&grpc_disagreements(&app, &run, "doc-secret").await), [first.clone()]);
+    assert_eq!(
+        items(&grpc_disagreements(&app, &run, "doc-secret").await),
+        std::slice::from_ref(&first)
+    );
 
     // After labelling everything: the owner's view.
     let rest: Vec<Value> = (0..n)
         .map(|i| json!({"item": format!("x{i}"), "rater": "doc", "kind": "human", "value": true}))
         .collect();
-    api(&app, "post", &labels, "doc-secret", Some(json!({"labels": rest}))).await;
+    api(
+        &app,
+        "post",
+        &labels,
+        "doc-secret",
+        Some(json!({"labels": rest})),
+    )
+    .await;
     let owner_now = items(&api(&app, "get", &disagreements, "a-secret", None).await);
-    assert_eq!(items(&api(&app, "get", &disagreements, "doc-secret", None).await), owner_now);
+    assert_eq!(
+        items(&api(&app, "get", &disagreements, "doc-secret", None).await),
+        owner_now
+    );
     let history = api(&app, "get", &labels, "doc-secret", None).await;
     assert_eq!(
         history["history"].as_array().unwrap().len(),

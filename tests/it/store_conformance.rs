@@ -579,7 +579,9 @@ async fn calibration_sets_labels_and_runs(b: &Backend) {
         .await
         .unwrap();
     assert!(
-        s.put_calibration_set(&set("s1", None, 3000), &[]).await.is_err(),
+        s.put_calibration_set(&set("s1", None, 3000), &[])
+            .await
+            .is_err(),
         "ids are unique"
     );
     assert_eq!(
@@ -630,7 +632,10 @@ async fn calibration_sets_labels_and_runs(b: &Backend) {
         "the document is not rewritten; the count follows the rows"
     );
     assert!(now.updated_at >= now.created_at);
-    assert_eq!(s.list_calibration_sets(Some("alice")).await.unwrap()[0].labels, 2);
+    assert_eq!(
+        s.list_calibration_sets(Some("alice")).await.unwrap()[0].labels,
+        2
+    );
     assert_eq!(
         s.calibration_set_version("s1").await.unwrap().unwrap().1,
         3,
@@ -750,8 +755,10 @@ async fn labels_move_to_rows_from_old_documents(b: &Backend) {
         Backend::Sqlite(..) => {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}", dir.path().join("old.db").display());
-            let opts: sqlx::sqlite::SqliteConnectOptions =
-                url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().create_if_missing(true);
+            let opts: sqlx::sqlite::SqliteConnectOptions = url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .create_if_missing(true);
             let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
             old.run(&pool).await.unwrap();
             for q in &inserts {
@@ -816,7 +823,10 @@ async fn check_moved_labels(s: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!((n, e.item.as_str()), (0, "b"));
-    assert_eq!(s.calibration_set_version("old").await.unwrap().unwrap().1, 1);
+    assert_eq!(
+        s.calibration_set_version("old").await.unwrap().unwrap().1,
+        1
+    );
 }
 
 async fn verdict_cache_first_writer_wins(b: &Backend) {

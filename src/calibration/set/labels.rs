@@ -223,10 +223,9 @@ impl CalibrationSet {
             .collect();
         let mut placed = Vec::new();
         for (item, rater, kind, value) in rows {
-            let at = index
-                .get(item)
-                .copied()
-                .ok_or_else(|| format!("a label of item \"{item}\", which the set does not have"))?;
+            let at = index.get(item).copied().ok_or_else(|| {
+                format!("a label of item \"{item}\", which the set does not have")
+            })?;
             let kind = RaterKind::parse(kind)
                 .ok_or_else(|| format!("item \"{item}\": rater kind \"{kind}\""))?;
             let value = super::label_value(self.scale, &self.categories, value)
