@@ -713,14 +713,18 @@ async fn every_route_and_rpc_for_every_caller() {
         "{other_jobs}"
     );
 
-    // Labels record who wrote them; a correction keeps the old value.
+    // Labels record who wrote them; a correction keeps the old value. An annotator's
+    // label is its own (rater = its key name, "doc").
     let history = list(Who::Admin, "/v1/calibration/sets").await;
     assert!(has(&history, "sets", &fx.set));
     let r = app
         .http
         .post(format!("{}/v1/calibration/sets/{}/labels", app.url, fx.set))
         .header("authorization", "Bearer doc-secret")
-        .body(json!({"labels": [{"item": "l0", "rater": "nurse-z", "kind": "human", "value": false}]}).to_string())
+        .body(
+            json!({"labels": [{"item": "l0", "rater": "doc", "kind": "human", "value": false}]})
+                .to_string(),
+        )
         .send()
         .await
         .unwrap();
