@@ -524,8 +524,16 @@ impl Service {
             .store
             .write_calibration_labels(id, &history, None)
             .await?;
+        let raters: Vec<(usize, String, RaterKind)> = valid
+            .iter()
+            .map(|(i, l)| (*i, l.rater.clone(), l.kind))
+            .collect();
+        let touched: Vec<(usize, &str, RaterKind)> = raters
+            .iter()
+            .map(|(i, r, k)| (*i, r.as_str(), *k))
+            .collect();
         let set = self
-            .relabel_kept_set(id, cached, version, &stored, history.len(), |s| {
+            .relabel_kept_set(id, cached, version, &stored, &touched, |s| {
                 s.apply_labels(valid);
             })
             .await?;
@@ -613,8 +621,9 @@ impl Service {
             .write_calibration_labels(id, std::slice::from_ref(&event), Some(n))
             .await?;
         let rater = undone.rater.clone();
+        let touched = [(item, undone.rater.as_str(), kind)];
         let set = self
-            .relabel_kept_set(id, cached, version, &stored, 1, |s| match restore {
+            .relabel_kept_set(id, cached, version, &stored, &touched, |s| match restore {
                 Some(value) => {
                     s.apply_labels(vec![(
                         item,
@@ -642,7 +651,7 @@ impl Service {
         cached: Arc<CachedSet>,
         version: u64,
         stored: &LabelsStored,
-        events: usize,
+        touched: &[(usize, &str, RaterKind)],
         apply: impl FnOnce(&mut CalibrationSet),
     ) -> Result<Arc<CachedSet>, Error> {
         if stored.first != version {
@@ -659,11 +668,20 @@ impl Service {
             None => cached,
         };
         let mut set = Arc::try_unwrap(cached).unwrap_or_else(|shared| (*shared).clone());
+        let had: Vec<bool> = touched
+            .iter()
+            .map(|&(i, rater, _)| {
+                set.set
+                    .items
+                    .get(i)
+                    .is_some_and(|it| labelled_by(it, rater))
+            })
+            .collect();
         apply(&mut set.set);
-        set.relabelled();
+        set.relabelled(touched, &had);
         let set = Arc::new(set);
         self.calibration_cache
-            .put_set(id, version + events as u64, set.clone());
+            .put_set(id, version + touched.len() as u64, set.clone());
         Ok(set)
     }
 
@@ -1146,12 +1164,50 @@ pub struct CachedSet {
 }
 
 impl CachedSet {
-    /// Recomputes what labels decide (raters, progress) after labels changed; items,
-    /// and so the index, categories and criteria, never change.
-    fn relabelled(&mut self) {
-        self.humans = self.set.raters(RaterKind::Human);
-        self.judges = self.set.raters(RaterKind::Judge);
-        self.progress = progress(&self.set);
+    /// Brings what labels decide (raters, progress) up to date after the labels of
+    /// `touched` (item, rater, kind) changed, from whether each rater had a human label
+    /// on its item before (`had`): a few map and list updates, not a pass over every
+    /// label (a removed label may remove a rater, so only then are the rater lists
+    /// recounted). Items, and so the index, categories and criteria, never change.
+    fn relabelled(&mut self, touched: &[(usize, &str, RaterKind)], had: &[bool]) {
+        let mut removed = false;
+        for (&(i, rater, kind), &had) in touched.iter().zip(had) {
+            let Some(item) = self.set.items.get(i) else {
+                continue;
+            };
+            let present = item
+                .labels
+                .iter()
+                .any(|l| l.rater == rater && l.kind == kind);
+            let has = labelled_by(item, rater);
+            match (had, has) {
+                (false, true) => *self.progress.entry(rater.to_owned()).or_default() += 1,
+                (true, false) => {
+                    if let Some(n) = self.progress.get_mut(rater) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.progress.remove(rater);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let list = match kind {
+                RaterKind::Human => &mut self.humans,
+                RaterKind::Judge => &mut self.judges,
+            };
+            if present {
+                if let Err(at) = list.binary_search_by(|x| x.as_str().cmp(rater)) {
+                    list.insert(at, rater.to_owned());
+                }
+            } else {
+                removed = true;
+            }
+        }
+        if removed {
+            self.humans = self.set.raters(RaterKind::Human);
+            self.judges = self.set.raters(RaterKind::Judge);
+        }
     }
 
     fn new(set: CalibrationSet) -> CachedSet {
@@ -2021,6 +2077,65 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After a label write or an undo, the kept parse's raters and per-rater progress,
+    /// updated from the touched labels only, equal a full recount of the changed set.
+    #[test]
+    fn relabelled_matches_a_full_recount() {
+        use crate::calibration::Label;
+        let text = [
+            r#"{"format": "calibration.v1", "name": "r", "scale": "nominal", "categories": ["a", "b"]}"#,
+            r#"{"id": "i0", "labels": [{"rater": "h1", "kind": "human", "value": "a"}, {"rater": "j", "kind": "judge", "value": "b"}]}"#,
+            r#"{"id": "i1", "labels": [{"rater": "h1", "kind": "human", "value": "b"}]}"#,
+            r#"{"id": "i2", "labels": []}"#,
+        ]
+        .join("\n");
+        let set = crate::calibration::set::parse_set(&text).unwrap();
+        let label = |rater: &str, kind| Label {
+            rater: rater.into(),
+            kind,
+            value: LabelValue::Category(1),
+        };
+        let check = |mut kept: CachedSet,
+                     touched: &[(usize, &str, RaterKind)],
+                     change: &dyn Fn(&mut CalibrationSet)| {
+            let had: Vec<bool> = touched
+                .iter()
+                .map(|&(i, r, _)| labelled_by(&kept.set.items[i], r))
+                .collect();
+            change(&mut kept.set);
+            kept.relabelled(touched, &had);
+            let full = CachedSet::new(kept.set.clone());
+            assert_eq!(
+                (&kept.humans, &kept.judges, &kept.progress),
+                (&full.humans, &full.judges, &full.progress)
+            );
+            kept
+        };
+        // New raters, a replaced label and a new judge.
+        let kept = check(
+            CachedSet::new(set),
+            &[
+                (2, "h2", RaterKind::Human),
+                (0, "h1", RaterKind::Human),
+                (2, "a-judge", RaterKind::Judge),
+            ],
+            &|s| {
+                s.apply_labels(vec![
+                    (2, label("h2", RaterKind::Human)),
+                    (0, label("h1", RaterKind::Human)),
+                    (2, label("a-judge", RaterKind::Judge)),
+                ]);
+            },
+        );
+        // Undos that remove labels: a rater's last label, and one of several.
+        let kept = check(kept, &[(2, "h2", RaterKind::Human)], &|s| {
+            s.remove_label(2, "h2", RaterKind::Human)
+        });
+        check(kept, &[(1, "h1", RaterKind::Human)], &|s| {
+            s.remove_label(1, "h1", RaterKind::Human)
+        });
+    }
 
     /// The filter's shortcut agrees with the exact computation (a one-item copy through
     /// `live::base_set`) on ties, repeats, missing labels and three categories.
