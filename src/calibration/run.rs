@@ -124,6 +124,26 @@ pub fn stored_report(text: &str) -> Result<Option<live::ReportView>, serde_json:
     live::ReportView::deserialize(&v).map(Some)
 }
 
+/// A stored set with its labels: the stored document (items only) parsed, and the
+/// set's label rows attached in their stored order. `None` when there is no such set.
+pub async fn stored_set(
+    store: &dyn Store,
+    id: &str,
+) -> Result<Option<(crate::store::CalibrationSetRecord, CalibrationSet)>, Error> {
+    let Some(record) = store.calibration_set(id).await? else {
+        return Ok(None);
+    };
+    let rows = store.calibration_labels(id).await?;
+    let mut set = parse_set(&record.document)
+        .map_err(|e| corrupt(&format!("calibration set {id}"), e.join("; ")))?;
+    set.attach_labels(
+        rows.iter()
+            .map(|r| (r.item.as_str(), r.rater.as_str(), r.kind.as_str(), &r.value)),
+    )
+    .map_err(|e| corrupt(&format!("labels of calibration set {id}"), e))?;
+    Ok(Some((record, set)))
+}
+
 /// Computes, stores and publishes the report of a finished calibration run. Returns
 /// false when `id` is not a calibration run or its report was already written.
 pub async fn finish(store: &dyn Store, id: &str) -> Result<bool, Error> {
@@ -135,11 +155,9 @@ pub async fn finish(store: &dyn Store, id: &str) -> Result<bool, Error> {
     }
     let opts: RunOptions =
         serde_json::from_str(&run.options).map_err(|e| corrupt("calibration run options", e))?;
-    let record = store
-        .calibration_set(&run.set_id)
+    let (_, set) = stored_set(store, &run.set_id)
         .await?
         .ok_or_else(|| corrupt("calibration run", format!("set {} is missing", run.set_id)))?;
-    let set = parse_set(&record.document).map_err(|e| corrupt("calibration set", e.join("; ")))?;
     let plan = stored_plan(&set, &opts)?;
     let results = results(store, id).await?;
     let simulated = results.iter().any(|(_, r)| r.simulated);

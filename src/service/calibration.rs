@@ -15,7 +15,10 @@ use crate::calibration::{CalibrationSet, LabelValue, RaterKind};
 use crate::error::Error;
 use crate::item::RubricSource;
 use crate::rubric::{FieldError, Invalid};
-use crate::store::{CalibrationRunRecord, CalibrationSetRecord, Finished, LabelEvent, now_ms};
+use crate::store::{
+    CalibrationRunRecord, CalibrationSetRecord, Finished, LabelEvent, LabelRow, LabelsStored,
+    now_ms,
+};
 
 /// Largest bootstrap a calibration run may ask for (CPU per report).
 const MAX_RESAMPLES: usize = 10_000;
@@ -135,7 +138,10 @@ pub struct NewLabels {
 struct NewLabelSchema {
     /// The item's id in the set.
     item: String,
-    /// The annotator's (or judge's) name.
+    /// The rater: for a human label the caller's own key name (`local` without
+    /// keys; only an admin may name another rater, an import the label history
+    /// records as `imported_by`); for a judge label the judge's name (admins and the
+    /// set's owner only).
     rater: String,
     kind: RaterKindName,
     /// A category name, `true`/`false` for binary sets, or a number on interval scales.
@@ -303,10 +309,6 @@ fn set_doc(rec: &CalibrationSetRecord, set: Option<&CalibrationSet>) -> Calibrat
     }
 }
 
-fn label_count(set: &CalibrationSet) -> u64 {
-    set.items.iter().map(|i| i.labels.len() as u64).sum()
-}
-
 /// A label's value as the API shows it: the category's name, or the number.
 fn label_value_json(set: &CalibrationSet, v: &LabelValue) -> Value {
     match v {
@@ -410,17 +412,38 @@ impl Service {
             )));
         }
         let now = now_ms();
+        // Labels are stored as rows, the document holds the items only. A repeated
+        // (item, rater, kind) keeps its first label, the one agreement counts.
+        let mut seen = std::collections::HashSet::new();
+        let labels: Vec<_> = parsed
+            .take_labels()
+            .into_iter()
+            .filter(|(i, l)| seen.insert((*i, l.rater.clone(), l.kind)))
+            .collect();
+        let rows: Vec<LabelRow> = labels
+            .iter()
+            .map(|(i, l)| LabelRow {
+                item: parsed.items[*i].id.clone(),
+                rater: l.rater.clone(),
+                kind: l.kind.as_str().to_owned(),
+                value: label_value_json(&parsed, &l.value),
+            })
+            .collect();
+        let document = parsed.to_jsonl();
+        for (i, l) in labels {
+            parsed.items[i].labels.push(l);
+        }
         let rec = CalibrationSetRecord {
             id: uuid::Uuid::now_v7().to_string(),
             name: parsed.name.clone(),
             owner: caller.owner().map(str::to_owned),
-            document: parsed.to_jsonl(),
+            document,
             items: parsed.items.len() as u64,
-            labels: label_count(&parsed),
+            labels: rows.len() as u64,
             created_at: now,
             updated_at: now,
         };
-        self.store.put_calibration_set(&rec).await?;
+        self.store.put_calibration_set(&rec, &rows).await?;
         Ok(set_doc(&rec, Some(&parsed)))
     }
 
@@ -447,10 +470,10 @@ impl Service {
         if let Some(set) = self.calibration_cache.set(id, version) {
             return Ok((rec, set, version));
         }
-        let full = self.store.calibration_set(id).await?.ok_or_else(missing)?;
-        let set = crate::calibration::set::parse_set(&full.document)
-            .map_err(|e| corrupt(format_args!("stored calibration set {id}"), e.join("; ")))?;
-        // The document was read after the version, so it is at least that new: kept
+        let (_, set) = crate::calibration::run::stored_set(self.store.as_ref(), id)
+            .await?
+            .ok_or_else(missing)?;
+        // The document and labels were read after the version, so it is at least that new: kept
         // under `version`, it can only be newer than a reader expects, never older.
         let set = Arc::new(CachedSet::new(set));
         self.calibration_cache.put_set(id, version, set.clone());
@@ -486,7 +509,9 @@ impl Service {
 
     /// Adds (or corrects) labels: `{"labels": [{"item", "rater", "kind", "value"}]}`.
     /// All or nothing: one invalid label changes nothing. Each write is kept in the
-    /// set's label history with its author, time and the value it replaced.
+    /// set's label history with its author, time and the value it replaced. Who may
+    /// write which label is `label_writers`. Each label is one row: the set's document
+    /// is not rewritten, and only writers to the same set wait for each other.
     pub async fn add_calibration_labels(
         &self,
         caller: &Caller,
@@ -496,50 +521,51 @@ impl Service {
         use crate::calibration::set::parse_new_labels;
         caller.require(Action::AddLabels)?;
         let labels = parse_new_labels(doc).map_err(|e| errors_under("labels", e))?;
-        // Read-modify-write of one set at a time, so two annotators never lose a label.
-        let _guard = self.calibration_lock.lock().await;
+        let _guard = self.label_locks.lock(id).await;
         let (rec, cached, version) = self.stored_set(caller, id).await?;
-        let mut set = cached.set.clone();
-        // Adding labels never adds or moves items, so one index serves before and after.
-        let index = item_index(&set);
-        let previous: Vec<Option<Value>> = labels
-            .iter()
-            .map(|l| current_label(&set, &index, l))
-            .collect();
-        let added = set
-            .add_labels(&labels)
+        let imported_by = label_writers(caller, rec.owner.as_deref(), &labels)?;
+        let valid = cached
+            .set
+            .check_labels(&labels)
             .map_err(|e| errors_under("labels", e))?;
         let at = now_ms();
         let history: Vec<LabelEvent> = labels
             .iter()
-            .zip(previous)
-            .map(|(l, previous)| LabelEvent {
+            .zip(&valid)
+            .zip(imported_by)
+            .map(|((l, (_, label)), imported_by)| LabelEvent {
                 item: l.item.clone(),
                 rater: l.rater.clone(),
                 kind: l.kind.as_str().to_owned(),
-                value: current_label(&set, &index, l).unwrap_or(Value::Null),
-                previous,
+                value: label_value_json(&cached.set, &label.value),
+                // The store fills in the value each write replaced.
+                previous: None,
                 author: caller.owner().map(str::to_owned),
+                imported_by,
                 at,
             })
             .collect();
-        let rec = CalibrationSetRecord {
-            document: set.to_jsonl(),
-            items: set.items.len() as u64,
-            labels: label_count(&set),
-            updated_at: at,
-            ..rec
-        };
-        self.store
-            .update_calibration_set(id, &rec.document, rec.items, rec.labels, &history)
+        let stored = self
+            .store
+            .write_calibration_labels(id, &history, None)
             .await?;
+        let raters: Vec<(usize, String, RaterKind)> = valid
+            .iter()
+            .map(|(i, l)| (*i, l.rater.clone(), l.kind))
+            .collect();
+        let touched: Vec<(usize, &str, RaterKind)> = raters
+            .iter()
+            .map(|(i, r, k)| (*i, r.as_str(), *k))
+            .collect();
         let set = self
-            .keep_written_set(id, version + history.len() as u64, set)
-            .await;
+            .relabel_kept_set(id, cached, version, &stored, &touched, |s| {
+                s.apply_labels(valid);
+            })
+            .await?;
         Ok(LabelsWritten {
-            added: added.added,
-            replaced: added.replaced,
-            set: cached_set_doc(&rec, &set),
+            added: usize::try_from(stored.added).unwrap_or(usize::MAX),
+            replaced: usize::try_from(stored.replaced).unwrap_or(usize::MAX),
+            set: cached_set_doc(&stored_rec(rec, &stored, at), &set),
         })
     }
 
@@ -554,9 +580,8 @@ impl Service {
         caller: &Caller,
         id: &str,
     ) -> Result<LabelUndone, Error> {
-        use crate::calibration::set::parse_new_labels;
         caller.require(Action::AddLabels)?;
-        let _guard = self.calibration_lock.lock().await;
+        let _guard = self.label_locks.lock(id).await;
         let (rec, cached, version) = self.stored_set(caller, id).await?;
         let Some((n, undone)) = self.store.last_undoable_label(id, caller.owner()).await? else {
             return Err(Error::Conflict(format!(
@@ -570,7 +595,6 @@ impl Service {
                 format!("rater kind {:?}", undone.kind),
             )
         })?;
-        let mut set = cached.set.clone();
         let key = NewLabel {
             item: undone.item.clone(),
             rater: undone.rater.clone(),
@@ -579,7 +603,7 @@ impl Service {
         };
         // Someone (an admin, or another write under the same rater) may have changed
         // the label since: undoing would then silently drop their value.
-        let now = current_label(&set, &cached.index, &key);
+        let now = current_label(&cached.set, &cached.index, &key);
         if now.as_ref() != Some(&undone.value) {
             return Err(Error::Conflict(format!(
                 "the label of item \"{}\" by {} was changed after that write (it is now {}); write the label you want instead",
@@ -588,23 +612,23 @@ impl Service {
                 now.map_or_else(|| "removed".to_owned(), |v| v.to_string())
             )));
         }
-        match &undone.previous {
-            Some(previous) => {
-                let restore = parse_new_labels(&json!({"labels": [{
-                    "item": undone.item, "rater": undone.rater, "kind": undone.kind, "value": previous,
-                }]}))
-                .map_err(|e| errors_under("labels", e))?;
-                set.add_labels(&restore)
-                    .map_err(|e| errors_under("labels", e))?;
-            }
-            None => {
-                if let Some(&i) = cached.index.get(&undone.item) {
-                    set.items[i]
-                        .labels
-                        .retain(|l| !(l.rater == undone.rater && l.kind == kind));
-                }
-            }
-        }
+        let item = cached.index.get(&undone.item).copied().ok_or_else(|| {
+            corrupt(
+                format_args!("label history of set {id}"),
+                format!("item {:?} is not in the set", undone.item),
+            )
+        })?;
+        let restore = match &undone.previous {
+            Some(previous) => Some(
+                crate::calibration::set::label_value(
+                    cached.set.scale,
+                    &cached.set.categories,
+                    previous,
+                )
+                .map_err(|e| corrupt(format_args!("label history of set {id}"), e))?,
+            ),
+            None => None,
+        };
         let at = now_ms();
         let event = LabelEvent {
             item: undone.item.clone(),
@@ -613,42 +637,77 @@ impl Service {
             value: undone.previous.clone().unwrap_or(Value::Null),
             previous: Some(undone.value.clone()),
             author: caller.owner().map(str::to_owned),
+            imported_by: (kind == RaterKind::Human && undone.rater != rater_name(caller))
+                .then(|| rater_name(caller)),
             at,
         };
-        let rec = CalibrationSetRecord {
-            document: set.to_jsonl(),
-            items: set.items.len() as u64,
-            labels: label_count(&set),
-            updated_at: at,
-            ..rec
-        };
-        self.store
-            .undo_calibration_label(id, &rec.document, rec.items, rec.labels, &event, n)
+        let stored = self
+            .store
+            .write_calibration_labels(id, std::slice::from_ref(&event), Some(n))
             .await?;
-        let set = self.keep_written_set(id, version + 1, set).await;
+        let rater = undone.rater.clone();
+        let touched = [(item, undone.rater.as_str(), kind)];
+        let set = self
+            .relabel_kept_set(id, cached, version, &stored, &touched, |s| match restore {
+                Some(value) => {
+                    s.apply_labels(vec![(
+                        item,
+                        crate::calibration::Label { rater, kind, value },
+                    )]);
+                }
+                None => s.remove_label(item, &rater, kind),
+            })
+            .await?;
         Ok(LabelUndone {
             undone,
             event,
-            set: cached_set_doc(&rec, &set),
+            set: cached_set_doc(&stored_rec(rec, &stored, at), &set),
         })
     }
 
-    /// Keeps the set just written under its new label version, when the store's
-    /// version is the one this write made (another replica writing in between makes
-    /// it differ; the next read then parses the stored document instead).
-    async fn keep_written_set(
+    /// The set after a label write of `events` history entries: the kept parse
+    /// (`cached`, at label version `version`) changed by `apply` in place when the
+    /// write came right after that version (no copy when nobody else holds it), and
+    /// kept under the new version; otherwise (another replica wrote in between) the
+    /// set read again.
+    async fn relabel_kept_set(
         &self,
         id: &str,
-        expected: u64,
-        set: CalibrationSet,
-    ) -> Arc<CachedSet> {
-        let cached = Arc::new(CachedSet::new(set));
-        if let Ok(Some((_, v))) = self.store.calibration_set_version(id).await {
-            if v == expected {
-                self.calibration_cache.put_set(id, v, cached.clone());
-            }
+        cached: Arc<CachedSet>,
+        version: u64,
+        stored: &LabelsStored,
+        touched: &[(usize, &str, RaterKind)],
+        apply: impl FnOnce(&mut CalibrationSet),
+    ) -> Result<Arc<CachedSet>, Error> {
+        if stored.first != version {
+            drop(cached);
+            // The writer already passed the visibility check.
+            let (_, set, _) = self.stored_set(&Caller::local_admin(), id).await?;
+            return Ok(set);
         }
-        cached
+        let cached = match self.calibration_cache.take_set(id, version) {
+            Some(kept) => {
+                drop(cached);
+                kept
+            }
+            None => cached,
+        };
+        let mut set = Arc::try_unwrap(cached).unwrap_or_else(|shared| (*shared).clone());
+        let had: Vec<bool> = touched
+            .iter()
+            .map(|&(i, rater, _)| {
+                set.set
+                    .items
+                    .get(i)
+                    .is_some_and(|it| labelled_by(it, rater))
+            })
+            .collect();
+        apply(&mut set.set);
+        set.relabelled(touched, &had);
+        let set = Arc::new(set);
+        self.calibration_cache
+            .put_set(id, version + touched.len() as u64, set.clone());
+        Ok(set)
     }
 
     /// Every label written to a set through the API (one item's, when given), oldest
@@ -660,7 +719,7 @@ impl Service {
         item: Option<&str>,
     ) -> Result<LabelHistory, Error> {
         caller.require(Action::ReadCalibration)?;
-        let (_, cached, _) = self.stored_set(caller, id).await?;
+        let (rec, cached, _) = self.stored_set(caller, id).await?;
         let set = &cached.set;
         if let Some(item) = item {
             if !cached.index.contains_key(item) {
@@ -670,7 +729,18 @@ impl Service {
                 ));
             }
         }
-        let events = self.store.label_history(id, item).await?;
+        let mut events = self.store.label_history(id, item).await?;
+        if !sees_all_labels(caller, rec.owner.as_deref()) {
+            // Blind: other raters' writes only on items the caller has labelled.
+            let me = rater_name(caller);
+            events.retain(|e| {
+                e.author.as_deref() == caller.owner()
+                    || cached
+                        .index
+                        .get(&e.item)
+                        .is_some_and(|&i| labelled_by(&set.items[i], &me))
+            });
+        }
         Ok(LabelHistory {
             set: id.to_owned(),
             item: item.map(str::to_owned),
@@ -835,8 +905,11 @@ impl Service {
             .map_err(|e| corrupt(format_args!("options of calibration run {id}"), e))?;
         // The run was visible, so its set is read as the service (a client's run may
         // be over a set it could see when it started the run).
-        let (_, stored, _) = self.stored_set(&Caller::local_admin(), &rec.set_id).await?;
+        let (set_rec, stored, _) = self.stored_set(&Caller::local_admin(), &rec.set_id).await?;
         let plan = run::stored_plan(&stored.set, &opts)?;
+        // Blind callers see an item's labels and verdicts once they have labelled it.
+        let blind =
+            (!sees_all_labels(caller, set_rec.owner.as_deref())).then(|| rater_name(caller));
         let limit = super::jobs::check_limit(limit)? as usize;
         let name = |c: Option<usize>| c.and_then(|c| plan.set.categories.get(c)).cloned();
         let mut items = Vec::new();
@@ -859,6 +932,12 @@ impl Service {
                 let Some(&i) = usize::try_from(seq).ok().and_then(|s| plan.items.get(s)) else {
                     continue;
                 };
+                if blind
+                    .as_ref()
+                    .is_some_and(|me| !labelled_by(&plan.set.items[i], me))
+                {
+                    continue;
+                }
                 let Some(report) = run::stored_report(&text)
                     .map_err(|e| corrupt(format_args!("calibration run {id} result {seq}"), e))?
                 else {
@@ -1109,7 +1188,7 @@ pub struct Dashboard {
 
 /// A parsed set with the facts every page of it needs, computed once per label
 /// version.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CachedSet {
     pub set: CalibrationSet,
     /// Item positions by id.
@@ -1125,23 +1204,54 @@ pub struct CachedSet {
 }
 
 impl CachedSet {
-    fn new(set: CalibrationSet) -> CachedSet {
-        let mut progress = std::collections::BTreeMap::<String, usize>::new();
-        let mut seen = Vec::new();
-        for it in &set.items {
-            seen.clear();
-            for l in it.labels.iter().filter(|l| l.kind == RaterKind::Human) {
-                if !seen.contains(&l.rater.as_str()) {
-                    seen.push(l.rater.as_str());
-                    match progress.get_mut(&l.rater) {
-                        Some(n) => *n += 1,
-                        None => {
-                            progress.insert(l.rater.clone(), 1);
+    /// Brings what labels decide (raters, progress) up to date after the labels of
+    /// `touched` (item, rater, kind) changed, from whether each rater had a human label
+    /// on its item before (`had`): a few map and list updates, not a pass over every
+    /// label (a removed label may remove a rater, so only then are the rater lists
+    /// recounted). Items, and so the index, categories and criteria, never change.
+    fn relabelled(&mut self, touched: &[(usize, &str, RaterKind)], had: &[bool]) {
+        let mut removed = false;
+        for (&(i, rater, kind), &had) in touched.iter().zip(had) {
+            let Some(item) = self.set.items.get(i) else {
+                continue;
+            };
+            let present = item
+                .labels
+                .iter()
+                .any(|l| l.rater == rater && l.kind == kind);
+            let has = labelled_by(item, rater);
+            match (had, has) {
+                (false, true) => *self.progress.entry(rater.to_owned()).or_default() += 1,
+                (true, false) => {
+                    if let Some(n) = self.progress.get_mut(rater) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.progress.remove(rater);
                         }
                     }
                 }
+                _ => {}
+            }
+            let list = match kind {
+                RaterKind::Human => &mut self.humans,
+                RaterKind::Judge => &mut self.judges,
+            };
+            if present {
+                if let Err(at) = list.binary_search_by(|x| x.as_str().cmp(rater)) {
+                    list.insert(at, rater.to_owned());
+                }
+            } else {
+                removed = true;
             }
         }
+        if removed {
+            self.humans = self.set.raters(RaterKind::Human);
+            self.judges = self.set.raters(RaterKind::Judge);
+        }
+    }
+
+    fn new(set: CalibrationSet) -> CachedSet {
+        let progress = progress(&set);
         let distinct = |f: fn(&crate::calibration::set::CalItem) -> Option<&String>| {
             let s: std::collections::BTreeSet<&String> = set.items.iter().filter_map(f).collect();
             s.into_iter().cloned().collect::<Vec<_>>()
@@ -1157,6 +1267,27 @@ impl CachedSet {
             set,
         }
     }
+}
+
+/// Items each human rater has labelled.
+fn progress(set: &CalibrationSet) -> std::collections::BTreeMap<String, usize> {
+    let mut progress = std::collections::BTreeMap::<String, usize>::new();
+    let mut seen = Vec::new();
+    for it in &set.items {
+        seen.clear();
+        for l in it.labels.iter().filter(|l| l.kind == RaterKind::Human) {
+            if !seen.contains(&l.rater.as_str()) {
+                seen.push(l.rater.as_str());
+                match progress.get_mut(&l.rater) {
+                    Some(n) => *n += 1,
+                    None => {
+                        progress.insert(l.rater.clone(), 1);
+                    }
+                }
+            }
+        }
+    }
+    progress
 }
 
 /// What the review queue needs of a run.
@@ -1202,6 +1333,14 @@ impl CalibrationCache {
         sets.iter()
             .find(|(i, v, _)| i == id && *v == version)
             .map(|(_, _, s)| s.clone())
+    }
+
+    /// Takes a set's kept parse at `version` out of the cache (a label write changes
+    /// it in place and puts it back under the new version).
+    fn take_set(&self, id: &str, version: u64) -> Option<Arc<CachedSet>> {
+        let mut sets = locked(&self.sets);
+        let at = sets.iter().position(|(i, v, _)| i == id && *v == version)?;
+        sets.remove(at).map(|(_, _, s)| s)
     }
 
     fn put_set(&self, id: &str, version: u64, set: Arc<CachedSet>) {
@@ -1329,6 +1468,71 @@ pub fn rater_name(caller: &Caller) -> String {
     caller.owner().unwrap_or("local").to_owned()
 }
 
+/// Who may write which label, for every transport: a human label is the caller's
+/// own (rater = the caller's key name); only an admin may write one under another
+/// rater's name (an import, returned here as the `imported_by` to record); judge
+/// labels only from an admin or the set's owner. The error names the label and field
+/// and says what to send instead.
+fn label_writers(
+    caller: &Caller,
+    set_owner: Option<&str>,
+    labels: &[NewLabel],
+) -> Result<Vec<Option<String>>, Error> {
+    let me = rater_name(caller);
+    let admin = caller.role == super::Role::Admin;
+    let owner = caller.owner().is_some() && caller.owner() == set_owner;
+    let mut imported_by = Vec::with_capacity(labels.len());
+    for (i, l) in labels.iter().enumerate() {
+        match l.kind {
+            RaterKind::Human => {
+                if l.rater == me {
+                    imported_by.push(None);
+                } else if admin {
+                    imported_by.push(Some(me.clone()));
+                } else {
+                    return Err(Error::Forbidden(format!(
+                        "labels[{i}].rater: \"{}\" is not you; a human label is written under the caller's key name: send \"rater\": \"{me}\" (only an admin may import labels on behalf of other raters)",
+                        l.rater
+                    )));
+                }
+            }
+            RaterKind::Judge => {
+                if !(admin || owner) {
+                    return Err(Error::Forbidden(format!(
+                        "labels[{i}].kind: only an admin or the set's owner may write judge labels; send kind \"human\" for your own label"
+                    )));
+                }
+                imported_by.push(None);
+            }
+        }
+    }
+    Ok(imported_by)
+}
+
+/// Whether the caller sees every rater's labels and the judges' verdicts on a set
+/// (one rule for the API, gRPC and the UI): admins and the set's owner do. Everyone
+/// else (annotators) labels blind: an item's other labels and verdicts only once they
+/// have labelled it themselves.
+pub fn sees_all_labels(caller: &Caller, set_owner: Option<&str>) -> bool {
+    caller.role == super::Role::Admin || (caller.owner().is_some() && caller.owner() == set_owner)
+}
+
+/// Whether `rater` has a human label on the item.
+fn labelled_by(item: &crate::calibration::set::CalItem, rater: &str) -> bool {
+    item.labels
+        .iter()
+        .any(|l| l.kind == RaterKind::Human && l.rater == rater)
+}
+
+/// A set's record after a label write: the store's new label count and time.
+fn stored_rec(rec: CalibrationSetRecord, stored: &LabelsStored, at: i64) -> CalibrationSetRecord {
+    CalibrationSetRecord {
+        labels: stored.labels,
+        updated_at: at,
+        ..rec
+    }
+}
+
 impl Service {
     /// The set's canonical calibration.v1 JSONL (for export).
     pub async fn calibration_set_document(
@@ -1337,16 +1541,19 @@ impl Service {
         id: &str,
     ) -> Result<(String, String), Error> {
         caller.require(Action::ReadCalibration)?;
-        let (rec, _, _) = self.stored_set(caller, id).await?;
-        let full = self
-            .store
-            .calibration_set(id)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                what: "calibration set",
-                name: id.to_owned(),
-            })?;
-        Ok((rec.name, full.document))
+        let (rec, cached, _) = self.stored_set(caller, id).await?;
+        if sees_all_labels(caller, rec.owner.as_deref()) {
+            return Ok((rec.name, cached.set.to_jsonl()));
+        }
+        // Blind: an item's labels only once the caller has labelled it.
+        let me = rater_name(caller);
+        let mut set = cached.set.clone();
+        for it in &mut set.items {
+            if !labelled_by(it, &me) {
+                it.labels.clear();
+            }
+        }
+        Ok((rec.name, set.to_jsonl()))
     }
 
     /// A job's finished items (done or failed) in item order after `after` (a `seq`),
@@ -1927,6 +2134,65 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After a label write or an undo, the kept parse's raters and per-rater progress,
+    /// updated from the touched labels only, equal a full recount of the changed set.
+    #[test]
+    fn relabelled_matches_a_full_recount() {
+        use crate::calibration::Label;
+        let text = [
+            r#"{"format": "calibration.v1", "name": "r", "scale": "nominal", "categories": ["a", "b"]}"#,
+            r#"{"id": "i0", "labels": [{"rater": "h1", "kind": "human", "value": "a"}, {"rater": "j", "kind": "judge", "value": "b"}]}"#,
+            r#"{"id": "i1", "labels": [{"rater": "h1", "kind": "human", "value": "b"}]}"#,
+            r#"{"id": "i2", "labels": []}"#,
+        ]
+        .join("\n");
+        let set = crate::calibration::set::parse_set(&text).unwrap();
+        let label = |rater: &str, kind| Label {
+            rater: rater.into(),
+            kind,
+            value: LabelValue::Category(1),
+        };
+        let check = |mut kept: CachedSet,
+                     touched: &[(usize, &str, RaterKind)],
+                     change: &dyn Fn(&mut CalibrationSet)| {
+            let had: Vec<bool> = touched
+                .iter()
+                .map(|&(i, r, _)| labelled_by(&kept.set.items[i], r))
+                .collect();
+            change(&mut kept.set);
+            kept.relabelled(touched, &had);
+            let full = CachedSet::new(kept.set.clone());
+            assert_eq!(
+                (&kept.humans, &kept.judges, &kept.progress),
+                (&full.humans, &full.judges, &full.progress)
+            );
+            kept
+        };
+        // New raters, a replaced label and a new judge.
+        let kept = check(
+            CachedSet::new(set),
+            &[
+                (2, "h2", RaterKind::Human),
+                (0, "h1", RaterKind::Human),
+                (2, "a-judge", RaterKind::Judge),
+            ],
+            &|s| {
+                s.apply_labels(vec![
+                    (2, label("h2", RaterKind::Human)),
+                    (0, label("h1", RaterKind::Human)),
+                    (2, label("a-judge", RaterKind::Judge)),
+                ]);
+            },
+        );
+        // Undos that remove labels: a rater's last label, and one of several.
+        let kept = check(kept, &[(2, "h2", RaterKind::Human)], &|s| {
+            s.remove_label(2, "h2", RaterKind::Human)
+        });
+        check(kept, &[(1, "h1", RaterKind::Human)], &|s| {
+            s.remove_label(1, "h1", RaterKind::Human)
+        });
+    }
 
     /// The filter's shortcut agrees with the exact computation (a one-item copy through
     /// `live::base_set`) on ties, repeats, missing labels and three categories.

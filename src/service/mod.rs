@@ -49,8 +49,12 @@ pub struct Service {
     jobs: Arc<Jobs>,
     auth: Auth,
     limits: Limits,
-    /// Serialises calibration set writes (unique names; read, add labels, write back).
+    /// Serialises calibration set uploads (set names are unique). Label writes do not
+    /// take it: they lock their own set only (`label_locks`).
     calibration_lock: tokio::sync::Mutex<()>,
+    /// One lock per calibration set for label writes and undos, so writes to one set
+    /// keep its kept parse and history in step, and never wait for another set's.
+    label_locks: SetLocks,
     /// Parsed calibration sets and reports kept between requests (see `calibration`).
     calibration_cache: calibration::CalibrationCache,
 }
@@ -70,6 +74,7 @@ impl Service {
             auth,
             limits,
             calibration_lock: tokio::sync::Mutex::new(()),
+            label_locks: SetLocks::default(),
             calibration_cache: calibration::CalibrationCache::default(),
         }
     }
@@ -168,6 +173,26 @@ impl Service {
                 })
             }
         }
+    }
+}
+
+/// Locks by set id, made on first use and dropped when nobody holds or waits for them.
+#[derive(Debug, Default)]
+struct SetLocks(std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl SetLocks {
+    async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            // Held for a map lookup only; a panic cannot leave the map half-changed.
+            let mut map = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // A lock only the map holds has no holder and no waiter.
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+            map.entry(id.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 }
 

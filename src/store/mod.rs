@@ -200,7 +200,38 @@ pub struct LabelEvent {
     pub previous: Option<Value>,
     /// The API key that wrote it; `None` without auth.
     pub author: Option<String>,
+    /// Set when an admin wrote a human label on behalf of another rater (an import):
+    /// the admin's key name (`local` without auth). `author` is who wrote it either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_by: Option<String>,
     pub at: i64,
+}
+
+/// One current label of a set as stored: one row per (set, item, rater, kind). `value`
+/// is the label as the API shows it (a category name, or a number).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelRow {
+    pub item: String,
+    pub rater: String,
+    /// `human` or `judge`.
+    pub kind: String,
+    pub value: Value,
+}
+
+/// What a label write changed, as the store found it inside its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelsStored {
+    /// Labels new to the set.
+    pub added: u64,
+    /// Labels whose value was replaced.
+    pub replaced: u64,
+    /// Labels removed (an event whose value is null).
+    pub removed: u64,
+    /// The set's label count after the write.
+    pub labels: u64,
+    /// The history position (`n`) of the write's first event: equal to the label
+    /// version the writer read when no other write came in between.
+    pub first: u64,
 }
 
 /// A calibration run: a job (same id) over a set's items, and its report once done.
@@ -374,24 +405,35 @@ pub trait Store: Send + Sync {
     /// such item. The UI's item page shows the conversation, response and rubric.
     async fn item_input(&self, job: &str, seq: u64) -> StoreResult<Option<String>>;
 
-    /// Stores a new calibration set.
-    async fn put_calibration_set(&self, set: &CalibrationSetRecord) -> StoreResult<()>;
+    /// Stores a new calibration set: its document (items only: each item's `labels`
+    /// is empty) and its labels as rows, in one transaction. `labels` keeps the first of
+    /// repeated (item, rater, kind) rows.
+    async fn put_calibration_set(
+        &self,
+        set: &CalibrationSetRecord,
+        labels: &[LabelRow],
+    ) -> StoreResult<()>;
+    /// A set with its stored document (items only; its labels are `calibration_labels`).
     async fn calibration_set(&self, id: &str) -> StoreResult<Option<CalibrationSetRecord>>;
+    /// A set's current labels, in the order they were first written.
+    async fn calibration_labels(&self, set: &str) -> StoreResult<Vec<LabelRow>>;
     /// Every set (only `owner`'s when given), newest first, without documents.
     async fn list_calibration_sets(
         &self,
         owner: Option<&str>,
     ) -> StoreResult<Vec<CalibrationSetRecord>>;
-    /// Replaces a set's document (labels added), keeping its id and creation time, and
-    /// appends the writes to the label history, in one transaction.
-    async fn update_calibration_set(
+    /// Writes labels, one row each, without touching the set's document, and appends
+    /// `events` to the label history, in one transaction that holds the set (only
+    /// that set) against other label writers. An event whose `value` is null removes
+    /// the label. Each history entry's `previous` is the value the row had (read in the
+    /// transaction, whatever the event says); `undoes` marks the write an undo of that
+    /// history entry.
+    async fn write_calibration_labels(
         &self,
-        id: &str,
-        document: &str,
-        items: u64,
-        labels: u64,
-        history: &[LabelEvent],
-    ) -> StoreResult<()>;
+        set: &str,
+        events: &[LabelEvent],
+        undoes: Option<u64>,
+    ) -> StoreResult<LabelsStored>;
     /// A set's label history in write order, for one item when given.
     async fn label_history(&self, set: &str, item: Option<&str>) -> StoreResult<Vec<LabelEvent>>;
     /// Creates the run's job, its pending items and the run row in one transaction.
@@ -442,18 +484,6 @@ pub trait Store: Send + Sync {
         set: &str,
         author: Option<&str>,
     ) -> StoreResult<Option<(u64, LabelEvent)>>;
-    /// Like `update_calibration_set` for one write, `event`, that undoes history entry
-    /// `undoes` (recorded, so the same write is never undone twice).
-    async fn undo_calibration_label(
-        &self,
-        id: &str,
-        document: &str,
-        items: u64,
-        labels: u64,
-        event: &LabelEvent,
-        undoes: u64,
-    ) -> StoreResult<()>;
-
     async fn cache_get(&self, key: &[u8; 32]) -> StoreResult<Option<String>>;
     async fn cache_put(&self, key: &[u8; 32], answer: &str) -> StoreResult<()>;
 
@@ -667,4 +697,100 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Splits a calibration.v1 document stored before labels were rows (schema 9 on
+/// SQLite, 6 on Postgres) into the document without labels (each item's `labels`
+/// emptied, everything else as it was) and its labels as rows, in document order,
+/// keeping the first of repeated (item, rater, kind) labels (the one agreement
+/// statistics counted). Line by line, so any stored document moves, valid or not.
+fn split_document_labels(document: &str) -> Result<(String, Vec<LabelRow>), String> {
+    let mut out = String::with_capacity(document.len());
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (n, line) in document.lines().enumerate() {
+        let mut v: Value = match serde_json::from_str(line) {
+            Ok(v) if n > 0 => v,
+            // The header, blank lines and anything unreadable stay as they are.
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            }
+        };
+        let item = v.get("id").and_then(Value::as_str).map(str::to_owned);
+        if let (Some(item), Some(labels)) = (item, v.get_mut("labels")) {
+            for l in std::mem::take(labels).as_array().into_iter().flatten() {
+                let field = |f: &str| l.get(f).and_then(Value::as_str).map(str::to_owned);
+                let (Some(rater), Some(kind), Some(value)) =
+                    (field("rater"), field("kind"), l.get("value"))
+                else {
+                    return Err(format!(
+                        "line {}: a label without rater, kind or value",
+                        n + 1
+                    ));
+                };
+                if seen.insert((item.clone(), rater.clone(), kind.clone())) {
+                    rows.push(LabelRow {
+                        item: item.clone(),
+                        rater,
+                        kind,
+                        value: value.clone(),
+                    });
+                }
+            }
+            *labels = Value::Array(Vec::new());
+        }
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    Ok((out, rows))
+}
+
+#[cfg(test)]
+mod label_rows_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn old_documents_split_into_items_and_rows() {
+        let doc = concat!(
+            r#"{"format": "calibration.v1", "name": "n", "scale": "nominal", "categories": ["a", "b"]}"#,
+            "\n",
+            r#"{"id": "x", "category": "c", "labels": [{"rater": "h1", "kind": "human", "value": "a"}, {"rater": "h1", "kind": "human", "value": "b"}, {"rater": "j", "kind": "judge", "value": "b"}]}"#,
+            "\n",
+            r#"{"id": "y", "labels": []}"#,
+            "\n",
+        );
+        let (items, rows) = split_document_labels(doc).unwrap();
+        assert_eq!(
+            items,
+            concat!(
+                r#"{"format": "calibration.v1", "name": "n", "scale": "nominal", "categories": ["a", "b"]}"#,
+                "\n",
+                r#"{"id":"x","category":"c","labels":[]}"#,
+                "\n",
+                r#"{"id":"y","labels":[]}"#,
+                "\n",
+            )
+        );
+        let row = |rater: &str, kind: &str, value: Value| LabelRow {
+            item: "x".into(),
+            rater: rater.into(),
+            kind: kind.into(),
+            value,
+        };
+        assert_eq!(
+            rows,
+            [
+                row("h1", "human", json!("a")),
+                row("j", "judge", json!("b"))
+            ],
+            "document order, the first of a repeated label kept"
+        );
+        assert!(
+            split_document_labels("{}\n{\"id\": \"x\", \"labels\": [{\"rater\": \"h\"}]}").is_err()
+        );
+    }
 }

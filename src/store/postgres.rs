@@ -14,8 +14,9 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use super::cache_writes::CacheWrites;
 use super::{
     ACTIVE_JOBS_WHERE, Admission, BatchCounts, BatchRecord, CalibrationRunRecord,
-    CalibrationSetRecord, ItemOutcome, JobQueue, JobRecord, JobState, LabelEvent, LedgerStatus,
-    RubricEntry, Store, StoreError, StoreResult, counts_by_state, i64_of, now_ms, u64_of,
+    CalibrationSetRecord, ItemOutcome, JobQueue, JobRecord, JobState, LabelEvent, LabelRow,
+    LabelsStored, LedgerStatus, RubricEntry, Store, StoreError, StoreResult, counts_by_state,
+    i64_of, now_ms, split_document_labels, u64_of,
 };
 use crate::rubric::{Rubric, schema::parse_rubric};
 
@@ -77,6 +78,7 @@ impl PostgresStore {
         // Replicas starting together would race to migrate: an advisory lock (held by
         // sqlx's migrator for the run) makes the first one migrate and the others wait.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        move_labels_to_rows(&pool).await?;
         let (events, _) = tokio::sync::broadcast::channel(4096);
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(CHANNEL).await?;
@@ -324,9 +326,97 @@ fn label_event_from(r: &PgRow, set: &str) -> StoreResult<LabelEvent> {
             .map(json)
             .transpose()?,
         author: r.try_get("author")?,
+        imported_by: r.try_get("imported_by")?,
         at: r.try_get("at")?,
     })
 }
+
+/// Inserts a set's labels as rows at positions `first_pos..`, in one statement.
+/// Returns how many were inserted (a repeated (item, rater, kind) keeps the first).
+async fn insert_label_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    set: &str,
+    rows: &[LabelRow],
+    first_pos: i64,
+) -> StoreResult<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let column = |f: fn(&LabelRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let done = sqlx::query(
+        "INSERT INTO calibration_labels (set_id, item, rater, kind, value, pos)
+         SELECT $1, i, r, k, v, $6 + n - 1
+         FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[]) WITH ORDINALITY AS t(i, r, k, v, n)
+         ORDER BY n
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(set)
+    .bind(column(|r| r.item.clone()))
+    .bind(column(|r| r.rater.clone()))
+    .bind(column(|r| r.kind.clone()))
+    .bind(column(|r| r.value.to_string()))
+    .bind(first_pos)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Moves the labels of sets stored before schema 6 out of their documents into rows,
+/// once (a moved set has its `calibration_label_counts` row), one transaction per
+/// set. Replicas starting together each claim a set by inserting its counts row; the
+/// second waits for the first and then finds it done.
+async fn move_labels_to_rows(pool: &PgPool) -> StoreResult<()> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM calibration_sets s
+         WHERE NOT EXISTS (SELECT 1 FROM calibration_label_counts c WHERE c.set_id = s.id)",
+    )
+    .fetch_all(pool)
+    .await?;
+    for id in ids {
+        let mut tx = pool.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO calibration_label_counts (set_id, labels, next_pos, updated_at)
+             SELECT id, 0, 0, updated_at FROM calibration_sets WHERE id = $1
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            continue;
+        }
+        let document: String =
+            sqlx::query_scalar("SELECT document FROM calibration_sets WHERE id = $1")
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let (items, rows) = split_document_labels(&document)
+            .map_err(|e| StoreError::Corrupt(format!("calibration set {id}: {e}")))?;
+        let labels = insert_label_rows(&mut tx, &id, &rows, 0).await?;
+        sqlx::query("UPDATE calibration_sets SET document = $1, labels = $2 WHERE id = $3")
+            .bind(&items)
+            .bind(i64_of(labels))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE calibration_label_counts SET labels = $1, next_pos = $2 WHERE set_id = $3",
+        )
+        .bind(i64_of(labels))
+        .bind(i64_of(rows.len() as u64))
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(set = %id, labels, "moved a calibration set's labels into rows");
+    }
+    Ok(())
+}
+
+/// The label count and last label write of a set come from its counts row (written
+/// with every label), the rest from the set's row.
+const SET_COLUMNS: &str = "s.id, s.name, s.owner, s.items, COALESCE(c.labels, s.labels) AS labels,
+    s.created_at, COALESCE(c.updated_at, s.updated_at) AS updated_at";
 
 const JOB_SELECT: &str =
     "SELECT j.id, j.state, j.total, j.seed, j.owner, j.created_at, j.started_at, j.finished_at,
@@ -744,7 +834,12 @@ impl Store for PostgresStore {
         Ok(row.map(|(input,)| input))
     }
 
-    async fn put_calibration_set(&self, set: &CalibrationSetRecord) -> StoreResult<()> {
+    async fn put_calibration_set(
+        &self,
+        set: &CalibrationSetRecord,
+        labels: &[LabelRow],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO calibration_sets (id, name, owner, document, items, labels, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -757,16 +852,28 @@ impl Store for PostgresStore {
         .bind(i64_of(set.labels))
         .bind(set.created_at)
         .bind(set.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let stored = insert_label_rows(&mut tx, &set.id, labels, 0).await?;
+        sqlx::query(
+            "INSERT INTO calibration_label_counts (set_id, labels, next_pos, updated_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&set.id)
+        .bind(i64_of(stored))
+        .bind(i64_of(labels.len() as u64))
+        .bind(set.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     async fn calibration_set(&self, id: &str) -> StoreResult<Option<CalibrationSetRecord>> {
-        let row = sqlx::query(
-            "SELECT id, name, owner, document, items, labels, created_at, updated_at
-             FROM calibration_sets WHERE id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {SET_COLUMNS}, s.document FROM calibration_sets s
+             LEFT JOIN calibration_label_counts c ON c.set_id = s.id WHERE s.id = $1"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
@@ -775,14 +882,36 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    async fn calibration_labels(&self, set: &str) -> StoreResult<Vec<LabelRow>> {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT item, rater, kind, value FROM calibration_labels WHERE set_id = $1 ORDER BY pos",
+        )
+        .bind(set)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(item, rater, kind, value)| {
+                Ok(LabelRow {
+                    value: serde_json::from_str(&value).map_err(|e| {
+                        StoreError::Corrupt(format!("label of item {item} in set {set}: {e}"))
+                    })?,
+                    item,
+                    rater,
+                    kind,
+                })
+            })
+            .collect()
+    }
+
     async fn list_calibration_sets(
         &self,
         owner: Option<&str>,
     ) -> StoreResult<Vec<CalibrationSetRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, name, owner, items, labels, created_at, updated_at FROM calibration_sets
-             WHERE ($1::TEXT IS NULL OR owner = $1) ORDER BY created_at DESC, id DESC",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {SET_COLUMNS} FROM calibration_sets s
+             LEFT JOIN calibration_label_counts c ON c.set_id = s.id
+             WHERE ($1::TEXT IS NULL OR s.owner = $1) ORDER BY s.created_at DESC, s.id DESC"
+        ))
         .bind(owner)
         .fetch_all(&self.pool)
         .await?;
@@ -791,57 +920,118 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn update_calibration_set(
+    async fn write_calibration_labels(
         &self,
-        id: &str,
-        document: &str,
-        items: u64,
-        labels: u64,
-        history: &[LabelEvent],
-    ) -> StoreResult<()> {
+        set: &str,
+        events: &[LabelEvent],
+        undoes: Option<u64>,
+    ) -> StoreResult<LabelsStored> {
         let mut tx = self.pool.begin().await?;
-        // The update locks the set's row first, so two replicas labelling the same set
-        // number their history entries one after the other, never the same `n`.
-        sqlx::query(
-            "UPDATE calibration_sets SET document = $1, items = $2, labels = $3,
-                 updated_at = tribunal_now_ms() WHERE id = $4",
+        // The set's counts row is its lock: replicas writing labels to the same set
+        // take turns (and number their history entries one after the other); writes
+        // to other sets never wait.
+        let (mut labels, mut next_pos): (i64, i64) = sqlx::query_as(
+            "SELECT labels, next_pos FROM calibration_label_counts WHERE set_id = $1 FOR UPDATE",
         )
-        .bind(document)
-        .bind(i64_of(items))
-        .bind(i64_of(labels))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let next: i64 = sqlx::query_scalar(
+        .bind(set)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("calibration set {set} has no label counts")))?;
+        let first: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(n) + 1, 0) FROM calibration_label_history WHERE set_id = $1",
         )
-        .bind(id)
+        .bind(set)
         .fetch_one(&mut *tx)
         .await?;
-        for (i, e) in history.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO calibration_label_history (set_id, n, item, rater, kind, value, previous, author, at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        let mut out = LabelsStored {
+            added: 0,
+            replaced: 0,
+            removed: 0,
+            labels: 0,
+            first: u64_of(first),
+        };
+        for (i, e) in events.iter().enumerate() {
+            let previous: Option<String> = sqlx::query_scalar(
+                "SELECT value FROM calibration_labels
+                 WHERE set_id = $1 AND item = $2 AND rater = $3 AND kind = $4",
             )
-            .bind(id)
-            .bind(next + i64_of(i as u64))
+            .bind(set)
+            .bind(&e.item)
+            .bind(&e.rater)
+            .bind(&e.kind)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let key = |q: &'static str| {
+                sqlx::query(q)
+                    .bind(set)
+                    .bind(&e.item)
+                    .bind(&e.rater)
+                    .bind(&e.kind)
+            };
+            match (e.value.is_null(), previous.is_some()) {
+                (true, false) => {}
+                (true, true) => {
+                    key("DELETE FROM calibration_labels WHERE set_id = $1 AND item = $2 AND rater = $3 AND kind = $4")
+                        .execute(&mut *tx)
+                        .await?;
+                    labels -= 1;
+                    out.removed += 1;
+                }
+                (false, true) => {
+                    key("UPDATE calibration_labels SET value = $5, author = $6 WHERE set_id = $1 AND item = $2 AND rater = $3 AND kind = $4")
+                        .bind(e.value.to_string())
+                        .bind(&e.author)
+                        .execute(&mut *tx)
+                        .await?;
+                    out.replaced += 1;
+                }
+                (false, false) => {
+                    key("INSERT INTO calibration_labels (set_id, item, rater, kind, value, author, pos) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                        .bind(e.value.to_string())
+                        .bind(&e.author)
+                        .bind(next_pos)
+                        .execute(&mut *tx)
+                        .await?;
+                    labels += 1;
+                    next_pos += 1;
+                    out.added += 1;
+                }
+            }
+            sqlx::query(
+                "INSERT INTO calibration_label_history (set_id, n, item, rater, kind, value, previous, author, at, undoes, imported_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(set)
+            .bind(first + i64_of(i as u64))
             .bind(&e.item)
             .bind(&e.rater)
             .bind(&e.kind)
             .bind(e.value.to_string())
-            .bind(e.previous.as_ref().map(ToString::to_string))
+            .bind(previous)
             .bind(&e.author)
             .bind(e.at)
+            .bind(undoes.map(i64_of))
+            .bind(&e.imported_by)
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query(
+            "UPDATE calibration_label_counts SET labels = $1, next_pos = $2, updated_at = tribunal_now_ms()
+             WHERE set_id = $3",
+        )
+        .bind(labels)
+        .bind(next_pos)
+        .bind(set)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(())
+        out.labels = u64_of(labels);
+        Ok(out)
     }
 
     async fn label_history(&self, set: &str, item: Option<&str>) -> StoreResult<Vec<LabelEvent>> {
         let rows = sqlx::query(
-            "SELECT item, rater, kind, value, previous, author, at FROM calibration_label_history
+            "SELECT item, rater, kind, value, previous, author, imported_by, at FROM calibration_label_history
              WHERE set_id = $1 AND ($2::TEXT IS NULL OR item = $2) ORDER BY n",
         )
         .bind(set)
@@ -903,9 +1093,9 @@ impl Store for PostgresStore {
     ) -> StoreResult<Option<(CalibrationSetRecord, u64)>> {
         // The history's primary key is (set_id, n), so its newest entry is one probe.
         let row = sqlx::query(
-            "SELECT id, name, owner, items, labels, created_at, updated_at,
+            &format!("SELECT {SET_COLUMNS},
                 (SELECT COALESCE(MAX(n) + 1, 0) FROM calibration_label_history h WHERE h.set_id = s.id) AS version
-             FROM calibration_sets s WHERE id = $1",
+             FROM calibration_sets s LEFT JOIN calibration_label_counts c ON c.set_id = s.id WHERE s.id = $1"),
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -959,7 +1149,7 @@ impl Store for PostgresStore {
         author: Option<&str>,
     ) -> StoreResult<Option<(u64, LabelEvent)>> {
         let row = sqlx::query(
-            "SELECT n, item, rater, kind, value, previous, author, at FROM calibration_label_history h
+            "SELECT n, item, rater, kind, value, previous, author, imported_by, at FROM calibration_label_history h
              WHERE h.set_id = $1 AND h.author IS NOT DISTINCT FROM $2::TEXT AND h.undoes IS NULL
                AND NOT EXISTS (SELECT 1 FROM calibration_label_history u WHERE u.set_id = h.set_id AND u.undoes = h.n)
              ORDER BY h.n DESC LIMIT 1",
@@ -975,47 +1165,6 @@ impl Store for PostgresStore {
             ))
         })
         .transpose()
-    }
-
-    async fn undo_calibration_label(
-        &self,
-        id: &str,
-        document: &str,
-        items: u64,
-        labels: u64,
-        event: &LabelEvent,
-        undoes: u64,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        // As in `update_calibration_set`: the row lock orders concurrent writers' `n`.
-        sqlx::query(
-            "UPDATE calibration_sets SET document = $1, items = $2, labels = $3,
-                 updated_at = tribunal_now_ms() WHERE id = $4",
-        )
-        .bind(document)
-        .bind(i64_of(items))
-        .bind(i64_of(labels))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO calibration_label_history (set_id, n, item, rater, kind, value, previous, author, at, undoes)
-             SELECT $1, COALESCE(MAX(n) + 1, 0), $2, $3, $4, $5, $6, $7, $8, $9
-             FROM calibration_label_history WHERE set_id = $1",
-        )
-        .bind(id)
-        .bind(&event.item)
-        .bind(&event.rater)
-        .bind(&event.kind)
-        .bind(event.value.to_string())
-        .bind(event.previous.as_ref().map(ToString::to_string))
-        .bind(&event.author)
-        .bind(event.at)
-        .bind(i64_of(undoes))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn finish_calibration_run(&self, id: &str, report: &str) -> StoreResult<bool> {

@@ -13,8 +13,9 @@ use sqlx::sqlite::{
 use super::cache_writes::CacheWrites;
 use super::{
     ACTIVE_JOBS_WHERE, Admission, BatchCounts, BatchRecord, CalibrationRunRecord,
-    CalibrationSetRecord, ItemOutcome, JobRecord, JobState, LabelEvent, LedgerStatus, RubricEntry,
-    Store, StoreError, StoreResult, counts_by_state, i64_of, now_ms, u64_of,
+    CalibrationSetRecord, ItemOutcome, JobRecord, JobState, LabelEvent, LabelRow, LabelsStored,
+    LedgerStatus, RubricEntry, Store, StoreError, StoreResult, counts_by_state, i64_of, now_ms,
+    split_document_labels, u64_of,
 };
 use crate::rubric::{Rubric, schema::parse_rubric};
 
@@ -229,6 +230,7 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
+        move_labels_to_rows(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(opts.read_only(true))
@@ -386,9 +388,85 @@ fn label_event_from(r: &sqlx::sqlite::SqliteRow, set: &str) -> StoreResult<Label
             .map(json)
             .transpose()?,
         author: r.try_get("author")?,
+        imported_by: r.try_get("imported_by")?,
         at: r.try_get("at")?,
     })
 }
+
+/// Label rows a statement inserts at most (7 parameters each, well under SQLite's
+/// limit of 32,766).
+const LABEL_ROWS_PER_INSERT: usize = 500;
+
+/// Inserts a set's labels as rows at positions `first_pos..`, many per statement.
+/// Returns how many were inserted (a repeated (item, rater, kind) keeps the first).
+async fn insert_label_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    set: &str,
+    rows: &[LabelRow],
+    first_pos: i64,
+) -> StoreResult<u64> {
+    let mut inserted = 0;
+    for (k, chunk) in rows.chunks(LABEL_ROWS_PER_INSERT).enumerate() {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT OR IGNORE INTO calibration_labels (set_id, item, rater, kind, value, pos, author) ",
+        );
+        let base = first_pos + i64_of((k * LABEL_ROWS_PER_INSERT) as u64);
+        q.push_values(chunk.iter().enumerate(), |mut b, (i, r)| {
+            b.push_bind(set)
+                .push_bind(&r.item)
+                .push_bind(&r.rater)
+                .push_bind(&r.kind)
+                .push_bind(r.value.to_string())
+                .push_bind(base + i64_of(i as u64))
+                .push_bind(None::<String>);
+        });
+        inserted += q.build().execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(inserted)
+}
+
+/// Moves the labels of sets stored before schema 9 out of their documents into rows,
+/// once (a moved set has its `calibration_label_counts` row), one transaction per set.
+async fn move_labels_to_rows(writer: &SqlitePool) -> StoreResult<()> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM calibration_sets s
+         WHERE NOT EXISTS (SELECT 1 FROM calibration_label_counts c WHERE c.set_id = s.id)",
+    )
+    .fetch_all(writer)
+    .await?;
+    for id in ids {
+        let mut tx = writer.begin().await?;
+        let (document, updated_at): (String, i64) =
+            sqlx::query_as("SELECT document, updated_at FROM calibration_sets WHERE id = ?")
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let (items, rows) = split_document_labels(&document)
+            .map_err(|e| StoreError::Corrupt(format!("calibration set {id}: {e}")))?;
+        let labels = insert_label_rows(&mut tx, &id, &rows, 0).await?;
+        sqlx::query("UPDATE calibration_sets SET document = ?, labels = ? WHERE id = ?")
+            .bind(&items)
+            .bind(i64_of(labels))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO calibration_label_counts (set_id, labels, next_pos, updated_at) VALUES (?, ?, ?, ?)")
+            .bind(&id)
+            .bind(i64_of(labels))
+            .bind(i64_of(rows.len() as u64))
+            .bind(updated_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(set = %id, labels, "moved a calibration set's labels into rows");
+    }
+    Ok(())
+}
+
+/// The label count and last label write of a set come from its counts row (written
+/// with every label), the rest from the set's row.
+const SET_COLUMNS: &str = "s.id, s.name, s.owner, s.items, COALESCE(c.labels, s.labels) AS labels,
+    s.created_at, COALESCE(c.updated_at, s.updated_at) AS updated_at";
 
 /// A job's row, counters included: no item is read. Staging jobs (submissions still
 /// arriving) are invisible.
@@ -783,7 +861,12 @@ impl Store for SqliteStore {
         Ok(row.map(|(input,)| input))
     }
 
-    async fn put_calibration_set(&self, set: &CalibrationSetRecord) -> StoreResult<()> {
+    async fn put_calibration_set(
+        &self,
+        set: &CalibrationSetRecord,
+        labels: &[LabelRow],
+    ) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query("INSERT INTO calibration_sets (id, name, owner, document, items, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(&set.id)
             .bind(&set.name)
@@ -793,13 +876,22 @@ impl Store for SqliteStore {
             .bind(i64_of(set.labels))
             .bind(set.created_at)
             .bind(set.updated_at)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        let stored = insert_label_rows(&mut tx, &set.id, labels, 0).await?;
+        sqlx::query("INSERT INTO calibration_label_counts (set_id, labels, next_pos, updated_at) VALUES (?, ?, ?, ?)")
+            .bind(&set.id)
+            .bind(i64_of(stored))
+            .bind(i64_of(labels.len() as u64))
+            .bind(set.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     async fn calibration_set(&self, id: &str) -> StoreResult<Option<CalibrationSetRecord>> {
-        let row = sqlx::query("SELECT id, name, owner, document, items, labels, created_at, updated_at FROM calibration_sets WHERE id = ?")
+        let row = sqlx::query(&format!("SELECT {SET_COLUMNS}, s.document FROM calibration_sets s LEFT JOIN calibration_label_counts c ON c.set_id = s.id WHERE s.id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -808,11 +900,32 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    async fn calibration_labels(&self, set: &str) -> StoreResult<Vec<LabelRow>> {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT item, rater, kind, value FROM calibration_labels WHERE set_id = ? ORDER BY pos",
+        )
+        .bind(set)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(item, rater, kind, value)| {
+                Ok(LabelRow {
+                    value: serde_json::from_str(&value).map_err(|e| {
+                        StoreError::Corrupt(format!("label of item {item} in set {set}: {e}"))
+                    })?,
+                    item,
+                    rater,
+                    kind,
+                })
+            })
+            .collect()
+    }
+
     async fn list_calibration_sets(
         &self,
         owner: Option<&str>,
     ) -> StoreResult<Vec<CalibrationSetRecord>> {
-        let rows = sqlx::query("SELECT id, name, owner, items, labels, created_at, updated_at FROM calibration_sets WHERE (?1 IS NULL OR owner = ?1) ORDER BY created_at DESC, id DESC")
+        let rows = sqlx::query(&format!("SELECT {SET_COLUMNS} FROM calibration_sets s LEFT JOIN calibration_label_counts c ON c.set_id = s.id WHERE (?1 IS NULL OR s.owner = ?1) ORDER BY s.created_at DESC, s.id DESC"))
             .bind(owner)
             .fetch_all(&self.pool)
             .await?;
@@ -821,49 +934,110 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn update_calibration_set(
+    async fn write_calibration_labels(
         &self,
-        id: &str,
-        document: &str,
-        items: u64,
-        labels: u64,
-        history: &[LabelEvent],
-    ) -> StoreResult<()> {
+        set: &str,
+        events: &[LabelEvent],
+        undoes: Option<u64>,
+    ) -> StoreResult<LabelsStored> {
+        // One writer connection: the transaction holds every set, but only for the
+        // few row statements of this write (no document is read or written).
         let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE calibration_sets SET document = ?, items = ?, labels = ?, updated_at = ? WHERE id = ?")
-            .bind(document)
-            .bind(i64_of(items))
-            .bind(i64_of(labels))
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let (next,): (i64,) = sqlx::query_as(
+        let (mut labels, mut next_pos): (i64, i64) = sqlx::query_as(
+            "SELECT labels, next_pos FROM calibration_label_counts WHERE set_id = ?",
+        )
+        .bind(set)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("calibration set {set} has no label counts")))?;
+        let (first,): (i64,) = sqlx::query_as(
             "SELECT COALESCE(MAX(n) + 1, 0) FROM calibration_label_history WHERE set_id = ?",
         )
-        .bind(id)
+        .bind(set)
         .fetch_one(&mut *tx)
         .await?;
-        for (i, e) in history.iter().enumerate() {
-            sqlx::query("INSERT INTO calibration_label_history (set_id, n, item, rater, kind, value, previous, author, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-                .bind(id)
-                .bind(next + i64_of(i as u64))
+        let mut out = LabelsStored {
+            added: 0,
+            replaced: 0,
+            removed: 0,
+            labels: 0,
+            first: u64_of(first),
+        };
+        for (i, e) in events.iter().enumerate() {
+            let previous: Option<String> = sqlx::query_scalar(
+                "SELECT value FROM calibration_labels WHERE set_id = ? AND item = ? AND rater = ? AND kind = ?",
+            )
+            .bind(set)
+            .bind(&e.item)
+            .bind(&e.rater)
+            .bind(&e.kind)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let key = |q: &'static str| {
+                sqlx::query(q)
+                    .bind(set)
+                    .bind(&e.item)
+                    .bind(&e.rater)
+                    .bind(&e.kind)
+            };
+            match (e.value.is_null(), previous.is_some()) {
+                (true, false) => {}
+                (true, true) => {
+                    key("DELETE FROM calibration_labels WHERE set_id = ? AND item = ? AND rater = ? AND kind = ?")
+                        .execute(&mut *tx)
+                        .await?;
+                    labels -= 1;
+                    out.removed += 1;
+                }
+                (false, true) => {
+                    key("UPDATE calibration_labels SET value = ?5, author = ?6 WHERE set_id = ?1 AND item = ?2 AND rater = ?3 AND kind = ?4")
+                        .bind(e.value.to_string())
+                        .bind(&e.author)
+                        .execute(&mut *tx)
+                        .await?;
+                    out.replaced += 1;
+                }
+                (false, false) => {
+                    key("INSERT INTO calibration_labels (set_id, item, rater, kind, value, author, pos) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                        .bind(e.value.to_string())
+                        .bind(&e.author)
+                        .bind(next_pos)
+                        .execute(&mut *tx)
+                        .await?;
+                    labels += 1;
+                    next_pos += 1;
+                    out.added += 1;
+                }
+            }
+            sqlx::query("INSERT INTO calibration_label_history (set_id, n, item, rater, kind, value, previous, author, at, undoes, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                .bind(set)
+                .bind(first + i64_of(i as u64))
                 .bind(&e.item)
                 .bind(&e.rater)
                 .bind(&e.kind)
                 .bind(e.value.to_string())
-                .bind(e.previous.as_ref().map(ToString::to_string))
+                .bind(previous)
                 .bind(&e.author)
                 .bind(e.at)
+                .bind(undoes.map(i64_of))
+                .bind(&e.imported_by)
                 .execute(&mut *tx)
                 .await?;
         }
+        sqlx::query("UPDATE calibration_label_counts SET labels = ?, next_pos = ?, updated_at = ? WHERE set_id = ?")
+            .bind(labels)
+            .bind(next_pos)
+            .bind(now_ms())
+            .bind(set)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(())
+        out.labels = u64_of(labels);
+        Ok(out)
     }
 
     async fn label_history(&self, set: &str, item: Option<&str>) -> StoreResult<Vec<LabelEvent>> {
-        let rows = sqlx::query("SELECT item, rater, kind, value, previous, author, at FROM calibration_label_history WHERE set_id = ?1 AND (?2 IS NULL OR item = ?2) ORDER BY n")
+        let rows = sqlx::query("SELECT item, rater, kind, value, previous, author, imported_by, at FROM calibration_label_history WHERE set_id = ?1 AND (?2 IS NULL OR item = ?2) ORDER BY n")
             .bind(set)
             .bind(item)
             .fetch_all(&self.pool)
@@ -921,9 +1095,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<(CalibrationSetRecord, u64)>> {
         // The history's primary key is (set_id, n), so its newest entry is one probe.
         let row = sqlx::query(
-            "SELECT id, name, owner, items, labels, created_at, updated_at,
+            &format!("SELECT {SET_COLUMNS},
                 (SELECT COALESCE(MAX(n) + 1, 0) FROM calibration_label_history h WHERE h.set_id = s.id) AS version
-             FROM calibration_sets s WHERE id = ?",
+             FROM calibration_sets s LEFT JOIN calibration_label_counts c ON c.set_id = s.id WHERE s.id = ?"),
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -977,7 +1151,7 @@ impl Store for SqliteStore {
         author: Option<&str>,
     ) -> StoreResult<Option<(u64, LabelEvent)>> {
         let row = sqlx::query(
-            "SELECT n, item, rater, kind, value, previous, author, at FROM calibration_label_history h
+            "SELECT n, item, rater, kind, value, previous, author, imported_by, at FROM calibration_label_history h
              WHERE h.set_id = ?1 AND h.author IS ?2 AND h.undoes IS NULL
                AND NOT EXISTS (SELECT 1 FROM calibration_label_history u WHERE u.set_id = h.set_id AND u.undoes = h.n)
              ORDER BY h.n DESC LIMIT 1",
@@ -988,43 +1162,6 @@ impl Store for SqliteStore {
         .await?;
         row.map(|r| Ok((u64_of(r.try_get("n")?), label_event_from(&r, set)?)))
             .transpose()
-    }
-
-    async fn undo_calibration_label(
-        &self,
-        id: &str,
-        document: &str,
-        items: u64,
-        labels: u64,
-        event: &LabelEvent,
-        undoes: u64,
-    ) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE calibration_sets SET document = ?, items = ?, labels = ?, updated_at = ? WHERE id = ?")
-            .bind(document)
-            .bind(i64_of(items))
-            .bind(i64_of(labels))
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO calibration_label_history (set_id, n, item, rater, kind, value, previous, author, at, undoes)
-             SELECT ?1, COALESCE(MAX(n) + 1, 0), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM calibration_label_history WHERE set_id = ?1",
-        )
-        .bind(id)
-        .bind(&event.item)
-        .bind(&event.rater)
-        .bind(&event.kind)
-        .bind(event.value.to_string())
-        .bind(event.previous.as_ref().map(ToString::to_string))
-        .bind(&event.author)
-        .bind(event.at)
-        .bind(i64_of(undoes))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn finish_calibration_run(&self, id: &str, report: &str) -> StoreResult<bool> {

@@ -143,8 +143,17 @@ fn set_upload(name: &str) -> Value {
     json!({"format": "calibration.v1", "content": text, "name": name})
 }
 
-fn label() -> Value {
-    json!({"labels": [{"item": "l0", "rater": "nurse-z", "kind": "human", "value": true}]})
+/// A human label of the caller's own: its rater is the caller's key name (a label
+/// under another rater's name is refused to all but admins; see tests/it/labels.rs).
+fn label(who: Who) -> Value {
+    let rater = match who {
+        Who::Owner => "team-a",
+        Who::Other => "team-b",
+        Who::Annotator => "doc",
+        Who::Admin => "root",
+        Who::NoKey | Who::WrongKey => "nurse-z",
+    };
+    json!({"labels": [{"item": "l0", "rater": rater, "kind": "human", "value": true}]})
 }
 
 /// Operations reached through a documented route with a query flag (no row of their own
@@ -229,7 +238,7 @@ async fn http_call(
         }
         ("post", "/v1/rubrics" | "/v1/rubrics/validate") => Some(rubric()),
         ("post", "/v1/calibration/sets") => Some(set_upload(&format!("set-{n}"))),
-        ("post", "/v1/calibration/sets/{id}/labels") => Some(label()),
+        ("post", "/v1/calibration/sets/{id}/labels") => Some(label(who)),
         ("post", "/v1/calibration/runs") => Some(json!({"set": fx.set, "resamples": 10})),
         _ => None,
     };
@@ -241,7 +250,7 @@ async fn http_call(
             .http
             .post(format!("{}/v1/calibration/sets/{}/labels", app.url, fx.set))
             .header("content-type", "application/json")
-            .body(label().to_string());
+            .body(label(who).to_string());
         if let Some(k) = who.key() {
             w = w.header("authorization", format!("Bearer {k}"));
         }
@@ -456,7 +465,7 @@ async fn grpc_call(
             .add_calibration_labels(with_key(
                 pb::AddCalibrationLabelsRequest {
                     set_id: fx.set.clone(),
-                    json: label().to_string(),
+                    json: label(who).to_string(),
                 },
                 who,
             ))
@@ -500,7 +509,7 @@ async fn grpc_call(
                 .add_calibration_labels(with_key(
                     pb::AddCalibrationLabelsRequest {
                         set_id: fx.set.clone(),
-                        json: label().to_string(),
+                        json: label(who).to_string(),
                     },
                     who,
                 ))
@@ -708,14 +717,18 @@ async fn every_route_and_rpc_for_every_caller() {
         "{other_jobs}"
     );
 
-    // Labels record who wrote them; a correction keeps the old value.
+    // Labels record who wrote them; a correction keeps the old value. An annotator's
+    // label is its own (rater = its key name, "doc").
     let history = list(Who::Admin, "/v1/calibration/sets").await;
     assert!(has(&history, "sets", &fx.set));
     let r = app
         .http
         .post(format!("{}/v1/calibration/sets/{}/labels", app.url, fx.set))
         .header("authorization", "Bearer doc-secret")
-        .body(json!({"labels": [{"item": "l0", "rater": "nurse-z", "kind": "human", "value": false}]}).to_string())
+        .body(
+            json!({"labels": [{"item": "l0", "rater": "doc", "kind": "human", "value": false}]})
+                .to_string(),
+        )
         .send()
         .await
         .unwrap();

@@ -419,17 +419,36 @@ async fn a_run_report_is_written_once_from_stored_results() {
         .unwrap();
     let text = live_set();
     let set = parse_set(&text).unwrap();
-    store
-        .put_calibration_set(&CalibrationSetRecord {
-            id: "s1".into(),
-            name: set.name.clone(),
-            owner: None,
-            document: set.to_jsonl(),
-            items: 36,
-            labels: 108,
-            created_at: 0,
-            updated_at: 0,
+    // Stored as the service stores it: the items in the document, the labels as rows.
+    let mut items_only = set.clone();
+    let rows: Vec<tribunal::store::LabelRow> = items_only
+        .take_labels()
+        .into_iter()
+        .map(|(i, l)| tribunal::store::LabelRow {
+            item: set.items[i].id.clone(),
+            rater: l.rater,
+            kind: l.kind.as_str().to_owned(),
+            value: match l.value {
+                tribunal::calibration::LabelValue::Category(c) => json!(set.categories[c]),
+                tribunal::calibration::LabelValue::Number(x) => json!(x),
+            },
         })
+        .collect();
+    assert_eq!(rows.len(), 108);
+    store
+        .put_calibration_set(
+            &CalibrationSetRecord {
+                id: "s1".into(),
+                name: set.name.clone(),
+                owner: None,
+                document: items_only.to_jsonl(),
+                items: 36,
+                labels: 108,
+                created_at: 0,
+                updated_at: 0,
+            },
+            &rows,
+        )
         .await
         .unwrap();
     let plan = live::plan(&set, &Default::default(), false).unwrap();

@@ -21,6 +21,7 @@ mod healthbench_real;
 mod judge_batch;
 mod judge_cost;
 mod judges;
+mod labels;
 mod mock_openai;
 mod ops;
 mod parity;

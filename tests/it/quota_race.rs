@@ -415,16 +415,19 @@ fn run(id: &str, set: &str) -> CalibrationRunRecord {
 }
 
 async fn put_set(s: &dyn Store, id: &str, owner: &str) {
-    s.put_calibration_set(&CalibrationSetRecord {
-        id: id.to_owned(),
-        name: id.to_owned(),
-        owner: Some(owner.to_owned()),
-        document: "{\"format\": \"calibration.v1\"}\n".to_owned(),
-        items: 1,
-        labels: 0,
-        created_at: 1,
-        updated_at: 1,
-    })
+    s.put_calibration_set(
+        &CalibrationSetRecord {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            owner: Some(owner.to_owned()),
+            document: "{\"format\": \"calibration.v1\"}\n".to_owned(),
+            items: 1,
+            labels: 0,
+            created_at: 1,
+            updated_at: 1,
+        },
+        &[],
+    )
     .await
     .unwrap();
 }

@@ -13,7 +13,12 @@ pub struct Server {
 }
 
 pub fn serve(cfg: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tribunal"))
+    serve_binary(std::path::Path::new(env!("CARGO_BIN_EXE_tribunal")), cfg)
+}
+
+/// `serve` with another build of the binary (a bench comparing two commits).
+pub fn serve_binary(bin: &std::path::Path, cfg: &std::path::Path) -> Server {
+    let mut child = Command::new(bin)
         .args([
             "serve",
             "-c",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use tribunal::store::{
     BatchCounts, BatchRecord, CalibrationRunRecord, CalibrationSetRecord, Finished, ItemOutcome,
-    JobQueue, JobState, LabelEvent, LedgerStatus, PostgresStore, SqliteStore, Store,
+    JobQueue, JobState, LabelEvent, LabelRow, LedgerStatus, PostgresStore, SqliteStore, Store,
 };
 
 /// The env var naming the Postgres server the suite (and the replica test) may use.
@@ -150,6 +150,7 @@ conformance!(
     concurrent_finishes_count_once_in_a_gap_free_order,
     job_states_lists_and_quotas,
     calibration_sets_labels_and_runs,
+    labels_move_to_rows_from_old_documents,
     verdict_cache_first_writer_wins,
     ping_answers,
     judge_batches_resume_and_count_per_job,
@@ -545,7 +546,17 @@ fn event(item: &str, value: serde_json::Value, previous: Option<serde_json::Valu
         value,
         previous,
         author: Some("alice".to_owned()),
+        imported_by: None,
         at: 1_700_000_000_000,
+    }
+}
+
+fn row(item: &str, rater: &str, value: serde_json::Value) -> LabelRow {
+    LabelRow {
+        item: item.to_owned(),
+        rater: rater.to_owned(),
+        kind: "human".to_owned(),
+        value,
     }
 }
 
@@ -561,13 +572,21 @@ async fn calibration_sets_labels_and_runs(b: &Backend) {
         created_at: at,
         updated_at: at,
     };
-    s.put_calibration_set(&set("s1", Some("alice"), 1000))
+    s.put_calibration_set(&set("s1", Some("alice"), 1000), &[])
         .await
         .unwrap();
-    s.put_calibration_set(&set("s2", None, 2000)).await.unwrap();
+    s.put_calibration_set(&set("s2", None, 2000), &[row("i1", "h", json!("no"))])
+        .await
+        .unwrap();
     assert!(
-        s.put_calibration_set(&set("s1", None, 3000)).await.is_err(),
+        s.put_calibration_set(&set("s1", None, 3000), &[])
+            .await
+            .is_err(),
         "ids are unique"
+    );
+    assert_eq!(
+        s.calibration_labels("s2").await.unwrap(),
+        [row("i1", "h", json!("no"))]
     );
     assert_eq!(
         s.calibration_set("s1").await.unwrap().unwrap(),
@@ -588,27 +607,45 @@ async fn calibration_sets_labels_and_runs(b: &Backend) {
         1
     );
 
-    s.update_calibration_set("s1", "doc v2", 2, 1, &[event("i1", json!("yes"), None)])
+    // Labels are rows: written without the document, `previous` read by the store.
+    let w = s
+        .write_calibration_labels("s1", &[event("i1", json!("yes"), None)], None)
         .await
         .unwrap();
-    s.update_calibration_set(
-        "s1",
-        "doc v3",
-        2,
-        2,
-        &[
-            event("i1", json!("no"), Some(json!("yes"))),
-            event("i2", json!(3), None),
-        ],
-    )
-    .await
-    .unwrap();
+    assert_eq!((w.added, w.replaced, w.labels, w.first), (1, 0, 1, 0));
+    let w = s
+        .write_calibration_labels(
+            "s1",
+            &[
+                event("i1", json!("no"), None),
+                event("i2", json!(3), Some(json!("ignored"))),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!((w.added, w.replaced, w.labels, w.first), (1, 1, 2, 1));
     let now = s.calibration_set("s1").await.unwrap().unwrap();
     assert_eq!(
         (now.document.as_str(), now.labels, now.created_at),
-        ("doc v3", 2, 1000)
+        ("{\"format\": \"calibration.v1\"}\n", 2, 1000),
+        "the document is not rewritten; the count follows the rows"
     );
     assert!(now.updated_at >= now.created_at);
+    assert_eq!(
+        s.list_calibration_sets(Some("alice")).await.unwrap()[0].labels,
+        2
+    );
+    assert_eq!(
+        s.calibration_set_version("s1").await.unwrap().unwrap().1,
+        3,
+        "one version per history entry"
+    );
+    assert_eq!(
+        s.calibration_labels("s1").await.unwrap(),
+        [row("i1", "dr", json!("no")), row("i2", "dr", json!(3))],
+        "first-written order; a replaced label keeps its place"
+    );
     let history = s.label_history("s1", None).await.unwrap();
     assert_eq!(
         history,
@@ -623,6 +660,32 @@ async fn calibration_sets_labels_and_runs(b: &Backend) {
         [event("i2", json!(3), None)]
     );
     assert!(s.label_history("s2", None).await.unwrap().is_empty());
+
+    // An undo of entry 2 removes the label it added, and is recorded as an undo.
+    let mut undo = event("i2", serde_json::Value::Null, Some(json!(3)));
+    undo.imported_by = Some("root".to_owned());
+    let w = s
+        .write_calibration_labels("s1", std::slice::from_ref(&undo), Some(2))
+        .await
+        .unwrap();
+    assert_eq!((w.removed, w.labels, w.first), (1, 1, 3));
+    assert_eq!(
+        s.calibration_labels("s1").await.unwrap(),
+        [row("i1", "dr", json!("no"))]
+    );
+    assert_eq!(
+        s.label_history("s1", Some("i2")).await.unwrap()[1],
+        undo,
+        "imported_by is kept"
+    );
+    assert_eq!(
+        s.last_undoable_label("s1", Some("alice"))
+            .await
+            .unwrap()
+            .map(|(n, e)| (n, e.item)),
+        Some((1, "i1".to_owned())),
+        "the undone entry and the undo are skipped"
+    );
 
     let run = CalibrationRunRecord {
         id: "run1".to_owned(),
@@ -653,6 +716,117 @@ async fn calibration_sets_labels_and_runs(b: &Backend) {
     assert_eq!(finished.report.as_deref(), Some("{\"report\": 1}"));
     assert!(finished.finished_at.is_some());
     assert!(s.calibration_run("run2").await.unwrap().is_none());
+}
+
+/// A database made before labels were rows (SQLite schema 8, Postgres schema 5), with
+/// labels inside a set's document: opening it with this build moves them to rows,
+/// leaves the document without labels, keeps the history and its undo, and does it
+/// once.
+async fn labels_move_to_rows_from_old_documents(b: &Backend) {
+    let (dir, last_old) = match b {
+        Backend::Sqlite(..) => ("migrations", 8),
+        Backend::Postgres(..) => ("migrations/postgres", 5),
+    };
+    let mut old = sqlx::migrate::Migrator::new(crate::root().join(dir))
+        .await
+        .unwrap();
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version <= last_old)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let doc = concat!(
+        r#"{"format": "calibration.v1", "name": "old", "scale": "nominal", "categories": ["no", "yes"]}"#,
+        "\n",
+        r#"{"id": "a", "labels": [{"rater": "nurse-a", "kind": "human", "value": "yes"}, {"rater": "gpt", "kind": "judge", "value": "no"}]}"#,
+        "\n",
+        r#"{"id": "b", "labels": [{"rater": "nurse-a", "kind": "human", "value": "no"}]}"#,
+        "\n",
+    );
+    let inserts = [
+        format!(
+            "INSERT INTO calibration_sets (id, name, owner, document, items, labels, created_at, updated_at) VALUES ('old', 'old', 'alice', '{doc}', 2, 3, 1000, 2000)"
+        ),
+        "INSERT INTO calibration_label_history (set_id, n, item, rater, kind, value, previous, author, at) VALUES ('old', 0, 'b', 'nurse-a', 'human', '\"no\"', NULL, 'nurse-a', 1500)".to_owned(),
+    ];
+    let url = match b {
+        Backend::Sqlite(..) => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("old.db").display());
+            let opts: sqlx::sqlite::SqliteConnectOptions = url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            old.run(&pool).await.unwrap();
+            for q in &inserts {
+                sqlx::query(q).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+            let store = SqliteStore::open(&url).await.unwrap();
+            check_moved_labels(&store).await;
+            drop(store);
+            // A second open finds nothing left to move and changes nothing.
+            check_moved_labels(&SqliteStore::open(&url).await.unwrap()).await;
+            return;
+        }
+        Backend::Postgres(..) => {
+            // A database of its own, migrated to the old schema only.
+            let admin = postgres_url("labels_move_to_rows_from_old_documents").unwrap();
+            fresh_database(&admin).await
+        }
+    };
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    old.run(&pool).await.unwrap();
+    for q in &inserts {
+        sqlx::query(q).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    check_moved_labels(&PostgresStore::open(&url).await.unwrap()).await;
+    check_moved_labels(&PostgresStore::open(&url).await.unwrap()).await;
+}
+
+async fn check_moved_labels(s: &dyn Store) {
+    let rec = s.calibration_set("old").await.unwrap().unwrap();
+    assert!(
+        !rec.document.contains("nurse-a"),
+        "labels left the document: {}",
+        rec.document
+    );
+    let mut set = tribunal::calibration::set::parse_set(&rec.document).unwrap();
+    assert_eq!(set.items.len(), 2);
+    assert_eq!(rec.labels, 3);
+    let rows = s.calibration_labels("old").await.unwrap();
+    assert_eq!(
+        rows,
+        [
+            row("a", "nurse-a", json!("yes")),
+            LabelRow {
+                kind: "judge".to_owned(),
+                ..row("a", "gpt", json!("no"))
+            },
+            row("b", "nurse-a", json!("no")),
+        ]
+    );
+    set.attach_labels(
+        rows.iter()
+            .map(|r| (r.item.as_str(), r.rater.as_str(), r.kind.as_str(), &r.value)),
+    )
+    .unwrap();
+    assert_eq!(set.items[0].labels.len(), 2);
+    // The history (and so undo) goes on from where it was.
+    let (n, e) = s
+        .last_undoable_label("old", Some("nurse-a"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((n, e.item.as_str()), (0, "b"));
+    assert_eq!(
+        s.calibration_set_version("old").await.unwrap().unwrap().1,
+        1
+    );
 }
 
 async fn verdict_cache_first_writer_wins(b: &Backend) {

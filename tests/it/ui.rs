@@ -1093,11 +1093,13 @@ async fn disagreement_filter_reads_the_runs_judges() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Read as the set's owner: an annotator's API view is blind (only items it has
+    // labelled), while the queue's filter below only lists positions.
     let d = api(
         &app,
         "get",
         &format!("/v1/calibration/runs/{run}/disagreements?limit=500"),
-        "doc-secret",
+        "a-secret",
         None,
     )
     .await;

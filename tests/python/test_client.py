@@ -184,13 +184,14 @@ def test_calibration_upload_labels_run_and_report(keyed) -> None:
         assert from_text["name"] == "py-sleep"
     with tc.Client(keyed.url, keyed.keys["PYTEST_ANNOTATOR_KEY"]) as annotator:
         written = conforms(
-            annotator.add_labels(set_id, [{"item": "l0", "rater": "nurse-b", "kind": "human", "value": True}]),
+            # An annotator's label is its own: the rater is its key's name ("doc").
+            annotator.add_labels(set_id, [{"item": "l0", "rater": "doc", "kind": "human", "value": True}]),
             m.LabelsWritten,
         )
-        assert written["replaced"] == 1
+        assert written["added"] == 1
         history = conforms(annotator.label_history(set_id, item="l0"), m.LabelHistory)
         # The set's categories are "false" / "true": labels are stored as categories.
-        assert [(e["item"], e["rater"], e["previous"]) for e in history["history"]] == [("l0", "nurse-b", "false")]
+        assert [(e["item"], e["rater"], e["value"], e["previous"]) for e in history["history"]] == [("l0", "doc", "true", None)]
     with tc.Client(keyed.url, keyed.keys["PYTEST_CLIENT_KEY"]) as client:
         run = conforms(client.start_calibration_run(set_id, seed=1, resamples=50), m.CalibrationRunDoc)
         finished = conforms(client.wait_calibration_run(run["id"], timeout=120), m.CalibrationRunDoc)

@@ -98,6 +98,13 @@ impl CalibrationSet {
     /// item. Validates the whole batch first and changes nothing if any label is
     /// invalid; errors are `labels[i].field: problem; fix`.
     pub fn add_labels(&mut self, labels: &[NewLabel]) -> Result<LabelsAdded, Vec<String>> {
+        let valid = self.check_labels(labels)?;
+        Ok(self.apply_labels(valid))
+    }
+
+    /// Validates a batch of labels against the set (`add_labels` without the change):
+    /// each valid label with its item's index, or every problem.
+    pub fn check_labels(&self, labels: &[NewLabel]) -> Result<Vec<(usize, Label)>, Vec<String>> {
         let index: HashMap<&str, usize> = self
             .items
             .iter()
@@ -163,6 +170,11 @@ impl CalibrationSet {
         if !errors.is_empty() {
             return Err(errors);
         }
+        Ok(valid)
+    }
+
+    /// Applies labels `check_labels` accepted.
+    pub fn apply_labels(&mut self, valid: Vec<(usize, Label)>) -> LabelsAdded {
         let mut out = LabelsAdded {
             added: 0,
             replaced: 0,
@@ -186,7 +198,60 @@ impl CalibrationSet {
                 }
             }
         }
-        Ok(out)
+        out
+    }
+
+    /// Removes the label of `rater` and `kind` on item `item` (an index), if any.
+    pub fn remove_label(&mut self, item: usize, rater: &str, kind: RaterKind) {
+        if let Some(it) = self.items.get_mut(item) {
+            it.labels.retain(|l| !(l.rater == rater && l.kind == kind));
+        }
+    }
+
+    /// Attaches stored label rows (`(item, rater, kind, value)`, in their stored
+    /// order) to a set read without labels. A row naming no item of the set, or a
+    /// value off the set's scale, is an error naming it.
+    pub fn attach_labels<'a>(
+        &mut self,
+        rows: impl IntoIterator<Item = (&'a str, &'a str, &'a str, &'a Value)>,
+    ) -> Result<(), String> {
+        let index: HashMap<&str, usize> = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| (it.id.as_str(), i))
+            .collect();
+        let mut placed = Vec::new();
+        for (item, rater, kind, value) in rows {
+            let at = index.get(item).copied().ok_or_else(|| {
+                format!("a label of item \"{item}\", which the set does not have")
+            })?;
+            let kind = RaterKind::parse(kind)
+                .ok_or_else(|| format!("item \"{item}\": rater kind \"{kind}\""))?;
+            let value = super::label_value(self.scale, &self.categories, value)
+                .map_err(|m| format!("item \"{item}\", rater \"{rater}\": {m}"))?;
+            placed.push((
+                at,
+                Label {
+                    rater: rater.to_owned(),
+                    kind,
+                    value,
+                },
+            ));
+        }
+        for (at, label) in placed {
+            self.items[at].labels.push(label);
+        }
+        Ok(())
+    }
+
+    /// Takes every label out of the set (items keep their order), in item order.
+    pub fn take_labels(&mut self) -> Vec<(usize, Label)> {
+        let mut out = Vec::new();
+        for (i, it) in self.items.iter_mut().enumerate() {
+            out.extend(std::mem::take(&mut it.labels).into_iter().map(|l| (i, l)));
+        }
+        out
     }
 }
 
