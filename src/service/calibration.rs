@@ -526,7 +526,7 @@ impl Service {
         let imported_by = label_writers(caller, rec.owner.as_deref(), &labels)?;
         let valid = cached
             .set
-            .check_labels(&labels)
+            .check_labels_in(&labels, |id| cached.index.get(id).copied())
             .map_err(|e| errors_under("labels", e))?;
         let at = now_ms();
         let history: Vec<LabelEvent> = labels

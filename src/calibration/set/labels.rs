@@ -111,12 +111,22 @@ impl CalibrationSet {
             .enumerate()
             .map(|(i, it)| (it.id.as_str(), i))
             .collect();
+        self.check_labels_in(labels, |id| index.get(id).copied())
+    }
+
+    /// `check_labels` with the item index given (`find`: an item id's position), so a
+    /// caller that keeps one does not rebuild it for every write to a large set.
+    pub fn check_labels_in(
+        &self,
+        labels: &[NewLabel],
+        find: impl Fn(&str) -> Option<usize>,
+    ) -> Result<Vec<(usize, Label)>, Vec<String>> {
         let mut errors = Vec::new();
         let mut valid = Vec::with_capacity(labels.len());
         let mut seen: HashMap<(usize, &str, RaterKind), usize> = HashMap::new();
         for (i, l) in labels.iter().enumerate() {
             let err = |field: &str, m: String| format!("labels[{i}].{field}: {m}");
-            let item = index.get(l.item.as_str()).copied();
+            let item = find(l.item.as_str());
             if item.is_none() {
                 errors.push(err(
                     "item",

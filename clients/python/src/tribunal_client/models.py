@@ -846,6 +846,7 @@ LabelEvent = TypedDict(
     {
         'at': Required[int],
         'author': NotRequired[Optional[str]],
+        'imported_by': NotRequired[Optional[str]],
         'item': Required[str],
         'kind': Required[str],
         'previous': NotRequired[Any],
