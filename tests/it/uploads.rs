@@ -26,10 +26,27 @@ async fn job_uploads_follow_their_content_type() {
     let (code, job) = app.post_as("/v1/jobs", json_type, pretty.clone()).await;
     assert_eq!(code, 202, "{job}");
     assert_eq!(job["total"], 1, "{job}");
-    // The same without a Content-Type (sniffed): one document, not NDJSON.
+    // The same without a Content-Type: a keyless server refuses it (a cross-site page
+    // can send an untyped body; README "Security"); a server with keys sniffs it as one
+    // document, not NDJSON.
     let r = app
         .http
         .post(format!("{}/v1/jobs", app.url))
+        .body(pretty.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    let keyed = TestApp::spawn_with(
+        tribunal::config::DEFAULT_CONFIG,
+        "[[server.api_keys]]\nname = \"team\"\nkey_env = \"K_UPLOAD\"\n",
+        &[("K_UPLOAD", "upload-secret")],
+    )
+    .await;
+    let r = keyed
+        .http
+        .post(format!("{}/v1/jobs", keyed.url))
+        .header("authorization", "Bearer upload-secret")
         .body(pretty)
         .send()
         .await
