@@ -301,7 +301,12 @@ impl Auth {
         if self.keys.is_empty() {
             return Ok(Caller::local_admin());
         }
-        if let Some(addr) = peer {
+        // A request without a key guesses nothing: it gets its 401 even from a closed
+        // address, so a client that forgot its key is told so.
+        let presents_key = authorization
+            .and_then(bearer_token)
+            .is_some_and(|t| !t.trim().is_empty());
+        if let (Some(addr), true) = (peer, presents_key) {
             self.guesses.check(addr)?;
         }
         let result = self.authenticate(authorization).await;
@@ -616,6 +621,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A request without a key is told it lacks one, also from a closed address.
+        let e = auth.authenticate_from(None, Some(me)).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Unauthenticated);
         // Other addresses, and callers whose address is unknown, are not affected.
         assert!(
             auth.authenticate_from(Some("Bearer k1"), Some(other))

@@ -74,14 +74,37 @@ async fn keyless_writes_need_a_json_ndjson_or_csv_content_type() {
             "{ct:?}: the accepted types are named: {r}"
         );
     }
-    // An empty write (undo) needs it too; nothing was graded or stored above.
+    // A body-less write (undo) has no type to check: from another site's page (which
+    // a browser marks with `Origin`) it is refused; from the server's own origin or a
+    // tool (no `Origin`) it reaches the handler (404: no such set).
+    let undo = "/v1/calibration/sets/x/labels/undo";
+    let with_origin = |origin: &str| {
+        let mut req = String::from_utf8(post_bytes(undo, &host, None, "")).unwrap();
+        req = req.replacen("\r\n", &format!("\r\nOrigin: {origin}\r\n"), 1);
+        req.into_bytes()
+    };
+    for (origin, expected) in [
+        ("https://attacker.example".to_owned(), 403),
+        ("null".to_owned(), 403),
+        (format!("http://{host}.attacker.example"), 403),
+        (format!("http://{host}"), 404),
+    ] {
+        let r = raw(&app.url, &with_origin(&origin), Duration::from_secs(30)).await;
+        assert_eq!(status_of(&r), expected, "{origin}: {r}");
+    }
     let r = raw(
         &app.url,
-        &post_bytes("/v1/calibration/sets/x/labels/undo", &host, None, ""),
+        &post_bytes(undo, &host, None, ""),
         Duration::from_secs(30),
     )
     .await;
-    assert_eq!(status_of(&r), 415, "{r}");
+    assert_eq!(status_of(&r), 404, "{r}");
+    // A method the route does not have is the router's 405, not a type error.
+    let put = String::from_utf8(post_bytes("/v1/judges", &host, None, ""))
+        .unwrap()
+        .replacen("POST", "PUT", 1);
+    let r = raw(&app.url, put.as_bytes(), Duration::from_secs(30)).await;
+    assert_eq!(status_of(&r), 405, "{r}");
     let (_, jobs) = app.get("/v1/jobs").await;
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0);
     // JSON (any case, with parameters) and NDJSON are served.

@@ -2,9 +2,11 @@
 //! - `Host` must name this server (loopback, or `server.allowed_hosts`): on a keyless
 //!   server always, with keys once `allowed_hosts` is set (`service::auth::host_allowed`,
 //!   the check gRPC makes on `:authority`). Blocks DNS rebinding.
-//! - On a keyless server a `/v1` POST, PUT or PATCH must say it carries JSON, NDJSON or
-//!   CSV (`Content-Type`), none of which a cross-site page can send without a CORS
-//!   preflight, which this server never grants. The UI's forms keep their CSRF token.
+//! - On a keyless server a `/v1` POST must say it carries JSON, NDJSON or CSV
+//!   (`Content-Type`), none of which a cross-site page can send without a CORS
+//!   preflight, which this server never grants; a body-less POST (an undo) must not
+//!   come from another site's page (`Origin`). PUT, PATCH and DELETE always need a
+//!   preflight. The UI's forms keep their CSRF token.
 //! - A declared `Content-Length` over `server.max_body_bytes` is refused from the
 //!   header, before any of the body is read (streamed uploads excepted).
 //! - A request body that pauses longer than `server.body_idle_timeout_ms` fails.
@@ -50,6 +52,41 @@ const STREAMED_TYPES: [&str; 2] = ["application/x-ndjson", "text/csv"];
 
 /// Probes that must answer whatever name a load balancer or orchestrator uses.
 const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// Whether the request says it has no body: no `Transfer-Encoding`, and a
+/// `Content-Length` of 0 or none.
+fn declares_no_body(headers: &header::HeaderMap) -> bool {
+    !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.to_str().is_ok_and(|v| v.trim() == "0"))
+}
+
+/// Refuses a request whose `Origin` is not this server's own (`http(s)://` + `Host`);
+/// a request without `Origin` (not from a browser page) passes.
+fn same_origin(headers: &header::HeaderMap) -> Result<(), Box<Response>> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let own = !host.is_empty()
+        && (origin.strip_prefix("http://") == Some(host)
+            || origin.strip_prefix("https://") == Some(host));
+    if own {
+        return Ok(());
+    }
+    Err(Box::new(
+        ApiError(Error::Forbidden(format!(
+            "a cross-site request (Origin {}) to a server without API keys is refused; configure API keys to serve other sites' pages",
+            crate::error::clip(origin, 64)
+        )))
+        .into_response(),
+    ))
+}
 
 /// `type/subtype` of a `Content-Type` value, lower-cased, without parameters.
 fn essence(value: &str) -> String {
@@ -113,8 +150,16 @@ fn check(state: &HttpState, req: &Request) -> Result<(), Box<Response>> {
             }
         }
     }
-    let writes = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
-    if keyless && writes && path.starts_with("/v1/") {
+    // POST is the one write a cross-site page can send without a CORS preflight (PUT,
+    // PATCH and DELETE always need one, which this server never grants); a method the
+    // route does not have gets its 405 from the router.
+    if keyless && req.method() == Method::POST && path.starts_with("/v1/") {
+        if content_type.is_none() && declares_no_body(req.headers()) {
+            // A body-less action (an undo): no type to check, so a browser's request
+            // must come from this server's own pages (browsers send `Origin` on
+            // every POST; tools send none).
+            return same_origin(req.headers());
+        }
         let ok = content_type
             .as_deref()
             .is_some_and(|t| ACCEPTED_TYPES.contains(&t));

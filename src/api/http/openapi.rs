@@ -46,7 +46,7 @@ pub fn finish(mut doc: Value, auth: bool) -> Value {
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
             .map(str::to_owned)
             .collect();
-        for op in ops.values_mut() {
+        for (method, op) in ops.iter_mut() {
             add_path_params(op, &templated);
             let params = op
                 .get("parameters")
@@ -75,6 +75,12 @@ pub fn finish(mut doc: Value, auth: bool) -> Value {
             }
             if has_path {
                 add.push(("404", "no such resource (or one the caller may not see)"));
+            }
+            if guarded && method == "post" {
+                add.push((
+                    "415",
+                    "the body's Content-Type is not one this operation takes (a server without API keys takes JSON, NDJSON or CSV bodies only: README \"Security\")",
+                ));
             }
             if has_body {
                 add.push((
