@@ -61,18 +61,21 @@ def items(path: Path) -> Path:
 
 def test_grade_prints_the_score_table_to_a_terminal(tmp_path: Path) -> None:
     src = items(tmp_path / "in.jsonl")
-    out = on_terminal(["grade", str(src), "-o", str(tmp_path / "a.jsonl")], tmp_path)
+    out = on_terminal(["grade", str(src), "-o", str(tmp_path / "a.jsonl"), "--by-tag"], tmp_path)
     lines = out.strip().splitlines()
-    assert lines[0].startswith("6 examples, "), out
-    assert lines[1].split() == ["figure", "score", "std", "n"], out
-    assert lines[2].split()[0] == "overall" and lines[2].split()[-1] == "6", out
-    assert any(line.split()[0] == "axis:care" for line in lines[3:-1]), out
-    # Six distinct responses x two criteria x three judges, none of them cached.
-    assert lines[-1].startswith("judge calls 36, tokens "), out
+    # The run ends with its headline: included / excluded, overall, SIMULATED last.
+    assert lines[-1].startswith("SIMULATED"), out
+    assert lines[-2].startswith("overall ") and lines[-2].endswith(", n 6"), out
+    assert lines[-3].startswith("6 examples: 6 included, 0 excluded"), out
+    # Six distinct responses x two criteria, none of them cached: 12 calls per judge.
+    judges = [line for line in lines if line.startswith("judge ")]
+    assert len(judges) == 3 and all(" 12 calls, " in line for line in judges), out
+    # --by-tag lists the tag rows, above the headline.
+    assert any(line.split() and line.split()[0] == "axis:care" for line in lines[:-3]), out
     # The table says what the JSON says.
     doc = json.loads(piped(["grade", str(src), "-o", str(tmp_path / "b.jsonl")], tmp_path))
     assert doc["overall"]["n"] == 6
-    assert f"{doc['overall']['score']:.4f}" == lines[2].split()[1]
+    assert f"{doc['overall']['score']:.4f}" == lines[-2].split()[1]
 
 
 def test_grade_prints_json_when_asked_even_on_a_terminal(tmp_path: Path) -> None:
