@@ -557,6 +557,37 @@ async fn annotator_flow(kind: Kind, driver_exe: &Path) {
     b.goto(&format!("{}/ui/jobs/{}/items/0", app.url, fx.job))
         .await;
     assert!(b.source().await.contains("sim-a"));
+    // What a physician reviews, as the browser renders it: the conversation, the
+    // response, and per criterion its text, points, tags and the verdicts in words.
+    let text = b
+        .js("return document.body.innerText;")
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for want in [
+        "I have a fever of 39C for three days.",
+        "Rest and fluids.",
+        "Advises seeing a clinician for fever over 3 days.",
+        "7 points",
+        "Recommends antibiotics without evaluation.",
+        "-6 points",
+        "axis:accuracy",
+        "Consensus:",
+    ] {
+        assert!(text.contains(want), "{want} not on the item page: {text}");
+    }
+    assert!(
+        text.contains("not met") || text.contains(" met"),
+        "verdicts in words: {text}"
+    );
+    assert!(!text.contains("True") && !text.contains("False"), "{text}");
+    // The response's markup stayed text: no element was made from it.
+    assert_eq!(
+        b.js("return document.querySelectorAll('#response img, #response script').length;")
+            .await,
+        json!(0)
+    );
     b.screenshot(&shots.join("ui-report.png")).await;
 
     // A form POST without the CSRF token is refused in the browser too.
