@@ -211,6 +211,18 @@ pub(crate) fn run(args: &GradeArgs) -> Result<(), Failure> {
     exit_status(&summary, &tally, args.use_reference)
 }
 
+/// "N item(s) failed (first: ID: MESSAGE)", when any did.
+fn failed_clause(tally: &RunTally) -> Option<String> {
+    (tally.failed > 0).then(|| {
+        let example = tally
+            .first_failure
+            .as_ref()
+            .map(|(id, m)| format!(" (first: {id}: {m})"))
+            .unwrap_or_default();
+        format!("{} item(s) failed{example}", tally.failed)
+    })
+}
+
 /// The run's exit: 0 when every item was graded and counts; `EXIT_NOTHING_GRADED` when
 /// no item has a report; `EXIT_ITEMS_FAILED` when an item failed or was excluded
 /// because a judge abstained (`incomplete`). The message says what and where to look.
@@ -221,13 +233,8 @@ fn exit_status(
 ) -> Result<(), Failure> {
     if summary.examples == 0 {
         let mut why = Vec::new();
-        if tally.failed > 0 {
-            let example = tally
-                .first_failure
-                .as_ref()
-                .map(|(id, m)| format!(" (first: {id}: {m})"))
-                .unwrap_or_default();
-            why.push(format!("{} item(s) failed{example}", tally.failed));
+        if let Some(failed) = failed_clause(tally) {
+            why.push(failed);
         }
         if tally.skipped_no_response > 0 {
             why.push(format!(
@@ -246,13 +253,8 @@ fn exit_status(
     }
     if tally.failed > 0 || summary.excluded_incomplete > 0 {
         let mut why = Vec::new();
-        if tally.failed > 0 {
-            let example = tally
-                .first_failure
-                .as_ref()
-                .map(|(id, m)| format!(" (first: {id}: {m})"))
-                .unwrap_or_default();
-            why.push(format!("{} item(s) failed{example}", tally.failed));
+        if let Some(failed) = failed_clause(tally) {
+            why.push(failed);
         }
         if summary.excluded_incomplete > 0 {
             why.push(format!(
