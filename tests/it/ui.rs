@@ -1307,3 +1307,76 @@ async fn job_item_page_shows_the_case_and_each_criterion() {
         "{b}"
     );
 }
+
+/// The job page cancels a running job through the service's one cancel: the form
+/// needs its CSRF token, another team's session cannot cancel, and the job then reads
+/// cancelling or cancelled with its unfinished items neither failed nor graded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_page_cancels_a_running_job() {
+    // Slow judges, so the job is still running when the form is sent.
+    let slow =
+        tribunal::config::DEFAULT_CONFIG.replace("seed = 1\n", "seed = 1\nlatency_ms = 300\n");
+    let app = TestApp::spawn_with(&slow, KEYS, ENV).await;
+    let cases: Vec<Value> = (0..40)
+        .map(|i| case(&format!("slow-{i}"), &format!("Rest, variant {i}.")))
+        .collect();
+    let job = api(&app, "post", "/v1/jobs", "a-secret", Some(json!(cases))).await;
+    let job = job["id"].as_str().unwrap().to_owned();
+
+    let mut other = Client::new(&app.url);
+    other.sign_in("b-secret").await;
+    let page = other.get(&format!("/ui/jobs/{job}")).await;
+    assert_eq!(page.status, 404, "another team does not see the job");
+
+    let mut owner = Client::new(&app.url);
+    owner.sign_in("a-secret").await;
+    let page = owner.get(&format!("/ui/jobs/{job}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"cancel-job\""), "{}", page.body);
+    // Without the token: refused, and the job goes on.
+    let r = owner.post(&format!("/ui/jobs/{job}/cancel"), &[]).await;
+    assert_eq!(r.status, 403);
+    // Another team's session with its own valid token: the job is not theirs.
+    let their = other.get("/ui/jobs").await;
+    let r = other
+        .post(
+            &format!("/ui/jobs/{job}/cancel"),
+            &[("csrf", &csrf_of(&their.body))],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let status = api(&app, "get", &format!("/v1/jobs/{job}"), "a-secret", None).await;
+    assert!(
+        status["state"] == "queued" || status["state"] == "running",
+        "{status}"
+    );
+    let r = owner
+        .post(
+            &format!("/ui/jobs/{job}/cancel"),
+            &[("csrf", &csrf_of(&page.body))],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location(), format!("/ui/jobs/{job}"));
+    let status = api(&app, "get", &format!("/v1/jobs/{job}"), "a-secret", None).await;
+    assert!(
+        status["state"] == "cancelling" || status["state"] == "cancelled",
+        "{status}"
+    );
+    let mut done = Value::Null;
+    for _ in 0..200 {
+        done = api(&app, "get", &format!("/v1/jobs/{job}"), "a-secret", None).await;
+        if done["state"] == "cancelled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["state"], "cancelled", "{done}");
+    assert_eq!(done["failed"], 0, "{done}");
+    assert!(done["done"].as_u64().unwrap() < 40, "{done}");
+    let page = owner.get(&format!("/ui/jobs/{job}")).await;
+    assert!(
+        !page.body.contains("id=\"cancel-job\""),
+        "no cancel on a cancelled job"
+    );
+}

@@ -752,6 +752,18 @@ pub struct JobPageQuery {
     after: Option<u64>,
 }
 
+/// Cancels a job from its page (the service's one cancel: ownership, state, and the
+/// runners on every replica), then shows the page again, which follows the job from
+/// `cancelling` to `cancelled`.
+pub async fn cancel_job(
+    State(state): State<UiState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Page {
+    state.service.cancel_job(&ctx.caller, &id).await?;
+    Ok(Redirect::to(&format!("/ui/jobs/{}", percent(&id))).into_response())
+}
+
 pub async fn job_page(
     State(state): State<UiState>,
     Extension(ctx): Extension<Ctx>,

@@ -71,6 +71,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(service: Arc<Service>) -> axum::
         .route("/ui/jobs", get(handlers::jobs))
         .route("/ui/jobs/{id}", get(handlers::job_page))
         .route("/ui/jobs/{id}/events", get(handlers::job_events))
+        .route("/ui/jobs/{id}/cancel", post(handlers::cancel_job))
         .route("/ui/jobs/{id}/items/{seq}", get(handlers::item_page))
         .route("/ui/assets/app.js", get(handlers::app_js))
         .route("/ui/assets/app.css", get(handlers::app_css))
