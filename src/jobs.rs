@@ -767,9 +767,12 @@ mod tests {
         }
     }
 
-    /// Runs one single-item job to its end; returns what the hook saw and the final state.
-    async fn run_job(fail: bool) -> (Vec<(String, Option<JobState>)>, JobState) {
-        let dir = tempfile::tempdir().unwrap();
+    /// A SQLite store in `dir` and runners whose on-finish hook is a `Probe` (failing
+    /// when asked to); the tracker is the runners'.
+    async fn runners(
+        dir: &tempfile::TempDir,
+        fail: bool,
+    ) -> (Arc<dyn Store>, Arc<Jobs>, Arc<Probe>, TaskTracker) {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
         let cfg = Config::default_simulated().unwrap();
@@ -789,12 +792,24 @@ mod tests {
             Arc::clone(&probe) as Arc<dyn JobFinished>,
             None,
         );
-        store.stage_job("j1", 0, None).await.unwrap();
+        (store, jobs, probe, tracker)
+    }
+
+    /// Stores job `id` with the one item `ITEM`, queued.
+    async fn queue_one(store: &dyn Store, id: &str) {
+        store.stage_job(id, 0, None).await.unwrap();
         store
-            .stage_items("j1", 0, &[("c1".to_owned(), ITEM.to_owned())])
+            .stage_items(id, 0, &[("c1".to_owned(), ITEM.to_owned())])
             .await
             .unwrap();
-        store.commit_staged_job("j1", 1).await.unwrap();
+        store.commit_staged_job(id, 1).await.unwrap();
+    }
+
+    /// Runs one single-item job to its end; returns what the hook saw and the final state.
+    async fn run_job(fail: bool) -> (Vec<(String, Option<JobState>)>, JobState) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, jobs, probe, tracker) = runners(&dir, fail).await;
+        queue_one(store.as_ref(), "j1").await;
         jobs.start("j1");
         tracker.close();
         tracker.wait().await;
@@ -815,22 +830,9 @@ mod tests {
     #[tokio::test]
     async fn cancelling_jobs_are_settled_at_resume_and_never_run() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
-        let cfg = Config::default_simulated().unwrap();
-        let grader = Arc::new(Grader::with_store(&cfg, Arc::clone(&store)).unwrap());
-        let probe = Arc::new(Probe {
-            store: Arc::clone(&store),
-            fail: false,
-            seen: Mutex::new(Vec::new()),
-        });
+        let (store, jobs, probe, tracker) = runners(&dir, false).await;
         for id in ["left", "queued"] {
-            store.stage_job(id, 0, None).await.unwrap();
-            store
-                .stage_items(id, 0, &[("c1".to_owned(), ITEM.to_owned())])
-                .await
-                .unwrap();
-            store.commit_staged_job(id, 1).await.unwrap();
+            queue_one(store.as_ref(), id).await;
         }
         store
             .set_job_state("left", JobState::Running)
@@ -840,16 +842,6 @@ mod tests {
             .set_job_state("left", JobState::Cancelling)
             .await
             .unwrap();
-        let tracker = TaskTracker::new();
-        let jobs = Jobs::new(
-            grader,
-            Arc::clone(&store),
-            tracker.clone(),
-            CancellationToken::new(),
-            None,
-            Arc::clone(&probe) as Arc<dyn JobFinished>,
-            None,
-        );
         // The queued job is cancelled before anything resumes it: no runner, settled.
         jobs.cancel("queued").await.unwrap();
         assert_eq!(jobs.resume().await.unwrap(), 0, "nothing to resume");

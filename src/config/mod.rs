@@ -16,7 +16,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use raw::{RawApiKey, RawCommittee, RawConfig, RawJudge, RawRedis, RawServer, RawSim};
-pub use render::{mask_userinfo, render_resolved_toml};
+pub use render::render_resolved_toml;
 
 use crate::committee::dawid_skene::Reliability;
 use crate::committee::vote::{Rule, TieRule};
@@ -312,12 +312,24 @@ pub struct ServerConfig {
 /// by `***`, since either may hold a credential. Not a URL parser: anything without
 /// `scheme://` is shown as it is.
 pub fn mask_url(url: &str) -> String {
+    masked(url, true)
+}
+
+/// A URL for display with only its userinfo replaced by `***@`, the query kept: for a
+/// URL whose query carries settings that must survive a round trip through
+/// `config check` (a database URL's `?mode=`).
+pub fn mask_userinfo(url: &str) -> String {
+    masked(url, false)
+}
+
+fn masked(url: &str, hide_query: bool) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let (rest, query) = match rest.split_once('?') {
-        Some((r, _)) => (r, "?***"),
-        None => (rest, ""),
+        Some((r, _)) if hide_query => (r, "?***".to_owned()),
+        Some((r, q)) => (r, format!("?{q}")),
+        None => (rest, String::new()),
     };
     let end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);

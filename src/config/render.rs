@@ -12,18 +12,6 @@ use crate::committee::vote::Rule;
 /// What a masked secret reads as.
 const MASK: &str = "***";
 
-/// A URL with any userinfo (`user:password@`) replaced by `***@`.
-pub fn mask_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://{MASK}@{host}{}", &rest[authority_end..]),
-        None => url.to_owned(),
-    }
-}
-
 fn ms(d: std::time::Duration) -> Value {
     Value::Integer(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -144,7 +132,11 @@ fn server_table(s: &ServerConfig) -> Table {
     let mut t = Table::new();
     put(&mut t, "http_addr", s.http_addr.to_string());
     put(&mut t, "grpc_addr", s.grpc_addr.to_string());
-    put(&mut t, "database_url", mask_userinfo(&s.database_url));
+    put(
+        &mut t,
+        "database_url",
+        super::mask_userinfo(&s.database_url),
+    );
     t.insert("max_body_bytes".into(), int(s.max_body_bytes));
     t.insert("max_items_per_job".into(), int(s.max_items_per_job));
     t.insert(
