@@ -124,6 +124,10 @@ pub struct JudgeConfig {
 
 /// Requests per batch file the OpenAI Batch API accepts at most.
 pub const BATCH_MAX_REQUESTS_LIMIT: usize = 50_000;
+
+/// `server.failed_keys_per_address` when unset: unknown keys one address may send
+/// before it is slowed down (README "Security").
+pub const DEFAULT_FAILED_KEYS_PER_ADDRESS: u32 = 5;
 /// The only completion window the OpenAI Batch API offers.
 pub const BATCH_COMPLETION_WINDOW: &str = "24h";
 

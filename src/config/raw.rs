@@ -610,7 +610,7 @@ fn validate_server(
         ),
         failed_keys_per_address: s
             .failed_keys_per_address
-            .unwrap_or(crate::service::auth::FREE_FAILURES),
+            .unwrap_or(super::DEFAULT_FAILED_KEYS_PER_ADDRESS),
     }
 }
 

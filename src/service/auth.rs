@@ -417,8 +417,8 @@ struct Guessing {
 }
 
 /// Unknown keys an address may send before it is slowed down, by default
-/// (`server.failed_keys_per_address`).
-pub const FREE_FAILURES: u32 = 5;
+/// (`server.failed_keys_per_address`; the default is config's).
+pub use crate::config::DEFAULT_FAILED_KEYS_PER_ADDRESS as FREE_FAILURES;
 const MAX_BLOCK: Duration = Duration::from_secs(60);
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Addresses remembered at most (the least recently failing is dropped).
